@@ -1,0 +1,5 @@
+import sys
+
+from fastsock.cli import main
+
+sys.exit(main())

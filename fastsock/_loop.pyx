@@ -1,0 +1,488 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""One worker's event loop: accept, read, parse, call the app, write; timers and back-pressure.
+
+It calls one Python callable per request (`dispatch(request) -> result`) and makes no policy of
+its own beyond HTTP's: routing, error pages and logging decisions live in the Python layer.
+"""
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memmove, memcpy
+
+from fastsock._sys cimport *
+from fastsock._http cimport (
+    OutBuffer, Request, Response, RequestParser, write_response, write_chunk, write_error,
+    set_date, NEED_DATA, REQUEST_READY, SEND_CONTINUE, PARSE_ERROR,
+)
+
+import logging
+import time
+from email.utils import formatdate
+
+error_log = logging.getLogger("fastsock.error")
+
+cdef enum:      # a connection's phase decides which deadline runs
+    P_HEAD = 0      # reading a request head: header deadline (from accept, or first byte)
+    P_BODY = 1      # reading a body: body deadline
+    P_IDLE = 2      # between requests: keep-alive deadline
+    P_WRITE = 3     # output waiting for the client to read: refreshed on progress
+    P_LINGER = 4    # our side is shut; discarding input until the client closes
+
+cdef enum:
+    ACCEPT_BATCH = 64
+    MAX_EVENTS = 512
+    READ_CHUNK = 16384
+
+cdef enum:      # counters (the metrics issue moves them to shared memory)
+    C_ACCEPTED = 0
+    C_CLOSED
+    C_REQUESTS
+    C_REFUSED
+    C_TIMEOUTS
+    C_HANDLER_ERRORS
+    C_ACCEPT_SHED
+    N_COUNTERS
+
+COUNTER_NAMES = ("accepted", "closed", "requests", "refused", "timeouts", "handler_errors",
+                 "accept_shed")
+
+cdef bytes CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef str V11 = "1.1"
+cdef str HEAD = "HEAD"
+cdef double LINGER_SECONDS = 2.0
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class Connection:
+    cdef int fd
+    cdef char* rbuf
+    cdef Py_ssize_t rstart, rend, rcap
+    cdef OutBuffer out
+    cdef RequestParser parser
+    cdef int phase
+    cdef double deadline
+    cdef unsigned int interest      # the epoll events we are registered for
+    cdef bint closing               # send what is queued, then close
+    cdef bint refused               # we refused a request: close gently (linger)
+    cdef bint http11_stream         # the stream is sent chunked
+    cdef object stream
+    cdef object peer
+    cdef sockaddr_storage addr
+
+    def __dealloc__(self):
+        free(self.rbuf)
+
+    cdef object client(self):
+        """(host, port) of the peer, worked out once per connection, on first use."""
+        cdef char host[64]
+        cdef sockaddr_in* a4
+        cdef sockaddr_in6* a6
+        if self.peer is None:
+            if self.addr.ss_family == AF_INET:
+                a4 = <sockaddr_in*>&self.addr
+                inet_ntop(AF_INET, &a4.sin_addr, host, 64)
+                self.peer = (host.decode("ascii"), ntohs(a4.sin_port))
+            elif self.addr.ss_family == AF_INET6:
+                a6 = <sockaddr_in6*>&self.addr
+                inet_ntop(AF_INET6, &a6.sin6_addr, host, 64)
+                self.peer = (host.decode("ascii"), ntohs(a6.sin6_port))
+            else:
+                self.peer = ("", 0)
+        return self.peer
+
+
+cdef class Loop:
+    cdef int epfd
+    cdef int lfd
+    cdef int spare_fd               # kept open to shed a connection when fds run out
+    cdef bint tcp
+    cdef object dispatch
+    cdef dict conns
+    cdef bint running
+    cdef bint accepting
+    cdef double now
+    cdef double next_tick
+    cdef double tick_interval
+    cdef double header_timeout, keepalive_timeout, body_timeout
+    cdef Py_ssize_t high_water      # stop reading a connection whose output is past this
+    cdef Py_ssize_t max_rbuf
+    cdef object parser_limits
+    cdef epoll_event events[MAX_EVENTS]
+    cdef unsigned long long counts[N_COUNTERS]
+
+    def __cinit__(self):
+        self.epfd = -1
+        self.spare_fd = -1
+
+    def __init__(self, int listen_fd, dispatch, config, bint tcp=True):
+        """listen_fd: a bound, listening, non-blocking socket. config: a fastsock.config.Config."""
+        self.lfd = listen_fd
+        self.tcp = tcp
+        self.dispatch = dispatch
+        self.conns = {}
+        self.header_timeout = config.header_timeout
+        self.keepalive_timeout = config.keepalive_timeout
+        self.body_timeout = config.body_timeout
+        self.tick_interval = min(1.0, self.header_timeout / 4, self.keepalive_timeout / 4,
+                                 self.body_timeout / 4)
+        self.high_water = config.output_high_water
+        self.max_rbuf = config.max_request_line + config.max_header_bytes + 4096
+        self.parser_limits = (config.max_request_line, config.max_header_bytes,
+                              config.max_header_count, config.max_body_size,
+                              config.max_chunk_ext)
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, "epoll_create1")
+        self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
+        self._ctl(EPOLL_CTL_ADD, self.lfd, EPOLLIN)
+        self.accepting = True
+
+    def __dealloc__(self):
+        if self.epfd >= 0:
+            close(self.epfd)
+        if self.spare_fd >= 0:
+            close(self.spare_fd)
+
+    cdef int _ctl(self, int op, int fd, unsigned int events) except -1:
+        cdef epoll_event ev
+        ev.events = events
+        ev.data.fd = fd
+        if epoll_ctl(self.epfd, op, fd, &ev) < 0:
+            raise OSError(errno, "epoll_ctl")
+        return 0
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self):
+        cdef int n, i, fd, timeout_ms
+        cdef unsigned int ev
+        cdef Connection c
+        self.running = True
+        self.now = monotonic()
+        self._tick()
+        while self.running:
+            timeout_ms = <int>((self.next_tick - self.now) * 1000) + 1
+            if timeout_ms < 0:
+                timeout_ms = 0
+            with nogil:
+                n = epoll_wait(self.epfd, self.events, MAX_EVENTS, timeout_ms)
+            self.now = monotonic()
+            PyErr_CheckSignals()            # Python signal handlers run here
+            if n < 0:
+                if errno != EINTR:
+                    raise OSError(errno, "epoll_wait")
+                continue
+            for i in range(n):
+                fd = self.events[i].data.fd
+                ev = self.events[i].events
+                if fd == self.lfd:
+                    self._accept()
+                    continue
+                c = <Connection>self.conns.get(fd)
+                if c is None:
+                    continue
+                if ev & EPOLLERR:
+                    self._close(c)
+                elif ev & (EPOLLIN | EPOLLHUP):
+                    self._on_readable(c)
+                else:
+                    self._drive(c)
+            if self.now >= self.next_tick:
+                self._tick()
+        self._close_all()
+
+    def stop(self):
+        """Leave run() at the next wake-up (the process model adds graceful draining)."""
+        self.running = False
+
+    def counters(self):
+        return {name: self.counts[i] for i, name in enumerate(COUNTER_NAMES)}
+
+    cdef void _tick(self):
+        """Once per tick: the Date line, expired deadlines, and accepting again after EMFILE."""
+        cdef Connection c
+        set_date(("Date: " + formatdate(usegmt=True) + "\r\n").encode("ascii"))
+        self.next_tick = self.now + self.tick_interval
+        if not self.accepting:
+            self.accepting = True
+            self._ctl(EPOLL_CTL_ADD, self.lfd, EPOLLIN)
+        expired = [c for c in self.conns.values() if c.deadline <= self.now]
+        for c in expired:
+            self._on_timeout(c)
+
+    # ------------------------------------------------------------------ accepting
+
+    cdef void _accept(self):
+        cdef int i, fd, one = 1
+        cdef socklen_t alen
+        cdef sockaddr_storage addr
+        cdef Connection c
+        for i in range(ACCEPT_BATCH):
+            alen = sizeof(addr)
+            fd = accept4(self.lfd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                if errno == EMFILE or errno == ENFILE:
+                    self._shed()
+                    return
+                if errno == ECONNABORTED or errno == EPROTO or errno == EINTR:
+                    continue
+                if errno != EAGAIN:
+                    error_log.warning("accept failed: errno %d", errno)
+                return
+            if self.tcp:
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+            c = Connection.__new__(Connection)
+            c.fd = fd
+            c.addr = addr
+            c.rcap = READ_CHUNK
+            c.rbuf = <char*>malloc(c.rcap)
+            c.out = OutBuffer.__new__(OutBuffer)
+            c.parser = RequestParser.__new__(RequestParser, *self.parser_limits)
+            c.phase = P_HEAD
+            c.deadline = self.now + self.header_timeout
+            c.interest = EPOLLIN
+            self.conns[fd] = c
+            self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN)
+            self.counts[C_ACCEPTED] += 1
+
+    cdef void _shed(self):
+        """Out of file descriptors: accept one connection on the spare fd and close it, so the
+        backlog moves and the listener does not stay readable; if even that fails, stop
+        accepting until the next tick. Existing connections keep being served."""
+        cdef int fd
+        self.counts[C_ACCEPT_SHED] += 1
+        if self.spare_fd >= 0:
+            close(self.spare_fd)
+            self.spare_fd = -1
+            fd = accept4(self.lfd, NULL, NULL, SOCK_CLOEXEC)
+            if fd >= 0:
+                close(fd)
+            self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
+        error_log.warning("out of file descriptors: shedding new connections")
+        if self.spare_fd < 0 and self.accepting:
+            self.accepting = False
+            self._ctl(EPOLL_CTL_DEL, self.lfd, 0)
+
+    # ------------------------------------------------------------------ one connection
+
+    cdef void _on_readable(self, Connection c):
+        cdef ssize_t n
+        cdef char* p
+        if c.phase == P_LINGER:
+            n = recv(c.fd, c.rbuf, c.rcap, 0)
+            if n == 0 or (n < 0 and errno != EAGAIN):
+                self._close(c)
+            return
+        if c.rend == c.rcap:                # make room: slide, then grow up to the head limit
+            if c.rstart > 0:
+                memmove(c.rbuf, c.rbuf + c.rstart, c.rend - c.rstart)
+                c.rend -= c.rstart
+                c.rstart = 0
+            else:
+                if c.rcap >= self.max_rbuf:
+                    self._refuse(c, 431, "request head too large")
+                    self._drive(c)
+                    return
+                p = <char*>realloc(c.rbuf, min(c.rcap * 2, self.max_rbuf))
+                if p == NULL:
+                    self._close(c)
+                    return
+                c.rbuf = p
+                c.rcap = min(c.rcap * 2, self.max_rbuf)
+        n = recv(c.fd, c.rbuf + c.rend, c.rcap - c.rend, 0)
+        if n <= 0:
+            if n < 0 and (errno == EAGAIN or errno == EINTR):
+                return
+            self._close(c)                  # the client closed or reset
+            return
+        c.rend += n
+        self._drive(c)
+
+    cdef int _drive(self, Connection c) except -1:
+        """Make every bit of progress possible without blocking: answer buffered requests,
+        pull streamed chunks, send; then pick the epoll interest and the deadline."""
+        cdef ssize_t n
+        cdef Py_ssize_t pending
+        cdef unsigned int want
+        while True:
+            if c.stream is not None:
+                if c.out.pending() < self.high_water:
+                    self._pump(c)
+            elif not c.closing and c.out.pending() < self.high_water:
+                self._process(c)
+            pending = c.out.pending()
+            if pending == 0:
+                break
+            n = send(c.fd, c.out.data + c.out.start, pending, MSG_NOSIGNAL)
+            if n < 0:
+                if errno == EAGAIN or errno == EINTR:
+                    break
+                self._close(c)
+                return 0
+            c.out.consume(n)
+            if n < pending:
+                break                       # the socket buffer is full: wait for EPOLLOUT
+        if c.out.pending() == 0 and c.stream is None and c.closing:
+            self._finish(c)
+            return 0
+        # reading is paused while the output is over its bound or a stream is being sent
+        want = 0
+        if c.out.pending():
+            want = EPOLLOUT
+        if c.stream is None and not c.closing and c.out.pending() < self.high_water:
+            want |= EPOLLIN
+        if want != c.interest:
+            c.interest = want
+            self._ctl(EPOLL_CTL_MOD, c.fd, want)
+        self._set_phase(c)
+        return 0
+
+    cdef void _set_phase(self, Connection c):
+        if c.parser.in_body():
+            if c.phase != P_BODY:
+                c.phase = P_BODY
+                c.deadline = self.now + self.body_timeout
+        elif c.rend > c.rstart:
+            if c.phase != P_HEAD:
+                c.phase = P_HEAD
+                c.deadline = self.now + self.header_timeout
+        elif c.out.pending() or c.stream is not None:
+            c.phase = P_WRITE
+            c.deadline = self.now + self.keepalive_timeout
+        elif c.phase != P_IDLE:
+            c.phase = P_IDLE
+            c.deadline = self.now + self.keepalive_timeout
+
+    cdef int _process(self, Connection c) except -1:
+        """Answer every complete request in the read buffer, in order."""
+        cdef Py_ssize_t used
+        cdef int r
+        while True:
+            r = c.parser.parse(c.rbuf + c.rstart, c.rend - c.rstart, &used)
+            c.rstart += used
+            if r == NEED_DATA:
+                break
+            if r == SEND_CONTINUE:
+                c.out.write_bytes(CONTINUE_LINE)
+                continue
+            if r == PARSE_ERROR:
+                self._refuse(c, c.parser.error_status, c.parser.error_reason)
+                break
+            self._respond(c, c.parser.take_request())
+            if c.closing or c.stream is not None or c.out.pending() >= self.high_water:
+                break
+        if c.rstart == c.rend:
+            c.rstart = c.rend = 0
+        return 0
+
+    cdef int _respond(self, Connection c, Request req) except -1:
+        cdef bint keep_alive = req.keep_alive
+        cdef bint http11 = req.http_version is V11 or req.http_version == V11
+        cdef bint head_only = req.method is HEAD
+        self.counts[C_REQUESTS] += 1
+        req.client = c.client()
+        try:
+            result = self.dispatch(req)
+        except BaseException:
+            # dispatch catches handler errors itself; this is the last line of defence
+            error_log.exception("dispatch failed for %s %s", req.method, req.path)
+            self.counts[C_HANDLER_ERRORS] += 1
+            result = Response(b"Internal Server Error\n", 500, content_type="text/plain")
+        try:
+            stream = write_response(c.out, result, keep_alive, head_only, http11)
+        except Exception:
+            error_log.exception("invalid response for %s %s", req.method, req.path)
+            self.counts[C_HANDLER_ERRORS] += 1
+            stream = write_response(c.out, Response(b"Internal Server Error\n", 500,
+                                                    content_type="text/plain"),
+                                    keep_alive, head_only, http11)
+        if stream is not None:
+            if head_only:
+                getattr(stream, "close", lambda: None)()
+            else:
+                c.stream = stream
+                c.http11_stream = http11
+                if not http11:
+                    keep_alive = False      # HTTP/1.0: the stream ends with the connection
+        if not keep_alive:
+            c.closing = True
+        return 0
+
+    cdef int _pump(self, Connection c) except -1:
+        """Pull chunks of a streamed body until the output is over its bound or it ends."""
+        while c.out.pending() < self.high_water:
+            try:
+                chunk = next(c.stream)
+            except StopIteration:
+                if c.http11_stream:
+                    write_chunk(c.out, None)
+                getattr(c.stream, "close", lambda: None)()
+                c.stream = None
+                return 0
+            except Exception:
+                # the head is gone already: all we can do is cut the connection
+                error_log.exception("streamed response failed")
+                self.counts[C_HANDLER_ERRORS] += 1
+                c.stream = None
+                c.out.consume(c.out.pending())
+                c.closing = True
+                c.refused = True
+                return 0
+            if c.http11_stream:
+                write_chunk(c.out, chunk)
+            else:
+                c.out.write_bytes(chunk.encode("utf-8") if type(chunk) is str else bytes(chunk))
+        return 0
+
+    cdef void _refuse(self, Connection c, int status, str reason):
+        self.counts[C_REFUSED] += 1
+        error_log.info("refused request from %s:%s: %d %s", *c.client(), status, reason)
+        write_error(c.out, status)
+        c.closing = True
+        c.refused = True
+
+    cdef void _on_timeout(self, Connection c):
+        if (c.phase == P_HEAD and c.rend > c.rstart) or c.phase == P_BODY:
+            self.counts[C_TIMEOUTS] += 1
+            error_log.info("request timeout from %s:%s (%s)", *c.client(),
+                           "body" if c.phase == P_BODY else "head")
+            if c.stream is None and not c.closing:
+                self._refuse(c, 408, "timeout")
+                c.phase = P_WRITE
+                c.deadline = self.now + LINGER_SECONDS
+                self._drive(c)
+                return
+        self._close(c)
+
+    cdef void _finish(self, Connection c):
+        """Everything is sent and the connection ends. If the client may still be sending,
+        shut our side and read until it closes: closing with unread input would reset the
+        connection and could destroy the response before the client reads it."""
+        if c.refused or c.rend > c.rstart:
+            shutdown(c.fd, SHUT_WR)
+            c.phase = P_LINGER
+            c.deadline = self.now + LINGER_SECONDS
+            if c.interest != EPOLLIN:
+                c.interest = EPOLLIN
+                self._ctl(EPOLL_CTL_MOD, c.fd, EPOLLIN)
+        else:
+            self._close(c)
+
+    cdef void _close(self, Connection c):
+        if c.fd < 0:
+            return
+        if c.stream is not None:
+            getattr(c.stream, "close", lambda: None)()
+            c.stream = None
+        del self.conns[c.fd]
+        close(c.fd)                         # also removes it from the epoll set
+        c.fd = -1
+        self.counts[C_CLOSED] += 1
+
+    cdef void _close_all(self):
+        cdef Connection c
+        for c in list(self.conns.values()):
+            self._close(c)

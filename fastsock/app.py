@@ -1,0 +1,100 @@
+"""App: route decorators, and the one callable the loop calls for every request."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable
+
+from fastsock._http import Request, Response
+from fastsock.routing import Router
+
+error_log = logging.getLogger("fastsock.error")
+
+_NOT_FOUND = Response(b"Not Found\n", 404, content_type="text/plain; charset=utf-8")
+_SERVER_ERROR_BODY = b"Internal Server Error\n"
+
+
+class HTTPError(Exception):
+    """Raise from a handler to answer with a status: `raise HTTPError(403, "no")`."""
+
+    def __init__(self, status: int, body="", headers=None):
+        super().__init__(status, body)
+        self.status, self.body, self.headers = status, body, headers
+
+
+def to_response(result) -> Response | str | bytes:
+    """What a handler may return, made into something the serializer sends."""
+    t = type(result)
+    if t is str or t is bytes or t is Response:
+        return result
+    if t is tuple:
+        body, status, *rest = result
+        if type(body) is Response:
+            body.status = status
+            return body
+        return Response(body, status, headers=rest[0] if rest else None)
+    if result is None:
+        return Response(None, 204)
+    return Response(result)     # dict/list -> JSON, bytes-like, or an iterator to stream
+
+
+class App:
+    """A fastsock application: register handlers with the route decorators, then serve it
+    with `fastsock MODULE:ATTR` or `app.run()`."""
+
+    def __init__(self):
+        self.router = Router()
+
+    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable:
+        def register(handler: Callable) -> Callable:
+            self.router.add(path, methods, handler)
+            return handler
+        return register
+
+    def get(self, path: str) -> Callable:
+        return self.route(path, ("GET",))
+
+    def post(self, path: str) -> Callable:
+        return self.route(path, ("POST",))
+
+    def put(self, path: str) -> Callable:
+        return self.route(path, ("PUT",))
+
+    def patch(self, path: str) -> Callable:
+        return self.route(path, ("PATCH",))
+
+    def delete(self, path: str) -> Callable:
+        return self.route(path, ("DELETE",))
+
+    def dispatch(self, req: Request):
+        """Route one request and call its handler. Never raises: an error is a 500 response."""
+        route, params = self.router.match(req.path)
+        if route is None:
+            return _NOT_FOUND
+        handler = route.handlers.get(req.method)
+        if handler is None:
+            if req.method == "HEAD":
+                handler = route.handlers.get("GET")
+            if handler is None:
+                return Response(b"Method Not Allowed\n", 405, headers=[("Allow", route.allowed())],
+                                content_type="text/plain; charset=utf-8")
+        try:
+            if params is None:
+                result = handler(req)
+            else:
+                req.path_params = params
+                result = handler(req, **params)
+            t = type(result)
+            if t is str or t is bytes or t is Response:
+                return result
+            return to_response(result)
+        except HTTPError as e:
+            return Response(e.body, e.status, headers=e.headers)
+        except Exception:
+            error_log.exception("handler failed: %s %s", req.method, req.path)
+            return Response(_SERVER_ERROR_BODY, 500, content_type="text/plain; charset=utf-8")
+
+    def run(self, host: str = "127.0.0.1", port: int = 8000, **options) -> None:
+        """Serve this app from a script; options are Config fields (see `fastsock --help`)."""
+        from fastsock.config import Config
+        from fastsock.server import serve
+        serve(Config(host=host, port=port, **options), self)

@@ -1,0 +1,64 @@
+"""`fastsock MODULE:ATTR [options]` and `python -m fastsock`."""
+from __future__ import annotations
+
+import errno
+import importlib
+import sys
+
+from fastsock.config import build_parser, from_args
+
+
+class CLIError(Exception):
+    pass
+
+
+def load_app(spec: str):
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise CLIError(f"the application must be given as MODULE:ATTRIBUTE, not {spec!r}")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")          # like `python -m`: the current directory is importable
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            raise CLIError(f"cannot import module {module_name!r}: no such module") from None
+        raise
+    app = module
+    for part in attr.split("."):
+        try:
+            app = getattr(app, part)
+        except AttributeError:
+            raise CLIError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not hasattr(app, "dispatch"):
+        raise CLIError(f"{spec} is a {type(app).__name__}, not a fastsock App")
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = from_args(argv)
+        if not config.app:
+            build_parser().print_usage(sys.stderr)
+            raise CLIError("missing the application (MODULE:ATTRIBUTE)")
+        app = load_app(config.app)
+        from fastsock.server import serve
+        serve(config, app)
+    except (CLIError, ValueError) as e:
+        print(f"fastsock: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            print(f"fastsock: error: cannot listen on {config.host}:{config.port}: "
+                  "address already in use", file=sys.stderr)
+            return 1
+        if e.errno in (errno.EACCES, errno.EADDRNOTAVAIL):
+            print(f"fastsock: error: cannot listen on {config.host}:{config.port}: {e.strerror}",
+                  file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""One typed Config, built from command-line flags and FASTSOCK_* environment variables.
+
+Each field is one option: `--header-timeout` on the command line, `FASTSOCK_HEADER_TIMEOUT` in
+the environment (a flag wins over the variable, the variable over the default).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+
+def _opt(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class Config:
+    app: str = _opt("", "the application, as MODULE:ATTRIBUTE", positional=True)
+    host: str = _opt("0.0.0.0", "address to listen on")
+    port: int = _opt(8000, "TCP port to listen on")
+    workers: str = _opt("1", "worker processes (only 1 for now)")
+    backlog: int = _opt(2048, "listen backlog")
+    header_timeout: float = _opt(
+        10.0, "seconds to receive a request head, from accept or from its first byte")
+    keepalive_timeout: float = _opt(
+        75.0, "seconds an idle keep-alive connection is kept (above AWS ALB's 60 s)")
+    body_timeout: float = _opt(30.0, "seconds to receive a request body")
+    max_request_line: int = _opt(8192, "longest request line in bytes (414 past it)")
+    max_header_bytes: int = _opt(65536, "largest header block in bytes (431 past it)")
+    max_header_count: int = _opt(100, "most header fields in a request (431 past it)")
+    max_body_size: int = _opt(1048576, "largest request body in bytes (413 past it)")
+    max_chunk_ext: int = _opt(1024, "longest chunk extension in bytes (400 past it)")
+    output_high_water: int = _opt(
+        1048576, "stop reading a connection while this many response bytes wait to be sent")
+    log_level: str = _opt("info", "debug, info, warning, error or critical")
+
+    def __post_init__(self):
+        if self.workers != "1":
+            raise ValueError("--workers: only 1 is supported in this version")
+        for name in ("header_timeout", "keepalive_timeout", "body_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("max_request_line", "max_header_bytes", "max_header_count",
+                     "max_body_size", "max_chunk_ext", "output_high_water", "backlog"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ValueError(f"unknown log level {self.log_level!r}")
+
+
+def env_name(name: str) -> str:
+    return "FASTSOCK_" + name.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastsock",
+        description="Serve a fastsock App. Every option can also be set by the environment "
+                    "variable shown beside it.",
+    )
+    for f in dataclasses.fields(Config):
+        kind = f.type if isinstance(f.type, type) else {"str": str, "int": int,
+                                                           "float": float}[f.type]
+        env = env_name(f.name)
+        help_text = f"{f.metadata['help']} [env {env}; default {f.default!r}]"
+        if f.metadata.get("positional"):
+            parser.add_argument(f.name, nargs="?", default=None, help=help_text)
+        else:
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind,
+                                default=None, help=help_text)
+    return parser
+
+
+def from_args(argv: list[str] | None = None, environ: dict | None = None) -> Config:
+    """Flags, then FASTSOCK_* variables, then defaults. Raises ValueError on a bad value."""
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    values = {}
+    for f in dataclasses.fields(Config):
+        value = getattr(args, f.name)
+        if value is None and env_name(f.name) in environ:
+            raw = environ[env_name(f.name)]
+            kind = {"str": str, "int": int, "float": float}.get(f.type, f.type)
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {kind.__name__}")
+        if value is not None:
+            values[f.name] = value
+    return Config(**values)
