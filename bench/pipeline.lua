@@ -1,0 +1,13 @@
+-- wrk script: send 16 pipelined GET / requests per write (wrk counts every response)
+init = function(args)
+  local depth = tonumber(os.getenv("PIPELINE_DEPTH") or "16")
+  local r = {}
+  for i = 1, depth do
+    r[i] = wrk.format(nil, "/")
+  end
+  req = table.concat(r)
+end
+
+request = function()
+  return req
+end

@@ -1,0 +1,202 @@
+"""fastsock against uvicorn (httptools + uvloop, raw ASGI) and nginx (`return 200`), in one run.
+
+Each server runs one worker pinned to one core; wrk runs pinned to the other. For each server:
+req/s and p99 latency with 64 connections, server CPU microseconds per request (from /proc, the
+fair figure once wrk's own core saturates), and req/s with 16-deep pipelining.
+
+    python bench/run.py [--duration 10] [--connections 64] [--only fastsock,nginx]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SERVER_CORE, CLIENT_CORE = "0", "1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def process_tree(pid: int) -> list[int]:
+    pids, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            kids = [int(k) for k in task.read_text().split()]
+            pids += kids
+            frontier += kids
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])      # utime + stime
+    return total / CLK_TCK
+
+
+def wrk(port: int, duration: int, connections: int, script: str | None = None) -> dict:
+    cmd = ["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+           "--latency"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                         check=True, timeout=duration + 30).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    return {
+        "requests": total,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+        "bad": int(errors.group(1)) if errors else 0,
+    }
+
+
+def measure(name: str, start, duration: int, connections: int) -> dict:
+    port = free_port()
+    proc, cleanup = start(port)
+    try:
+        wait_port(port)
+        wrk(port, 1, connections)                       # warm-up
+        cpu0 = cpu_seconds(proc.pid)
+        plain = wrk(port, duration, connections)
+        cpu1 = cpu_seconds(proc.pid)
+        piped = wrk(port, duration, connections, str(HERE / "pipeline.lua"))
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited during the run")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        cleanup()
+    return {
+        "name": name, "rps": plain["rps"], "p99_ms": plain["p99_ms"],
+        "cpu_us": (cpu1 - cpu0) / plain["requests"] * 1e6,
+        "piped_rps": piped["rps"], "bad": plain["bad"] + piped["bad"],
+    }
+
+
+def pinned(cmd: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen(["taskset", "-c", SERVER_CORE] + cmd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, **kw)
+
+
+def start_fastsock(port: int):
+    return pinned([sys.executable, "-m", "fastsock", "examples.hello:app", "--host",
+                   "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level",
+                   "warning"], cwd=ROOT), lambda: None
+
+
+def start_uvicorn(port: int):
+    return pinned([sys.executable, "-m", "uvicorn", "asgi_hello:app", "--host", "127.0.0.1",
+                   "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                   "--no-access-log", "--log-level", "warning"], cwd=HERE), lambda: None
+
+
+NGINX_CONF = """
+worker_processes 1;
+master_process off;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path {tmp};
+    proxy_temp_path {tmp};
+    fastcgi_temp_path {tmp};
+    uwsgi_temp_path {tmp};
+    scgi_temp_path {tmp};
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type text/plain; return 200 "hello"; }}
+    }}
+}}
+"""
+
+
+def start_nginx(port: int):
+    tmp = tempfile.mkdtemp(prefix="fastsock-bench-nginx-")
+    conf = Path(tmp) / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    return pinned([nginx, "-c", str(conf), "-p", tmp]), lambda: shutil.rmtree(tmp, True)
+
+
+SERVERS = {"fastsock": start_fastsock, "uvicorn": start_uvicorn, "nginx": start_nginx}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--only", default=",".join(SERVERS))
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get install wrk")
+    results = {}
+    for name in args.only.split(","):
+        results[name] = measure(name, SERVERS[name], args.duration, args.connections)
+        r = results[name]
+        print(f"  measured {name}: {r['rps']:.0f} req/s", file=sys.stderr)
+    print(f"# {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
+          f"{platform.python_implementation()} {platform.python_version()}; "
+          f"server on core {SERVER_CORE}, wrk -t1 -c{args.connections} on core {CLIENT_CORE}, "
+          f"{args.duration}s per run")
+    print(f"| server   | req/s   | p99 ms | server CPU µs/req | pipelined req/s (16 deep) |")
+    print(f"|----------|---------|--------|-------------------|---------------------------|")
+    for r in results.values():
+        print(f"| {r['name']:<8} | {r['rps']:>7.0f} | {r['p99_ms']:>6.2f} | {r['cpu_us']:>17.2f} "
+              f"| {r['piped_rps']:>25.0f} |" + (f" {r['bad']} bad responses" if r["bad"] else ""))
+    fs = results.get("fastsock")
+    if fs:
+        print()
+        if "nginx" in results:
+            ng = results["nginx"]
+            print(f"fastsock/nginx: CPU per request {fs['cpu_us'] / ng['cpu_us']:.2f}x "
+                  f"(goal <= 1.5), pipelined req/s {fs['piped_rps'] / ng['piped_rps']:.2f}x "
+                  f"(goal >= 2), req/s {fs['rps'] / ng['rps']:.2f}x")
+        if "uvicorn" in results:
+            uv = results["uvicorn"]
+            print(f"fastsock/uvicorn: req/s {fs['rps'] / uv['rps']:.2f}x (goal >= 2), "
+                  f"CPU per request {fs['cpu_us'] / uv['cpu_us']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
