@@ -301,7 +301,7 @@ cdef class RequestParser:
             return self._transfer_encoding(v, vlen)
         elif nlen == 10 and _eq_ci(name, 10, b"connection", 10):
             self._connection_tokens(v, vlen)
-        elif nlen == 6 and _eq_ci(name, 6, b"expect", 6):
+        elif nlen == 6 and _eq_ci(name, 6, b"expect", 6) and self.minor == 1:
             if not _eq_ci(v, vlen, b"100-continue", 12):
                 return self._fail(417, "unsupported expectation")
             self.expect_continue = True
@@ -376,7 +376,7 @@ cdef class RequestParser:
         req.method = _METHODS.get(method_b) or method_b.decode("ascii")
         target = PyBytes_FromStringAndSize(line + self.method_end + 1,
                                            self.target_end - self.method_end - 1)
-        if target[0] != 47:                     # absolute-form: keep the path and what follows
+        if target[0] != 47 and target[0] != 42:  # absolute-form: keep the path and what follows
             q = target.find(b"/", target.find(b"//") + 2)
             target = target[q:] if q >= 0 else b"/"
         q = target.find(b"?")
