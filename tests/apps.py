@@ -1,0 +1,87 @@
+"""The app the integration tests serve."""
+from fastsock import App, HTTPError, Response
+
+app = App()
+
+
+@app.get("/")
+def index(req):
+    return "hello"
+
+
+@app.post("/echo")
+def echo(req):
+    return req.body
+
+
+@app.get("/n/{i:int}")
+def numbered(req, i):
+    return f"n={i}"
+
+
+@app.get("/users/{user_id:int}")
+def user(req, user_id):
+    return {"id": user_id, "type": type(user_id).__name__}
+
+
+@app.get("/files/{rest:path}")
+def files(req, rest):
+    return rest
+
+
+@app.route("/inspect", methods=["GET", "POST"])
+def inspect(req):
+    return {
+        "method": req.method, "path": req.path, "query": req.query.items(),
+        "headers": req.headers.items(), "client": list(req.client),
+        "http_version": req.http_version, "path_params": req.path_params,
+    }
+
+
+@app.post("/json")
+def post_json(req):
+    data = req.json()
+    return {"got": data}, 201
+
+
+@app.get("/boom")
+def boom(req):
+    raise RuntimeError("handler exploded")
+
+
+@app.get("/forbidden")
+def forbidden(req):
+    raise HTTPError(403, "no entry")
+
+
+@app.get("/inject")
+def inject(req):
+    return Response("x", headers=[("X-Evil", "a\r\nSet-Cookie: injected=1")])
+
+
+@app.get("/stream")
+def stream(req):
+    return (f"chunk {i}\n" for i in range(10))
+
+
+@app.get("/stream-fails")
+def stream_fails(req):
+    def gen():
+        yield "first\n"
+        raise RuntimeError("stream exploded")
+    return gen()
+
+
+@app.get("/big")
+def big(req):
+    return b"B" * (1 << 20)
+
+
+@app.get("/nothing")
+def nothing(req):
+    return None
+
+
+@app.get("/smuggled")
+def smuggled(req):
+    return "SMUGGLED"
