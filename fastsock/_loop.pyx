@@ -157,7 +157,7 @@ cdef class Loop:
     # ------------------------------------------------------------------ the loop
 
     def run(self):
-        cdef int n, i, fd, timeout_ms
+        cdef int n, i, fd, timeout_ms, err
         cdef unsigned int ev
         cdef Connection c
         self.running = True
@@ -169,11 +169,12 @@ cdef class Loop:
                 timeout_ms = 0
             with nogil:
                 n = epoll_wait(self.epfd, self.events, MAX_EVENTS, timeout_ms)
+                err = errno
             self.now = monotonic()
             PyErr_CheckSignals()            # Python signal handlers run here
             if n < 0:
-                if errno != EINTR:
-                    raise OSError(errno, "epoll_wait")
+                if err != EINTR:
+                    raise OSError(err, "epoll_wait")
                 continue
             for i in range(n):
                 fd = self.events[i].data.fd

@@ -1,0 +1,82 @@
+"""The Python layer without sockets: routing, return values, the serializer's rules."""
+import pytest
+
+from fastsock import App, HTTPError, Response
+from fastsock._http import RequestParser, error_response, serialize, set_date_line
+from fastsock.routing import Router
+
+
+def request(raw: bytes):
+    (req,) = RequestParser().feed(raw)
+    return req
+
+
+def test_router_exact_and_params():
+    r = Router()
+    r.add("/a", ["GET"], "exact")
+    r.add("/u/{id:int}", ["GET"], "int")
+    r.add("/s/{name}/x", ["GET"], "str")
+    r.add("/p/{rest:path}", ["GET"], "path")
+    assert r.match("/a")[0].handlers["GET"] == "exact"
+    route, params = r.match("/u/17")
+    assert params == {"id": 17} and type(params["id"]) is int
+    assert r.match("/u/x") == (None, None)
+    assert r.match("/s/bob/x")[1] == {"name": "bob"}
+    assert r.match("/s/bob/y/x") == (None, None)
+    assert r.match("/p/a/b/c")[1] == {"rest": "a/b/c"}
+    with pytest.raises(ValueError):
+        r.add("/bad/{x:float}", ["GET"], "nope")
+
+
+def test_return_values():
+    app = App()
+    app.get("/s")(lambda req: "text")
+    app.get("/b")(lambda req: b"raw")
+    app.get("/d")(lambda req: {"a": 1})
+    app.get("/l")(lambda req: [1, 2])
+    app.get("/t")(lambda req: ("made", 201))
+    app.get("/t3")(lambda req: ("made", 202, {"X-A": "b"}))
+    app.get("/r")(lambda req: Response(b"x", status=409, content_type="text/x"))
+    app.get("/e")(lambda req: (_ for _ in ()).throw(HTTPError(418, "teapot")))
+    get = lambda p: app.dispatch(request(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p))
+    assert get(b"/s") == "text" and get(b"/b") == b"raw"
+    assert get(b"/d").body == b'{"a":1}' and get(b"/d").content_type == "application/json"
+    assert get(b"/l").body == b"[1,2]"
+    assert (get(b"/t").status, get(b"/t").body) == (201, b"made")
+    assert get(b"/t3").headers == [("X-A", "b")]
+    assert get(b"/r").status == 409
+    assert (get(b"/e").status, get(b"/e").body) == (418, b"teapot")
+
+
+def test_serializer_framing():
+    set_date_line(b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n")
+    assert serialize("hi") == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                               b"Content-Length: 2\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\nhi")
+    assert serialize("hi", keep_alive=False).count(b"Connection: close\r\n") == 1
+    assert b"Connection: keep-alive" in serialize("hi", http11=False)
+    assert serialize("hi", head_only=True).endswith(b"\r\n\r\n")
+    assert b"Content-Length: 2\r\n" in serialize("hi", head_only=True)
+    streamed = serialize(Response(iter(["ab", b"", b"cde"])))
+    assert streamed.endswith(b"\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in streamed
+    assert b"Content-Length" not in serialize(Response(None, 204))
+
+
+@pytest.mark.parametrize("name, value", [
+    ("X-A", "a\r\nSet-Cookie: x"), ("X-A", "a\nb"), ("X-A", "a\rb"), ("X-A", "a\x00b"),
+    ("X A", "v"), ("X\r\nB", "v"), ("", "v"),
+])
+def test_serializer_refuses_cr_lf_and_bad_names(name, value):
+    with pytest.raises(ValueError):
+        serialize(Response("x", headers=[(name, value)]))
+
+
+def test_handler_framing_headers_are_the_servers():
+    out = serialize(Response("abc", headers=[("Content-Length", "99"), ("X-Ok", "1")]))
+    assert b"Content-Length: 3\r\n" in out and b"99" not in out and b"X-Ok: 1\r\n" in out
+
+
+def test_error_response_closes():
+    out = error_response(431)
+    assert out.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b"Connection: close\r\n" in out
