@@ -12,6 +12,7 @@ cdef class OutBuffer:
     cdef Py_ssize_t start       # first byte not yet sent
     cdef Py_ssize_t end         # one past the last byte written
     cdef Py_ssize_t cap
+    cdef unsigned long long total   # bytes ever written, for the access log and metrics
     cdef int write(self, const char* src, Py_ssize_t n) except -1
     cdef int write_bytes(self, bytes b) except -1
     cdef void consume(self, Py_ssize_t n) noexcept
@@ -30,6 +31,8 @@ cdef class Request:
     cdef public object client
     cdef public dict path_params
     cdef bytes _head                # the field lines, validated, without the request line
+    # where User-Agent and X-Request-ID sit in _head (-1: absent), for the access log
+    cdef Py_ssize_t ua_off, ua_len, rid_off, rid_len
     cdef object _headers
     cdef object _query
 
@@ -66,6 +69,7 @@ cdef class RequestParser:
     cdef bint conn_close
     cdef bint conn_keep_alive
     cdef bint expect_continue
+    cdef Py_ssize_t ua_off, ua_len, rid_off, rid_len
     # body
     cdef Request pending
     cdef long long remaining         # CL body bytes still to come, or bytes left in this chunk
@@ -99,7 +103,8 @@ cdef class RequestParser:
         return 1 <= self.state <= 5
 
 
-cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only, bint http11)
+cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only, bint http11,
+                          bytes extra=*)
 cdef int write_chunk(OutBuffer out, object chunk) except -1
 cdef int write_error(OutBuffer out, int status) except -1
 cdef void set_date(bytes date_line)

@@ -87,6 +87,19 @@ cdef class Request:
     def json(self):
         return _json.loads(self.body)
 
+    @property
+    def user_agent(self):
+        if self.ua_off < 0:
+            return None
+        return self._head[self.ua_off:self.ua_off + self.ua_len].decode("latin-1")
+
+    @property
+    def request_id(self):
+        """The client's X-Request-ID, if it sent one."""
+        if self.rid_off < 0:
+            return None
+        return self._head[self.rid_off:self.rid_off + self.rid_len].decode("latin-1")
+
     def __repr__(self):
         return f"<Request {self.method} {self.path}>"
 
@@ -137,6 +150,8 @@ cdef class RequestParser:
         self.conn_close = False
         self.conn_keep_alive = False
         self.expect_continue = False
+        self.ua_off = self.rid_off = -1
+        self.ua_len = self.rid_len = 0
         self.remaining = 0
         self.body_len = 0
         self.trailer_bytes = 0
@@ -301,6 +316,12 @@ cdef class RequestParser:
             return self._transfer_encoding(v, vlen)
         elif nlen == 10 and _eq_ci(name, 10, b"connection", 10):
             self._connection_tokens(v, vlen)
+        elif nlen == 10 and _eq_ci(name, 10, b"user-agent", 10):
+            self.ua_off = self.line_start - self.fields_start + (v - name)
+            self.ua_len = vlen
+        elif nlen == 12 and _eq_ci(name, 12, b"x-request-id", 12):
+            self.rid_off = self.line_start - self.fields_start + (v - name)
+            self.rid_len = vlen
         elif nlen == 6 and _eq_ci(name, 6, b"expect", 6) and self.minor == 1:
             if not _eq_ci(v, vlen, b"100-continue", 12):
                 return self._fail(417, "unsupported expectation")
@@ -393,6 +414,8 @@ cdef class RequestParser:
         req.keep_alive = (not self.conn_close) if self.minor == 1 else self.conn_keep_alive
         req._head = PyBytes_FromStringAndSize(buf + self.fields_start,
                                               self.line_start - self.fields_start)
+        req.ua_off, req.ua_len = self.ua_off, self.ua_len
+        req.rid_off, req.rid_len = self.rid_off, self.rid_len
         self.pending = req
         if self.chunked:
             self.state = S_CHUNK_SIZE
@@ -654,6 +677,7 @@ cdef class OutBuffer:
                 self.cap = cap
         memcpy(self.data + self.end, src, n)
         self.end += n
+        self.total += n
         return 0
 
     cdef int write_bytes(self, bytes b) except -1:
@@ -721,11 +745,16 @@ cdef inline int _write_length(OutBuffer out, Py_ssize_t n) except -1:
     return 0
 
 
-cdef inline int _write_connection(OutBuffer out, bint keep_alive, bint http11) except -1:
+cdef inline int _write_tail(OutBuffer out, bint keep_alive, bint http11, bytes extra) except -1:
+    """The server's own header lines and the end of the head."""
     if not keep_alive:
         out.write_bytes(CONN_CLOSE)
     elif not http11:
         out.write_bytes(CONN_KEEP)
+    if extra is not None:
+        out.write_bytes(extra)
+    out.write_bytes(_date_line)
+    out.write(b"\r\n", 2)
     return 0
 
 
@@ -757,10 +786,11 @@ cdef int _write_user_headers(OutBuffer out, list headers) except -1:
 
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
-                           bint http11):
-    """Append the response for a handler's result (str, bytes or Response). Returns the
-    iterator to stream the body from, or None when the response is complete. On error nothing
-    is left in the buffer and the exception propagates."""
+                           bint http11, bytes extra=None):
+    """Append the response for a handler's result (str, bytes or Response). `extra` holds
+    whole header lines the server adds (already valid). Returns the iterator to stream the body
+    from, or None when the response is complete. On error nothing is left in the buffer and the
+    exception propagates."""
     cdef type t = type(result)
     cdef bytes body
     cdef Response resp
@@ -795,22 +825,16 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 out.write_bytes(TE_CHUNKED)
             else:
                 keep_alive = False           # HTTP/1.0: the body ends when the connection does
-            _write_connection(out, keep_alive, http11)
-            out.write_bytes(_date_line)
-            out.write(b"\r\n", 2)
+            _write_tail(out, keep_alive, http11, extra)
             return resp.body
         body = <bytes>resp.body
         if status == 204 or status == 304:
-            _write_connection(out, keep_alive, http11)
-            out.write_bytes(_date_line)
-            out.write(b"\r\n", 2)
+            _write_tail(out, keep_alive, http11, extra)
             return None
     else:
         raise TypeError(f"cannot send a {t.__name__} as a response")
     _write_length(out, PyBytes_GET_SIZE(body))
-    _write_connection(out, keep_alive, http11)
-    out.write_bytes(_date_line)
-    out.write(b"\r\n", 2)
+    _write_tail(out, keep_alive, http11, extra)
     if not head_only:
         out.write_bytes(body)
     return None

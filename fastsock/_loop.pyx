@@ -13,9 +13,12 @@ from fastsock._http cimport (
     OutBuffer, Request, Response, RequestParser, write_response, write_chunk, write_error,
     set_date, NEED_DATA, REQUEST_READY, SEND_CONTINUE, PARSE_ERROR,
 )
+from fastsock._proxy cimport parse_proxy_header
+from fastsock._shared cimport SharedState, Slot, SLOT_RUNNING, SLOT_DRAINING
 
 import logging
-import time
+import os
+import socket as _socket
 from email.utils import formatdate
 
 error_log = logging.getLogger("fastsock.error")
@@ -40,15 +43,24 @@ cdef enum:      # counters (the metrics issue moves them to shared memory)
     C_TIMEOUTS
     C_HANDLER_ERRORS
     C_ACCEPT_SHED
+    C_PROXY_ERRORS
     N_COUNTERS
 
 COUNTER_NAMES = ("accepted", "closed", "requests", "refused", "timeouts", "handler_errors",
-                 "accept_shed")
+                 "accept_shed", "proxy_errors")
 
 cdef bytes CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef str V11 = "1.1"
 cdef str HEAD = "HEAD"
 cdef double LINGER_SECONDS = 2.0
+# while draining, a connection idle this long is closed; a busier one gets "Connection: close"
+# on its next response instead, so a client that keeps sending never races the close
+cdef double DRAIN_IDLE_GRACE = 1.0
+
+cdef Response HEALTH_OK = Response(b"ok\n", 200, content_type="text/plain; charset=utf-8")
+cdef Response NOT_READY = Response(b"not ready\n", 503, content_type="text/plain; charset=utf-8")
+cdef Response SERVER_ERROR = Response(b"Internal Server Error\n", 500,
+                                      content_type="text/plain; charset=utf-8")
 
 cdef inline double monotonic() noexcept nogil:
     cdef timespec ts
@@ -64,6 +76,9 @@ cdef class Connection:
     cdef RequestParser parser
     cdef int phase
     cdef double deadline
+    cdef double since               # when the connection was accepted or last went idle
+    cdef bint proxy_pending         # a PROXY protocol header is still to come
+    cdef int trusted                # peer in --forwarded-allow-ips: -1 not yet known
     cdef unsigned int interest      # the epoll events we are registered for
     cdef bint closing               # send what is queued, then close
     cdef bint refused               # we refused a request: close gently (linger)
@@ -97,19 +112,32 @@ cdef class Connection:
 cdef class Loop:
     cdef int epfd
     cdef int lfd
+    cdef object sock                # the listening socket; closed when draining starts
     cdef int spare_fd               # kept open to shed a connection when fds run out
     cdef bint tcp
     cdef object dispatch
     cdef dict conns
     cdef bint running
     cdef bint accepting
+    cdef bint draining
+    cdef double drain_deadline
     cdef double now
     cdef double next_tick
     cdef double tick_interval
-    cdef double header_timeout, keepalive_timeout, body_timeout
+    cdef double header_timeout, keepalive_timeout, body_timeout, graceful_timeout
     cdef Py_ssize_t high_water      # stop reading a connection whose output is past this
     cdef Py_ssize_t max_rbuf
     cdef object parser_limits
+    cdef str healthz, readyz        # None: switched off
+    cdef bint log_health
+    cdef bint proxy_protocol
+    cdef object access_log          # callable(req, status, nbytes, seconds, request_id) or None
+    cdef object proxies             # fastsock.proxy.Proxies or None
+    cdef long long max_requests     # leave (drain) after this many requests; 0: never
+    cdef str rid_prefix
+    cdef long long rid_counter
+    cdef SharedState shared
+    cdef Slot* slot
     cdef epoll_event events[MAX_EVENTS]
     cdef unsigned long long counts[N_COUNTERS]
 
@@ -117,15 +145,19 @@ cdef class Loop:
         self.epfd = -1
         self.spare_fd = -1
 
-    def __init__(self, int listen_fd, dispatch, config, bint tcp=True):
-        """listen_fd: a bound, listening, non-blocking socket. config: a fastsock.config.Config."""
-        self.lfd = listen_fd
-        self.tcp = tcp
+    def __init__(self, sock, dispatch, config, SharedState shared=None, int slot=-1,
+                 access_log=None, proxies=None, long long max_requests=0):
+        """sock: a bound, listening socket (shared with other workers, if any); config: a
+        fastsock.config.Config; shared/slot: the master's shared memory and this worker's slot."""
+        self.sock = sock
+        self.lfd = sock.fileno()
+        self.tcp = sock.family in (_socket.AF_INET, _socket.AF_INET6)
         self.dispatch = dispatch
         self.conns = {}
         self.header_timeout = config.header_timeout
         self.keepalive_timeout = config.keepalive_timeout
         self.body_timeout = config.body_timeout
+        self.graceful_timeout = config.graceful_timeout
         self.tick_interval = min(1.0, self.header_timeout / 4, self.keepalive_timeout / 4,
                                  self.body_timeout / 4)
         self.high_water = config.output_high_water
@@ -133,12 +165,22 @@ cdef class Loop:
         self.parser_limits = (config.max_request_line, config.max_header_bytes,
                               config.max_header_count, config.max_body_size,
                               config.max_chunk_ext)
+        self.healthz = config.healthz_path or None
+        self.readyz = config.readyz_path or None
+        self.log_health = config.log_health
+        self.proxy_protocol = config.proxy_protocol
+        self.access_log = access_log
+        self.proxies = proxies
+        self.max_requests = max_requests
+        self.rid_prefix = os.urandom(6).hex() + "-"
+        self.shared = shared
+        self.slot = shared.slot(slot) if shared is not None else NULL
+        sock.setblocking(False)
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
         if self.epfd < 0:
             raise OSError(errno, "epoll_create1")
         self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
-        self._ctl(EPOLL_CTL_ADD, self.lfd, EPOLLIN)
-        self.accepting = True
+        self._watch_listener()
 
     def __dealloc__(self):
         if self.epfd >= 0:
@@ -154,6 +196,11 @@ cdef class Loop:
             raise OSError(errno, "epoll_ctl")
         return 0
 
+    cdef void _watch_listener(self):
+        # EPOLLEXCLUSIVE: of the workers sharing the socket, one is woken per connection
+        self._ctl(EPOLL_CTL_ADD, self.lfd, EPOLLIN | EPOLLEXCLUSIVE)
+        self.accepting = True
+
     # ------------------------------------------------------------------ the loop
 
     def run(self):
@@ -163,6 +210,8 @@ cdef class Loop:
         self.running = True
         self.now = monotonic()
         self._tick()
+        if self.slot != NULL:
+            self.slot.state = SLOT_RUNNING
         while self.running:
             timeout_ms = <int>((self.next_tick - self.now) * 1000) + 1
             if timeout_ms < 0:
@@ -180,7 +229,8 @@ cdef class Loop:
                 fd = self.events[i].data.fd
                 ev = self.events[i].events
                 if fd == self.lfd:
-                    self._accept()
+                    if self.accepting:
+                        self._accept()
                     continue
                 c = <Connection>self.conns.get(fd)
                 if c is None:
@@ -194,25 +244,62 @@ cdef class Loop:
             if self.now >= self.next_tick:
                 self._tick()
         self._close_all()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     def stop(self):
-        """Leave run() at the next wake-up (the process model adds graceful draining)."""
+        """Leave run() at the next wake-up, closing every connection."""
         self.running = False
+
+    def drain(self):
+        """Stop accepting; finish what is in flight with "Connection: close"; close idle
+        connections; leave run() when none is left, or at the graceful timeout."""
+        self._start_drain()
 
     def counters(self):
         return {name: self.counts[i] for i, name in enumerate(COUNTER_NAMES)}
 
+    cdef void _start_drain(self):
+        cdef Connection c
+        if self.draining:
+            return
+        self.draining = True
+        self.drain_deadline = monotonic() + self.graceful_timeout
+        if self.slot != NULL:
+            self.slot.state = SLOT_DRAINING
+        if self.accepting:
+            self.accepting = False
+            self._ctl(EPOLL_CTL_DEL, self.lfd, 0)
+        self.sock.close()       # our copy only: other workers and the master keep theirs
+        self._close_idle()
+
+    cdef void _close_idle(self):
+        cdef Connection c
+        idle = [c for c in self.conns.values()
+                if (c.phase == P_IDLE or (c.phase == P_HEAD and c.rend == c.rstart))
+                and self.now - c.since >= DRAIN_IDLE_GRACE]
+        for c in idle:
+            self._close(c)
+        if not self.conns:
+            self.running = False
+
     cdef void _tick(self):
-        """Once per tick: the Date line, expired deadlines, and accepting again after EMFILE."""
+        """Once per tick: the Date line, expired deadlines, draining, the access log, and
+        accepting again after EMFILE."""
         cdef Connection c
         set_date(("Date: " + formatdate(usegmt=True) + "\r\n").encode("ascii"))
         self.next_tick = self.now + self.tick_interval
-        if not self.accepting:
-            self.accepting = True
-            self._ctl(EPOLL_CTL_ADD, self.lfd, EPOLLIN)
+        if not self.accepting and not self.draining:
+            self._watch_listener()
         expired = [c for c in self.conns.values() if c.deadline <= self.now]
         for c in expired:
             self._on_timeout(c)
+        if self.draining:
+            if self.now >= self.drain_deadline:
+                self._close_all()
+            self._close_idle()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     # ------------------------------------------------------------------ accepting
 
@@ -244,6 +331,9 @@ cdef class Loop:
             c.parser = RequestParser.__new__(RequestParser, *self.parser_limits)
             c.phase = P_HEAD
             c.deadline = self.now + self.header_timeout
+            c.since = self.now
+            c.proxy_pending = self.proxy_protocol
+            c.trusted = -1
             c.interest = EPOLLIN
             self.conns[fd] = c
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN)
@@ -300,7 +390,29 @@ cdef class Loop:
             self._close(c)                  # the client closed or reset
             return
         c.rend += n
+        if c.proxy_pending and not self._proxy_header(c):
+            return
         self._drive(c)
+
+    cdef bint _proxy_header(self, Connection c):
+        """Take the PROXY protocol header off the front of the input. False: not yet whole,
+        or refused (and the connection closed)."""
+        try:
+            found = parse_proxy_header(c.rbuf + c.rstart, c.rend - c.rstart)
+        except ValueError as e:
+            self.counts[C_PROXY_ERRORS] += 1
+            error_log.info("refused connection from %s:%s: %s", *c.client(), e)
+            self._close(c)
+            return False
+        if found is None:
+            return False
+        used, peer = found
+        c.rstart += used
+        c.proxy_pending = False
+        if peer is not None:
+            c.peer = peer
+            c.trusted = 0       # the balancer told us the client: headers cannot override it
+        return True
 
     cdef int _drive(self, Connection c) except -1:
         """Make every bit of progress possible without blocking: answer buffered requests,
@@ -355,6 +467,7 @@ cdef class Loop:
             c.deadline = self.now + self.keepalive_timeout
         elif c.phase != P_IDLE:
             c.phase = P_IDLE
+            c.since = self.now
             c.deadline = self.now + self.keepalive_timeout
 
     cdef int _process(self, Connection c) except -1:
@@ -380,26 +493,56 @@ cdef class Loop:
         return 0
 
     cdef int _respond(self, Connection c, Request req) except -1:
-        cdef bint keep_alive = req.keep_alive
         cdef bint http11 = req.http_version is V11 or req.http_version == V11
         cdef bint head_only = req.method is HEAD
+        cdef bint keep_alive
+        cdef bint health = False
+        cdef double t0 = 0
+        cdef bytes extra = None
+        cdef str rid = None
+        cdef unsigned long long mark
         self.counts[C_REQUESTS] += 1
+        if self.slot != NULL:
+            self.slot.requests += 1
+        if self.max_requests and self.counts[C_REQUESTS] >= self.max_requests:
+            self._start_drain()
+        keep_alive = req.keep_alive and not self.draining
         req.client = c.client()
+        if self.proxies is not None:
+            if c.trusted < 0:
+                c.trusted = self.proxies.trusts(req.client[0])
+            if c.trusted:
+                req.client = self.proxies.client(req)
+        path = req.path
+        if path == self.healthz:
+            result, health = HEALTH_OK, True
+        elif path == self.readyz:
+            health = True
+            result = NOT_READY if self.draining or (
+                self.shared is not None and not self.shared.header.ready) else HEALTH_OK
+        else:
+            if self.access_log is not None:
+                t0 = monotonic()
+                rid = req.request_id
+                if rid is None:
+                    self.rid_counter += 1
+                    rid = f"{self.rid_prefix}{self.rid_counter:x}"
+                extra = b"X-Request-ID: " + rid.encode("latin-1") + b"\r\n"
+            try:
+                result = self.dispatch(req)
+            except BaseException:
+                # dispatch catches handler errors itself; this is the last line of defence
+                error_log.exception("dispatch failed for %s %s", req.method, req.path)
+                self.counts[C_HANDLER_ERRORS] += 1
+                result = SERVER_ERROR
+        mark = c.out.total
         try:
-            result = self.dispatch(req)
-        except BaseException:
-            # dispatch catches handler errors itself; this is the last line of defence
-            error_log.exception("dispatch failed for %s %s", req.method, req.path)
-            self.counts[C_HANDLER_ERRORS] += 1
-            result = Response(b"Internal Server Error\n", 500, content_type="text/plain")
-        try:
-            stream = write_response(c.out, result, keep_alive, head_only, http11)
+            stream = write_response(c.out, result, keep_alive, head_only, http11, extra)
         except Exception:
             error_log.exception("invalid response for %s %s", req.method, req.path)
             self.counts[C_HANDLER_ERRORS] += 1
-            stream = write_response(c.out, Response(b"Internal Server Error\n", 500,
-                                                    content_type="text/plain"),
-                                    keep_alive, head_only, http11)
+            result = SERVER_ERROR
+            stream = write_response(c.out, result, keep_alive, head_only, http11, extra)
         if stream is not None:
             if head_only:
                 getattr(stream, "close", lambda: None)()
@@ -410,6 +553,9 @@ cdef class Loop:
                     keep_alive = False      # HTTP/1.0: the stream ends with the connection
         if not keep_alive:
             c.closing = True
+        if self.access_log is not None and (not health or self.log_health):
+            self.access_log(req, (<Response>result).status if type(result) is Response else 200,
+                            c.out.total - mark, monotonic() - t0 if t0 else 0.0, rid)
         return 0
 
     cdef int _pump(self, Connection c) except -1:
@@ -482,6 +628,8 @@ cdef class Loop:
         close(c.fd)                         # also removes it from the epoll set
         c.fd = -1
         self.counts[C_CLOSED] += 1
+        if self.draining and not self.conns:
+            self.running = False
 
     cdef void _close_all(self):
         cdef Connection c

@@ -29,6 +29,7 @@ cdef extern from "<sys/epoll.h>" nogil:
         EPOLLERR
         EPOLLHUP
         EPOLLRDHUP
+        EPOLLEXCLUSIVE
         EPOLL_CTL_ADD
         EPOLL_CTL_MOD
         EPOLL_CTL_DEL

@@ -20,8 +20,17 @@ class Config:
     app: str = _opt("", "the application, as MODULE:ATTRIBUTE", positional=True)
     host: str = _opt("0.0.0.0", "address to listen on")
     port: int = _opt(8000, "TCP port to listen on")
-    workers: str = _opt("1", "worker processes (only 1 for now)")
+    uds: str = _opt("", "serve on this Unix socket path instead of host:port")
+    workers: str = _opt(
+        "auto", "worker processes: a number, or auto (the cgroup CPU quota and affinity)")
     backlog: int = _opt(2048, "listen backlog")
+    max_requests: int = _opt(0, "recycle a worker after this many requests (0: never)")
+    max_requests_jitter: int = _opt(
+        0, "add 0..N to --max-requests per worker, so workers do not recycle together")
+    shutdown_delay: float = _opt(
+        0.0, "on SIGTERM, seconds to keep accepting (readiness already 503) before draining")
+    graceful_timeout: float = _opt(
+        30.0, "seconds in-flight requests get to finish once draining starts")
     header_timeout: float = _opt(
         10.0, "seconds to receive a request head, from accept or from its first byte")
     keepalive_timeout: float = _opt(
@@ -34,14 +43,32 @@ class Config:
     max_chunk_ext: int = _opt(1024, "longest chunk extension in bytes (400 past it)")
     output_high_water: int = _opt(
         1048576, "stop reading a connection while this many response bytes wait to be sent")
-    log_level: str = _opt("info", "debug, info, warning, error or critical")
+    healthz_path: str = _opt("/healthz", "liveness path, answered by the server ('' = off)")
+    readyz_path: str = _opt("/readyz", "readiness path, answered by the server ('' = off)")
+    access_log: str = _opt("off", "access log to stdout: off, text or json")
+    log_health: bool = _opt(False, "also write health checks to the access log")
+    log_level: str = _opt("info", "error log (stderr) level: debug, info, warning, error")
+    forwarded_allow_ips: str = _opt(
+        "", "comma-separated addresses/CIDRs of proxies trusted for X-Forwarded-For/Forwarded")
+    proxy_protocol: bool = _opt(
+        False, "expect a PROXY protocol v1/v2 header on every connection (AWS NLB)")
 
     def __post_init__(self):
-        if self.workers != "1":
-            raise ValueError("--workers: only 1 is supported in this version")
+        if self.workers != "auto" and not (self.workers.isdigit() and int(self.workers) > 0):
+            raise ValueError(f"--workers must be a positive number or auto, not {self.workers!r}")
+        if self.access_log not in ("off", "text", "json"):
+            raise ValueError(f"--access-log must be off, text or json, not {self.access_log!r}")
+        for name in ("shutdown_delay", "max_requests", "max_requests_jitter"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        for name in ("healthz_path", "readyz_path"):
+            if getattr(self, name) and not getattr(self, name).startswith("/"):
+                raise ValueError(f"{name} must start with '/'")
         for name in ("header_timeout", "keepalive_timeout", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.graceful_timeout <= 0:
+            raise ValueError("graceful_timeout must be positive")
         for name in ("max_request_line", "max_header_bytes", "max_header_count",
                      "max_body_size", "max_chunk_ext", "output_high_water", "backlog"):
             if getattr(self, name) <= 0:
@@ -54,6 +81,18 @@ def env_name(name: str) -> str:
     return "FASTSOCK_" + name.upper()
 
 
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastsock",
@@ -61,12 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "variable shown beside it.",
     )
     for f in dataclasses.fields(Config):
-        kind = f.type if isinstance(f.type, type) else {"str": str, "int": int,
-                                                           "float": float}[f.type]
+        kind = _TYPES[f.type]
         env = env_name(f.name)
         help_text = f"{f.metadata['help']} [env {env}; default {f.default!r}]"
         if f.metadata.get("positional"):
             parser.add_argument(f.name, nargs="?", default=None, help=help_text)
+        elif kind is bool:
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                                action=argparse.BooleanOptionalAction, help=help_text)
         else:
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind,
                                 default=None, help=help_text)
@@ -82,11 +123,13 @@ def from_args(argv: list[str] | None = None, environ: dict | None = None) -> Con
         value = getattr(args, f.name)
         if value is None and env_name(f.name) in environ:
             raw = environ[env_name(f.name)]
-            kind = {"str": str, "int": int, "float": float}.get(f.type, f.type)
+            kind = _TYPES[f.type]
+            if kind is bool:
+                kind = _parse_bool
             try:
                 value = kind(raw)
             except ValueError:
-                raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {kind.__name__}")
+                raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {f.type}")
         if value is not None:
             values[f.name] = value
     return Config(**values)

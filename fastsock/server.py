@@ -1,16 +1,43 @@
-"""Process start-up: logging, file limits, the listening socket, signals, then the loop."""
+"""The process model: the master binds, forks workers that each run one loop, supervises them,
+and turns signals into draining, rolling restarts and exits.
+
+    SIGTERM, SIGINT   graceful: readiness 503 at once, keep serving --shutdown-delay seconds,
+                      then drain (stop accepting, finish in-flight work, close idle
+                      connections) for at most --graceful-timeout seconds, and exit 0
+    second SIGINT,    fast exit
+    SIGQUIT
+    SIGHUP            rolling restart: workers replaced one at a time, each new one serving
+                      before the old one drains
+
+Workers share the master's listening socket (each watches it with EPOLLEXCLUSIVE), so a worker
+that stops or dies never takes queued connections down with it. As PID 1 in a container the
+master also reaps every child it inherits.
+"""
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import random
 import resource
 import signal
 import socket
+import stat
 import sys
+import time
 
 from fastsock._loop import Loop
+from fastsock._shared import SharedState
+from fastsock.accesslog import AccessLog
 from fastsock.config import Config
+from fastsock.proxy import Proxies
+from fastsock.workers import worker_count
 
 log = logging.getLogger("fastsock.error")
+
+SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
+CRASH_WINDOW = 10.0         # a worker that dies sooner than this after starting is crash-looping
+MAX_BACKOFF = 10.0
 
 
 def configure_logging(level: str) -> None:
@@ -29,39 +56,247 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def bind(config: Config) -> socket.socket:
-    """A non-blocking listening socket; OSError (e.g. address in use) goes to the caller."""
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
+def listen_socket(config: Config) -> socket.socket:
+    """systemd's socket (LISTEN_FDS) when there is one, else --uds, else --host/--port.
+    OSError (e.g. address in use) goes to the caller."""
+    if os.environ.get("LISTEN_FDS") and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+        return socket.socket(fileno=3)                  # SD_LISTEN_FDS_START
+    if config.uds:
+        try:
+            if stat.S_ISSOCK(os.stat(config.uds).st_mode):
+                os.unlink(config.uds)                   # a stale socket from an earlier run
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        addr = config.uds
+    else:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((config.host, config.port))
+        addr = (config.host, config.port)
+    try:
+        sock.bind(addr)
         sock.listen(config.backlog)
-        sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
     return sock
 
 
+def describe(sock: socket.socket) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def serve(config: Config, app, sock: socket.socket | None = None) -> None:
+    """Run the master until it stops; raises SystemExit with its exit code if not 0."""
     configure_logging(config.log_level)
     raise_fd_limit()
-    if sock is None:
-        sock = bind(config)
-    loop = Loop(sock.fileno(), app.dispatch, config)
+    sock = sock or listen_socket(config)
+    code = Master(config, app, sock, worker_count(config.workers)).run()
+    if code:
+        raise SystemExit(code)
 
-    def on_stop(signum, frame):
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        loop.stop()
 
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    host, port = sock.getsockname()[:2]
-    log.info("fastsock serving on http://%s:%d", f"[{host}]" if ":" in host else host, port)
+# ---------------------------------------------------------------------------- workers
+
+def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, slot: int) -> int:
+    """The body of a forked worker: one loop until it drains or is told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)        # a terminal's ^C is the master's to handle
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, lambda *_: os._exit(0))
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        loop.run()
-    finally:
-        sock.close()
-    log.info("stopped")
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG: die with the master
+    except (OSError, AttributeError):
+        pass
+    max_requests = config.max_requests
+    if max_requests:
+        max_requests += random.randint(0, config.max_requests_jitter)
+    loop = Loop(sock, app.dispatch, config, shared, slot,
+                access_log=AccessLog(config.access_log) if config.access_log != "off" else None,
+                proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
+                max_requests=max_requests)
+    signal.signal(signal.SIGTERM, lambda *_: loop.drain())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+    loop.run()
+    return 0
+
+
+class Worker:
+    __slots__ = ("pid", "slot", "started", "retiring")
+
+    def __init__(self, pid: int, slot: int):
+        self.pid, self.slot, self.started, self.retiring = pid, slot, time.monotonic(), False
+
+
+# ---------------------------------------------------------------------------- the master
+
+class Master:
+    def __init__(self, config: Config, app, sock: socket.socket, n: int):
+        self.config, self.app, self.sock, self.wanted = config, app, sock, n
+        # room for every worker plus the replacements a rolling restart runs beside them
+        self.shared = SharedState(2 * n + 2)
+        self.workers: dict[int, Worker] = {}
+        self.backoff = 0.0
+        self.next_spawn = 0.0
+        self.rolling: list[int] = []            # pids still to replace (SIGHUP)
+        self.replacement: int | None = None     # the new worker being waited for
+        self.replacing: int | None = None       # the old worker it replaces
+        self.phase = "running"                  # running -> delaying -> draining
+        self.phase_deadline = 0.0
+
+    # the worker processes
+
+    def spawn(self) -> int:
+        slot = self.shared.free_slot()
+        self.shared.set_slot(slot, 0, SharedState.STARTING)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = run_worker(self.config, self.app, self.sock, self.shared, slot)
+            except BaseException:
+                log.exception("worker failed")
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.shared.set_slot(slot, pid, SharedState.STARTING)
+        self.workers[pid] = Worker(pid, slot)
+        log.info("started worker %d", pid)
+        return pid
+
+    def active(self) -> list[Worker]:
+        return [w for w in self.workers.values() if not w.retiring]
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue                    # an orphan we inherited as PID 1: reaped, done
+            self.shared.set_slot(worker.slot, 0, SharedState.FREE)
+            if os.WIFSIGNALED(status):
+                reason, crashed = f"killed by {signal.Signals(os.WTERMSIG(status)).name}", True
+            else:
+                code = os.WEXITSTATUS(status)
+                reason, crashed = f"exited with code {code}", code != 0
+            if worker.retiring or self.phase != "running":
+                log.info("worker %d %s", pid, reason)
+                continue
+            lived = time.monotonic() - worker.started
+            if crashed:
+                self.backoff = (min(max(0.1, self.backoff * 2), MAX_BACKOFF)
+                                if lived < CRASH_WINDOW else 0.0)
+                log.error("worker %d %s after %.1fs; respawning in %.1fs", pid, reason, lived,
+                          self.backoff)
+                self.next_spawn = time.monotonic() + self.backoff
+            else:
+                log.info("worker %d %s (recycled); respawning", pid, reason)
+
+    def keep_workers(self) -> None:
+        now = time.monotonic()
+        if len(self.active()) < self.wanted and now >= self.next_spawn:
+            self.spawn()
+        if self.replacement is None and self.rolling:
+            old = self.rolling.pop(0)
+            if old in self.workers:
+                self.replacement = self.spawn()
+                self.replacing = old
+        elif self.replacement is not None:
+            new = self.workers.get(self.replacement)
+            if new is None:                                 # it died: try that one again
+                self.rolling.insert(0, self.replacing)
+                self.replacement = None
+            elif self.shared.slot_state(new.slot) == SharedState.RUNNING:
+                old = self.workers.get(self.replacing)
+                if old is not None:
+                    old.retiring = True
+                    os.kill(old.pid, signal.SIGTERM)
+                self.replacement = None
+
+    def update_ready(self) -> None:
+        running = sum(1 for w in self.active()
+                      if self.shared.slot_state(w.slot) == SharedState.RUNNING)
+        self.shared.ready = self.phase == "running" and running >= self.wanted
+
+    # signals and shutdown
+
+    def on_signal(self, signo: int) -> int | None:
+        """-> an exit code when the master must leave now."""
+        if signo == signal.SIGCHLD:
+            return None
+        if signo == signal.SIGHUP:
+            if self.phase == "running":
+                log.info("SIGHUP: replacing %d workers one at a time", len(self.active()))
+                self.rolling = [w.pid for w in self.active()]
+            return None
+        if signo == signal.SIGQUIT or (signo == signal.SIGINT and self.phase != "running"):
+            log.warning("%s: fast exit", signal.Signals(signo).name)
+            return self.fast_exit()
+        if self.phase == "running":
+            log.info("%s: readiness off; draining in %.1fs", signal.Signals(signo).name,
+                     self.config.shutdown_delay)
+            self.phase = "delaying"
+            self.shared.draining = True
+            self.shared.ready = False
+            self.phase_deadline = time.monotonic() + self.config.shutdown_delay
+        return None
+
+    def start_draining(self) -> None:
+        log.info("draining: no new connections; up to %.1fs for in-flight requests",
+                 self.config.graceful_timeout)
+        self.phase = "draining"
+        self.phase_deadline = time.monotonic() + self.config.graceful_timeout + 5
+        for w in self.workers.values():
+            os.kill(w.pid, signal.SIGTERM)
+        self.sock.close()
+
+    def fast_exit(self) -> int:
+        for w in self.workers.values():
+            os.kill(w.pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 2
+        while self.workers and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.02)
+        for w in self.workers.values():
+            os.kill(w.pid, signal.SIGKILL)
+        return 1
+
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        log.info("fastsock serving on %s with %d worker%s", describe(self.sock), self.wanted,
+                 "s" if self.wanted != 1 else "")
+        for _ in range(self.wanted):
+            self.spawn()
+        while True:
+            info = signal.sigtimedwait(SIGNALS, 0.05)
+            if info is not None:
+                code = self.on_signal(info.si_signo)
+                if code is not None:
+                    return code
+            self.reap()
+            if self.phase == "running":
+                self.keep_workers()
+            elif self.phase == "delaying" and time.monotonic() >= self.phase_deadline:
+                self.start_draining()
+            elif self.phase == "draining":
+                if not self.workers:
+                    log.info("stopped")
+                    return 0
+                if time.monotonic() >= self.phase_deadline:
+                    log.error("workers still running past the graceful timeout: killing them")
+                    for w in self.workers.values():
+                        os.kill(w.pid, signal.SIGKILL)
+                    return 1
+            self.update_ready()

@@ -1,0 +1,66 @@
+"""The access log: one line per request to stdout, as text or JSON, written in batches.
+
+Lines are buffered and written at most once per loop tick (or when 32 KiB pile up), each write
+holding whole lines and at most PIPE_BUF bytes, so lines of several workers never interleave.
+"""
+from __future__ import annotations
+
+import os
+import time
+from json.encoder import encode_basestring as _json_str   # the C string encoder
+
+PIPE_BUF = 4096
+
+
+class AccessLog:
+    def __init__(self, fmt: str, fd: int = 1):
+        self.fd = fd
+        self.json = fmt == "json"
+        self.lines: list[str] = []
+        self.size = 0
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:          # format the date once a second
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+
+    def __call__(self, req, status: int, nbytes: int, seconds: float, request_id: str):
+        client = req.client[0] if req.client else "-"
+        if self.json:
+            ua = req.user_agent
+            line = (f'{{"time":"{self._time()}","method":{_json_str(req.method)},'
+                    f'"path":{_json_str(req.path)},"status":{status},"bytes":{nbytes},'
+                    f'"duration_ms":{seconds * 1000:.3f},"client":{_json_str(client)},'
+                    f'"user_agent":{_json_str(ua) if ua is not None else "null"},'
+                    f'"request_id":{_json_str(request_id)}}}\n')
+        else:
+            line = (f'{self._time()} {client} "{req.method} {req.path} HTTP/{req.http_version}" '
+                    f'{status} {nbytes} {seconds * 1000:.3f}ms {_json_str(req.user_agent or "-")} '
+                    f'{request_id}\n')
+        self.lines.append(line)
+        self.size += len(line)
+        if self.size > 32768:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        data = "".join(self.lines).encode("utf-8", "backslashreplace")
+        self.lines.clear()
+        self.size = 0
+        start = 0
+        while start < len(data):
+            end = len(data)
+            if end - start > PIPE_BUF:
+                end = data.rfind(b"\n", start, start + PIPE_BUF) + 1 or start + PIPE_BUF
+            try:
+                start += os.write(self.fd, data[start:end])
+            except BlockingIOError:
+                continue
+            except OSError:
+                return          # stdout gone: drop the log rather than the service

@@ -1,0 +1,44 @@
+"""Who the client is behind a proxy: X-Forwarded-For / Forwarded, believed only from trusted
+peers (--forwarded-allow-ips)."""
+from __future__ import annotations
+
+import ipaddress
+
+
+class Proxies:
+    def __init__(self, allow: str):
+        self.networks = [ipaddress.ip_network(item.strip(), strict=False)
+                         for item in allow.split(",") if item.strip()]
+
+    def trusts(self, host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.networks)
+
+    def client(self, req) -> tuple:
+        """The first address, walking back from the nearest hop, that is not a trusted proxy.
+        Forwarded (RFC 7239) wins over X-Forwarded-For when both are present."""
+        hops = self._forwarded(req.headers.getall("forwarded")) or [
+            h.strip() for v in req.headers.getall("x-forwarded-for") for h in v.split(",")]
+        for host in reversed(hops):
+            if host and not self.trusts(host):
+                return (host, 0)
+        return req.client
+
+    @staticmethod
+    def _forwarded(values: list[str]) -> list[str]:
+        hops = []
+        for value in values:
+            for element in value.split(","):
+                for pair in element.split(";"):
+                    name, _, val = pair.strip().partition("=")
+                    if name.lower() == "for":
+                        val = val.strip('"')
+                        if val.startswith("["):                 # "[2001:db8::1]:4711"
+                            val = val[1:val.find("]")]
+                        elif val.count(":") == 1:               # "192.0.2.60:4711"
+                            val = val.split(":")[0]
+                        hops.append(val)
+        return hops
