@@ -120,6 +120,7 @@ cdef class Loop:
     cdef bint running
     cdef bint accepting
     cdef bint draining
+    cdef bint drain_requested       # set by a signal handler or --max-requests; acted on by run()
     cdef double drain_deadline
     cdef double now
     cdef double next_tick
@@ -197,8 +198,10 @@ cdef class Loop:
         return 0
 
     cdef void _watch_listener(self):
-        # EPOLLEXCLUSIVE: of the workers sharing the socket, one is woken per connection
-        self._ctl(EPOLL_CTL_ADD, self.lfd, EPOLLIN | EPOLLEXCLUSIVE)
+        # Every idle worker sharing the socket is woken and the first to accept wins. Not
+        # EPOLLEXCLUSIVE: it can hand a connection to a worker that is busy in a handler
+        # while another sits idle.
+        self._ctl(EPOLL_CTL_ADD, self.lfd, EPOLLIN)
         self.accepting = True
 
     # ------------------------------------------------------------------ the loop
@@ -213,6 +216,10 @@ cdef class Loop:
         if self.slot != NULL:
             self.slot.state = SLOT_RUNNING
         while self.running:
+            if self.drain_requested and not self.draining:
+                self._start_drain()
+                if not self.running:
+                    break
             timeout_ms = <int>((self.next_tick - self.now) * 1000) + 1
             if timeout_ms < 0:
                 timeout_ms = 0
@@ -253,8 +260,11 @@ cdef class Loop:
 
     def drain(self):
         """Stop accepting; finish what is in flight with "Connection: close"; close idle
-        connections; leave run() when none is left, or at the graceful timeout."""
-        self._start_drain()
+        connections; leave run() when none is left, or at the graceful timeout. Safe to call
+        from a signal handler, even while a handler runs: the listening socket closes at once,
+        the rest happens between events."""
+        self._close_listener()
+        self.drain_requested = True
 
     def counters(self):
         return {name: self.counts[i] for i, name in enumerate(COUNTER_NAMES)}
@@ -267,11 +277,19 @@ cdef class Loop:
         self.drain_deadline = monotonic() + self.graceful_timeout
         if self.slot != NULL:
             self.slot.state = SLOT_DRAINING
+        self._close_listener()
+        self._close_idle()
+
+    cdef void _close_listener(self):
+        """Out of the epoll set first, then closed: the socket lives on in the master and the
+        other workers, and epoll would go on reporting it under an fd number we no longer own."""
+        if self.lfd < 0:
+            return
         if self.accepting:
             self.accepting = False
             self._ctl(EPOLL_CTL_DEL, self.lfd, 0)
-        self.sock.close()       # our copy only: other workers and the master keep theirs
-        self._close_idle()
+        self.sock.close()
+        self.lfd = -1
 
     cdef void _close_idle(self):
         cdef Connection c
@@ -289,7 +307,7 @@ cdef class Loop:
         cdef Connection c
         set_date(("Date: " + formatdate(usegmt=True) + "\r\n").encode("ascii"))
         self.next_tick = self.now + self.tick_interval
-        if not self.accepting and not self.draining:
+        if not self.accepting and self.lfd >= 0:
             self._watch_listener()
         expired = [c for c in self.conns.values() if c.deadline <= self.now]
         for c in expired:
@@ -505,8 +523,7 @@ cdef class Loop:
         if self.slot != NULL:
             self.slot.requests += 1
         if self.max_requests and self.counts[C_REQUESTS] >= self.max_requests:
-            self._start_drain()
-        keep_alive = req.keep_alive and not self.draining
+            self.drain_requested = True
         req.client = c.client()
         if self.proxies is not None:
             if c.trusted < 0:
@@ -518,7 +535,7 @@ cdef class Loop:
             result, health = HEALTH_OK, True
         elif path == self.readyz:
             health = True
-            result = NOT_READY if self.draining or (
+            result = NOT_READY if self.draining or self.drain_requested or (
                 self.shared is not None and not self.shared.header.ready) else HEALTH_OK
         else:
             if self.access_log is not None:
@@ -535,6 +552,7 @@ cdef class Loop:
                 error_log.exception("dispatch failed for %s %s", req.method, req.path)
                 self.counts[C_HANDLER_ERRORS] += 1
                 result = SERVER_ERROR
+        keep_alive = req.keep_alive and not (self.draining or self.drain_requested)
         mark = c.out.total
         try:
             stream = write_response(c.out, result, keep_alive, head_only, http11, extra)

@@ -9,8 +9,8 @@ and turns signals into draining, rolling restarts and exits.
     SIGHUP            rolling restart: workers replaced one at a time, each new one serving
                       before the old one drains
 
-Workers share the master's listening socket (each watches it with EPOLLEXCLUSIVE), so a worker
-that stops or dies never takes queued connections down with it. As PID 1 in a container the
+Workers share the master's listening socket, so a worker that stops or dies never takes queued
+connections down with it (as a per-worker SO_REUSEPORT socket would). As PID 1 in a container the
 master also reaps every child it inherits.
 """
 from __future__ import annotations
@@ -257,7 +257,8 @@ class Master:
         log.info("draining: no new connections; up to %.1fs for in-flight requests",
                  self.config.graceful_timeout)
         self.phase = "draining"
-        self.phase_deadline = time.monotonic() + self.config.graceful_timeout + 5
+        # the workers keep the deadline themselves; this is the backstop for a stuck handler
+        self.phase_deadline = time.monotonic() + self.config.graceful_timeout + 1
         for w in self.workers.values():
             os.kill(w.pid, signal.SIGTERM)
         self.sock.close()
@@ -274,6 +275,10 @@ class Master:
         return 1
 
     def run(self) -> int:
+        # Signals are taken synchronously with sigtimedwait. The handlers never run; they are
+        # there because PID 1 in a container ignores signals left at SIG_DFL.
+        for signo in SIGNALS - {signal.SIGCHLD}:
+            signal.signal(signo, lambda *_: None)
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         log.info("fastsock serving on %s with %d worker%s", describe(self.sock), self.wanted,
                  "s" if self.wanted != 1 else "")

@@ -1,4 +1,7 @@
 """The app the integration tests serve."""
+import os
+import time
+
 from fastsock import App, HTTPError, Response
 
 app = App()
@@ -80,6 +83,17 @@ def big(req):
 @app.get("/nothing")
 def nothing(req):
     return None
+
+
+@app.get("/pid")
+def pid(req):
+    return str(os.getpid())
+
+
+@app.get("/sleep")
+def sleep(req):
+    time.sleep(float(req.query.get("s", "1")))
+    return "slept"
 
 
 @app.get("/smuggled")

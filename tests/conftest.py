@@ -20,12 +20,21 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, proc: subprocess.Popen, port: int, log_path: Path):
-        self.proc, self.port, self.log_path = proc, port, log_path
+    def __init__(self, proc: subprocess.Popen, port: int, log_path: Path, out_path: Path):
+        self.proc, self.port, self.log_path, self.out_path = proc, port, log_path, out_path
         self.url = f"http://127.0.0.1:{port}"
 
     def log(self) -> str:
+        """The error log (stderr)."""
         return self.log_path.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        """The access log."""
+        return self.out_path.read_text(errors="replace")
+
+    def get(self, path: str, **kw):
+        import httpx
+        return httpx.get(self.url + path, **kw)
 
     def connect(self, timeout: float = 5.0) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
@@ -44,14 +53,15 @@ class Server:
 def start_server(tmp: Path, *args: str, app: str = "tests.apps:app", preexec_fn=None,
                  env: dict | None = None) -> Server:
     port = free_port()
-    log_path = tmp / f"server-{port}.log"
-    log = open(log_path, "wb")
+    log_path, out_path = tmp / f"server-{port}.err", tmp / f"server-{port}.out"
+    if "--workers" not in args:
+        args = ("--workers", "1", *args)
     cmd = [sys.executable, "-m", "fastsock", app, "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=preexec_fn, env={**os.environ, **(env or {})})
-    log.close()
-    server = Server(proc, port, log_path)
+           *args]
+    with open(log_path, "wb") as err, open(out_path, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err,
+                                preexec_fn=preexec_fn, env={**os.environ, **(env or {})})
+    server = Server(proc, port, log_path, out_path)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:

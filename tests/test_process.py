@@ -1,0 +1,192 @@
+"""The process model with real processes and signals: workers, supervision, draining,
+rolling restarts, readiness."""
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import read_until_close
+from tests.load import Load
+
+
+def wait_until(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def children(pid: int) -> list[int]:
+    from pathlib import Path
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        out += [int(p) for p in task.read_text().split()]
+    return out
+
+
+def ready(server) -> int:
+    try:
+        return server.get("/readyz").status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_two_workers_serve_and_readyz_waits_for_both(serve):
+    server = serve("--workers", "2")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    assert len(children(server.proc.pid)) == 2
+    assert server.get("/healthz").status_code == 200
+    with Load(server.url, threads=8, max_requests=4000) as load:
+        load.wait_for(2000)
+    assert not load.errors
+    assert load.pids == {str(p) for p in children(server.proc.pid)}
+
+
+def test_killed_worker_is_respawned_and_load_continues(serve):
+    server = serve("--workers", "2")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    victim = children(server.proc.pid)[0]
+    with Load(server.url, threads=4) as load:
+        load.wait_for(500)
+        import os
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(children(server.proc.pid)) == 2 and
+                   victim not in children(server.proc.pid), what="respawn")
+        load.wait_for(1000)
+    # only the connections the dead worker held may fail (one per load thread at most)
+    assert len(load.errors) <= 4, load.errors
+    assert "killed by SIGKILL" in server.log()
+    wait_until(lambda: ready(server) == 200, what="readiness after respawn")
+
+
+def test_crash_loop_backs_off(serve, tmp_path):
+    app = tmp_path / "crashy.py"
+    app.write_text(
+        "import os\n"
+        "from fastsock import App\n"
+        "app = App()\n"
+        "_dispatch = app.dispatch\n"
+        "def dispatch(req):\n"
+        "    os._exit(3)\n"
+        "app.dispatch = dispatch\n")
+    import os
+    server = serve(app="crashy:app", env={"PYTHONPATH": str(tmp_path)})
+    for _ in range(4):
+        try:
+            server.get("/", timeout=2)
+        except httpx.HTTPError:
+            pass
+    wait_until(lambda: server.log().count("exited with code 3") >= 3, what="crashes")
+    assert "respawning in 0.1s" in server.log() and "respawning in 0.2s" in server.log()
+    assert server.proc.poll() is None           # the master itself stays up
+
+
+def test_sigterm_lets_in_flight_request_finish_then_exits_0(serve):
+    server = serve("--workers", "2", "--shutdown-delay", "1", "--graceful-timeout", "10")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    result = {}
+
+    def slow():
+        r = httpx.get(server.url + "/sleep?s=2", timeout=10)
+        result["status"], result["connection"] = r.status_code, r.headers.get("connection")
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    # during the delay: still accepting, but not ready
+    wait_until(lambda: ready(server) == 503, timeout=0.9, what="readiness off")
+    assert server.get("/").text == "hello"
+    # after the delay: a new connection is refused
+    time.sleep(max(0.0, 1.3 - (time.monotonic() - t0)))
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    t.join(10)
+    assert result == {"status": 200, "connection": "close"}
+    assert server.proc.wait(10) == 0
+    assert time.monotonic() - t0 < 5
+
+
+def test_drain_closes_idle_keep_alive_connections_and_exits(serve):
+    server = serve("--graceful-timeout", "10")
+    with server.connect() as idle:
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.2)
+        idle.recv(4096)
+        time.sleep(1.0)                         # idle for longer than the drain grace
+        t0 = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert read_until_close(idle) == b""
+    assert server.proc.wait(10) == 0
+    assert time.monotonic() - t0 < 3
+
+
+def test_graceful_timeout_closes_what_is_left(serve):
+    server = serve("--graceful-timeout", "1", "--header-timeout", "30")
+    with server.connect() as stuck:
+        stuck.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")   # a head that never ends
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        read_until_close(stuck, timeout=5)
+        assert server.proc.wait(10) == 0
+        assert 0.8 < time.monotonic() - t0 < 3
+
+
+def test_second_sigint_is_a_fast_exit(serve):
+    server = serve("--graceful-timeout", "30")
+    def in_flight():
+        try:
+            httpx.get(server.url + "/sleep?s=20", timeout=30)
+        except httpx.HTTPError:
+            pass                                # cut off by the fast exit, as it should be
+
+    t = threading.Thread(target=in_flight, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    server.proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    server.proc.send_signal(signal.SIGINT)
+    server.proc.wait(5)
+    assert time.monotonic() - t0 < 4
+    assert "fast exit" in server.log()
+
+
+def test_sighup_rolling_restart_under_load_has_zero_errors(serve):
+    server = serve("--workers", "2")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    before = set(children(server.proc.pid))
+    with Load(server.url, threads=4) as load:
+        load.wait_for(500)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: not (before & set(children(server.proc.pid)))
+                   and len(children(server.proc.pid)) == 2, timeout=20, what="rolling restart")
+        load.wait_for(500)
+    assert load.errors == []
+    after = {str(p) for p in children(server.proc.pid)}
+    assert after & load.pids, "the new workers served"
+    assert {str(p) for p in before} & load.pids, "the old workers served"
+    wait_until(lambda: ready(server) == 200, what="readiness after restart")
+
+
+def test_max_requests_recycles_workers_without_errors(serve):
+    server = serve("--max-requests", "100", "--max-requests-jitter", "20")
+    with Load(server.url, threads=2, max_requests=600) as load:
+        wait_until(lambda: load.ok + len(load.errors) >= 600, timeout=30, what="load")
+    assert load.errors == []
+    assert len(load.pids) >= 4, load.pids
+    assert "recycled" in server.log()
+
+
+def test_health_paths_configurable_and_switchable(serve):
+    server = serve("--healthz-path", "", "--readyz-path", "/ready")
+    wait_until(lambda: server.get("/ready").status_code == 200, what="readiness")
+    assert server.get("/healthz").status_code == 404       # off: the app's 404
+    assert server.get("/readyz").status_code == 404
