@@ -139,6 +139,8 @@ cdef class Loop:
     cdef long long rid_counter
     cdef SharedState shared
     cdef Slot* slot
+    cdef bint deferred              # we let a less loaded worker have the last connection
+    cdef double resume_accept_at    # 0, or when to watch the listener again after deferring
     cdef epoll_event events[MAX_EVENTS]
     cdef unsigned long long counts[N_COUNTERS]
 
@@ -214,13 +216,20 @@ cdef class Loop:
         self.now = monotonic()
         self._tick()
         if self.slot != NULL:
+            self.slot.pid = os.getpid()
+            self.slot.conns = 0             # a dead predecessor's connections died with it
             self.slot.state = SLOT_RUNNING
         while self.running:
             if self.drain_requested and not self.draining:
                 self._start_drain()
                 if not self.running:
                     break
-            timeout_ms = <int>((self.next_tick - self.now) * 1000) + 1
+            if self.resume_accept_at and self.now >= self.resume_accept_at:
+                self.resume_accept_at = 0
+                if not self.accepting and self.lfd >= 0:
+                    self._watch_listener()
+            timeout_ms = <int>((min(self.next_tick, self.resume_accept_at or self.next_tick)
+                                - self.now) * 1000) + 1
             if timeout_ms < 0:
                 timeout_ms = 0
             with nogil:
@@ -237,7 +246,12 @@ cdef class Loop:
                 ev = self.events[i].events
                 if fd == self.lfd:
                     if self.accepting:
-                        self._accept()
+                        if self._defer_to_idler():
+                            self.accepting = False
+                            self._ctl(EPOLL_CTL_DEL, self.lfd, 0)
+                            self.resume_accept_at = self.now + 0.002
+                        else:
+                            self._accept()
                     continue
                 c = <Connection>self.conns.get(fd)
                 if c is None:
@@ -356,6 +370,26 @@ cdef class Loop:
             self.conns[fd] = c
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN)
             self.counts[C_ACCEPTED] += 1
+            if self.slot != NULL:
+                self.slot.conns += 1
+
+    cdef bint _defer_to_idler(self):
+        """Every idle worker is woken for a new connection, and the one already running tends
+        to win, so a few long keep-alive connections (a load balancer's) would all land on one
+        worker. A worker with more open connections than another running worker lets that one
+        take it — once: if nobody did within 2 ms, it accepts after all."""
+        cdef int i
+        cdef Slot* other
+        if self.slot == NULL or self.deferred:
+            self.deferred = False
+            return False
+        for i in range(self.shared.nslots):
+            other = self.shared.slot(i)
+            if other != self.slot and other.state == SLOT_RUNNING and \
+                    other.conns < self.slot.conns:
+                self.deferred = True
+                return True
+        return False
 
     cdef void _shed(self):
         """Out of file descriptors: accept one connection on the spare fd and close it, so the
@@ -646,6 +680,8 @@ cdef class Loop:
         close(c.fd)                         # also removes it from the epoll set
         c.fd = -1
         self.counts[C_CLOSED] += 1
+        if self.slot != NULL:
+            self.slot.conns -= 1
         if self.draining and not self.conns:
             self.running = False
 

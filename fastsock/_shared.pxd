@@ -9,6 +9,7 @@ cdef struct Slot:
     long long pid
     long long state         # SLOT_* below
     long long requests      # served since the slot was first used (monotonic)
+    long long conns         # open connections now: lets workers balance accepts
 
 cdef enum:
     SLOT_FREE = 0

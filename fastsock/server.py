@@ -166,8 +166,7 @@ class Master:
             finally:
                 logging.shutdown()
                 os._exit(code)
-        self.shared.set_slot(slot, pid, SharedState.STARTING)
-        self.workers[pid] = Worker(pid, slot)
+        self.workers[pid] = Worker(pid, slot)  # from here on the slot is the worker's to write
         log.info("started worker %d", pid)
         return pid
 

@@ -12,13 +12,14 @@ from tests.conftest import read_until_close
 from tests.load import Load
 
 
-def wait_until(predicate, timeout=10.0, what="condition"):
+def wait_until(predicate, timeout=10.0, what="condition", server=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" +
+                         (f"; server log:\n{server.log()}" if server else ""))
 
 
 def children(pid: int) -> list[int]:
@@ -167,7 +168,8 @@ def test_sighup_rolling_restart_under_load_has_zero_errors(serve):
         load.wait_for(500)
         server.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: not (before & set(children(server.proc.pid)))
-                   and len(children(server.proc.pid)) == 2, timeout=20, what="rolling restart")
+                   and len(children(server.proc.pid)) == 2, timeout=20, what="rolling restart",
+                   server=server)
         load.wait_for(500)
     assert load.errors == []
     after = {str(p) for p in children(server.proc.pid)}
