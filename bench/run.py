@@ -115,10 +115,15 @@ def pinned(cmd: list[str], **kw) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, **kw)
 
 
-def start_fastsock(port: int):
+def start_fastsock(port: int, *extra: str):
     return pinned([sys.executable, "-m", "fastsock", "examples.hello:app", "--host",
                    "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level",
-                   "warning"], cwd=ROOT), lambda: None
+                   "warning", *extra], cwd=ROOT), lambda: None
+
+
+def start_fastsock_logging(port: int):
+    """The same, writing a JSON access log line per request (to /dev/null)."""
+    return start_fastsock(port, "--access-log", "json")
 
 
 def start_uvicorn(port: int):
@@ -158,7 +163,8 @@ def start_nginx(port: int):
     return pinned([nginx, "-c", str(conf), "-p", tmp]), lambda: shutil.rmtree(tmp, True)
 
 
-SERVERS = {"fastsock": start_fastsock, "uvicorn": start_uvicorn, "nginx": start_nginx}
+SERVERS = {"fastsock": start_fastsock, "fastsock+log": start_fastsock_logging,
+           "uvicorn": start_uvicorn, "nginx": start_nginx}
 
 
 def main() -> int:
@@ -178,10 +184,10 @@ def main() -> int:
           f"{platform.python_implementation()} {platform.python_version()}; "
           f"server on core {SERVER_CORE}, wrk -t1 -c{args.connections} on core {CLIENT_CORE}, "
           f"{args.duration}s per run")
-    print(f"| server   | req/s   | p99 ms | server CPU µs/req | pipelined req/s (16 deep) |")
-    print(f"|----------|---------|--------|-------------------|---------------------------|")
+    print(f"| server       | req/s   | p99 ms | server CPU µs/req | pipelined req/s (16 deep) |")
+    print(f"|--------------|---------|--------|-------------------|---------------------------|")
     for r in results.values():
-        print(f"| {r['name']:<8} | {r['rps']:>7.0f} | {r['p99_ms']:>6.2f} | {r['cpu_us']:>17.2f} "
+        print(f"| {r['name']:<12} | {r['rps']:>7.0f} | {r['p99_ms']:>6.2f} | {r['cpu_us']:>17.2f} "
               f"| {r['piped_rps']:>25.0f} |" + (f" {r['bad']} bad responses" if r["bad"] else ""))
     fs = results.get("fastsock")
     if fs:
@@ -191,6 +197,10 @@ def main() -> int:
             print(f"fastsock/nginx: CPU per request {fs['cpu_us'] / ng['cpu_us']:.2f}x "
                   f"(goal <= 1.5), pipelined req/s {fs['piped_rps'] / ng['piped_rps']:.2f}x "
                   f"(goal >= 2), req/s {fs['rps'] / ng['rps']:.2f}x")
+        if "fastsock+log" in results:
+            lg = results["fastsock+log"]
+            print(f"JSON access log on: +{lg['cpu_us'] - fs['cpu_us']:.2f} µs CPU per request, "
+                  f"req/s {lg['rps'] / fs['rps']:.2f}x of logging off")
         if "uvicorn" in results:
             uv = results["uvicorn"]
             print(f"fastsock/uvicorn: req/s {fs['rps'] / uv['rps']:.2f}x (goal >= 2), "

@@ -21,27 +21,28 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
 
-    def _time(self) -> str:
+    def __call__(self, req, status: int, nbytes: int, seconds: float, request_id: str):
         now = time.time()
         second = int(now)
         if second != self._second:          # format the date once a second
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
-
-    def __call__(self, req, status: int, nbytes: int, seconds: float, request_id: str):
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        stamp = f"{self._stamp}{int((now - second) * 1000):03}Z"
+        us = int(seconds * 1e6)
+        duration = f"{us // 1000}.{us % 1000:03}"           # ms, without float formatting
         client = req.client[0] if req.client else "-"
+        ua = req.user_agent
         if self.json:
-            ua = req.user_agent
-            line = (f'{{"time":"{self._time()}","method":{_json_str(req.method)},'
-                    f'"path":{_json_str(req.path)},"status":{status},"bytes":{nbytes},'
-                    f'"duration_ms":{seconds * 1000:.3f},"client":{_json_str(client)},'
-                    f'"user_agent":{_json_str(ua) if ua is not None else "null"},'
+            line = (f'{{"time":"{stamp}","method":"{req.method}","path":{_json_str(req.path)},'
+                    f'"status":{status},"bytes":{nbytes},"duration_ms":{duration},'
+                    f'"client":{_json_str(client)},'
+                    f'"user_agent":{"null" if ua is None else _json_str(ua)},'
                     f'"request_id":{_json_str(request_id)}}}\n')
         else:
-            line = (f'{self._time()} {client} "{req.method} {req.path} HTTP/{req.http_version}" '
-                    f'{status} {nbytes} {seconds * 1000:.3f}ms {_json_str(req.user_agent or "-")} '
-                    f'{request_id}\n')
+            # the raw path: visible ASCII only, so a decoded %0A cannot forge a log line
+            line = (f'{stamp} {client} "{req.method} {req.raw_path.decode()} '
+                    f'HTTP/{req.http_version}" '
+                    f'{status} {nbytes} {duration}ms {_json_str(ua or "-")} {request_id}\n')
         self.lines.append(line)
         self.size += len(line)
         if self.size > 32768:
