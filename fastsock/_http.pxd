@@ -30,6 +30,8 @@ cdef class Request:
     cdef readonly bint keep_alive
     cdef public object client
     cdef public dict path_params
+    cdef readonly int method_id     # index in METHOD_NAMES, 0 for others: a metrics label
+    cdef public int route_id        # set by the router: a metrics label (0: no route matched)
     cdef bytes _head                # the field lines, validated, without the request line
     # where User-Agent and X-Request-ID sit in _head (-1: absent), for the access log
     cdef Py_ssize_t ua_off, ua_len, rid_off, rid_len

@@ -63,9 +63,26 @@ cdef inline bint _is_ows(char c) noexcept:
     return c == c' ' or c == c'\t'
 
 
-# interned method names, so a request costs no new str for them
-cdef dict _METHODS = {m.encode(): m for m in
-                      ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")}
+# interned method names, so a request costs no new str for them; ids label metrics (0: other)
+METHOD_NAMES = ("other", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+                "CONNECT")
+cdef dict _METHODS = {m.encode(): (m, i) for i, m in enumerate(METHOD_NAMES) if i}
+
+# every reason the parser refuses a request for; an index here labels the parse error counter
+ERROR_REASONS = (
+    "request head too large", "bare LF", "empty lines before request line",
+    "request line too long", "header block too large", "too many header fields",
+    "invalid method", "invalid request target", "invalid HTTP version",
+    "unsupported HTTP version", "obs-fold", "invalid field name",
+    "invalid character in field value", "duplicate Host", "invalid Host", "missing Host",
+    "duplicate Content-Length", "invalid Content-Length", "invalid Transfer-Encoding",
+    "chunked is not the final coding", "unsupported transfer coding",
+    "both Content-Length and Transfer-Encoding", "Transfer-Encoding in HTTP/1.0",
+    "unsupported expectation", "body too large", "chunk size line too long",
+    "bare LF in chunk size line", "bad chunk terminator", "bare LF in trailer",
+    "trailer section too large", "invalid chunk size", "chunk size overflow",
+    "chunk extension too long", "invalid chunk extension",
+)
 
 
 cdef class Request:
@@ -394,7 +411,11 @@ cdef class RequestParser:
 
         req = Request.__new__(Request)
         method_b = PyBytes_FromStringAndSize(line, self.method_end)
-        req.method = _METHODS.get(method_b) or method_b.decode("ascii")
+        known = _METHODS.get(method_b)
+        if known is not None:
+            req.method, req.method_id = known
+        else:
+            req.method = method_b.decode("ascii")
         target = PyBytes_FromStringAndSize(line + self.method_end + 1,
                                            self.target_end - self.method_end - 1)
         if target[0] != 47 and target[0] != 42:  # absolute-form: keep the path and what follows

@@ -14,7 +14,11 @@ from fastsock._http cimport (
     set_date, NEED_DATA, REQUEST_READY, SEND_CONTINUE, PARSE_ERROR,
 )
 from fastsock._proxy cimport parse_proxy_header
-from fastsock._shared cimport SharedState, Slot, SLOT_RUNNING, SLOT_DRAINING
+from fastsock._shared cimport (
+    SharedState, Slot, SLOT_RUNNING, SLOT_DRAINING, count_request, CLOSE_CLIENT, CLOSE_KEEPALIVE,
+    CLOSE_HEADER_TIMEOUT, CLOSE_BODY_TIMEOUT, CLOSE_ERROR, CLOSE_SERVER,
+)
+from fastsock._http import ERROR_REASONS
 
 import logging
 import os
@@ -46,8 +50,16 @@ cdef enum:      # counters (the metrics issue moves them to shared memory)
     C_PROXY_ERRORS
     N_COUNTERS
 
+cdef dict REASON_INDEX = {reason: i for i, reason in enumerate(ERROR_REASONS)}
+
 COUNTER_NAMES = ("accepted", "closed", "requests", "refused", "timeouts", "handler_errors",
                  "accept_shed", "proxy_errors")
+
+cdef enum:      # route ids of what the server answers itself; the app's routes start at 16
+    ROUTE_NONE = 0
+    ROUTE_HEALTHZ = 1
+    ROUTE_READYZ = 2
+    ROUTE_METRICS = 3
 
 cdef bytes CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef str V11 = "1.1"
@@ -59,6 +71,7 @@ cdef double DRAIN_IDLE_GRACE = 1.0
 
 cdef Response HEALTH_OK = Response(b"ok\n", 200, content_type="text/plain; charset=utf-8")
 cdef Response NOT_READY = Response(b"not ready\n", 503, content_type="text/plain; charset=utf-8")
+cdef Response NOT_FOUND = Response(b"Not Found\n", 404, content_type="text/plain; charset=utf-8")
 cdef Response SERVER_ERROR = Response(b"Internal Server Error\n", 500,
                                       content_type="text/plain; charset=utf-8")
 
@@ -83,6 +96,8 @@ cdef class Connection:
     cdef bint closing               # send what is queued, then close
     cdef bint refused               # we refused a request: close gently (linger)
     cdef bint http11_stream         # the stream is sent chunked
+    cdef bint metrics_only          # accepted on the --metrics-port socket
+    cdef int close_reason           # CLOSE_* for when the connection, now closing, ends
     cdef object stream
     cdef object peer
     cdef sockaddr_storage addr
@@ -139,6 +154,12 @@ cdef class Loop:
     cdef long long rid_counter
     cdef SharedState shared
     cdef Slot* slot
+    cdef bint count_requests        # metrics on: per-request counters and durations
+    cdef str metrics_path           # None: /metrics is not served
+    cdef bint metrics_port          # /metrics only on its own socket (and not on the main one)
+    cdef object metrics_sock
+    cdef int mlfd                   # the --metrics-port listener, or -1
+    cdef object exposition          # callable(req) -> Response with the metrics text
     cdef bint deferred              # we let a less loaded worker have the last connection
     cdef double resume_accept_at    # 0, or when to watch the listener again after deferring
     cdef epoll_event events[MAX_EVENTS]
@@ -149,7 +170,8 @@ cdef class Loop:
         self.spare_fd = -1
 
     def __init__(self, sock, dispatch, config, SharedState shared=None, int slot=-1,
-                 access_log=None, proxies=None, long long max_requests=0):
+                 access_log=None, proxies=None, long long max_requests=0, exposition=None,
+                 metrics_sock=None):
         """sock: a bound, listening socket (shared with other workers, if any); config: a
         fastsock.config.Config; shared/slot: the master's shared memory and this worker's slot."""
         self.sock = sock
@@ -178,12 +200,21 @@ cdef class Loop:
         self.rid_prefix = os.urandom(6).hex() + "-"
         self.shared = shared
         self.slot = shared.slot(slot) if shared is not None else NULL
+        self.count_requests = config.metrics and self.slot != NULL
+        self.exposition = exposition
+        self.metrics_path = config.metrics_path if (config.metrics and exposition) else None
+        self.metrics_sock = metrics_sock
+        self.metrics_port = metrics_sock is not None
+        self.mlfd = metrics_sock.fileno() if metrics_sock is not None else -1
         sock.setblocking(False)
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
         if self.epfd < 0:
             raise OSError(errno, "epoll_create1")
         self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
         self._watch_listener()
+        if self.mlfd >= 0:
+            metrics_sock.setblocking(False)
+            self._ctl(EPOLL_CTL_ADD, self.mlfd, EPOLLIN)
 
     def __dealloc__(self):
         if self.epfd >= 0:
@@ -251,13 +282,16 @@ cdef class Loop:
                             self._ctl(EPOLL_CTL_DEL, self.lfd, 0)
                             self.resume_accept_at = self.now + 0.002
                         else:
-                            self._accept()
+                            self._accept(self.lfd, False)
+                    continue
+                if fd == self.mlfd:
+                    self._accept(self.mlfd, True)
                     continue
                 c = <Connection>self.conns.get(fd)
                 if c is None:
                     continue
                 if ev & EPOLLERR:
-                    self._close(c)
+                    self._close(c, CLOSE_ERROR)
                 elif ev & (EPOLLIN | EPOLLHUP):
                     self._on_readable(c)
                 else:
@@ -304,6 +338,10 @@ cdef class Loop:
             self._ctl(EPOLL_CTL_DEL, self.lfd, 0)
         self.sock.close()
         self.lfd = -1
+        if self.mlfd >= 0:
+            self._ctl(EPOLL_CTL_DEL, self.mlfd, 0)
+            self.metrics_sock.close()
+            self.mlfd = -1
 
     cdef void _close_idle(self):
         cdef Connection c
@@ -311,7 +349,7 @@ cdef class Loop:
                 if (c.phase == P_IDLE or (c.phase == P_HEAD and c.rend == c.rstart))
                 and self.now - c.since >= DRAIN_IDLE_GRACE]
         for c in idle:
-            self._close(c)
+            self._close(c, CLOSE_SERVER)
         if not self.conns:
             self.running = False
 
@@ -335,14 +373,14 @@ cdef class Loop:
 
     # ------------------------------------------------------------------ accepting
 
-    cdef void _accept(self):
+    cdef void _accept(self, int lfd, bint metrics_only):
         cdef int i, fd, one = 1
         cdef socklen_t alen
         cdef sockaddr_storage addr
         cdef Connection c
         for i in range(ACCEPT_BATCH):
             alen = sizeof(addr)
-            fd = accept4(self.lfd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            fd = accept4(lfd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
                 if errno == EMFILE or errno == ENFILE:
                     self._shed()
@@ -366,12 +404,14 @@ cdef class Loop:
             c.since = self.now
             c.proxy_pending = self.proxy_protocol
             c.trusted = -1
+            c.metrics_only = metrics_only
             c.interest = EPOLLIN
             self.conns[fd] = c
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN)
             self.counts[C_ACCEPTED] += 1
             if self.slot != NULL:
                 self.slot.conns += 1
+                self.slot.accepted += 1
 
     cdef bint _defer_to_idler(self):
         """Every idle worker is woken for a new connection, and the one already running tends
@@ -417,7 +457,7 @@ cdef class Loop:
         if c.phase == P_LINGER:
             n = recv(c.fd, c.rbuf, c.rcap, 0)
             if n == 0 or (n < 0 and errno != EAGAIN):
-                self._close(c)
+                self._close(c, c.close_reason)
             return
         if c.rend == c.rcap:                # make room: slide, then grow up to the head limit
             if c.rstart > 0:
@@ -431,7 +471,7 @@ cdef class Loop:
                     return
                 p = <char*>realloc(c.rbuf, min(c.rcap * 2, self.max_rbuf))
                 if p == NULL:
-                    self._close(c)
+                    self._close(c, CLOSE_ERROR)
                     return
                 c.rbuf = p
                 c.rcap = min(c.rcap * 2, self.max_rbuf)
@@ -439,9 +479,11 @@ cdef class Loop:
         if n <= 0:
             if n < 0 and (errno == EAGAIN or errno == EINTR):
                 return
-            self._close(c)                  # the client closed or reset
+            self._close(c, CLOSE_CLIENT)                  # the client closed or reset
             return
         c.rend += n
+        if self.slot != NULL:
+            self.slot.request_bytes += n
         if c.proxy_pending and not self._proxy_header(c):
             return
         self._drive(c)
@@ -454,7 +496,7 @@ cdef class Loop:
         except ValueError as e:
             self.counts[C_PROXY_ERRORS] += 1
             error_log.info("refused connection from %s:%s: %s", *c.client(), e)
-            self._close(c)
+            self._close(c, CLOSE_ERROR)
             return False
         if found is None:
             return False
@@ -485,9 +527,11 @@ cdef class Loop:
             if n < 0:
                 if errno == EAGAIN or errno == EINTR:
                     break
-                self._close(c)
+                self._close(c, CLOSE_CLIENT)
                 return 0
             c.out.consume(n)
+            if self.slot != NULL:
+                self.slot.response_bytes += n
             if n < pending:
                 break                       # the socket buffer is full: wait for EPOLLOUT
         if c.out.pending() == 0 and c.stream is None and c.closing:
@@ -548,14 +592,13 @@ cdef class Loop:
         cdef bint http11 = req.http_version is V11 or req.http_version == V11
         cdef bint head_only = req.method is HEAD
         cdef bint keep_alive
-        cdef bint health = False
+        cdef bint builtin = True        # answered by the server itself, not the app
+        cdef int status = 200
         cdef double t0 = 0
         cdef bytes extra = None
         cdef str rid = None
         cdef unsigned long long mark
         self.counts[C_REQUESTS] += 1
-        if self.slot != NULL:
-            self.slot.requests += 1
         if self.max_requests and self.counts[C_REQUESTS] >= self.max_requests:
             self.drain_requested = True
         req.client = c.client()
@@ -564,21 +607,30 @@ cdef class Loop:
                 c.trusted = self.proxies.trusts(req.client[0])
             if c.trusted:
                 req.client = self.proxies.client(req)
+        if self.count_requests or self.access_log is not None:
+            t0 = monotonic()
         path = req.path
-        if path == self.healthz:
-            result, health = HEALTH_OK, True
+        if c.metrics_only:
+            result, req.route_id = (self.exposition(req), ROUTE_METRICS) \
+                if path == self.metrics_path else (NOT_FOUND, ROUTE_NONE)
+        elif path == self.healthz:
+            result, req.route_id = HEALTH_OK, ROUTE_HEALTHZ
         elif path == self.readyz:
-            health = True
+            req.route_id = ROUTE_READYZ
             result = NOT_READY if self.draining or self.drain_requested or (
                 self.shared is not None and not self.shared.header.ready) else HEALTH_OK
+        elif path == self.metrics_path and not self.metrics_port:
+            result, req.route_id = self.exposition(req), ROUTE_METRICS
         else:
+            builtin = False
             if self.access_log is not None:
-                t0 = monotonic()
                 rid = req.request_id
                 if rid is None:
                     self.rid_counter += 1
                     rid = f"{self.rid_prefix}{self.rid_counter:x}"
                 extra = b"X-Request-ID: " + rid.encode("latin-1") + b"\r\n"
+            if self.slot != NULL:
+                self.slot.in_flight += 1
             try:
                 result = self.dispatch(req)
             except BaseException:
@@ -586,6 +638,8 @@ cdef class Loop:
                 error_log.exception("dispatch failed for %s %s", req.method, req.path)
                 self.counts[C_HANDLER_ERRORS] += 1
                 result = SERVER_ERROR
+            if self.slot != NULL:
+                self.slot.in_flight -= 1
         keep_alive = req.keep_alive and not (self.draining or self.drain_requested)
         mark = c.out.total
         try:
@@ -605,9 +659,13 @@ cdef class Loop:
                     keep_alive = False      # HTTP/1.0: the stream ends with the connection
         if not keep_alive:
             c.closing = True
-        if self.access_log is not None and (not health or self.log_health):
-            self.access_log(req, (<Response>result).status if type(result) is Response else 200,
-                            c.out.total - mark, monotonic() - t0 if t0 else 0.0, rid)
+            c.close_reason = CLOSE_SERVER
+        if type(result) is Response:
+            status = (<Response>result).status
+        if self.count_requests:
+            count_request(self.slot, req.route_id, req.method_id, status, monotonic() - t0)
+        if self.access_log is not None and (not builtin or self.log_health):
+            self.access_log(req, status, c.out.total - mark, monotonic() - t0, rid)
         return 0
 
     cdef int _pump(self, Connection c) except -1:
@@ -629,6 +687,7 @@ cdef class Loop:
                 c.out.consume(c.out.pending())
                 c.closing = True
                 c.refused = True
+                c.close_reason = CLOSE_ERROR
                 return 0
             if c.http11_stream:
                 write_chunk(c.out, chunk)
@@ -637,11 +696,15 @@ cdef class Loop:
         return 0
 
     cdef void _refuse(self, Connection c, int status, str reason):
+        cdef object index = REASON_INDEX.get(reason)
         self.counts[C_REFUSED] += 1
+        if index is not None and self.slot != NULL:
+            self.slot.parse_errors[<int>index] += 1
         error_log.info("refused request from %s:%s: %d %s", *c.client(), status, reason)
         write_error(c.out, status)
         c.closing = True
         c.refused = True
+        c.close_reason = CLOSE_ERROR
 
     cdef void _on_timeout(self, Connection c):
         if (c.phase == P_HEAD and c.rend > c.rstart) or c.phase == P_BODY:
@@ -650,11 +713,14 @@ cdef class Loop:
                            "body" if c.phase == P_BODY else "head")
             if c.stream is None and not c.closing:
                 self._refuse(c, 408, "timeout")
+                c.close_reason = CLOSE_BODY_TIMEOUT if c.phase == P_BODY else CLOSE_HEADER_TIMEOUT
                 c.phase = P_WRITE
                 c.deadline = self.now + LINGER_SECONDS
                 self._drive(c)
                 return
-        self._close(c)
+        self._close(c, CLOSE_KEEPALIVE if c.phase == P_IDLE else
+                    CLOSE_HEADER_TIMEOUT if c.phase == P_HEAD else
+                    c.close_reason if c.phase == P_LINGER else CLOSE_ERROR)
 
     cdef void _finish(self, Connection c):
         """Everything is sent and the connection ends. If the client may still be sending,
@@ -668,11 +734,13 @@ cdef class Loop:
                 c.interest = EPOLLIN
                 self._ctl(EPOLL_CTL_MOD, c.fd, EPOLLIN)
         else:
-            self._close(c)
+            self._close(c, c.close_reason)
 
-    cdef void _close(self, Connection c):
+    cdef void _close(self, Connection c, int reason):
         if c.fd < 0:
             return
+        if self.slot != NULL:
+            self.slot.closed[reason] += 1
         if c.stream is not None:
             getattr(c.stream, "close", lambda: None)()
             c.stream = None
@@ -688,4 +756,4 @@ cdef class Loop:
     cdef void _close_all(self):
         cdef Connection c
         for c in list(self.conns.values()):
-            self._close(c)
+            self._close(c, CLOSE_SERVER)

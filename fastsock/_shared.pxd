@@ -1,15 +1,22 @@
 # Memory shared by the master and its workers: one header, one slot per worker.
-# Each field has one writer: the header is the master's, a slot is its worker's.
+# Each field has one writer: the header is the master's, a slot is its worker's. Readers (the
+# master, and whichever worker answers a scrape) use plain loads; counters only grow.
 
-cdef struct Header:
-    long long ready         # 1 while every worker is up and the server is not draining
-    long long draining      # 1 once shutdown has begun
+cdef enum:
+    N_BOUNDS = 16           # histogram bucket bounds (DURATION_BOUNDS in _shared.pyx); +Inf extra
+    REQ_CELLS = 1024        # (route, method, status) request counters per slot; a power of 2
+    DUR_CELLS = 256         # (route, method) duration histograms per slot; a power of 2
+    N_CLOSE_REASONS = 6
+    N_PARSE_REASONS = 64
+    APP_METRICS_BYTES = 262144   # per slot, for application metrics (fastsock.appmetrics)
 
-cdef struct Slot:
-    long long pid
-    long long state         # SLOT_* below
-    long long requests      # served since the slot was first used (monotonic)
-    long long conns         # open connections now: lets workers balance accepts
+cdef enum:                  # why a connection closed
+    CLOSE_CLIENT = 0        # the client closed or reset it
+    CLOSE_KEEPALIVE = 1     # idle past the keep-alive timeout
+    CLOSE_HEADER_TIMEOUT = 2
+    CLOSE_BODY_TIMEOUT = 3
+    CLOSE_ERROR = 4         # refused request, bad PROXY header, I/O error, failed stream
+    CLOSE_SERVER = 5        # Connection: close, HTTP/1.0, draining
 
 cdef enum:
     SLOT_FREE = 0
@@ -17,9 +24,42 @@ cdef enum:
     SLOT_RUNNING = 2
     SLOT_DRAINING = 3
 
+cdef struct Header:
+    long long ready         # 1 while every worker is up and the server is not draining
+    long long draining      # 1 once shutdown has begun
+    long long workers_alive
+    long long restarts      # workers respawned after dying unexpectedly
+
+cdef struct ReqCell:
+    long long key           # 0: empty; else route << 24 | method << 16 | status
+    long long count
+
+cdef struct DurCell:
+    long long key           # 0: empty; else route << 8 | method
+    long long count
+    double sum
+    long long buckets[N_BOUNDS + 1]     # not cumulative; the last is +Inf
+
+cdef struct Slot:
+    long long pid
+    long long state         # SLOT_* above
+    long long requests      # served since the slot was first used (monotonic)
+    long long conns         # open connections now: also lets workers balance accepts
+    long long in_flight
+    long long accepted
+    long long request_bytes
+    long long response_bytes
+    long long untracked     # requests whose (route, method, status) found no free cell
+    long long closed[N_CLOSE_REASONS]
+    long long parse_errors[N_PARSE_REASONS]
+    ReqCell req_cells[REQ_CELLS]
+    DurCell dur_cells[DUR_CELLS]
+
 cdef class SharedState:
     cdef object mm
     cdef char* base
     cdef readonly int nslots
     cdef Header* header
     cdef Slot* slot(self, int i) noexcept
+
+cdef void count_request(Slot* s, int route, int method, int status, double seconds) noexcept nogil

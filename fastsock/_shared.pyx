@@ -1,16 +1,72 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The shared-memory block a master maps before forking, read and written by plain loads and
-stores: no locks, no syscalls."""
+stores: no locks, no syscalls. A respawned worker takes a free slot and continues its counters,
+so sums over all slots only grow."""
 import mmap
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
+
+# request duration buckets, in seconds: sub-millisecond resolution at the bottom
+DURATION_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+cdef double BOUNDS[N_BOUNDS]
+for _i, _b in enumerate(DURATION_BOUNDS):
+    BOUNDS[_i] = _b
+assert len(DURATION_BOUNDS) == N_BOUNDS
+
+CLOSE_REASONS = ("client", "keepalive_timeout", "header_timeout", "body_timeout", "error",
+                 "server")
+assert len(CLOSE_REASONS) == N_CLOSE_REASONS
+
+
+cdef inline unsigned long long _mix(unsigned long long k) noexcept nogil:
+    k ^= k >> 33
+    k *= 0xff51afd7ed558ccdULL
+    k ^= k >> 33
+    return k
+
+
+cdef void count_request(Slot* s, int route, int method, int status, double seconds) noexcept nogil:
+    """One answered request: its (route, method, status) counter and its duration histogram.
+    Open addressing in fixed tables; a full table counts the request as untracked."""
+    cdef long long key = (<long long>route << 24) | (method << 16) | status
+    cdef unsigned long long i = _mix(key) & (REQ_CELLS - 1)
+    cdef int probes = 0, b = 0
+    cdef DurCell* d
+    while s.req_cells[i].key != key:
+        if s.req_cells[i].key == 0:
+            s.req_cells[i].key = key
+            break
+        i = (i + 1) & (REQ_CELLS - 1)
+        probes += 1
+        if probes == REQ_CELLS:
+            s.untracked += 1
+            return
+    s.req_cells[i].count += 1
+    key = (<long long>route << 8) | method
+    i = _mix(key) & (DUR_CELLS - 1)
+    probes = 0
+    while s.dur_cells[i].key != key:
+        if s.dur_cells[i].key == 0:
+            s.dur_cells[i].key = key
+            break
+        i = (i + 1) & (DUR_CELLS - 1)
+        probes += 1
+        if probes == DUR_CELLS:
+            return
+    d = &s.dur_cells[i]
+    while b < N_BOUNDS and seconds > BOUNDS[b]:
+        b += 1
+    d.buckets[b] += 1
+    d.sum += seconds
+    d.count += 1
 
 
 cdef class SharedState:
     def __cinit__(self, int nslots):
         cdef Py_buffer view
         self.nslots = nslots
-        self.mm = mmap.mmap(-1, sizeof(Header) + nslots * sizeof(Slot))   # MAP_SHARED|ANON
+        self.mm = mmap.mmap(-1, sizeof(Header) + nslots * (sizeof(Slot) + APP_METRICS_BYTES))
         PyObject_GetBuffer(self.mm, &view, PyBUF_WRITABLE)
         self.base = <char*>view.buf     # the mapping outlives this view: self.mm keeps it
         PyBuffer_Release(&view)
@@ -18,6 +74,8 @@ cdef class SharedState:
 
     cdef Slot* slot(self, int i) noexcept:
         return <Slot*>(self.base + sizeof(Header)) + i
+
+    # ---- the master's side
 
     @property
     def ready(self):
@@ -35,6 +93,12 @@ cdef class SharedState:
     def draining(self, bint value):
         self.header.draining = value
 
+    def set_workers_alive(self, long long n):
+        self.header.workers_alive = n
+
+    def count_restart(self):
+        self.header.restarts += 1
+
     def slot_state(self, int i):
         return self.slot(i).state
 
@@ -42,15 +106,59 @@ cdef class SharedState:
         self.slot(i).pid = pid
         self.slot(i).state = state
 
-    def slot_requests(self, int i):
-        return self.slot(i).requests
-
     def free_slot(self):
         """A slot no live worker holds, or -1."""
         for i in range(self.nslots):
             if self.slot(i).state == SLOT_FREE:
                 return i
         return -1
+
+    def app_area(self, int i):
+        """A writable view of slot i's area for application metrics."""
+        cdef Py_ssize_t start = sizeof(Header) + self.nslots * sizeof(Slot) + i * APP_METRICS_BYTES
+        return memoryview(self.mm)[start:start + APP_METRICS_BYTES]
+
+    # ---- the scrape's side: a snapshot summed over every slot ever used
+
+    def snapshot(self):
+        """-> dict of sums over all slots, plus per-slot pids of live workers."""
+        cdef int i, j, b
+        cdef Slot* s
+        cdef DurCell* d
+        requests, durations, closed, parse_errors, workers = {}, {}, [0] * N_CLOSE_REASONS, {}, {}
+        totals = dict(in_flight=0, accepted=0, open=0, request_bytes=0, response_bytes=0,
+                      untracked=0)
+        for i in range(self.nslots):
+            s = self.slot(i)
+            if s.state != SLOT_FREE and s.pid:
+                workers[i] = s.pid
+            totals["accepted"] += s.accepted
+            totals["request_bytes"] += s.request_bytes
+            totals["response_bytes"] += s.response_bytes
+            totals["untracked"] += s.untracked
+            if s.state != SLOT_FREE:
+                totals["in_flight"] += s.in_flight
+                totals["open"] += s.conns
+            for j in range(N_CLOSE_REASONS):
+                closed[j] += s.closed[j]
+            for j in range(N_PARSE_REASONS):
+                if s.parse_errors[j]:
+                    parse_errors[j] = parse_errors.get(j, 0) + s.parse_errors[j]
+            for j in range(REQ_CELLS):
+                if s.req_cells[j].key:
+                    k = s.req_cells[j].key
+                    requests[k] = requests.get(k, 0) + s.req_cells[j].count
+            for j in range(DUR_CELLS):
+                d = &s.dur_cells[j]
+                if d.key:
+                    entry = durations.setdefault(d.key, [0, 0.0, [0] * (N_BOUNDS + 1)])
+                    entry[0] += d.count
+                    entry[1] += d.sum
+                    for b in range(N_BOUNDS + 1):
+                        entry[2][b] += d.buckets[b]
+        return dict(totals, requests=requests, durations=durations, closed=closed,
+                    parse_errors=parse_errors, workers=workers,
+                    workers_alive=self.header.workers_alive, restarts=self.header.restarts)
 
     STARTING = SLOT_STARTING
     RUNNING = SLOT_RUNNING

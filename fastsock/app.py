@@ -70,6 +70,7 @@ class App:
         route, params = self.router.match(req.path)
         if route is None:
             return _NOT_FOUND
+        req.route_id = route.id
         handler = route.handlers.get(req.method)
         if handler is None:
             if req.method == "HEAD":

@@ -43,6 +43,10 @@ class Config:
     max_chunk_ext: int = _opt(1024, "longest chunk extension in bytes (400 past it)")
     output_high_water: int = _opt(
         1048576, "stop reading a connection while this many response bytes wait to be sent")
+    metrics: bool = _opt(True, "count requests and serve Prometheus metrics")
+    metrics_path: str = _opt("/metrics", "path of the Prometheus metrics")
+    metrics_port: int = _opt(
+        0, "serve the metrics on this port only (0: on the main port)")
     healthz_path: str = _opt("/healthz", "liveness path, answered by the server ('' = off)")
     readyz_path: str = _opt("/readyz", "readiness path, answered by the server ('' = off)")
     access_log: str = _opt("off", "access log to stdout: off, text or json")
@@ -58,10 +62,10 @@ class Config:
             raise ValueError(f"--workers must be a positive number or auto, not {self.workers!r}")
         if self.access_log not in ("off", "text", "json"):
             raise ValueError(f"--access-log must be off, text or json, not {self.access_log!r}")
-        for name in ("shutdown_delay", "max_requests", "max_requests_jitter"):
+        for name in ("shutdown_delay", "max_requests", "max_requests_jitter", "metrics_port"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        for name in ("healthz_path", "readyz_path"):
+        for name in ("healthz_path", "readyz_path", "metrics_path"):
             if getattr(self, name) and not getattr(self, name).startswith("/"):
                 raise ValueError(f"{name} must start with '/'")
         for name in ("header_timeout", "keepalive_timeout", "body_timeout"):

@@ -15,10 +15,14 @@ _CONVERTERS = {
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
 
 
-class Route:
-    __slots__ = ("template", "pattern", "converters", "handlers")
+FIRST_ROUTE_ID = 16     # below are the server's own: health, readiness, metrics
 
-    def __init__(self, template: str):
+
+class Route:
+    __slots__ = ("id", "template", "pattern", "converters", "handlers")
+
+    def __init__(self, template: str, route_id: int):
+        self.id = route_id          # labels this route in the metrics
         self.template = template
         self.handlers: dict[str, Handler] = {}
         self.converters: dict[str, Callable] = {}
@@ -52,13 +56,17 @@ class Router:
             raise ValueError(f"a route path starts with '/': {template!r}")
         route = self._by_template.get(template)
         if route is None:
-            route = self._by_template[template] = Route(template)
+            route = Route(template, FIRST_ROUTE_ID + len(self._by_template))
+            self._by_template[template] = route
             if route.pattern is None:
                 self.exact[template] = route
             else:
                 self.patterns.append(route)
         for method in methods:
             route.handlers[method.upper()] = handler
+
+    def names(self) -> dict[int, str]:
+        return {route.id: route.template for route in self._by_template.values()}
 
     def match(self, path: str):
         """-> (route, params) or (None, None)."""

@@ -16,6 +16,7 @@ master also reaps every child it inherits.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
 import random
@@ -30,6 +31,7 @@ from fastsock._loop import Loop
 from fastsock._shared import SharedState
 from fastsock.accesslog import AccessLog
 from fastsock.config import Config
+from fastsock.metrics import CoreCollector, Exposition
 from fastsock.proxy import Proxies
 from fastsock.workers import worker_count
 
@@ -98,14 +100,26 @@ def serve(config: Config, app, sock: socket.socket | None = None) -> None:
     configure_logging(config.log_level)
     raise_fd_limit()
     sock = sock or listen_socket(config)
-    code = Master(config, app, sock, worker_count(config.workers)).run()
+    metrics_sock = None
+    if config.metrics and config.metrics_port:
+        metrics_sock = listen_socket(dataclasses.replace(config, port=config.metrics_port, uds=""))
+    code = Master(config, app, sock, worker_count(config.workers), metrics_sock).run()
     if code:
         raise SystemExit(code)
 
 
 # ---------------------------------------------------------------------------- workers
 
-def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, slot: int) -> int:
+def exposition_for(config: Config, app, shared: SharedState) -> Exposition | None:
+    if not config.metrics:
+        return None
+    names = {1: config.healthz_path, 2: config.readyz_path, 3: config.metrics_path}
+    names.update(app.router.names() if hasattr(app, "router") else {})
+    return Exposition(CoreCollector(shared, names))
+
+
+def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, slot: int,
+               metrics_sock: socket.socket | None = None) -> int:
     """The body of a forked worker: one loop until it drains or is told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)        # a terminal's ^C is the master's to handle
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -121,7 +135,8 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     loop = Loop(sock, app.dispatch, config, shared, slot,
                 access_log=AccessLog(config.access_log) if config.access_log != "off" else None,
                 proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
-                max_requests=max_requests)
+                max_requests=max_requests, exposition=exposition_for(config, app, shared),
+                metrics_sock=metrics_sock)
     signal.signal(signal.SIGTERM, lambda *_: loop.drain())
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     loop.run()
@@ -138,8 +153,10 @@ class Worker:
 # ---------------------------------------------------------------------------- the master
 
 class Master:
-    def __init__(self, config: Config, app, sock: socket.socket, n: int):
+    def __init__(self, config: Config, app, sock: socket.socket, n: int,
+                 metrics_sock: socket.socket | None = None):
         self.config, self.app, self.sock, self.wanted = config, app, sock, n
+        self.metrics_sock = metrics_sock
         # room for every worker plus the replacements a rolling restart runs beside them
         self.shared = SharedState(2 * n + 2)
         self.workers: dict[int, Worker] = {}
@@ -160,7 +177,8 @@ class Master:
         if pid == 0:
             code = 1
             try:
-                code = run_worker(self.config, self.app, self.sock, self.shared, slot)
+                code = run_worker(self.config, self.app, self.sock, self.shared, slot,
+                                  self.metrics_sock)
             except BaseException:
                 log.exception("worker failed")
             finally:
@@ -195,6 +213,7 @@ class Master:
                 continue
             lived = time.monotonic() - worker.started
             if crashed:
+                self.shared.count_restart()
                 self.backoff = (min(max(0.1, self.backoff * 2), MAX_BACKOFF)
                                 if lived < CRASH_WINDOW else 0.0)
                 log.error("worker %d %s after %.1fs; respawning in %.1fs", pid, reason, lived,
@@ -228,6 +247,7 @@ class Master:
         running = sum(1 for w in self.active()
                       if self.shared.slot_state(w.slot) == SharedState.RUNNING)
         self.shared.ready = self.phase == "running" and running >= self.wanted
+        self.shared.set_workers_alive(len(self.workers))
 
     # signals and shutdown
 
@@ -261,6 +281,8 @@ class Master:
         for w in self.workers.values():
             os.kill(w.pid, signal.SIGTERM)
         self.sock.close()
+        if self.metrics_sock is not None:
+            self.metrics_sock.close()
 
     def fast_exit(self) -> int:
         for w in self.workers.values():

@@ -240,3 +240,13 @@ def test_one_mebibyte_bodies_both_framings():
     (req,), _ = feed(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                      + chunked + b"0\r\n\r\n", "random2")
     assert req.body == body
+
+
+def test_every_refusal_reason_has_a_metrics_label():
+    import re
+    from pathlib import Path
+    from fastsock._http import ERROR_REASONS
+    source = (Path(__file__).parent.parent / "fastsock" / "_http.pyx").read_text()
+    used = set(re.findall(r'_fail\(\d+, "([^"]+)"\)', source))
+    assert used <= set(ERROR_REASONS), used - set(ERROR_REASONS)
+    assert len(ERROR_REASONS) <= 64                 # N_PARSE_REASONS in _shared.pxd

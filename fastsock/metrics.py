@@ -1,0 +1,133 @@
+"""Prometheus metrics: the loop counts in shared memory, this formats only when scraped.
+
+Every figure is summed over all worker slots (a respawned worker continues its slot, so sums
+only grow). Any worker can answer a scrape for all of them.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.utils import floatToGoString
+
+from fastsock import __version__
+from fastsock._http import ERROR_REASONS, METHOD_NAMES, Response
+from fastsock._shared import CLOSE_REASONS, DURATION_BOUNDS, SharedState
+
+UNMATCHED = "unmatched"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+_LE = [floatToGoString(b) for b in DURATION_BOUNDS] + ["+Inf"]
+_PARSE_LABELS = ["_".join("".join(ch if ch.isalnum() else " " for ch in r).lower().split())
+                 for r in ERROR_REASONS]
+
+
+class CoreCollector:
+    """fastsock_* metrics from the shared slots, and per-worker process figures from /proc."""
+
+    def __init__(self, shared: SharedState, route_names: dict[int, str]):
+        self.shared = shared
+        self.route_names = route_names      # route id -> template (built-ins included)
+
+    def _route(self, route_id: int) -> str:
+        return self.route_names.get(route_id, UNMATCHED)
+
+    def collect(self):
+        snap = self.shared.snapshot()
+        requests = CounterMetricFamily("fastsock_requests", "HTTP requests answered.",
+                                       labels=["method", "route", "status"])
+        for key, count in sorted(snap["requests"].items()):
+            requests.add_metric([METHOD_NAMES[(key >> 16) & 0xFF], self._route(key >> 24),
+                                 str(key & 0xFFFF)], count)
+        yield requests
+
+        duration = HistogramMetricFamily(
+            "fastsock_request_duration_seconds",
+            "Time from a whole request to its response written, in seconds.",
+            labels=["method", "route"])
+        for key, (count, total, buckets) in sorted(snap["durations"].items()):
+            acc, cumulative = 0, []
+            for le, n in zip(_LE, buckets):
+                acc += n
+                cumulative.append((le, acc))
+            duration.add_metric([METHOD_NAMES[key & 0xFF], self._route(key >> 8)], cumulative,
+                                total)
+        yield duration
+
+        yield GaugeMetricFamily("fastsock_requests_in_flight", "Requests being handled.",
+                                value=snap["in_flight"])
+        yield CounterMetricFamily("fastsock_request_bytes", "Bytes received from clients.",
+                                  value=snap["request_bytes"])
+        yield CounterMetricFamily("fastsock_response_bytes", "Bytes sent to clients.",
+                                  value=snap["response_bytes"])
+        yield CounterMetricFamily("fastsock_untracked_requests",
+                                  "Requests past the label table's capacity (not in "
+                                  "fastsock_requests_total).", value=snap["untracked"])
+        yield CounterMetricFamily("fastsock_connections_accepted", "Connections accepted.",
+                                  value=snap["accepted"])
+        yield GaugeMetricFamily("fastsock_connections_open", "Connections open now.",
+                                value=snap["open"])
+        closed = CounterMetricFamily("fastsock_connections_closed", "Connections closed.",
+                                     labels=["reason"])
+        for reason, n in zip(CLOSE_REASONS, snap["closed"]):
+            closed.add_metric([reason], n)
+        yield closed
+        errors = CounterMetricFamily("fastsock_parse_errors",
+                                     "Requests refused by the HTTP parser.", labels=["reason"])
+        for index, n in sorted(snap["parse_errors"].items()):
+            errors.add_metric([_PARSE_LABELS[index]], n)
+        yield errors
+
+        yield GaugeMetricFamily("fastsock_workers", "Worker processes alive.",
+                                value=snap["workers_alive"])
+        yield CounterMetricFamily("fastsock_worker_restarts",
+                                  "Workers respawned after dying unexpectedly.",
+                                  value=snap["restarts"])
+        info = GaugeMetricFamily("fastsock_build_info", "fastsock build information.",
+                                 labels=["version", "python"])
+        info.add_metric([__version__, platform.python_version()], 1)
+        yield info
+        yield from self._processes(snap["workers"])
+
+    @staticmethod
+    def _processes(workers: dict[int, int]):
+        cpu = CounterMetricFamily("fastsock_worker_cpu_seconds",
+                                  "CPU time of each worker process.", labels=["worker"])
+        rss = GaugeMetricFamily("fastsock_worker_resident_memory_bytes",
+                                "Resident memory of each worker process.", labels=["worker"])
+        fds = GaugeMetricFamily("fastsock_worker_open_fds",
+                                "Open file descriptors of each worker process.",
+                                labels=["worker"])
+        for slot, pid in sorted(workers.items()):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/statm") as f:
+                    resident = int(f.read().split()[1]) * PAGE
+                nfds = len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                continue                    # it just exited
+            label = [str(slot)]
+            cpu.add_metric(label, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+            rss.add_metric(label, resident)
+            fds.add_metric(label, nfds)
+        yield cpu
+        yield rss
+        yield fds
+
+
+class Exposition:
+    """The /metrics response: Prometheus text 0.0.4 or OpenMetrics, by the Accept header."""
+
+    def __init__(self, *collectors):
+        self.registry = CollectorRegistry(auto_describe=False)
+        for collector in collectors:
+            self.registry.register(collector)
+
+    def __call__(self, req) -> Response:
+        encoder, content_type = choose_encoder(req.headers.get("accept") or "")
+        return Response(encoder(self.registry), 200, content_type=content_type)
