@@ -1,0 +1,140 @@
+"""Prometheus metrics: counted in the loop, summed over workers, checked by promtool and
+scraped by a real Prometheus server."""
+import os
+import signal
+import subprocess
+import time
+import urllib.parse
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, read_until_close
+from tests.test_process import children, ready, wait_until
+from tests.tools import prometheus_bin
+
+
+def samples(text: str, name: str) -> dict:
+    """{label string: value} for one metric in Prometheus text format."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            key, _, value = line.rpartition(" ")
+            out[key[len(name):]] = float(value)
+    return out
+
+
+def test_text_format_passes_promtool_and_has_every_family(serve):
+    server = serve("--workers", "2")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    with httpx.Client(base_url=server.url) as c:
+        c.get("/")
+        c.get("/users/5")
+        c.get("/missing")
+        c.get("/boom")
+        c.post("/echo", content=b"x" * 100)
+    with server.connect() as s:                     # a parse error
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        read_until_close(s)
+    r = server.get("/metrics")
+    assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    check = subprocess.run([prometheus_bin("promtool"), "check", "metrics"], input=r.content,
+                           capture_output=True)
+    assert check.returncode == 0 and check.stdout + check.stderr == b"", check
+    text = r.text
+    assert samples(text, "fastsock_requests_total") == {
+        '{method="GET",route="/",status="200"}': 1.0,
+        '{method="GET",route="/users/{user_id:int}",status="200"}': 1.0,
+        '{method="GET",route="unmatched",status="404"}': 1.0,
+        '{method="GET",route="/boom",status="500"}': 1.0,
+        '{method="POST",route="/echo",status="200"}': 1.0,
+        '{method="GET",route="/readyz",status="200"}': samples(text, "fastsock_requests_total")[
+            '{method="GET",route="/readyz",status="200"}'],
+    }
+    assert samples(text, "fastsock_parse_errors_total") == {'{reason="duplicate_host"}': 1.0}
+    assert samples(text, "fastsock_connections_closed_total")['{reason="error"}'] == 1.0
+    assert samples(text, "fastsock_workers") == {"": 2.0}
+    bucket = samples(text, "fastsock_request_duration_seconds_bucket")
+    assert bucket['{le="0.0001",method="GET",route="/"}'] <= 1.0
+    assert bucket['{le="+Inf",method="GET",route="/"}'] == 1.0
+    assert len(samples(text, "fastsock_worker_cpu_seconds_total")) == 2
+    assert len(samples(text, "fastsock_worker_resident_memory_bytes")) == 2
+    assert samples(text, "fastsock_request_bytes_total")[""] > 100
+    assert "fastsock_build_info{" in text
+
+
+def test_openmetrics_by_accept_header(serve):
+    server = serve()
+    r = server.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert r.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert r.text.rstrip().endswith("# EOF")
+
+
+def test_metrics_port_moves_metrics_off_the_main_port(serve):
+    port = free_port()
+    server = serve("--metrics-port", str(port))
+    assert server.get("/metrics").status_code == 404          # the app's now
+    r = httpx.get(f"http://127.0.0.1:{port}/metrics")
+    assert r.status_code == 200 and "fastsock_requests_total" in r.text
+    assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 404
+
+
+def test_metrics_can_be_switched_off(serve):
+    server = serve("--no-metrics")
+    assert server.get("/metrics").status_code == 404
+
+
+def test_counters_survive_a_killed_worker(serve):
+    server = serve("--workers", "2")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    with httpx.Client(base_url=server.url) as c:
+        for _ in range(50):
+            c.get("/pid", headers={"Connection": "close"})
+    os.kill(children(server.proc.pid)[0], signal.SIGKILL)
+    wait_until(lambda: ready(server) == 200, what="respawn")
+    with httpx.Client(base_url=server.url) as c:
+        for _ in range(50):
+            c.get("/pid", headers={"Connection": "close"})
+    text = server.get("/metrics").text
+    assert samples(text, "fastsock_requests_total")['{method="GET",route="/pid",status="200"}'] \
+        == 100.0
+    assert samples(text, "fastsock_worker_restarts_total") == {"": 1.0}
+
+
+def test_real_prometheus_scrapes_exact_counts_from_two_workers(serve, tmp_path):
+    server = serve("--workers", "2")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    web = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: fastsock\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{server.port}']\n")
+    prom = subprocess.Popen(
+        [prometheus_bin("prometheus"), f"--config.file={config}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{web}"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
+    api = f"http://127.0.0.1:{web}/api/v1/query"
+
+    def query(q):
+        try:
+            result = httpx.get(api, params={"query": q}).json()["data"]["result"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+        return float(result[0]["value"][1]) if result else None
+
+    try:
+        wait_until(lambda: query('up{job="fastsock"}') == 1.0, timeout=30, what="target up")
+        n, pids = 300, set()
+        with httpx.Client(base_url=server.url) as c:
+            for i in range(n):                      # new connections: both workers take some
+                pids.add(c.get("/pid", headers={"Connection": "close"}).text)
+        assert len(pids) == 2, "the requests did not spread over both workers"
+        wait_until(lambda: query('sum(fastsock_requests_total{route="/pid"})') == n,
+                   timeout=30, what=f"Prometheus to read {n} requests")
+        assert query('up{job="fastsock"}') == 1.0
+        assert query("fastsock_workers") == 2.0
+    finally:
+        prom.terminate()
+        prom.wait(10)
