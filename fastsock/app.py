@@ -98,4 +98,5 @@ class App:
         """Serve this app from a script; options are Config fields (see `fastsock --help`)."""
         from fastsock.config import Config
         from fastsock.server import serve
+
         serve(Config(host=host, port=port, **options), self)

@@ -31,6 +31,7 @@ from fastsock._loop import Loop
 from fastsock._shared import SharedState
 from fastsock.accesslog import AccessLog
 from fastsock.config import Config
+from fastsock import appmetrics
 from fastsock.metrics import CoreCollector, Exposition
 from fastsock.proxy import Proxies
 from fastsock.workers import worker_count
@@ -115,7 +116,11 @@ def exposition_for(config: Config, app, shared: SharedState) -> Exposition | Non
         return None
     names = {1: config.healthz_path, 2: config.readyz_path, 3: config.metrics_path}
     names.update(app.router.names() if hasattr(app, "router") else {})
-    return Exposition(CoreCollector(shared, names))
+
+    def areas():
+        return [(shared.app_area(i), shared.slot_state(i) != SharedState.FREE)
+                for i in range(shared.nslots)]
+    return Exposition(CoreCollector(shared, names), appmetrics.AppCollector(areas))
 
 
 def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, slot: int,
@@ -129,6 +134,7 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG: die with the master
     except (OSError, AttributeError):
         pass
+    appmetrics.attach(shared.app_area(slot))
     max_requests = config.max_requests
     if max_requests:
         max_requests += random.randint(0, config.max_requests_jitter)

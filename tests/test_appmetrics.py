@@ -1,0 +1,50 @@
+"""Metrics the application defines with prometheus_client: summed across workers, kept across a
+worker's death, no files anywhere."""
+import os
+import signal
+import subprocess
+
+import httpx
+
+from tests.test_metrics import samples
+from tests.test_process import children, ready, wait_until
+from tests.tools import prometheus_bin
+
+
+def test_app_metrics_summed_over_workers_without_files(serve, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    server = serve("--workers", "2", app="examples.metrics:app",
+                   env={"TMPDIR": str(scratch)})
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    n = 120
+    with httpx.Client(base_url=server.url) as c:
+        for i in range(n):                      # new connections: both workers take some
+            r = c.post(f"/orders/{'book' if i % 3 else 'pen'}?items={i % 7 + 1}",
+                       headers={"Connection": "close"})
+            assert r.status_code == 200
+    per_worker = samples(server.get("/metrics").text, "fastsock_requests_total")
+    assert sum(per_worker.values()) >= n
+    text = server.get("/metrics").text
+    assert samples(text, "shop_orders_total") == {'{kind="book"}': 80.0, '{kind="pen"}': 40.0}
+    buckets = samples(text, "shop_cart_items_bucket")
+    assert buckets['{le="+Inf"}'] == n
+    assert buckets['{le="1.0"}'] == sum(1 for i in range(n) if i % 7 + 1 <= 1)
+    assert buckets['{le="5.0"}'] == sum(1 for i in range(n) if i % 7 + 1 <= 5)
+    assert samples(text, "shop_cart_items_count") == {"": n}
+    assert samples(text, "shop_cart_items_sum") == {"": float(sum(i % 7 + 1 for i in range(n)))}
+    check = subprocess.run([prometheus_bin("promtool"), "check", "metrics"],
+                           input=text.encode(), capture_output=True)
+    assert check.returncode == 0 and check.stdout + check.stderr == b"", check
+
+    # a worker dies: its counts stay in the sum
+    os.kill(children(server.proc.pid)[0], signal.SIGKILL)
+    wait_until(lambda: ready(server) == 200, what="respawn")
+    with httpx.Client(base_url=server.url) as c:
+        c.post("/orders/pen?items=1")
+    text = server.get("/metrics").text
+    assert samples(text, "shop_orders_total") == {'{kind="book"}': 80.0, '{kind="pen"}': 41.0}
+
+    server.stop()
+    assert list(scratch.iterdir()) == []
+    assert not any(p.is_file() and p.name.endswith(".db") for p in tmp_path.rglob("*"))
