@@ -135,6 +135,11 @@ def test_real_prometheus_scrapes_exact_counts_from_two_workers(serve, tmp_path):
                    timeout=30, what=f"Prometheus to read {n} requests")
         assert query('up{job="fastsock"}') == 1.0
         assert query("fastsock_workers") == 2.0
+        # every query of the Grafana dashboard runs against the real server's data
+        from tests.test_monitoring import dashboard_queries
+        for q in dashboard_queries(job="fastsock", rate="1m", range_="5m"):
+            r = httpx.get(api, params={"query": q}).json()
+            assert r["status"] == "success", (q, r)
     finally:
         prom.terminate()
         prom.wait(10)
