@@ -14,6 +14,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,11 @@ def start_fastsock(port: int, *extra: str):
                    "warning", *extra], cwd=ROOT), lambda: None
 
 
+def start_fastsock_no_metrics(port: int):
+    """The same without metrics (they are on by default)."""
+    return start_fastsock(port, "--no-metrics")
+
+
 def start_fastsock_logging(port: int):
     """The same, writing a JSON access log line per request (to /dev/null)."""
     return start_fastsock(port, "--access-log", "json")
@@ -163,7 +169,8 @@ def start_nginx(port: int):
     return pinned([nginx, "-c", str(conf), "-p", tmp]), lambda: shutil.rmtree(tmp, True)
 
 
-SERVERS = {"fastsock": start_fastsock, "fastsock+log": start_fastsock_logging,
+SERVERS = {"fastsock": start_fastsock, "fastsock-nometrics": start_fastsock_no_metrics,
+           "fastsock+log": start_fastsock_logging,
            "uvicorn": start_uvicorn, "nginx": start_nginx}
 
 
@@ -172,22 +179,28 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--only", default=",".join(SERVERS))
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure every server this many times, round robin; report medians")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
-    results = {}
-    for name in args.only.split(","):
-        results[name] = measure(name, SERVERS[name], args.duration, args.connections)
-        r = results[name]
-        print(f"  measured {name}: {r['rps']:.0f} req/s", file=sys.stderr)
+    runs: dict[str, list[dict]] = {}
+    for _ in range(args.repeat):
+        for name in args.only.split(","):
+            r = measure(name, SERVERS[name], args.duration, args.connections)
+            runs.setdefault(name, []).append(r)
+            print(f"  measured {name}: {r['rps']:.0f} req/s, {r['cpu_us']:.2f} µs/req",
+                  file=sys.stderr)
+    results = {name: {key: (statistics.median(r[key] for r in rs) if key != "name" else name)
+                      for key in rs[0]} for name, rs in runs.items()}
     print(f"# {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
           f"{platform.python_implementation()} {platform.python_version()}; "
           f"server on core {SERVER_CORE}, wrk -t1 -c{args.connections} on core {CLIENT_CORE}, "
-          f"{args.duration}s per run")
-    print(f"| server       | req/s   | p99 ms | server CPU µs/req | pipelined req/s (16 deep) |")
-    print(f"|--------------|---------|--------|-------------------|---------------------------|")
+          f"{args.duration}s per run" + (f", median of {args.repeat}" if args.repeat > 1 else ""))
+    print(f"| server             | req/s   | p99 ms | server CPU µs/req | pipelined req/s (16 deep) |")
+    print(f"|--------------------|---------|--------|-------------------|---------------------------|")
     for r in results.values():
-        print(f"| {r['name']:<12} | {r['rps']:>7.0f} | {r['p99_ms']:>6.2f} | {r['cpu_us']:>17.2f} "
+        print(f"| {r['name']:<18} | {r['rps']:>7.0f} | {r['p99_ms']:>6.2f} | {r['cpu_us']:>17.2f} "
               f"| {r['piped_rps']:>25.0f} |" + (f" {r['bad']} bad responses" if r["bad"] else ""))
     fs = results.get("fastsock")
     if fs:
@@ -197,6 +210,11 @@ def main() -> int:
             print(f"fastsock/nginx: CPU per request {fs['cpu_us'] / ng['cpu_us']:.2f}x "
                   f"(goal <= 1.5), pipelined req/s {fs['piped_rps'] / ng['piped_rps']:.2f}x "
                   f"(goal >= 2), req/s {fs['rps'] / ng['rps']:.2f}x")
+        if "fastsock-nometrics" in results:
+            nm = results["fastsock-nometrics"]
+            print(f"metrics on: req/s {fs['rps'] / nm['rps']:.3f}x and CPU per request "
+                  f"{fs['cpu_us'] / nm['cpu_us']:.3f}x of metrics off (goal: >= 0.97x req/s); "
+                  f"pipelined {fs['piped_rps'] / nm['piped_rps']:.3f}x")
         if "fastsock+log" in results:
             lg = results["fastsock+log"]
             print(f"JSON access log on: +{lg['cpu_us'] - fs['cpu_us']:.2f} µs CPU per request, "

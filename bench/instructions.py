@@ -1,0 +1,97 @@
+"""Instructions per request, counted by valgrind's callgrind: repeatable on a noisy machine
+where timings drift. Compares fastsock with metrics on and off (or any flag sets) on the same
+fixed workload: N keep-alive requests, 16 pipelined per write, over one connection.
+
+    python bench/instructions.py [--requests 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+VARIANTS = {"metrics on": [], "metrics off": ["--no-metrics"],
+            "metrics on, JSON access log": ["--access-log", "json"]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def drive(port: int, n: int, depth: int = 16) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    with sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n")   # wait for a live worker
+        while b"\r\n\r\n" not in sock.recv(4096):
+            pass
+        sent = 0
+        while sent < n:
+            batch = min(depth, n - sent)
+            sock.sendall(REQUEST * batch)
+            got = 0
+            buf = b""
+            while got < batch:
+                buf += sock.recv(65536)
+                got = buf.count(b"HTTP/1.1 200")
+            sent += batch
+
+
+def count(flags: list[str], n: int) -> int:
+    """Instructions the worker process executes to serve n requests (start-up subtracted by
+    running the same server for a handful of requests)."""
+    totals = []
+    for requests in (16, n + 16):
+        out = Path(tempfile.mkdtemp(prefix="fastsock-callgrind-"))
+        port = free_port()
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--trace-children=yes",
+             f"--callgrind-out-file={out}/cg.%p", sys.executable, "-m", "fastsock",
+             "examples.hello:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--log-level", "warning", *flags],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            drive(port, requests)
+        finally:
+            proc.terminate()
+            proc.wait(120)
+        # valgrind runs python under the pid it was started with: any other profile is the
+        # worker's (forked, so it also carries what the master did before the fork)
+        worker = [f for f in out.glob("cg.*") if f.name != f"cg.{proc.pid}"]
+        assert len(worker) == 1, worker
+        m = re.search(r"^(?:summary|totals): (\d+)", worker[0].read_text(errors="replace"),
+                      re.M)
+        totals.append(int(m.group(1)))
+    return (totals[1] - totals[0]) // n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=20000)
+    args = ap.parse_args()
+    results = {name: count(flags, args.requests) for name, flags in VARIANTS.items()}
+    base = results["metrics off"]
+    print(f"# instructions per request (callgrind), {args.requests} requests, 16 pipelined")
+    for name, value in results.items():
+        print(f"{name:<28} {value:>8}  ({value / base:.3f}x of metrics off)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
