@@ -39,27 +39,13 @@ cdef enum:
     MAX_EVENTS = 512
     READ_CHUNK = 16384
 
-cdef enum:      # counters (the metrics issue moves them to shared memory)
-    C_ACCEPTED = 0
-    C_CLOSED
-    C_REQUESTS
-    C_REFUSED
-    C_TIMEOUTS
-    C_HANDLER_ERRORS
-    C_ACCEPT_SHED
-    C_PROXY_ERRORS
-    N_COUNTERS
-
-cdef dict REASON_INDEX = {reason: i for i, reason in enumerate(ERROR_REASONS)}
-
-COUNTER_NAMES = ("accepted", "closed", "requests", "refused", "timeouts", "handler_errors",
-                 "accept_shed", "proxy_errors")
-
 cdef enum:      # route ids of what the server answers itself; the app's routes start at 16
     ROUTE_NONE = 0
     ROUTE_HEALTHZ = 1
     ROUTE_READYZ = 2
     ROUTE_METRICS = 3
+
+cdef dict REASON_INDEX = {reason: i for i, reason in enumerate(ERROR_REASONS)}
 
 cdef bytes CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef str V11 = "1.1"
@@ -163,7 +149,7 @@ cdef class Loop:
     cdef bint deferred              # we let a less loaded worker have the last connection
     cdef double resume_accept_at    # 0, or when to watch the listener again after deferring
     cdef epoll_event events[MAX_EVENTS]
-    cdef unsigned long long counts[N_COUNTERS]
+    cdef long long served           # requests this worker answered: for --max-requests
 
     def __cinit__(self):
         self.epfd = -1
@@ -198,9 +184,12 @@ cdef class Loop:
         self.proxies = proxies
         self.max_requests = max_requests
         self.rid_prefix = os.urandom(6).hex() + "-"
+        if shared is None:              # on its own (no master): a private slot
+            shared, slot = SharedState(1), 0
+            shared.header.ready = 1
         self.shared = shared
-        self.slot = shared.slot(slot) if shared is not None else NULL
-        self.count_requests = config.metrics and self.slot != NULL
+        self.slot = shared.slot(slot)
+        self.count_requests = config.metrics
         self.exposition = exposition
         self.metrics_path = config.metrics_path if (config.metrics and exposition) else None
         self.metrics_sock = metrics_sock
@@ -246,10 +235,9 @@ cdef class Loop:
         self.running = True
         self.now = monotonic()
         self._tick()
-        if self.slot != NULL:
-            self.slot.pid = os.getpid()
-            self.slot.conns = 0             # a dead predecessor's connections died with it
-            self.slot.state = SLOT_RUNNING
+        self.slot.pid = os.getpid()
+        self.slot.conns = 0             # a dead predecessor's connections died with it
+        self.slot.state = SLOT_RUNNING
         while self.running:
             if self.drain_requested and not self.draining:
                 self._start_drain()
@@ -314,17 +302,13 @@ cdef class Loop:
         self._close_listener()
         self.drain_requested = True
 
-    def counters(self):
-        return {name: self.counts[i] for i, name in enumerate(COUNTER_NAMES)}
-
     cdef void _start_drain(self):
         cdef Connection c
         if self.draining:
             return
         self.draining = True
         self.drain_deadline = monotonic() + self.graceful_timeout
-        if self.slot != NULL:
-            self.slot.state = SLOT_DRAINING
+        self.slot.state = SLOT_DRAINING
         self._close_listener()
         self._close_idle()
 
@@ -408,10 +392,8 @@ cdef class Loop:
             c.interest = EPOLLIN
             self.conns[fd] = c
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN)
-            self.counts[C_ACCEPTED] += 1
-            if self.slot != NULL:
-                self.slot.conns += 1
-                self.slot.accepted += 1
+            self.slot.conns += 1
+            self.slot.accepted += 1
 
     cdef bint _defer_to_idler(self):
         """Every idle worker is woken for a new connection, and the one already running tends
@@ -420,7 +402,7 @@ cdef class Loop:
         take it — once: if nobody did within 2 ms, it accepts after all."""
         cdef int i
         cdef Slot* other
-        if self.slot == NULL or self.deferred:
+        if self.deferred:
             self.deferred = False
             return False
         for i in range(self.shared.nslots):
@@ -436,7 +418,6 @@ cdef class Loop:
         backlog moves and the listener does not stay readable; if even that fails, stop
         accepting until the next tick. Existing connections keep being served."""
         cdef int fd
-        self.counts[C_ACCEPT_SHED] += 1
         if self.spare_fd >= 0:
             close(self.spare_fd)
             self.spare_fd = -1
@@ -482,8 +463,7 @@ cdef class Loop:
             self._close(c, CLOSE_CLIENT)                  # the client closed or reset
             return
         c.rend += n
-        if self.slot != NULL:
-            self.slot.request_bytes += n
+        self.slot.request_bytes += n
         if c.proxy_pending and not self._proxy_header(c):
             return
         self._drive(c)
@@ -494,7 +474,6 @@ cdef class Loop:
         try:
             found = parse_proxy_header(c.rbuf + c.rstart, c.rend - c.rstart)
         except ValueError as e:
-            self.counts[C_PROXY_ERRORS] += 1
             error_log.info("refused connection from %s:%s: %s", *c.client(), e)
             self._close(c, CLOSE_ERROR)
             return False
@@ -530,8 +509,7 @@ cdef class Loop:
                 self._close(c, CLOSE_CLIENT)
                 return 0
             c.out.consume(n)
-            if self.slot != NULL:
-                self.slot.response_bytes += n
+            self.slot.response_bytes += n
             if n < pending:
                 break                       # the socket buffer is full: wait for EPOLLOUT
         if c.out.pending() == 0 and c.stream is None and c.closing:
@@ -598,8 +576,8 @@ cdef class Loop:
         cdef bytes extra = None
         cdef str rid = None
         cdef unsigned long long mark
-        self.counts[C_REQUESTS] += 1
-        if self.max_requests and self.counts[C_REQUESTS] >= self.max_requests:
+        self.served += 1
+        if self.max_requests and self.served >= self.max_requests:
             self.drain_requested = True
         req.client = c.client()
         if self.proxies is not None:
@@ -618,8 +596,8 @@ cdef class Loop:
             result, req.route_id = HEALTH_OK, ROUTE_HEALTHZ
         elif path == self.readyz:
             req.route_id = ROUTE_READYZ
-            result = NOT_READY if self.draining or self.drain_requested or (
-                self.shared is not None and not self.shared.header.ready) else HEALTH_OK
+            result = NOT_READY if (self.draining or self.drain_requested
+                                   or not self.shared.header.ready) else HEALTH_OK
         elif path == self.metrics_path and not self.metrics_port:
             result, req.route_id = self.exposition(req), ROUTE_METRICS
         else:
@@ -630,24 +608,20 @@ cdef class Loop:
                     self.rid_counter += 1
                     rid = f"{self.rid_prefix}{self.rid_counter:x}"
                 extra = b"X-Request-ID: " + rid.encode("latin-1") + b"\r\n"
-            if self.slot != NULL:
-                self.slot.in_flight += 1
+            self.slot.in_flight += 1
             try:
                 result = self.dispatch(req)
             except BaseException:
                 # dispatch catches handler errors itself; this is the last line of defence
                 error_log.exception("dispatch failed for %s %s", req.method, req.path)
-                self.counts[C_HANDLER_ERRORS] += 1
                 result = SERVER_ERROR
-            if self.slot != NULL:
-                self.slot.in_flight -= 1
+            self.slot.in_flight -= 1
         keep_alive = req.keep_alive and not (self.draining or self.drain_requested)
         mark = c.out.total
         try:
             stream = write_response(c.out, result, keep_alive, head_only, http11, extra)
         except Exception:
             error_log.exception("invalid response for %s %s", req.method, req.path)
-            self.counts[C_HANDLER_ERRORS] += 1
             result = SERVER_ERROR
             stream = write_response(c.out, result, keep_alive, head_only, http11, extra)
         if stream is not None:
@@ -685,7 +659,6 @@ cdef class Loop:
             except Exception:
                 # the head is gone already: all we can do is cut the connection
                 error_log.exception("streamed response failed")
-                self.counts[C_HANDLER_ERRORS] += 1
                 c.stream = None
                 c.out.consume(c.out.pending())
                 c.closing = True
@@ -700,8 +673,7 @@ cdef class Loop:
 
     cdef void _refuse(self, Connection c, int status, str reason):
         cdef object index = REASON_INDEX.get(reason)
-        self.counts[C_REFUSED] += 1
-        if index is not None and self.slot != NULL:
+        if index is not None:
             self.slot.parse_errors[<int>index] += 1
         error_log.info("refused request from %s:%s: %d %s", *c.client(), status, reason)
         write_error(c.out, status)
@@ -711,7 +683,6 @@ cdef class Loop:
 
     cdef void _on_timeout(self, Connection c):
         if (c.phase == P_HEAD and c.rend > c.rstart) or c.phase == P_BODY:
-            self.counts[C_TIMEOUTS] += 1
             error_log.info("request timeout from %s:%s (%s)", *c.client(),
                            "body" if c.phase == P_BODY else "head")
             if c.stream is None and not c.closing:
@@ -742,17 +713,14 @@ cdef class Loop:
     cdef void _close(self, Connection c, int reason):
         if c.fd < 0:
             return
-        if self.slot != NULL:
-            self.slot.closed[reason] += 1
+        self.slot.closed[reason] += 1
         if c.stream is not None:
             getattr(c.stream, "close", lambda: None)()
             c.stream = None
         del self.conns[c.fd]
         close(c.fd)                         # also removes it from the epoll set
         c.fd = -1
-        self.counts[C_CLOSED] += 1
-        if self.slot != NULL:
-            self.slot.conns -= 1
+        self.slot.conns -= 1
         if self.draining and not self.conns:
             self.running = False
 
