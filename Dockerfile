@@ -12,7 +12,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY fastsock ./fastsock
 RUN python -m venv /opt/fastsock \
     && /opt/fastsock/bin/pip install --no-cache-dir . \
-    && /opt/fastsock/bin/python -c "import fastsock._loop"
+    && /opt/fastsock/bin/python -I -c "import fastsock._loop"
 COPY examples ./examples
 
 FROM ${BASE_IMAGE} AS runtime
