@@ -150,6 +150,7 @@ cdef class Loop:
     cdef double resume_accept_at    # 0, or when to watch the listener again after deferring
     cdef epoll_event events[MAX_EVENTS]
     cdef long long served           # requests this worker answered: for --max-requests
+    cdef double next_shed_log
 
     def __cinit__(self):
         self.epfd = -1
@@ -290,10 +291,6 @@ cdef class Loop:
         if self.access_log is not None:
             self.access_log.flush()
 
-    def stop(self):
-        """Leave run() at the next wake-up, closing every connection."""
-        self.running = False
-
     def drain(self):
         """Stop accepting; finish what is in flight with "Connection: close"; close idle
         connections; leave run() when none is left, or at the graceful timeout. Safe to call
@@ -425,7 +422,9 @@ cdef class Loop:
             if fd >= 0:
                 close(fd)
             self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
-        error_log.warning("out of file descriptors: shedding new connections")
+        if self.now >= self.next_shed_log:          # a line a second, not one per connection
+            self.next_shed_log = self.now + 1.0
+            error_log.warning("out of file descriptors: shedding new connections")
         if self.spare_fd < 0 and self.accepting:
             self.accepting = False
             self._ctl(EPOLL_CTL_DEL, self.lfd, 0)
