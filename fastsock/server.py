@@ -176,8 +176,12 @@ class Master:
 
     # the worker processes
 
-    def spawn(self) -> int:
+    def spawn(self) -> int | None:
+        """Fork a worker into a free slot; None while every slot is taken (by workers still
+        draining after repeated SIGHUPs): the caller tries again on a later round."""
         slot = self.shared.free_slot()
+        if slot < 0:
+            return None
         self.shared.set_slot(slot, 0, SharedState.STARTING)
         pid = os.fork()
         if pid == 0:
@@ -232,11 +236,14 @@ class Master:
         now = time.monotonic()
         if len(self.active()) < self.wanted and now >= self.next_spawn:
             self.spawn()
-        if self.replacement is None and self.rolling:
-            old = self.rolling.pop(0)
-            if old in self.workers:
+        if self.replacement is None and self.rolling and now >= self.next_spawn:
+            old = self.rolling[0]
+            if old not in self.workers:
+                self.rolling.pop(0)
+            else:
                 self.replacement = self.spawn()
-                self.replacing = old
+                if self.replacement is not None:
+                    self.replacing = self.rolling.pop(0)
         elif self.replacement is not None:
             new = self.workers.get(self.replacement)
             if new is None:                                 # it died: try that one again
