@@ -192,3 +192,21 @@ def test_health_paths_configurable_and_switchable(serve):
     wait_until(lambda: server.get("/ready").status_code == 200, what="readiness")
     assert server.get("/healthz").status_code == 404       # off: the app's 404
     assert server.get("/readyz").status_code == 404
+
+
+def test_sigquit_is_a_fast_exit(serve):
+    server = serve("--graceful-timeout", "30")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    t0 = time.monotonic()
+    server.proc.send_signal(signal.SIGQUIT)
+    server.proc.wait(5)
+    assert time.monotonic() - t0 < 3
+    assert "SIGQUIT: fast exit" in server.log()
+
+
+def test_workers_auto_follows_the_cpus_this_process_may_use(serve):
+    from fastsock.workers import default_workers
+    server = serve("--workers", "auto")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    assert len(children(server.proc.pid)) == default_workers()
+    assert f"with {default_workers()} worker" in server.log()
