@@ -42,19 +42,19 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().print_usage(sys.stderr)
             raise CLIError("missing the application (MODULE:ATTRIBUTE)")
         app = load_app(config.app)
-        from fastsock.server import serve
-        serve(config, app)
-    except (CLIError, ValueError) as e:
+    except (CLIError, ValueError) as e:        # ValueError: a bad option value
         print(f"fastsock: error: {e}", file=sys.stderr)
         return 2
+    from fastsock.server import serve
+    try:
+        serve(config, app)
     except OSError as e:
-        if e.errno == errno.EADDRINUSE:
-            print(f"fastsock: error: cannot listen on {config.host}:{config.port}: "
-                  "address already in use", file=sys.stderr)
-            return 1
-        if e.errno in (errno.EACCES, errno.EADDRNOTAVAIL):
-            print(f"fastsock: error: cannot listen on {config.host}:{config.port}: {e.strerror}",
-                  file=sys.stderr)
+        if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            where = config.uds or f"{config.host}:{config.port}"
+            if config.metrics_port:
+                where += f" (metrics: {config.metrics_port})"
+            reason = "address already in use" if e.errno == errno.EADDRINUSE else e.strerror
+            print(f"fastsock: error: cannot listen on {where}: {reason}", file=sys.stderr)
             return 1
         raise
     return 0
