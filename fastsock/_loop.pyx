@@ -53,7 +53,7 @@ cdef str HEAD = "HEAD"
 cdef double LINGER_SECONDS = 2.0
 # while draining, a connection idle this long is closed; a busier one gets "Connection: close"
 # on its next response instead, so a client that keeps sending never races the close
-cdef double DRAIN_IDLE_GRACE = 1.0
+cdef double DRAIN_IDLE_GRACE = 2.0
 
 cdef Response HEALTH_OK = Response(b"ok\n", 200, content_type="text/plain; charset=utf-8")
 cdef Response NOT_READY = Response(b"not ready\n", 503, content_type="text/plain; charset=utf-8")

@@ -120,7 +120,7 @@ def test_drain_closes_idle_keep_alive_connections_and_exits(serve):
         idle.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         time.sleep(0.2)
         idle.recv(4096)
-        time.sleep(1.0)                         # idle for longer than the drain grace
+        time.sleep(2.2)                         # idle for longer than the drain grace (2 s)
         t0 = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
         assert read_until_close(idle) == b""
