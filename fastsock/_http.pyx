@@ -659,9 +659,6 @@ cdef class RequestParser:
                 break
         return events
 
-    @property
-    def waiting_for_body(self):
-        return self.in_body()
 
 
 # ==================================================================== responses
@@ -883,11 +880,6 @@ cdef int write_chunk(OutBuffer out, object chunk) except -1:
     out.write_bytes(b)
     out.write(b"\r\n", 2)
     return 0
-
-
-def write_raw_chunk(OutBuffer out, chunk):
-    """Python-level write_chunk, for tests and the loop's unchunked (HTTP/1.0) streaming."""
-    write_chunk(out, chunk)
 
 
 cdef dict _ERROR_BODIES = {}

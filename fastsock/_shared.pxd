@@ -43,7 +43,6 @@ cdef struct DurCell:
 cdef struct Slot:
     long long pid
     long long state         # SLOT_* above
-    long long requests      # served since the slot was first used (monotonic)
     long long conns         # open connections now: also lets workers balance accepts
     long long in_flight
     long long accepted
