@@ -7,6 +7,7 @@ fixed workload: N keep-alive requests, 16 pipelined per write, over one connecti
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import socket
 import subprocess
@@ -65,7 +66,8 @@ def count(flags: list[str], n: int) -> int:
              f"--callgrind-out-file={out}/cg.%p", sys.executable, "-m", "fastsock",
              "examples.hello:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
              "--log-level", "warning", *flags],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONHASHSEED": "0"})      # the same dict layouts every run
         try:
             drive(port, requests)
         finally:

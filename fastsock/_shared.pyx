@@ -26,35 +26,39 @@ cdef inline unsigned long long _mix(unsigned long long k) noexcept nogil:
     return k
 
 
+cdef inline long long* _cell(char* table, size_t stride, unsigned long long mask,
+                             long long key) noexcept nogil:
+    """Open addressing in a fixed table whose cells start with their key: the cell for key,
+    claimed if it is new; NULL when the table is full."""
+    cdef unsigned long long i = _mix(key) & mask, probes = 0
+    cdef long long* k
+    while probes <= mask:
+        k = <long long*>(table + i * stride)
+        if k[0] == key:
+            return k
+        if k[0] == 0:
+            k[0] = key
+            return k
+        i = (i + 1) & mask
+        probes += 1
+    return NULL
+
+
 cdef void count_request(Slot* s, int route, int method, int status, double seconds) noexcept nogil:
     """One answered request: its (route, method, status) counter and its duration histogram.
-    Open addressing in fixed tables; a full table counts the request as untracked."""
-    cdef long long key = (<long long>route << 24) | (method << 16) | status
-    cdef unsigned long long i = _mix(key) & (REQ_CELLS - 1)
-    cdef int probes = 0, b = 0
+    A full table counts the request as untracked."""
+    cdef int b = 0
+    cdef ReqCell* r = <ReqCell*>_cell(<char*>s.req_cells, sizeof(ReqCell), REQ_CELLS - 1,
+                                      (<long long>route << 24) | (method << 16) | status)
     cdef DurCell* d
-    while s.req_cells[i].key != key:
-        if s.req_cells[i].key == 0:
-            s.req_cells[i].key = key
-            break
-        i = (i + 1) & (REQ_CELLS - 1)
-        probes += 1
-        if probes == REQ_CELLS:
-            s.untracked += 1
-            return
-    s.req_cells[i].count += 1
-    key = (<long long>route << 8) | method
-    i = _mix(key) & (DUR_CELLS - 1)
-    probes = 0
-    while s.dur_cells[i].key != key:
-        if s.dur_cells[i].key == 0:
-            s.dur_cells[i].key = key
-            break
-        i = (i + 1) & (DUR_CELLS - 1)
-        probes += 1
-        if probes == DUR_CELLS:
-            return
-    d = &s.dur_cells[i]
+    if r == NULL:
+        s.untracked += 1
+        return
+    r.count += 1
+    d = <DurCell*>_cell(<char*>s.dur_cells, sizeof(DurCell), DUR_CELLS - 1,
+                        (<long long>route << 8) | method)
+    if d == NULL:
+        return
     while b < N_BOUNDS and seconds > BOUNDS[b]:
         b += 1
     d.buckets[b] += 1
