@@ -4,15 +4,11 @@ cdef extern from "<errno.h>" nogil:
     int errno
     enum:
         EAGAIN
-        EWOULDBLOCK
         EINTR
         EMFILE
         ENFILE
-        ENOBUFS
-        ENOMEM
         ECONNABORTED
         EPROTO
-        EPERM
 
 cdef extern from "<sys/epoll.h>" nogil:
     ctypedef union epoll_data_t:
@@ -28,8 +24,6 @@ cdef extern from "<sys/epoll.h>" nogil:
         EPOLLOUT
         EPOLLERR
         EPOLLHUP
-        EPOLLRDHUP
-        EPOLLEXCLUSIVE
         EPOLL_CTL_ADD
         EPOLL_CTL_MOD
         EPOLL_CTL_DEL

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -73,6 +74,18 @@ def test_env_configures_a_real_server(tmp_path):
         server.stop()
 
 
+def first_get(proc: subprocess.Popen, url: str) -> httpx.Response:
+    """GET url once the freshly started server answers; fails if it exits or never does."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return httpx.get(url)
+        except httpx.ConnectError:
+            assert proc.poll() is None, f"the server exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "the server never answered"
+            time.sleep(0.05)
+
+
 def test_console_script_serves_the_documented_app_and_stops_on_sigterm(tmp_path):
     app = tmp_path / "myservice.py"
     app.write_text(
@@ -89,15 +102,7 @@ def test_console_script_serves_the_documented_app_and_stops_on_sigterm(tmp_path)
                              str(port), "--workers", "1"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        for _ in range(200):
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/")
-                break
-            except httpx.ConnectError:
-                if proc.poll() is not None:
-                    raise AssertionError(proc.stdout.read())
-                import time
-                time.sleep(0.05)
+        r = first_get(proc, f"http://127.0.0.1:{port}/")
         assert (r.status_code, r.text) == (200, "hello")
         r = httpx.post(f"http://127.0.0.1:{port}/echo", content=b"\x00\xffbytes")
         assert r.content == b"\x00\xffbytes"
@@ -121,15 +126,7 @@ def test_app_run_from_a_script(tmp_path):
         f"app.run(host='127.0.0.1', port={port}, header_timeout=5)\n")
     proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT)
     try:
-        import time
-        for _ in range(200):
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/").text == "from run"
-                break
-            except httpx.ConnectError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError("app.run() never served")
+        assert first_get(proc, f"http://127.0.0.1:{port}/").text == "from run"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
     finally:
