@@ -10,7 +10,7 @@ cflags = ["-O0", "-g"] if debug else ["-O2"]
 
 extensions = [
     Extension(f"fastsock.{name}", [f"fastsock/{name}.pyx"], extra_compile_args=cflags)
-    for name in ("_http", "_proxy", "_shared", "_loop")
+    for name in ("_message", "_parser", "_writer", "_proxy", "_shared", "_conn", "_loop")
 ]
 
 setup(

@@ -28,6 +28,7 @@ cdef extern from "<sys/epoll.h>" nogil:
         EPOLL_CTL_MOD
         EPOLL_CTL_DEL
         EPOLL_CLOEXEC
+        EPOLLEXCLUSIVE
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
     int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
@@ -96,3 +97,9 @@ cdef extern from "<netinet/in.h>" nogil:
 
 cdef extern from "<arpa/inet.h>" nogil:
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
+
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9

@@ -21,7 +21,8 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
 
-    def __call__(self, req, status: int, nbytes: int, seconds: float, request_id: str):
+    def __call__(self, req, status: int, nbytes: int, seconds: float):
+        request_id = req.request_id
         now = time.time()
         second = int(now)
         if second != self._second:          # format the date once a second
@@ -37,12 +38,12 @@ class AccessLog:
                     f'"status":{status},"bytes":{nbytes},"duration_ms":{duration},'
                     f'"client":{_json_str(client)},'
                     f'"user_agent":{"null" if ua is None else _json_str(ua)},'
-                    f'"request_id":{_json_str(request_id)}}}\n')
+                    f'"request_id":{"null" if request_id is None else _json_str(request_id)}}}\n')
         else:
             # the raw path: visible ASCII only, so a decoded %0A cannot forge a log line
             line = (f'{stamp} {client} "{req.method} {req.raw_path.decode()} '
                     f'HTTP/{req.http_version}" '
-                    f'{status} {nbytes} {duration}ms {_json_str(ua or "-")} {request_id}\n')
+                    f'{status} {nbytes} {duration}ms {_json_str(ua or "-")} {request_id or "-"}\n')
         self.lines.append(line)
         self.size += len(line)
         if self.size > 32768:

@@ -1,11 +1,11 @@
-"""App: route decorators, and the one callable the loop calls for every request."""
+"""App: route decorators, and the dispatch callable the server's loop calls for every request."""
 from __future__ import annotations
 
 import logging
 from typing import Callable, Iterable
 
-from fastsock._http import Request, Response
-from fastsock.routing import Router
+from fastsock._message import Request, Response
+from fastsock.routing import Route, Router
 
 error_log = logging.getLogger("fastsock.error")
 
@@ -21,11 +21,10 @@ class HTTPError(Exception):
         self.status, self.body, self.headers = status, body, headers
 
 
-def to_response(result) -> Response | str | bytes:
-    """What a handler may return, made into something the serializer sends."""
+def to_response(result):
+    """What a handler may return, made into something the writer sends: str, bytes,
+    dict/list (JSON) and Response go as they are."""
     t = type(result)
-    if t is str or t is bytes or t is Response:
-        return result
     if t is tuple:
         body, status, *rest = result
         if type(body) is Response:
@@ -34,19 +33,21 @@ def to_response(result) -> Response | str | bytes:
         return Response(body, status, headers=rest[0] if rest else None)
     if result is None:
         return Response(None, 204)
-    return Response(result)     # dict/list -> JSON, bytes-like, or an iterator to stream
+    return Response(result)     # bytes-like, or an iterator to stream
 
 
 class App:
     """A fastsock application: register handlers with the route decorators, then serve it
-    with `fastsock MODULE:ATTR` or `app.run()`."""
+    with `fastsock MODULE:ATTR` or `fastsock.run(app)`."""
 
     def __init__(self):
         self.router = Router()
+        self._dispatch = None
 
     def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable:
         def register(handler: Callable) -> Callable:
             self.router.add(path, methods, handler)
+            self._dispatch = None
             return handler
         return register
 
@@ -67,36 +68,53 @@ class App:
 
     def dispatch(self, req: Request):
         """Route one request and call its handler. Never raises: an error is a 500 response."""
-        route, params = self.router.match(req.path)
-        if route is None:
-            return _NOT_FOUND
-        req.route_id = route.id
-        handler = route.handlers.get(req.method)
-        if handler is None:
-            if req.method == "HEAD":
-                handler = route.handlers.get("GET")
+        if self._dispatch is None:
+            self._dispatch = self.dispatcher()
+        return self._dispatch(req)
+
+    def dispatcher(self, reserved: Iterable[Route] = ()) -> Callable[[Request], object]:
+        """The function that answers a request: the reserved routes (the server's own, which
+        win over the app's), then the app's routes by one dict lookup, then its patterns.
+        Built once: a request costs one call here and one to its handler."""
+        exact = dict(self.router.exact)
+        exact.update((route.template, route) for route in reserved)
+        match = self.router.match_pattern
+        str_, bytes_, resp_, dict_, list_ = str, bytes, Response, dict, list
+
+        def dispatch(req):
+            route = exact.get(req.path)
+            params = None
+            if route is None:
+                route, params = match(req.path)
+                if route is None:
+                    return _NOT_FOUND
+            req.route_id = route.id
+            handler = route.handlers.get(req.method)
             if handler is None:
-                return Response(b"Method Not Allowed\n", 405, headers=[("Allow", route.allowed())],
-                                content_type="text/plain; charset=utf-8")
-        try:
-            if params is None:
-                result = handler(req)
-            else:
-                req.path_params = params
-                result = handler(req, **params)
-            t = type(result)
-            if t is str or t is bytes or t is Response:
-                return result
-            return to_response(result)
-        except HTTPError as e:
-            return Response(e.body, e.status, headers=e.headers)
-        except Exception:
-            error_log.exception("handler failed: %s %s", req.method, req.path)
-            return Response(_SERVER_ERROR_BODY, 500, content_type="text/plain; charset=utf-8")
+                if req.method == "HEAD":
+                    handler = route.handlers.get("GET")
+                if handler is None:
+                    return Response(b"Method Not Allowed\n", 405,
+                                    headers=[("Allow", route.allowed())],
+                                    content_type="text/plain; charset=utf-8")
+            try:
+                if params is None:
+                    result = handler(req)
+                else:
+                    req.path_params = params
+                    result = handler(req, **params)
+                t = type(result)
+                if t is str_ or t is bytes_ or t is resp_ or t is dict_ or t is list_:
+                    return result
+                return to_response(result)
+            except HTTPError as e:
+                return Response(e.body, e.status, headers=e.headers)
+            except Exception:
+                error_log.exception("handler failed: %s %s", req.method, req.path)
+                return Response(_SERVER_ERROR_BODY, 500, content_type="text/plain; charset=utf-8")
+        return dispatch
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options) -> None:
-        """Serve this app from a script; options are Config fields (see `fastsock --help`)."""
-        from fastsock.config import Config
-        from fastsock.server import serve
-
-        serve(Config(host=host, port=port, **options), self)
+        """Serve this app from a script: `fastsock.run(app, ...)` under another name."""
+        import fastsock
+        fastsock.run(self, host=host, port=port, **options)

@@ -57,6 +57,14 @@ class Config:
     proxy_protocol: bool = _opt(
         False, "expect a PROXY protocol v1/v2 header on every connection (AWS NLB)")
 
+    def limits(self) -> dict:
+        """The fields a worker's loop needs, as its typed Limits struct takes them."""
+        names = ("header_timeout", "keepalive_timeout", "body_timeout", "graceful_timeout",
+                 "output_high_water", "max_request_line", "max_header_bytes",
+                 "max_header_count", "max_body_size", "max_chunk_ext", "proxy_protocol")
+        return {**{name: getattr(self, name) for name in names},
+                "count_requests": self.metrics}
+
     def __post_init__(self):
         if self.workers != "auto" and not (self.workers.isdigit() and int(self.workers) > 0):
             raise ValueError(f"--workers must be a positive number or auto, not {self.workers!r}")

@@ -15,15 +15,15 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
 from fastsock import __version__
-from fastsock._http import ERROR_REASONS, METHOD_NAMES, Response
+from fastsock._message import METHOD_NAMES, Response
+from fastsock._parser import PARSE_ERRORS
 from fastsock._shared import CLOSE_REASONS, DURATION_BOUNDS, SharedState
 
 UNMATCHED = "unmatched"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _LE = [floatToGoString(b) for b in DURATION_BOUNDS] + ["+Inf"]
-_PARSE_LABELS = ["_".join("".join(ch if ch.isalnum() else " " for ch in r).lower().split())
-                 for r in ERROR_REASONS]
+_PARSE_LABELS = [label for _name, _status, label in PARSE_ERRORS]
 
 
 class CoreCollector:

@@ -9,13 +9,20 @@ class Proxies:
     def __init__(self, allow: str):
         self.networks = [ipaddress.ip_network(item.strip(), strict=False)
                          for item in allow.split(",") if item.strip()]
+        self._seen: dict[str, bool] = {}       # host -> trusted, worked out once per host
 
     def trusts(self, host: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.networks)
+        trusted = self._seen.get(host)
+        if trusted is None:
+            try:
+                addr = ipaddress.ip_address(host)
+                trusted = any(addr in net for net in self.networks)
+            except ValueError:
+                trusted = False
+            if len(self._seen) >= 4096:         # bounded: a client cannot grow it forever
+                self._seen.clear()
+            self._seen[host] = trusted
+        return trusted
 
     def client(self, req) -> tuple:
         """The first address, walking back from the nearest hop, that is not a trusted proxy.

@@ -15,7 +15,7 @@ _CONVERTERS = {
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
 
 
-FIRST_ROUTE_ID = 16     # below are the server's own: health, readiness, metrics
+from fastsock._message import RouteId
 
 
 class Route:
@@ -56,7 +56,7 @@ class Router:
             raise ValueError(f"a route path starts with '/': {template!r}")
         route = self._by_template.get(template)
         if route is None:
-            route = Route(template, FIRST_ROUTE_ID + len(self._by_template))
+            route = Route(template, RouteId.FIRST_APP_ROUTE + len(self._by_template))
             self._by_template[template] = route
             if route.pattern is None:
                 self.exact[template] = route
@@ -73,6 +73,10 @@ class Router:
         route = self.exact.get(path)
         if route is not None:
             return route, None
+        return self.match_pattern(path)
+
+    def match_pattern(self, path: str):
+        """-> (route, params) of the first parameterised route that matches, or (None, None)."""
         for route in self.patterns:
             m = route.pattern.match(path)
             if m is not None:

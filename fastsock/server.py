@@ -28,10 +28,11 @@ import sys
 import time
 
 from fastsock._loop import Loop
+from fastsock._message import RouteId
 from fastsock._shared import SharedState
 from fastsock.accesslog import AccessLog
 from fastsock.config import Config
-from fastsock import appmetrics
+from fastsock import appmetrics, dispatch
 from fastsock.metrics import CoreCollector, Exposition
 from fastsock.proxy import Proxies
 from fastsock.workers import worker_count
@@ -114,7 +115,8 @@ def serve(config: Config, app, sock: socket.socket | None = None) -> None:
 def exposition_for(config: Config, app, shared: SharedState) -> Exposition | None:
     if not config.metrics:
         return None
-    names = {1: config.healthz_path, 2: config.readyz_path, 3: config.metrics_path}
+    names = {RouteId.ROUTE_HEALTHZ: config.healthz_path, RouteId.ROUTE_READYZ: config.readyz_path,
+             RouteId.ROUTE_METRICS: config.metrics_path}
     names.update(app.router.names() if hasattr(app, "router") else {})
 
     def areas():
@@ -124,7 +126,7 @@ def exposition_for(config: Config, app, shared: SharedState) -> Exposition | Non
 
 
 def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, slot: int,
-               metrics_sock: socket.socket | None = None) -> int:
+               metrics_sock: socket.socket | None = None, workers: int = 1) -> int:
     """The body of a forked worker: one loop until it drains or is told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)        # a terminal's ^C is the master's to handle
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -138,11 +140,18 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     max_requests = config.max_requests
     if max_requests:
         max_requests += random.randint(0, config.max_requests_jitter)
-    loop = Loop(sock, app.dispatch, config, shared, slot,
-                access_log=AccessLog(config.access_log) if config.access_log != "off" else None,
-                proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
-                max_requests=max_requests, exposition=exposition_for(config, app, shared),
-                metrics_sock=metrics_sock)
+    access_log = AccessLog(config.access_log) if config.access_log != "off" else None
+    loop = Loop(config.limits(), shared, slot, workers=workers,
+                on_tick=access_log.flush if access_log is not None else None)
+    main, metrics = dispatch.build(
+        app, config,
+        ready=lambda: shared.ready and shared.slot_state(slot) == SharedState.RUNNING,
+        exposition=exposition_for(config, app, shared), access_log=access_log,
+        proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
+        max_requests=max_requests, drain=loop.drain)
+    loop.listen(sock, main)
+    if metrics_sock is not None and metrics is not None:
+        loop.listen(metrics_sock, metrics)
     signal.signal(signal.SIGTERM, lambda *_: loop.drain())
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     loop.run()
@@ -188,7 +197,7 @@ class Master:
             code = 1
             try:
                 code = run_worker(self.config, self.app, self.sock, self.shared, slot,
-                                  self.metrics_sock)
+                                  self.metrics_sock, self.wanted)
             except BaseException:
                 log.exception("worker failed")
             finally:

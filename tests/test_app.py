@@ -2,7 +2,8 @@
 import pytest
 
 from fastsock import App, HTTPError, Response
-from fastsock._http import RequestParser, error_response, serialize, set_date_line
+from fastsock._parser import RequestParser
+from fastsock._writer import error_response, serialize
 from fastsock.routing import Router
 
 
@@ -40,8 +41,11 @@ def test_return_values():
     app.get("/e")(lambda req: (_ for _ in ()).throw(HTTPError(418, "teapot")))
     get = lambda p: app.dispatch(request(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p))
     assert get(b"/s") == "text" and get(b"/b") == b"raw"
-    assert get(b"/d").body == b'{"a":1}' and get(b"/d").content_type == "application/json"
-    assert get(b"/l").body == b"[1,2]"
+    assert get(b"/d") == {"a": 1} and get(b"/l") == [1, 2]     # the writer makes them JSON
+    assert serialize(get(b"/d")).endswith(b"application/json\r\nContent-Length: 7\r\n"
+                                         b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n"
+                                         b'{"a":1}')
+    assert serialize(get(b"/l")).endswith(b"\r\n\r\n[1,2]")
     assert (get(b"/t").status, get(b"/t").body) == (201, b"made")
     assert get(b"/t3").headers == [("X-A", "b")]
     assert get(b"/r").status == 409
@@ -49,8 +53,8 @@ def test_return_values():
 
 
 def test_serializer_framing():
-    set_date_line(b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n")
-    assert serialize("hi") == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    date = b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
+    assert serialize("hi", date_line=date) == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
                                b"Content-Length: 2\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\nhi")
     assert serialize("hi", keep_alive=False).count(b"Connection: close\r\n") == 1
     assert b"Connection: keep-alive" in serialize("hi", http11=False)

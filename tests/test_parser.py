@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from fastsock._http import RequestParser
+from fastsock._parser import PARSE_ERRORS, RequestParser
 from tests.vectors import SMUGGLED, VECTORS
 
 SPLITS = ["whole", "bytewise", "random1", "random2", "random3"]
@@ -242,11 +242,27 @@ def test_one_mebibyte_bodies_both_framings():
     assert req.body == body
 
 
-def test_every_refusal_reason_has_a_metrics_label():
-    import re
-    from pathlib import Path
-    from fastsock._http import ERROR_REASONS
-    source = (Path(__file__).parent.parent / "fastsock" / "_http.pyx").read_text()
-    used = set(re.findall(r'_fail\(\d+, "([^"]+)"\)', source))
-    assert used <= set(ERROR_REASONS), used - set(ERROR_REASONS)
-    assert len(ERROR_REASONS) <= 64                 # N_PARSE_REASONS in _shared.pxd
+def test_error_table_names_statuses_and_labels_each_error_once():
+    (none, *errors) = PARSE_ERRORS
+    assert none == ("", 0, "")
+    assert len(PARSE_ERRORS) <= 64                  # N_PARSE_REASONS in _shared.pxd
+    names = [name for name, _, _ in errors]
+    labels = [label for _, _, label in errors]
+    assert len(set(names)) == len(names) and len(set(labels)) == len(labels)
+    for name, status, label in errors:
+        assert status in (400, 413, 414, 417, 431, 501, 505), (name, status)
+        assert label.replace("_", "").isalnum() and label == label.lower(), label
+
+
+@pytest.mark.parametrize("raw, status, reason", [
+    (b"GET / HTTP/1.1\nHost: x\r\n\r\n", 400, "bare LF"),
+    (b"GET / HTTP/1.1\r\n\r\n", 400, "missing Host"),
+    (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, "unsupported HTTP version"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
+     "unsupported transfer coding"),
+])
+def test_refusal_reports_its_table_row(raw, status, reason):
+    parser = RequestParser()
+    assert parser.feed(raw) == []
+    assert (parser.error_status, parser.error_reason) == (status, reason)
+    assert PARSE_ERRORS[parser.error][:2] == (reason, status)

@@ -71,10 +71,9 @@ def test_crash_loop_backs_off(serve, tmp_path):
         "import os\n"
         "from fastsock import App\n"
         "app = App()\n"
-        "_dispatch = app.dispatch\n"
-        "def dispatch(req):\n"
-        "    os._exit(3)\n"
-        "app.dispatch = dispatch\n")
+        "@app.get('/')\n"
+        "def crash(req):\n"
+        "    os._exit(3)\n")
     import os
     server = serve(app="crashy:app", env={"PYTHONPATH": str(tmp_path)})
     for _ in range(4):

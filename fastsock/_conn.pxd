@@ -1,0 +1,78 @@
+# One connection's protocol state, apart from the loop that does its I/O.
+
+from fastsock._message cimport Request
+from fastsock._parser cimport RequestParser, ParseError
+from fastsock._shared cimport Slot, SharedState
+from fastsock._sys cimport sockaddr_storage
+from fastsock._writer cimport OutBuffer
+
+cdef struct Limits:
+    double header_timeout           # to receive a request head, from accept or its first byte
+    double keepalive_timeout        # idle between requests; also the write timer
+    double body_timeout             # to receive a request body
+    double graceful_timeout         # for in-flight work once draining starts
+    Py_ssize_t output_high_water    # stop reading while this much output waits
+    Py_ssize_t max_request_line
+    Py_ssize_t max_header_bytes
+    Py_ssize_t max_header_count
+    Py_ssize_t max_body_size
+    Py_ssize_t max_chunk_ext
+    bint proxy_protocol             # a PROXY protocol header comes first on every connection
+    bint count_requests             # per-request counters and durations (metrics on)
+
+cdef enum ConnState:
+    C_PROXY = 0     # waiting for the PROXY protocol header: header deadline
+    C_HEAD = 1      # reading a request head: header deadline, from accept or its first byte
+    C_BODY = 2      # reading a request body: body deadline
+    C_IDLE = 3      # between requests: keep-alive deadline
+    C_WRITE = 4     # a response is being written or streamed: write timer, renewed on progress
+    C_CLOSING = 5   # no more requests: send what is queued, then close
+    C_REFUSED = 6   # a request was refused: send the answer, then linger
+    C_LINGER = 7    # our side is shut; input is read and dropped until the client closes
+    C_CLOSED = 8    # done: the loop closes it
+
+
+cdef class Context:
+    cdef Limits limits
+    cdef SharedState shared
+    cdef Slot* slot
+    cdef double now                 # the loop's clock, read once per wake-up
+    cdef bytes date_line            # "Date: ...\r\n", renewed by the loop once a second
+    cdef bint keep_alive            # False once draining: every response closes its connection
+
+
+cdef class Connection:
+    cdef int fd                     # the loop's; the connection itself never does I/O
+    cdef unsigned int interest      # the loop's epoll registration
+    cdef ConnState state
+    cdef double deadline
+    cdef double since               # when it was accepted or last went idle
+    cdef int close_reason           # CLOSE_* (see _shared.pxd) for when it ends
+    cdef char* rbuf
+    cdef Py_ssize_t rstart, rend, rcap
+    cdef OutBuffer out
+    cdef RequestParser parser
+    cdef Context ctx
+    cdef object dispatch
+    cdef object stream              # the iterator a streamed response body comes from
+    cdef bint stream_chunked        # ... framed as chunks (HTTP/1.1), else by closing (1.0)
+    cdef object peer
+    cdef sockaddr_storage addr
+
+    cdef void setup(self, Context ctx, object dispatch, int fd)
+    cdef char* read_space(self, Py_ssize_t* room) except? NULL
+    cdef int received(self, Py_ssize_t n) except -1
+    cdef int produce(self) except -1
+    cdef bint finished(self) noexcept
+    cdef bint must_linger(self) noexcept
+    cdef bint wants_read(self) noexcept
+    cdef void settle(self) noexcept
+    cdef void linger(self) noexcept
+    cdef int on_timeout(self) except -2
+    cdef void release(self)
+    cdef object client(self)
+    cdef int refuse(self, ParseError error, int status) except -1
+    cdef int _respond(self, Request req) except -1
+    cdef int _pump(self) except -1
+    cdef int _cut_stream(self, str why) except -1
+    cdef bint _proxy_header(self) except -1

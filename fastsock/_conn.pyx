@@ -1,0 +1,418 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""One connection: its read buffer, parser, output buffer and state, and the way a request goes
+from bytes to a response. No I/O: the loop reads into read_space(), calls received() and
+produce(), sends what the output buffer holds, then settle() picks the state and deadline.
+"""
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memmove
+
+from fastsock._message cimport Request, Response
+from fastsock._parser cimport (
+    RequestParser, ParseError, E_NONE, E_HEAD_TOO_LARGE, NEED_DATA, SEND_CONTINUE, PARSE_ERROR,
+    fs_error_table,
+)
+from fastsock._proxy cimport parse_proxy_header
+from fastsock._shared cimport (
+    SharedState, count_request, CLOSE_CLIENT, CLOSE_KEEPALIVE, CLOSE_HEADER_TIMEOUT,
+    CLOSE_BODY_TIMEOUT, CLOSE_ERROR, CLOSE_SERVER,
+)
+from fastsock._sys cimport (
+    monotonic, sockaddr_in, sockaddr_in6, AF_INET, AF_INET6, inet_ntop, ntohs,
+)
+from fastsock._writer cimport (
+    OutBuffer, write_response, write_chunk, write_raw_chunk, write_stream_end, write_continue,
+    write_error,
+)
+from fastsock._writer import EPOCH_DATE_LINE
+
+import logging
+
+error_log = logging.getLogger("fastsock.error")
+
+cdef enum:
+    READ_CHUNK = 16384
+    METHOD_HEAD = 2             # METHOD_NAMES index of HEAD
+
+cdef double LINGER_SECONDS = 2.0
+cdef str V11 = "1.1"
+cdef Response SERVER_ERROR = Response(b"Internal Server Error\n", 500,
+                                      content_type="text/plain; charset=utf-8")
+STATE_NAMES = ("proxy", "head", "body", "idle", "write", "closing", "refused", "linger",
+               "closed")
+
+
+cdef class Context:
+    """What every connection of one loop shares: limits, the counter slot, the clock, the Date
+    line, and whether keep-alive is still on."""
+
+    def __init__(self, Limits limits, SharedState shared=None, int slot=-1):
+        if shared is None:              # on its own (tests, no master): a private slot
+            shared, slot = SharedState(1), 0
+        self.limits = limits
+        self.shared = shared
+        self.slot = shared.slot(slot)
+        self.now = monotonic()
+        self.date_line = EPOCH_DATE_LINE
+        self.keep_alive = True
+
+
+cdef class Connection:
+    """One client connection, driven by its loop (or by feed() in tests)."""
+
+    def __init__(self, Context ctx, dispatch):
+        self.setup(ctx, dispatch, -1)
+
+    def __dealloc__(self):
+        free(self.rbuf)
+
+    cdef void setup(self, Context ctx, object dispatch, int fd):
+        cdef Limits* lim = &ctx.limits
+        self.ctx = ctx
+        self.dispatch = dispatch
+        self.fd = fd
+        self.out = OutBuffer.__new__(OutBuffer)
+        self.parser = RequestParser.__new__(
+            RequestParser, lim.max_request_line, lim.max_header_bytes, lim.max_header_count,
+            lim.max_body_size, lim.max_chunk_ext)
+        self.state = C_PROXY if lim.proxy_protocol else C_HEAD
+        self.deadline = ctx.now + lim.header_timeout
+        self.since = ctx.now
+        self.close_reason = CLOSE_SERVER
+
+    # ---------------------------------------------------------------- input
+
+    cdef char* read_space(self, Py_ssize_t* room) except? NULL:
+        """Where the next read goes, and how much fits. NULL when the head outgrew every limit
+        (refused with 431: drive it) or memory ran out (state C_CLOSED)."""
+        cdef Py_ssize_t max_rbuf, cap
+        cdef char* p
+        if self.rbuf == NULL:
+            self.rbuf = <char*>malloc(READ_CHUNK)
+            if self.rbuf == NULL:
+                self.state, self.close_reason = C_CLOSED, CLOSE_ERROR
+                return NULL
+            self.rcap = READ_CHUNK
+        if self.rend == self.rcap:                  # make room: slide, then grow
+            if self.rstart > 0:
+                memmove(self.rbuf, self.rbuf + self.rstart, self.rend - self.rstart)
+                self.rend -= self.rstart
+                self.rstart = 0
+            else:
+                max_rbuf = (self.ctx.limits.max_request_line + self.ctx.limits.max_header_bytes
+                            + 4096)
+                if self.rcap >= max_rbuf or self.state >= C_CLOSING:
+                    if self.state < C_CLOSING:
+                        self.refuse(E_HEAD_TOO_LARGE, 431)
+                    return NULL
+                cap = min(self.rcap * 2, max_rbuf)
+                p = <char*>realloc(self.rbuf, cap)
+                if p == NULL:
+                    self.state, self.close_reason = C_CLOSED, CLOSE_ERROR
+                    return NULL
+                self.rbuf = p
+                self.rcap = cap
+        room[0] = self.rcap - self.rend
+        return self.rbuf + self.rend
+
+    cdef int received(self, Py_ssize_t n) except -1:
+        """n bytes were read into read_space()."""
+        self.rend += n
+        if self.state == C_PROXY:
+            self._proxy_header()
+        return 0
+
+    cdef bint _proxy_header(self) except -1:
+        """Take the PROXY protocol header off the front of the input."""
+        try:
+            found = parse_proxy_header(self.rbuf + self.rstart, self.rend - self.rstart)
+        except ValueError as e:
+            error_log.info("refused connection from %s:%s: %s", *self.client(), e)
+            self.state, self.close_reason = C_CLOSED, CLOSE_ERROR
+            return False
+        if found is None:
+            return False
+        used, peer = found
+        self.rstart += used
+        self.state = C_HEAD
+        if peer is not None:
+            self.peer = peer
+        return True
+
+    # ---------------------------------------------------------------- requests to responses
+
+    cdef int produce(self) except -1:
+        """Fill the output buffer up to its bound: answer every whole request buffered, in
+        order, or pull chunks of the response being streamed."""
+        cdef Py_ssize_t used
+        cdef Py_ssize_t high_water = self.ctx.limits.output_high_water
+        cdef int r
+        if self.stream is not None:
+            if self.out.pending() < high_water:
+                self._pump()
+            return 0
+        if self.state >= C_CLOSING or self.state == C_PROXY:
+            return 0
+        while self.out.pending() < high_water:
+            r = self.parser.parse(self.rbuf + self.rstart, self.rend - self.rstart, &used)
+            self.rstart += used
+            if r == NEED_DATA:
+                break
+            if r == SEND_CONTINUE:
+                write_continue(self.out)
+                continue
+            if r == PARSE_ERROR:
+                self.refuse(self.parser.error, fs_error_table[<int>self.parser.error].status)
+                break
+            self._respond(self.parser.take_request())
+            if self.state >= C_CLOSING or self.stream is not None:
+                break
+        if self.rstart == self.rend:
+            self.rstart = self.rend = 0
+        return 0
+
+    cdef int _respond(self, Request req) except -1:
+        cdef Context ctx = self.ctx
+        cdef bint http11 = req.http_version is V11 or req.http_version == V11
+        cdef bint head_only = req.method_id == METHOD_HEAD
+        cdef bint keep_alive
+        cdef int status = 200
+        cdef double t0 = ctx.now    # when epoll woke us: a pipelined request's time includes
+        cdef double elapsed         # its wait behind the ones before it, as its client sees it
+        cdef unsigned long long mark
+        self.state = C_WRITE
+        req.client = self.client()
+        ctx.slot.in_flight += 1
+        try:
+            result = self.dispatch(req)
+        except BaseException:
+            # dispatch answers handler errors itself; this is the last line of defence
+            error_log.exception("dispatch failed for %s %s", req.method, req.path)
+            result = SERVER_ERROR
+        ctx.slot.in_flight -= 1
+        keep_alive = req.keep_alive and ctx.keep_alive
+        mark = self.out.total
+        try:
+            stream = write_response(self.out, result, keep_alive, head_only, http11,
+                                    req.response_headers, ctx.date_line)
+        except Exception:
+            error_log.exception("invalid response for %s %s", req.method, req.path)
+            result = SERVER_ERROR
+            stream = write_response(self.out, result, keep_alive, head_only, http11, None,
+                                    ctx.date_line)
+        if stream is not None:
+            if head_only:
+                _close_iterator(stream)
+            else:
+                self.stream = stream
+                self.stream_chunked = http11
+                if not http11:
+                    keep_alive = False      # HTTP/1.0: the stream ends with the connection
+        if not keep_alive:
+            self.state = C_CLOSING
+            self.close_reason = CLOSE_SERVER
+        if type(result) is Response:
+            status = (<Response>result).status
+        if ctx.limits.count_requests or req.on_complete is not None:
+            elapsed = monotonic() - t0
+            if ctx.limits.count_requests:
+                count_request(ctx.slot, req.route_id, req.method_id, status, elapsed)
+            if req.on_complete is not None:
+                try:
+                    req.on_complete(req, status, self.out.total - mark, elapsed)
+                except Exception:
+                    error_log.exception("completion hook failed for %s %s", req.method,
+                                        req.path)
+        return 0
+
+    cdef int _pump(self) except -1:
+        """Pull chunks of a streamed body until the output is over its bound or it ends."""
+        cdef Py_ssize_t high_water = self.ctx.limits.output_high_water
+        while self.out.pending() < high_water:
+            try:
+                chunk = next(self.stream)
+            except StopIteration:
+                if self.stream_chunked:
+                    write_stream_end(self.out)
+                _close_iterator(self.stream)
+                self.stream = None
+                return 0
+            except Exception:
+                return self._cut_stream("streamed response failed")
+            try:
+                if self.stream_chunked:
+                    write_chunk(self.out, chunk)
+                else:
+                    write_raw_chunk(self.out, chunk)
+            except Exception:
+                return self._cut_stream("streamed response yielded an invalid chunk")
+        return 0
+
+    cdef int _cut_stream(self, str why) except -1:
+        """The head is gone already: all that is left is to cut the connection, so the client
+        sees a broken body rather than one that looks whole."""
+        error_log.exception(why)
+        _close_iterator(self.stream)
+        self.stream = None
+        self.out.consume(self.out.pending())
+        self.state, self.close_reason = C_REFUSED, CLOSE_ERROR
+        return 0
+
+    cdef int refuse(self, ParseError error, int status) except -1:
+        """Answer a request the server will not serve (status), and stop reading requests."""
+        if error != E_NONE:
+            self.ctx.slot.parse_errors[<int>error] += 1
+        error_log.info("refused request from %s:%s: %d %s", *self.client(), status,
+                       fs_error_table[<int>error].name.decode("ascii") if error else "timeout")
+        write_error(self.out, status, self.ctx.date_line)
+        self.state, self.close_reason = C_REFUSED, CLOSE_ERROR
+        return 0
+
+    # ---------------------------------------------------------------- state and deadlines
+
+    cdef bint finished(self) noexcept:
+        """Everything is sent and nothing more will be: the loop closes it or lingers."""
+        return ((self.state == C_CLOSING or self.state == C_REFUSED) and self.stream is None
+                and self.out.pending() == 0)
+
+    cdef bint must_linger(self) noexcept:
+        """The client may still be sending: closing with unread input would reset the
+        connection and could destroy the response before the client reads it."""
+        return self.state == C_REFUSED or self.rend > self.rstart
+
+    cdef void linger(self) noexcept:
+        self.state = C_LINGER
+        self.deadline = self.ctx.now + LINGER_SECONDS
+
+    cdef bint wants_read(self) noexcept:
+        """Reading pauses while a stream is sent, once no more requests will be read, and while
+        the output is over its bound (back-pressure)."""
+        return (self.stream is None and self.state < C_CLOSING
+                and self.out.pending() < self.ctx.limits.output_high_water)
+
+    cdef void settle(self) noexcept:
+        """After I/O: the state that says what the connection waits for, and its deadline.
+        A deadline starts when its wait starts: a request buffered behind a long response gets
+        its header deadline when the response is done, not when it arrived."""
+        cdef Context ctx = self.ctx
+        if self.state >= C_CLOSING:
+            if self.state != C_LINGER and self.state != C_CLOSED:
+                self.deadline = ctx.now + ctx.limits.keepalive_timeout     # write timer
+            return
+        if self.stream is not None or self.out.pending():
+            self.state = C_WRITE
+            self.deadline = ctx.now + ctx.limits.keepalive_timeout
+        elif self.parser.in_body():
+            if self.state != C_BODY:
+                self.state = C_BODY
+                self.deadline = ctx.now + ctx.limits.body_timeout
+        elif self.state == C_PROXY:
+            pass
+        elif self.rend > self.rstart:
+            if self.state != C_HEAD:
+                self.state = C_HEAD
+                self.deadline = ctx.now + ctx.limits.header_timeout
+        elif self.state == C_WRITE:         # a response is done and nothing else is here
+            self.state = C_IDLE
+            self.since = ctx.now
+            self.deadline = ctx.now + ctx.limits.keepalive_timeout
+
+    cdef int on_timeout(self) except -2:
+        """The deadline passed: -1 when a 408 was queued (drive it), else the CLOSE_* reason
+        to close it with."""
+        if self.state == C_HEAD or self.state == C_PROXY:
+            if self.rend == self.rstart:
+                return CLOSE_HEADER_TIMEOUT
+            error_log.info("request timeout from %s:%s (head)", *self.client())
+            self.refuse(E_NONE, 408)
+            self.close_reason = CLOSE_HEADER_TIMEOUT
+            return -1
+        if self.state == C_BODY:
+            error_log.info("request timeout from %s:%s (body)", *self.client())
+            self.refuse(E_NONE, 408)
+            self.close_reason = CLOSE_BODY_TIMEOUT
+            return -1
+        if self.state == C_IDLE:
+            return CLOSE_KEEPALIVE
+        if self.state == C_LINGER:
+            return self.close_reason
+        return CLOSE_ERROR                  # the client stopped reading what we send
+
+    cdef void release(self):
+        """The connection is closing: let go of a stream still open."""
+        if self.stream is not None:
+            _close_iterator(self.stream)
+            self.stream = None
+        self.state = C_CLOSED
+
+    cdef object client(self):
+        """(host, port) of the peer, worked out once per connection, on first use."""
+        cdef char host[64]
+        cdef sockaddr_in* a4
+        cdef sockaddr_in6* a6
+        if self.peer is None:
+            if self.addr.ss_family == AF_INET:
+                a4 = <sockaddr_in*>&self.addr
+                inet_ntop(AF_INET, &a4.sin_addr, host, 64)
+                self.peer = (host.decode("ascii"), ntohs(a4.sin_port))
+            elif self.addr.ss_family == AF_INET6:
+                a6 = <sockaddr_in6*>&self.addr
+                inet_ntop(AF_INET6, &a6.sin6_addr, host, 64)
+                self.peer = (host.decode("ascii"), ntohs(a6.sin6_port))
+            else:
+                self.peer = ("", 0)
+        return self.peer
+
+    # ---------------------------------------------------------------- Python API, for tests
+
+    def feed(self, bytes data):
+        """Hand in bytes as if read from the socket; return what would be sent (everything the
+        connection produces, as if the client read it at once)."""
+        cdef Py_ssize_t room, n, pos = 0
+        cdef char* p
+        cdef bint progressed
+        cdef list sent = []
+        while True:
+            progressed = False
+            if pos < len(data) and self.state < C_CLOSING:
+                p = self.read_space(&room)
+                if p != NULL:
+                    n = min(room, len(data) - pos)
+                    memmove(p, <const char*>data + pos, n)
+                    pos += n
+                    self.received(n)
+                    progressed = True
+            self.ctx.now = monotonic()
+            self.produce()
+            if self.out.pending():
+                sent.append(self.out.getvalue())
+                self.out.consume(self.out.pending())
+                progressed = True
+            self.settle()
+            if not progressed and self.stream is None:
+                return b"".join(sent)
+
+    @property
+    def state_name(self):
+        return STATE_NAMES[self.state]
+
+    @property
+    def wants_input(self):
+        return self.wants_read()
+
+    @property
+    def is_finished(self):
+        return self.finished()
+
+    def expire(self):
+        """As if the deadline passed: -> "drive" when a 408 was queued, else the close reason."""
+        r = self.on_timeout()
+        return "drive" if r == -1 else r
+
+
+cdef inline void _close_iterator(object it):
+    close = getattr(it, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            error_log.exception("closing a streamed response failed")

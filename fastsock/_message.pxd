@@ -1,0 +1,48 @@
+# The message the handler sees: Request, Response, and what labels them in the metrics.
+
+# Route ids label requests in the metrics. The server's own routes come first; an app's routes
+# are numbered from FIRST_APP_ROUTE by the router. The loop only copies them into counters.
+cpdef enum RouteId:
+    ROUTE_NONE = 0          # no route matched
+    ROUTE_HEALTHZ = 1
+    ROUTE_READYZ = 2
+    ROUTE_METRICS = 3
+    FIRST_APP_ROUTE = 16
+
+cdef enum:
+    N_METHODS = 10          # METHOD_NAMES in _message.pyx: 0 is "other"
+
+
+cdef class Request:
+    cdef readonly str method
+    cdef readonly str path
+    cdef readonly bytes raw_path
+    cdef readonly bytes query_string
+    cdef readonly str http_version
+    cdef readonly bytes body
+    cdef readonly bint keep_alive
+    cdef public object client
+    cdef public dict path_params
+    cdef readonly int method_id     # index in METHOD_NAMES, 0 for others: a metrics label
+    cdef public int route_id        # set by dispatch: a metrics label (ROUTE_NONE: no route)
+    # set by the server's dispatch, read by the connection once the response is written:
+    cdef public list response_headers   # [(name, value)] added to the response (validated)
+    cdef public object on_complete      # callable(req, status, nbytes, seconds) or None
+    cdef object _request_id
+    cdef bytes _head                # the field lines, validated, without the request line
+    # where User-Agent and X-Request-ID sit in _head (-1: absent), for the access log
+    cdef Py_ssize_t ua_off, ua_len, rid_off, rid_len
+    cdef object _headers
+    cdef object _query
+
+
+cdef class Response:
+    cdef public int status
+    cdef public object body          # bytes, or an iterator of chunks (streamed)
+    cdef public list headers         # [(name, value), ...] as str
+    cdef public str content_type
+
+
+cdef str method_name(int method_id)
+cdef int method_id(const char* p, Py_ssize_t n) noexcept
+cdef bytes json_bytes(object value)

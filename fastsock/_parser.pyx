@@ -1,0 +1,600 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Sans-IO HTTP/1.1 request parsing: a strict, incremental state machine over bytes.
+
+Bytes in, requests or a refusal out. No sockets, no clocks, no responses: a connection feeds it
+the bytes it has read and takes out Request objects, or the ParseError it refused for.
+"""
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.stdlib cimport realloc, free
+from libc.string cimport memchr, memcpy
+
+from urllib.parse import unquote as _unquote
+
+from fastsock._message cimport Request, method_id, method_name
+
+cdef enum:                  # parser states (in_body() in the .pxd relies on 1..5)
+    S_HEAD = 0
+    S_BODY_CL = 1
+    S_CHUNK_SIZE = 2
+    S_CHUNK_DATA = 3
+    S_CHUNK_CRLF = 4
+    S_TRAILERS = 5
+    S_READY = 8
+    S_ERROR = 9
+
+cdef enum:
+    MAX_CL_DIGITS = 18      # keeps Content-Length inside a signed 64-bit integer
+    MAX_CHUNK_DIGITS = 15
+
+cdef bytes EMPTY = b""
+cdef str V11 = "1.1"
+cdef str V10 = "1.0"
+
+fs_init_char_classes()
+
+# (name, status, metric label) of every ParseError, indexed by its value; [0] is E_NONE
+cdef list _errors = []
+cdef int _e
+for _e in range(<int>N_PARSE_ERRORS):
+    _errors.append((fs_error_table[_e].name.decode("ascii"), fs_error_table[_e].status,
+                    fs_error_table[_e].label.decode("ascii")))
+PARSE_ERRORS = tuple(_errors)
+
+
+cdef inline int _lower(int c) noexcept:
+    return c + 32 if 65 <= c <= 90 else c
+
+cdef inline bint _eq_ci(const char* p, Py_ssize_t n, const char* lit, Py_ssize_t litn) noexcept:
+    """Case-insensitive compare of p[:n] with an all-lowercase literal."""
+    cdef Py_ssize_t i
+    if n != litn:
+        return False
+    for i in range(n):
+        if _lower(<unsigned char>p[i]) != <unsigned char>lit[i]:
+            return False
+    return True
+
+cdef inline bint _is_ows(char c) noexcept:
+    return c == c' ' or c == c'\t'
+
+
+cdef class RequestParser:
+    """Strict RFC 9112 request parser. Feed it the bytes of the current request from their first
+    byte; it consumes a request's head only once the whole head is there, its body as it comes."""
+
+    def __cinit__(self, Py_ssize_t max_request_line=8192, Py_ssize_t max_header_bytes=65536,
+                  Py_ssize_t max_header_count=100, Py_ssize_t max_body_size=1048576,
+                  Py_ssize_t max_chunk_ext=1024):
+        self.max_request_line = max_request_line
+        self.max_header_bytes = max_header_bytes
+        self.max_header_count = max_header_count
+        self.max_body_size = max_body_size
+        self.max_chunk_ext = max_chunk_ext
+        self._reset()
+        self.error = E_NONE
+        # the Python-level feed() keeps its own buffer; the loop keeps the connection's
+        self._pybuf = None
+
+    def __dealloc__(self):
+        free(self.body_buf)
+
+    cdef void _reset(self) noexcept:
+        self.state = S_HEAD
+        self.scan_pos = 0
+        self.line_start = 0
+        self.head_start = -1
+        self.fields_start = 0
+        self.field_count = 0
+        self.host_count = 0
+        self.content_length = -1
+        self.chunked = False
+        self.has_te = False
+        self.conn_close = False
+        self.conn_keep_alive = False
+        self.expect_continue = False
+        self.ua_off = self.rid_off = -1
+        self.ua_len = self.rid_len = 0
+        self.remaining = 0
+        self.body_len = 0
+        self.trailer_bytes = 0
+
+    cdef int _fail(self, ParseError error) noexcept:
+        self.state = S_ERROR
+        self.error = error
+        return PARSE_ERROR
+
+    @property
+    def error_status(self):
+        """The status the refusal is answered with (0: not refused)."""
+        return fs_error_table[<int>self.error].status
+
+    @property
+    def error_reason(self):
+        return fs_error_table[<int>self.error].name.decode("ascii") if self.error else None
+
+    # ---------------------------------------------------------------- the state machine
+
+    cdef int parse(self, const char* buf, Py_ssize_t n, Py_ssize_t* consumed) except -1:
+        """Parse buf[:n], the unconsumed bytes of the current request onward. Sets consumed[0] to
+        how many bytes the caller may drop, and returns NEED_DATA, REQUEST_READY, SEND_CONTINUE or
+        PARSE_ERROR."""
+        cdef Py_ssize_t pos = 0
+        cdef int r
+        consumed[0] = 0
+        if self.state == S_ERROR:
+            return PARSE_ERROR
+        if self.state == S_READY:
+            return REQUEST_READY
+        if self.state == S_HEAD:
+            r = self._parse_head(buf, n, &pos)
+            if r != REQUEST_READY:
+                return r
+            consumed[0] = pos
+            if self.state == S_READY:
+                return REQUEST_READY
+            if self.expect_continue and pos == n:
+                # the body has not started: the client is waiting to be told to send it
+                return SEND_CONTINUE
+        r = self._parse_body(buf, n, &pos)
+        consumed[0] = pos
+        return r
+
+    cdef int _parse_head(self, const char* buf, Py_ssize_t n, Py_ssize_t* end_pos) except -1:
+        cdef const char* nl
+        cdef Py_ssize_t i, line_end
+        while True:
+            nl = <const char*>memchr(buf + self.scan_pos, c'\n', n - self.scan_pos)
+            if nl == NULL:
+                self.scan_pos = n
+                if self.head_start < 0:
+                    if n - self.line_start > self.max_request_line:
+                        return self._fail(E_REQUEST_LINE_TOO_LONG)
+                elif n - self.fields_start > self.max_header_bytes:
+                    return self._fail(E_HEADER_BLOCK_TOO_LARGE)
+                return NEED_DATA
+            i = nl - buf
+            self.scan_pos = i + 1
+            if i == self.line_start or buf[i - 1] != c'\r':
+                return self._fail(E_BARE_LF)
+            line_end = i - 1
+            if self.head_start < 0:
+                if line_end == self.line_start:     # empty line before the request line
+                    if self.line_start >= 8:
+                        return self._fail(E_EMPTY_LINES)
+                    self.line_start = i + 1
+                    continue
+                self.head_start = self.line_start
+                if self._request_line(buf + self.line_start, line_end - self.line_start) == PARSE_ERROR:
+                    return PARSE_ERROR
+                self.fields_start = i + 1
+            elif line_end == self.line_start:       # the empty line: end of the head
+                self.line_start = i + 1
+                end_pos[0] = self.line_start
+                return self._head_done(buf)
+            else:
+                self.field_count += 1
+                if self.field_count > self.max_header_count:
+                    return self._fail(E_TOO_MANY_FIELDS)
+                if i + 1 - self.fields_start > self.max_header_bytes:
+                    return self._fail(E_HEADER_BLOCK_TOO_LARGE)
+                if self._field_line(buf + self.line_start, line_end - self.line_start, False) == PARSE_ERROR:
+                    return PARSE_ERROR
+            self.line_start = i + 1
+
+    cdef int _request_line(self, const char* p, Py_ssize_t n) noexcept:
+        cdef Py_ssize_t i = 0, t0, t1
+        if n > self.max_request_line:
+            return self._fail(E_REQUEST_LINE_TOO_LONG)
+        while i < n and is_token(<unsigned char>p[i]):
+            i += 1
+        if i == 0 or i >= n or p[i] != c' ':
+            return self._fail(E_INVALID_METHOD)
+        self.method_end = i
+        i += 1
+        t0 = i
+        while i < n and (fs_char_class[<unsigned char>p[i]] & FS_TARGET):
+            i += 1
+        t1 = i
+        if t1 == t0 or i >= n or p[i] != c' ':
+            return self._fail(E_INVALID_TARGET)
+        self.target_end = t1
+        i += 1
+        if n - i != 8 or p[i] != c'H' or p[i+1] != c'T' or p[i+2] != c'T' or p[i+3] != c'P' \
+                or p[i+4] != c'/' or p[i+6] != c'.' \
+                or not (c'0' <= p[i+5] <= c'9') or not (c'0' <= p[i+7] <= c'9'):
+            return self._fail(E_INVALID_VERSION)
+        if p[i+5] != c'1' or not (p[i+7] == c'0' or p[i+7] == c'1'):
+            return self._fail(E_UNSUPPORTED_VERSION)
+        self.minor = p[i+7] - c'0'
+        # origin-form, absolute-form, or "*" for OPTIONS
+        if p[t0] == c'/':
+            return 0
+        if t1 - t0 == 1 and p[t0] == c'*' and _eq_ci(p, self.method_end, b"options", 7):
+            return 0
+        if (_eq_ci(p + t0, min(7, t1 - t0), b"http://", 7)
+                or _eq_ci(p + t0, min(8, t1 - t0), b"https://", 8)):
+            return 0
+        return self._fail(E_INVALID_TARGET)
+
+    cdef int _field_line(self, const char* p, Py_ssize_t n, bint trailer) noexcept:
+        cdef Py_ssize_t i = 0, colon, v0, v1
+        if _is_ows(p[0]):
+            return self._fail(E_OBS_FOLD)
+        while i < n and is_token(<unsigned char>p[i]):
+            i += 1
+        if i == 0 or i >= n or p[i] != c':':
+            return self._fail(E_INVALID_FIELD_NAME)
+        colon = i
+        v0 = colon + 1
+        while v0 < n and _is_ows(p[v0]):
+            v0 += 1
+        v1 = n
+        while v1 > v0 and _is_ows(p[v1 - 1]):
+            v1 -= 1
+        for i in range(v0, v1):
+            if not is_field_value(<unsigned char>p[i]):
+                return self._fail(E_INVALID_FIELD_VALUE)
+        if trailer:
+            return 0
+        return self._framing_field(p, colon, p + v0, v1 - v0)
+
+    cdef int _framing_field(self, const char* name, Py_ssize_t nlen,
+                            const char* v, Py_ssize_t vlen) noexcept:
+        """Record the fields that decide framing, routing and the connection's fate."""
+        cdef Py_ssize_t i
+        cdef long long cl = 0
+        cdef int c
+        if nlen == 4 and _eq_ci(name, 4, b"host", 4):
+            self.host_count += 1
+            if self.host_count > 1:
+                return self._fail(E_DUPLICATE_HOST)
+            for i in range(vlen):
+                if not (fs_char_class[<unsigned char>v[i]] & FS_HOST):
+                    return self._fail(E_INVALID_HOST)
+        elif nlen == 14 and _eq_ci(name, 14, b"content-length", 14):
+            if self.content_length >= 0:
+                return self._fail(E_DUPLICATE_CONTENT_LENGTH)
+            if vlen == 0 or vlen > MAX_CL_DIGITS:
+                return self._fail(E_INVALID_CONTENT_LENGTH)
+            for i in range(vlen):
+                c = v[i]
+                if not (c'0' <= c <= c'9'):
+                    return self._fail(E_INVALID_CONTENT_LENGTH)
+                cl = cl * 10 + (c - c'0')
+            self.content_length = cl
+        elif nlen == 17 and _eq_ci(name, 17, b"transfer-encoding", 17):
+            return self._transfer_encoding(v, vlen)
+        elif nlen == 10 and _eq_ci(name, 10, b"connection", 10):
+            self._connection_tokens(v, vlen)
+        elif nlen == 10 and _eq_ci(name, 10, b"user-agent", 10):
+            self.ua_off = self.line_start - self.fields_start + (v - name)
+            self.ua_len = vlen
+        elif nlen == 12 and _eq_ci(name, 12, b"x-request-id", 12):
+            self.rid_off = self.line_start - self.fields_start + (v - name)
+            self.rid_len = vlen
+        elif nlen == 6 and _eq_ci(name, 6, b"expect", 6) and self.minor == 1:
+            if not _eq_ci(v, vlen, b"100-continue", 12):
+                return self._fail(E_UNSUPPORTED_EXPECTATION)
+            self.expect_continue = True
+        return 0
+
+    cdef int _transfer_encoding(self, const char* v, Py_ssize_t vlen) noexcept:
+        """Only a single, final "chunked" is accepted: anything else is 501 when it names a
+        coding we do not implement, 400 when it cannot be framed."""
+        cdef Py_ssize_t i = 0, t0, t1
+        cdef bint unknown = False
+        while True:
+            while i < vlen and _is_ows(v[i]):
+                i += 1
+            t0 = i
+            while i < vlen and is_token(<unsigned char>v[i]):
+                i += 1
+            t1 = i
+            while i < vlen and _is_ows(v[i]):
+                i += 1
+            if t1 == t0 or (i < vlen and v[i] != c','):
+                return self._fail(E_INVALID_TRANSFER_ENCODING)
+            if self.chunked:                     # chunked must be the final coding, once
+                return self._fail(E_CHUNKED_NOT_FINAL)
+            if _eq_ci(v + t0, t1 - t0, b"chunked", 7):
+                self.chunked = True
+            else:
+                unknown = True
+            self.has_te = True
+            if i >= vlen:
+                break
+            i += 1
+        if unknown:
+            return self._fail(E_UNSUPPORTED_CODING)
+        return 0
+
+    cdef void _connection_tokens(self, const char* v, Py_ssize_t vlen) noexcept:
+        cdef Py_ssize_t i = 0, t0, t1
+        while i < vlen:
+            while i < vlen and (_is_ows(v[i]) or v[i] == c','):
+                i += 1
+            t0 = i
+            while i < vlen and v[i] != c',':
+                i += 1
+            t1 = i
+            while t1 > t0 and _is_ows(v[t1 - 1]):
+                t1 -= 1
+            if _eq_ci(v + t0, t1 - t0, b"close", 5):
+                self.conn_close = True
+            elif _eq_ci(v + t0, t1 - t0, b"keep-alive", 10):
+                self.conn_keep_alive = True
+
+    cdef int _head_done(self, const char* buf) except -1:
+        """The head is whole and every line is valid: check the framing, build the request."""
+        cdef Request req
+        cdef const char* line = buf + self.head_start
+        cdef const char* t
+        cdef const char* q
+        cdef const char* slash
+        cdef Py_ssize_t tn, pn
+        if self.minor == 1 and self.host_count == 0:
+            return self._fail(E_MISSING_HOST)
+        if self.has_te:
+            if self.content_length >= 0:
+                return self._fail(E_CL_AND_TE)
+            if self.minor == 0:
+                return self._fail(E_TE_IN_HTTP10)
+            if not self.chunked:
+                return self._fail(E_CHUNKED_NOT_FINAL)
+        if self.content_length > self.max_body_size:
+            return self._fail(E_BODY_TOO_LARGE)
+
+        req = Request.__new__(Request)
+        req.method_id = method_id(line, self.method_end)
+        req.method = (method_name(req.method_id) if req.method_id else
+                      PyUnicode_DecodeASCII(line, self.method_end, NULL))
+        t = line + self.method_end + 1
+        tn = self.target_end - self.method_end - 1
+        if t[0] != c'/' and t[0] != c'*':   # absolute-form: keep the path and what follows
+            slash = <const char*>memchr(t, c'/', tn)            # the "//" after the scheme
+            slash = <const char*>memchr(slash + 2, c'/', tn - (slash + 2 - t)) \
+                if slash != NULL and slash + 2 < t + tn else NULL
+            if slash != NULL:
+                tn -= slash - t
+                t = slash
+            else:
+                t, tn = b"/", 1
+        q = <const char*>memchr(t, c'?', tn)
+        if q != NULL:
+            req.raw_path = PyBytes_FromStringAndSize(t, q - t)
+            req.query_string = PyBytes_FromStringAndSize(q + 1, tn - (q - t) - 1)
+        else:
+            req.raw_path = PyBytes_FromStringAndSize(t, tn)
+            req.query_string = EMPTY
+        pn = PyBytes_GET_SIZE(req.raw_path)
+        req.path = (_unquote(req.raw_path.decode("ascii"))
+                    if memchr(PyBytes_AS_STRING(req.raw_path), c'%', pn) != NULL
+                    else PyUnicode_DecodeASCII(PyBytes_AS_STRING(req.raw_path), pn, NULL))
+        req.http_version = V11 if self.minor == 1 else V10
+        req.keep_alive = (not self.conn_close) if self.minor == 1 else self.conn_keep_alive
+        req._head = PyBytes_FromStringAndSize(buf + self.fields_start,
+                                              self.line_start - self.fields_start)
+        req.ua_off, req.ua_len = self.ua_off, self.ua_len
+        req.rid_off, req.rid_len = self.rid_off, self.rid_len
+        self.pending = req
+        if self.chunked:
+            self.state = S_CHUNK_SIZE
+        elif self.content_length > 0:
+            self.state = S_BODY_CL
+            self.remaining = self.content_length
+        else:
+            req.body = EMPTY
+            self.expect_continue = False
+            self.state = S_READY
+        return REQUEST_READY
+
+    cdef int _grow_body(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t need = self.body_len + extra
+        cdef Py_ssize_t cap
+        cdef char* p
+        if need <= self.body_cap:
+            return 0
+        cap = max(need, self.body_cap * 2, 4096)
+        p = <char*>realloc(self.body_buf, cap)
+        if p == NULL:
+            raise MemoryError()
+        self.body_buf = p
+        self.body_cap = cap
+        return 0
+
+    cdef int _append_body(self, const char* p, Py_ssize_t n) except -1:
+        self._grow_body(n)
+        memcpy(self.body_buf + self.body_len, p, n)
+        self.body_len += n
+        return 0
+
+    cdef int _body_done(self) except -1:
+        self.pending.body = PyBytes_FromStringAndSize(self.body_buf, self.body_len)
+        self.body_len = 0
+        if self.body_cap > 65536:               # do not keep a large buffer per connection
+            free(self.body_buf)
+            self.body_buf = NULL
+            self.body_cap = 0
+        self.state = S_READY
+        return REQUEST_READY
+
+    cdef int _parse_body(self, const char* buf, Py_ssize_t n, Py_ssize_t* pos) except -1:
+        cdef Py_ssize_t p = pos[0], take, line_end
+        cdef const char* nl
+        while True:
+            if self.state == S_BODY_CL:
+                take = min(<long long>(n - p), self.remaining)
+                if take == self.remaining and self.body_len == 0:
+                    # the whole body is here: one copy, straight into the bytes object
+                    self.pending.body = PyBytes_FromStringAndSize(buf + p, take)
+                    pos[0] = p + take
+                    self.state = S_READY
+                    return REQUEST_READY
+                self._append_body(buf + p, take)
+                p += take
+                self.remaining -= take
+                pos[0] = p
+                if self.remaining == 0:
+                    return self._body_done()
+                return NEED_DATA
+
+            elif self.state == S_CHUNK_SIZE:
+                nl = <const char*>memchr(buf + p, c'\n', n - p)
+                if nl == NULL:
+                    if n - p > MAX_CHUNK_DIGITS + self.max_chunk_ext + 2:
+                        return self._fail(E_CHUNK_LINE_TOO_LONG)
+                    pos[0] = p
+                    return NEED_DATA
+                line_end = nl - buf
+                if line_end == p or buf[line_end - 1] != c'\r':
+                    return self._fail(E_BARE_LF_IN_CHUNK_LINE)
+                if self._chunk_size_line(buf + p, line_end - 1 - p) == PARSE_ERROR:
+                    return PARSE_ERROR
+                p = line_end + 1
+                self.state = S_CHUNK_DATA if self.remaining > 0 else S_TRAILERS
+
+            elif self.state == S_CHUNK_DATA:
+                take = min(<long long>(n - p), self.remaining)
+                self._append_body(buf + p, take)
+                p += take
+                self.remaining -= take
+                if self.remaining > 0:
+                    pos[0] = p
+                    return NEED_DATA
+                self.state = S_CHUNK_CRLF
+
+            elif self.state == S_CHUNK_CRLF:
+                if n - p < 2:
+                    if n - p == 1 and buf[p] != c'\r':
+                        return self._fail(E_BAD_CHUNK_TERMINATOR)
+                    pos[0] = p
+                    return NEED_DATA
+                if buf[p] != c'\r' or buf[p + 1] != c'\n':
+                    return self._fail(E_BAD_CHUNK_TERMINATOR)
+                p += 2
+                self.state = S_CHUNK_SIZE
+
+            elif self.state == S_TRAILERS:
+                nl = <const char*>memchr(buf + p, c'\n', n - p)
+                if nl == NULL:
+                    if self.trailer_bytes + n - p > self.max_header_bytes:
+                        return self._fail(E_TRAILERS_TOO_LARGE)
+                    pos[0] = p
+                    return NEED_DATA
+                line_end = nl - buf
+                if line_end == p or buf[line_end - 1] != c'\r':
+                    return self._fail(E_BARE_LF_IN_TRAILER)
+                self.trailer_bytes += line_end + 1 - p
+                if self.trailer_bytes > self.max_header_bytes:
+                    return self._fail(E_TRAILERS_TOO_LARGE)
+                if line_end - 1 == p:           # the empty line ends the message
+                    pos[0] = line_end + 1
+                    return self._body_done()
+                if self._field_line(buf + p, line_end - 1 - p, True) == PARSE_ERROR:
+                    return PARSE_ERROR
+                p = line_end + 1
+            else:
+                pos[0] = p
+                return NEED_DATA
+
+    cdef int _chunk_size_line(self, const char* s, Py_ssize_t n) noexcept:
+        """chunk-size [ chunk-ext ]: hex digits only, then ;name[=value] extensions."""
+        cdef Py_ssize_t i = 0
+        cdef long long size = 0
+        cdef int c, d
+        while i < n:
+            c = s[i]
+            if c'0' <= c <= c'9':
+                d = c - c'0'
+            elif c'a' <= c <= c'f':
+                d = c - c'a' + 10
+            elif c'A' <= c <= c'F':
+                d = c - c'A' + 10
+            else:
+                break
+            if i >= MAX_CHUNK_DIGITS:
+                return self._fail(E_CHUNK_SIZE_OVERFLOW)
+            size = size * 16 + d
+            i += 1
+        if i == 0:
+            return self._fail(E_INVALID_CHUNK_SIZE)
+        if n - i > self.max_chunk_ext:
+            return self._fail(E_CHUNK_EXT_TOO_LONG)
+        if i < n and self._chunk_ext(s + i, n - i) == PARSE_ERROR:
+            return PARSE_ERROR
+        if self.body_len + size > self.max_body_size:
+            return self._fail(E_BODY_TOO_LARGE)
+        self.remaining = size
+        return 0
+
+    cdef int _chunk_ext(self, const char* s, Py_ssize_t n) noexcept:
+        """*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )"""
+        cdef Py_ssize_t i = 0, t0
+        while i < n:
+            while i < n and _is_ows(s[i]):
+                i += 1
+            if i >= n or s[i] != c';':
+                return self._fail(E_INVALID_CHUNK_EXT)
+            i += 1
+            while i < n and _is_ows(s[i]):
+                i += 1
+            t0 = i
+            while i < n and is_token(<unsigned char>s[i]):
+                i += 1
+            if i == t0:
+                return self._fail(E_INVALID_CHUNK_EXT)
+            while i < n and _is_ows(s[i]):
+                i += 1
+            if i < n and s[i] == c'=':
+                i += 1
+                while i < n and _is_ows(s[i]):
+                    i += 1
+                if i < n and s[i] == c'"':
+                    i += 1
+                    while i < n and s[i] != c'"':
+                        if s[i] == c'\\':
+                            i += 1
+                        if i < n and not is_field_value(<unsigned char>s[i]):
+                            return self._fail(E_INVALID_CHUNK_EXT)
+                        i += 1
+                    if i >= n:
+                        return self._fail(E_INVALID_CHUNK_EXT)
+                    i += 1
+                else:
+                    t0 = i
+                    while i < n and is_token(<unsigned char>s[i]):
+                        i += 1
+                    if i == t0:
+                        return self._fail(E_INVALID_CHUNK_EXT)
+        return 0
+
+    cdef Request take_request(self):
+        """Hand over the ready request and get set for the next one on this connection."""
+        cdef Request req = self.pending
+        self.pending = None
+        self._reset()
+        return req
+
+    # ---------------------------------------------------------------- Python API, for tests
+
+    def feed(self, data):
+        """Feed bytes; returns a list of events: Request objects, and the string "continue"
+        where the client waits for 100 Continue. After a refusal, error_status is set and
+        nothing more is parsed."""
+        cdef Py_ssize_t used
+        cdef int r
+        cdef bytes buf
+        events = []
+        self._pybuf = (self._pybuf or b"") + bytes(data)
+        while self.state != S_ERROR:
+            buf = self._pybuf
+            r = self.parse(PyBytes_AS_STRING(buf), PyBytes_GET_SIZE(buf), &used)
+            self._pybuf = buf[used:]
+            if r == REQUEST_READY:
+                events.append(self.take_request())
+            elif r == SEND_CONTINUE:
+                events.append("continue")
+            else:
+                break
+        return events

@@ -1,0 +1,23 @@
+# The output side of a connection: the buffer of bytes waiting to be sent and the serializer
+# that appends responses to it.
+
+cdef class OutBuffer:
+    cdef char* data
+    cdef Py_ssize_t start       # first byte not yet sent
+    cdef Py_ssize_t end         # one past the last byte written
+    cdef Py_ssize_t cap
+    cdef unsigned long long total   # bytes ever written, for the access log and metrics
+    cdef int write(self, const char* src, Py_ssize_t n) except -1
+    cdef int write_bytes(self, bytes b) except -1
+    cdef void consume(self, Py_ssize_t n) noexcept
+    cdef inline Py_ssize_t pending(self) noexcept:
+        return self.end - self.start
+
+
+cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
+                           bint http11, list extra_headers, bytes date_line)
+cdef int write_chunk(OutBuffer out, object chunk) except -1
+cdef int write_stream_end(OutBuffer out) except -1
+cdef int write_raw_chunk(OutBuffer out, object chunk) except -1
+cdef int write_continue(OutBuffer out) except -1
+cdef int write_error(OutBuffer out, int status, bytes date_line) except -1

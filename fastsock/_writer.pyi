@@ -1,0 +1,16 @@
+# Type stubs for the compiled response writer.
+from typing import Any
+
+from fastsock._message import Response
+
+EPOCH_DATE_LINE: bytes
+
+class OutBuffer:
+    def __init__(self, cap: int = 16384) -> None: ...
+    def getvalue(self) -> bytes: ...
+
+def serialize(result: str | bytes | dict[str, Any] | list[Any] | Response,
+              keep_alive: bool = True, head_only: bool = False, http11: bool = True,
+              extra_headers: list[tuple[str, str]] | None = None,
+              date_line: bytes = ...) -> bytes: ...
+def error_response(status: int, date_line: bytes = ...) -> bytes: ...

@@ -1,0 +1,311 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The response side: an output buffer, and the serializer that appends a handler's result to it.
+
+Every header line it writes is checked first (a token for the name, no CR, LF or other control
+character in the value); framing headers are the server's. The Date line is the caller's: the
+loop makes it once a second and hands it in.
+"""
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8String
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memmove
+
+from fastsock._message cimport Response, json_bytes
+from fastsock._parser cimport fs_init_char_classes, is_token, is_field_value
+
+fs_init_char_classes()
+
+EPOCH_DATE_LINE = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
+
+
+cdef class OutBuffer:
+    """A growable byte buffer of response data waiting to be sent."""
+
+    def __cinit__(self, Py_ssize_t cap=16384):
+        self.data = <char*>malloc(cap)
+        if self.data == NULL:
+            raise MemoryError()
+        self.cap = cap
+        self.start = 0
+        self.end = 0
+
+    def __dealloc__(self):
+        free(self.data)
+
+    cdef int write(self, const char* src, Py_ssize_t n) except -1:
+        cdef Py_ssize_t need, cap
+        cdef char* p
+        if self.end + n > self.cap:
+            if self.start > 0:                  # slide unsent bytes to the front first
+                memmove(self.data, self.data + self.start, self.end - self.start)
+                self.end -= self.start
+                self.start = 0
+            need = self.end + n
+            if need > self.cap:
+                cap = max(need, self.cap * 2)
+                p = <char*>realloc(self.data, cap)
+                if p == NULL:
+                    raise MemoryError()
+                self.data = p
+                self.cap = cap
+        memcpy(self.data + self.end, src, n)
+        self.end += n
+        self.total += n
+        return 0
+
+    cdef int write_bytes(self, bytes b) except -1:
+        return self.write(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    cdef void consume(self, Py_ssize_t n) noexcept:
+        self.start += n
+        if self.start == self.end:
+            self.start = 0
+            self.end = 0
+
+    def getvalue(self):
+        return PyBytes_FromStringAndSize(self.data + self.start, self.end - self.start)
+
+
+_REASONS = {
+    100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
+    206: "Partial Content", 301: "Moved Permanently", 302: "Found", 303: "See Other",
+    304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 408: "Request Timeout", 409: "Conflict",
+    410: "Gone", 418: "I'm a teapot", 411: "Length Required", 412: "Precondition Failed", 413: "Content Too Large",
+    414: "URI Too Long", 415: "Unsupported Media Type", 417: "Expectation Failed",
+    422: "Unprocessable Content", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+cdef list _STATUS_LINES = [None] * 600
+for _code in range(100, 600):
+    _STATUS_LINES[_code] = f"HTTP/1.1 {_code} {_REASONS.get(_code, '')}\r\n".encode("ascii")
+
+cdef bytes CT_TEXT = b"Content-Type: text/plain; charset=utf-8\r\n"
+cdef bytes CT_BYTES = b"Content-Type: application/octet-stream\r\n"
+cdef bytes CT_JSON = b"Content-Type: application/json\r\n"
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes CONN_CLOSE = b"Connection: close\r\n"
+cdef bytes CONN_KEEP = b"Connection: keep-alive\r\n"
+cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+# framing is the server's: a handler cannot set these
+cdef frozenset _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+cdef inline int _write_length(OutBuffer out, Py_ssize_t n) except -1:
+    cdef char digits[24]
+    cdef int i = 24
+    if n == 0:
+        i -= 1
+        digits[i] = c'0'
+    while n > 0:
+        i -= 1
+        digits[i] = c'0' + n % 10
+        n //= 10
+    out.write(b"Content-Length: ", 16)
+    out.write(digits + i, 24 - i)
+    out.write(b"\r\n", 2)
+    return 0
+
+
+cdef inline int _write_tail(OutBuffer out, bint keep_alive, bint http11, list extra_headers,
+                            bytes date_line) except -1:
+    """The server's own header lines and the end of the head."""
+    if not keep_alive:
+        out.write_bytes(CONN_CLOSE)
+    elif not http11:
+        out.write_bytes(CONN_KEEP)
+    if extra_headers:
+        _write_headers(out, extra_headers)
+    out.write_bytes(date_line)
+    out.write(b"\r\n", 2)
+    return 0
+
+
+cdef int _check_value(bytes value_b, object name) except -1:
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value_b)
+    cdef Py_ssize_t i
+    for i in range(PyBytes_GET_SIZE(value_b)):
+        if not is_field_value(p[i]):                # CR, LF, NUL and other controls
+            raise ValueError(f"invalid character in response header {name!r}")
+    return 0
+
+
+cdef int _write_headers(OutBuffer out, list headers) except -1:
+    cdef bytes name_b, value_b
+    cdef const unsigned char* p
+    cdef Py_ssize_t i, n
+    for name, value in headers:
+        name_b = str(name).encode("latin-1")
+        value_b = str(value).encode("latin-1")
+        p = <const unsigned char*>PyBytes_AS_STRING(name_b)
+        n = PyBytes_GET_SIZE(name_b)
+        if n == 0:
+            raise ValueError("empty response header name")
+        for i in range(n):
+            if not is_token(p[i]):
+                raise ValueError(f"invalid response header name {name!r}")
+        _check_value(value_b, name)
+        if name_b.lower().decode("latin-1") in _FRAMING:
+            continue
+        out.write_bytes(name_b)
+        out.write(b": ", 2)
+        out.write_bytes(value_b)
+        out.write(b"\r\n", 2)
+    return 0
+
+
+cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
+                           bint http11, list extra_headers, bytes date_line):
+    """Append the response for a handler's result (str, bytes, dict/list as JSON, or
+    Response). extra_headers: (name, value) pairs the server adds. Returns the iterator to
+    stream the body from, or None when the response is complete. On error nothing is left in
+    the buffer and the exception propagates."""
+    cdef type t = type(result)
+    cdef bytes body, ct
+    cdef Response resp
+    cdef Py_ssize_t mark = out.end
+    cdef unsigned long long total = out.total
+    cdef int status
+    try:
+        if t is str:
+            body = PyUnicode_AsUTF8String(result)
+            out.write_bytes(<bytes>_STATUS_LINES[200])
+            out.write_bytes(CT_TEXT)
+        elif t is bytes:
+            body = <bytes>result
+            out.write_bytes(<bytes>_STATUS_LINES[200])
+            out.write_bytes(CT_BYTES)
+        elif t is dict or t is list:
+            body = json_bytes(result)
+            out.write_bytes(<bytes>_STATUS_LINES[200])
+            out.write_bytes(CT_JSON)
+        elif t is Response:
+            resp = <Response>result
+            status = resp.status
+            if status < 200 or status > 599:
+                raise ValueError(f"invalid response status {status}")
+            out.write_bytes(<bytes>_STATUS_LINES[status])
+            if resp.content_type is not None:
+                ct = resp.content_type.encode("latin-1")
+                _check_value(ct, "Content-Type")
+                out.write(b"Content-Type: ", 14)
+                out.write_bytes(ct)
+                out.write(b"\r\n", 2)
+            if resp.headers:
+                _write_headers(out, resp.headers)
+            if type(resp.body) is not bytes:     # an iterator: stream it chunked
+                if http11:
+                    out.write_bytes(TE_CHUNKED)
+                else:
+                    keep_alive = False           # HTTP/1.0: the body ends when the connection does
+                _write_tail(out, keep_alive, http11, extra_headers, date_line)
+                return resp.body
+            body = <bytes>resp.body
+            if status == 204 or status == 304:
+                _write_tail(out, keep_alive, http11, extra_headers, date_line)
+                return None
+        else:
+            raise TypeError(f"cannot send a {t.__name__} as a response")
+        _write_length(out, PyBytes_GET_SIZE(body))
+        _write_tail(out, keep_alive, http11, extra_headers, date_line)
+    except BaseException:
+        out.end = mark
+        out.total = total
+        raise
+    if not head_only:
+        out.write_bytes(body)
+    return None
+
+
+cdef inline bytes _chunk_bytes(object chunk):
+    """A streamed chunk as bytes: str (UTF-8), bytes, bytearray or memoryview; anything else
+    is the stream's failure, never something sent."""
+    cdef type t = type(chunk)
+    if t is bytes:
+        return <bytes>chunk
+    if t is str:
+        return PyUnicode_AsUTF8String(chunk)
+    if isinstance(chunk, (bytes, bytearray, memoryview)):
+        return bytes(chunk)
+    if isinstance(chunk, str):
+        return PyUnicode_AsUTF8String(chunk)
+    raise TypeError(f"a stream yielded a {t.__name__}: only str and bytes-like chunks are sent")
+
+
+cdef int write_chunk(OutBuffer out, object chunk) except -1:
+    """One chunk of a chunked body. An empty one is skipped: it would end the body early."""
+    cdef bytes b = _chunk_bytes(chunk)
+    cdef char size[20]
+    cdef int i = 20
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    if n == 0:
+        return 0
+    while n > 0:
+        i -= 1
+        size[i] = b"0123456789abcdef"[n % 16]
+        n //= 16
+    out.write(size + i, 20 - i)
+    out.write(b"\r\n", 2)
+    out.write_bytes(b)
+    out.write(b"\r\n", 2)
+    return 0
+
+
+cdef int write_raw_chunk(OutBuffer out, object chunk) except -1:
+    """One piece of a body delimited by the connection's close (HTTP/1.0)."""
+    out.write_bytes(_chunk_bytes(chunk))
+    return 0
+
+
+cdef int write_stream_end(OutBuffer out) except -1:
+    out.write(b"0\r\n\r\n", 5)
+    return 0
+
+
+cdef int write_continue(OutBuffer out) except -1:
+    out.write_bytes(CONTINUE)
+    return 0
+
+
+cdef dict _ERROR_BODIES = {}
+
+cdef int write_error(OutBuffer out, int status, bytes date_line) except -1:
+    """A refusal by the server itself: short text body, and the connection closes."""
+    cdef bytes body = _ERROR_BODIES.get(status)
+    if body is None:
+        body = f"{status} {_REASONS.get(status, 'Error')}\n".encode("ascii")
+        _ERROR_BODIES[status] = body
+    out.write_bytes(<bytes>_STATUS_LINES[status])
+    out.write_bytes(CT_TEXT)
+    _write_length(out, PyBytes_GET_SIZE(body))
+    out.write_bytes(CONN_CLOSE)
+    out.write_bytes(date_line)
+    out.write(b"\r\n", 2)
+    out.write_bytes(body)
+    return 0
+
+
+# ---------------------------------------------------------------- Python API, for tests
+
+def serialize(result, bint keep_alive=True, bint head_only=False, bint http11=True,
+              list extra_headers=None, bytes date_line=EPOCH_DATE_LINE):
+    """The bytes the server would send for a handler's result (streamed bodies drained)."""
+    cdef OutBuffer out = OutBuffer()
+    it = write_response(out, result, keep_alive, head_only, http11, extra_headers, date_line)
+    if it is not None and not head_only:
+        for chunk in it:
+            if http11:
+                write_chunk(out, chunk)
+            else:
+                write_raw_chunk(out, chunk)
+        if http11:
+            write_stream_end(out)
+    return out.getvalue()
+
+
+def error_response(int status, bytes date_line=EPOCH_DATE_LINE):
+    cdef OutBuffer out = OutBuffer()
+    write_error(out, status, date_line)
+    return out.getvalue()

@@ -1,0 +1,118 @@
+"""What a worker's loop calls for each request, built once per worker from the Config.
+
+The server's reserved routes (health, readiness, metrics) are resolved here, in the same lookup
+as the app's routes, and answered without calling the app. Around that, only the layers the
+Config asks for: trusted proxies' client addresses, request ids and the access log, recycling
+after --max-requests. A request pays for no layer that is switched off.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Callable
+
+from fastsock._message import Response, RouteId
+from fastsock.config import Config
+from fastsock.routing import Route
+
+_TEXT = "text/plain; charset=utf-8"
+HEALTH_OK = Response(b"ok\n", 200, content_type=_TEXT)
+NOT_READY = Response(b"not ready\n", 503, content_type=_TEXT)
+NOT_FOUND = Response(b"Not Found\n", 404, content_type=_TEXT)
+
+Dispatch = Callable[[object], object]
+
+
+def reserved_route(path: str, route_id: int, answer: Dispatch) -> Route:
+    route = Route(path, route_id)
+    route.handlers["GET"] = answer
+    return route
+
+
+def reserved_routes(config: Config, ready: Callable[[], bool],
+                    exposition: Dispatch | None, metrics_here: bool) -> list[Route]:
+    """The server's own routes on the main listener; ready() says whether /readyz is 200."""
+    routes = []
+    if config.healthz_path:
+        routes.append(reserved_route(config.healthz_path, RouteId.ROUTE_HEALTHZ,
+                                     lambda req: HEALTH_OK))
+    if config.readyz_path:
+        routes.append(reserved_route(config.readyz_path, RouteId.ROUTE_READYZ,
+                                     lambda req: HEALTH_OK if ready() else NOT_READY))
+    if exposition is not None and metrics_here:
+        routes.append(reserved_route(config.metrics_path, RouteId.ROUTE_METRICS, exposition))
+    return routes
+
+
+def metrics_only(config: Config, exposition: Dispatch) -> Dispatch:
+    """For the --metrics-port listener: the metrics, and 404 for anything else."""
+    path = config.metrics_path
+
+    def dispatch(req):
+        if req.path != path:
+            return NOT_FOUND
+        req.route_id = RouteId.ROUTE_METRICS
+        return exposition(req)
+    return dispatch
+
+
+def with_request_ids(dispatch: Dispatch, access_log: Callable, log_health: bool) -> Dispatch:
+    """Give each request an id (the client's X-Request-ID, or a new one), echo it on the
+    response, and have the loop log the request once its response is written. Health checks
+    are out of the log unless log_health."""
+    prefix = os.urandom(6).hex() + "-"
+    counter = itertools.count(1)
+    first_app_route = RouteId.FIRST_APP_ROUTE
+    none = RouteId.ROUTE_NONE
+
+    def dispatch_with_id(req):
+        rid = req.request_id
+        if rid is None:
+            rid = req.request_id = f"{prefix}{next(counter):x}"
+        result = dispatch(req)
+        if req.route_id >= first_app_route or req.route_id == none:
+            req.response_headers = [("X-Request-ID", rid)]
+            req.on_complete = access_log
+        elif log_health:
+            req.on_complete = access_log
+        return result
+    return dispatch_with_id
+
+
+def with_forwarded(dispatch: Dispatch, proxies) -> Dispatch:
+    """A request from a trusted proxy is from the client its forwarding headers name."""
+    def dispatch_forwarded(req):
+        if proxies.trusts(req.client[0]):
+            req.client = proxies.client(req)
+        return dispatch(req)
+    return dispatch_forwarded
+
+
+def with_recycling(dispatch: Dispatch, max_requests: int, drain: Callable[[], None]) -> Dispatch:
+    """After max_requests requests, drain(): the worker finishes what it has and leaves."""
+    served = 0
+
+    def dispatch_counted(req):
+        nonlocal served
+        served += 1
+        if served == max_requests:
+            drain()
+        return dispatch(req)
+    return dispatch_counted
+
+
+def build(app, config: Config, *, ready: Callable[[], bool], exposition: Dispatch | None,
+          access_log: Callable | None, proxies, max_requests: int,
+          drain: Callable[[], None]) -> tuple[Dispatch, Dispatch | None]:
+    """-> (dispatch for the main listener, dispatch for the --metrics-port listener or None)."""
+    metrics_port = bool(config.metrics_port)
+    dispatch = app.dispatcher(reserved_routes(config, ready, exposition, not metrics_port))
+    if access_log is not None:
+        dispatch = with_request_ids(dispatch, access_log, config.log_health)
+    if proxies is not None:
+        dispatch = with_forwarded(dispatch, proxies)
+    if max_requests:
+        dispatch = with_recycling(dispatch, max_requests, drain)
+    metrics = metrics_only(config, exposition) if exposition is not None and metrics_port \
+        else None
+    return dispatch, metrics
