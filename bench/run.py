@@ -2,9 +2,14 @@
 
 Each server runs one worker pinned to one core; wrk runs pinned to the other. For each server:
 req/s and p99 latency with 64 connections, server CPU microseconds per request (from /proc, the
-fair figure once wrk's own core saturates), and req/s with 16-deep pipelining.
+fair figure once wrk's own core saturates), and req/s with 16-deep pipelining. fastsock-json
+and fastsock-text serve the same message as JSON (a dict) and as a str.
 
-    python bench/run.py [--duration 10] [--connections 64] [--only fastsock,nginx]
+    python bench/run.py [--duration 10] [--connections 64] [--only fastsock,nginx] [--repeat 3]
+                        [--baseline DIR]
+
+--baseline DIR adds "fastsock-before": the fastsock of another checkout (built in place),
+measured in the same run, for a before/after ratio.
 """
 from __future__ import annotations
 
@@ -116,10 +121,27 @@ def pinned(cmd: list[str], **kw) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, **kw)
 
 
-def start_fastsock(port: int, *extra: str):
-    return pinned([sys.executable, "-m", "fastsock", "examples.hello:app", "--host",
+def start_fastsock(port: int, *extra: str, app: str = "examples.hello:app",
+                   root: Path = ROOT):
+    return pinned([sys.executable, "-m", "fastsock", app, "--host",
                    "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level",
-                   "warning", *extra], cwd=ROOT), lambda: None
+                   "warning", *extra], cwd=root,
+                  env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{HERE}"}), lambda: None
+
+
+def start_fastsock_json(port: int):
+    return start_fastsock(port, app="json_hello:app")
+
+
+def start_fastsock_text(port: int):
+    return start_fastsock(port, app="text_hello:app")
+
+
+BASELINE: Path | None = None        # --baseline
+
+
+def start_fastsock_before(port: int):
+    return start_fastsock(port, root=BASELINE)
 
 
 def start_fastsock_no_metrics(port: int):
@@ -170,8 +192,8 @@ def start_nginx(port: int):
 
 
 SERVERS = {"fastsock": start_fastsock, "fastsock-nometrics": start_fastsock_no_metrics,
-           "fastsock+log": start_fastsock_logging,
-           "uvicorn": start_uvicorn, "nginx": start_nginx}
+           "fastsock+log": start_fastsock_logging, "fastsock-text": start_fastsock_text,
+           "fastsock-json": start_fastsock_json, "uvicorn": start_uvicorn, "nginx": start_nginx}
 
 
 def main() -> int:
@@ -181,12 +203,19 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(SERVERS))
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure every server this many times, round robin; report medians")
+    ap.add_argument("--baseline", type=Path, help="another checkout's fastsock, built in place")
     args = ap.parse_args()
+    only = args.only.split(",")
+    if args.baseline:
+        global BASELINE
+        BASELINE = args.baseline.resolve()
+        SERVERS["fastsock-before"] = start_fastsock_before
+        only.insert(0, "fastsock-before")
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     runs: dict[str, list[dict]] = {}
     for _ in range(args.repeat):
-        for name in args.only.split(","):
+        for name in only:
             r = measure(name, SERVERS[name], args.duration, args.connections)
             runs.setdefault(name, []).append(r)
             print(f"  measured {name}: {r['rps']:.0f} req/s, {r['cpu_us']:.2f} µs/req",
@@ -208,7 +237,7 @@ def main() -> int:
         if "nginx" in results:
             ng = results["nginx"]
             print(f"fastsock/nginx: CPU per request {fs['cpu_us'] / ng['cpu_us']:.2f}x "
-                  f"(goal <= 1.5), pipelined req/s {fs['piped_rps'] / ng['piped_rps']:.2f}x "
+                  f"(goal <= 0.95), pipelined req/s {fs['piped_rps'] / ng['piped_rps']:.2f}x "
                   f"(goal >= 2), req/s {fs['rps'] / ng['rps']:.2f}x")
         if "fastsock-nometrics" in results:
             nm = results["fastsock-nometrics"]
@@ -219,6 +248,15 @@ def main() -> int:
             lg = results["fastsock+log"]
             print(f"JSON access log on: +{lg['cpu_us'] - fs['cpu_us']:.2f} µs CPU per request, "
                   f"req/s {lg['rps'] / fs['rps']:.2f}x of logging off")
+        if "fastsock-before" in results:
+            b = results["fastsock-before"]
+            print(f"fastsock now/before: CPU per request {fs['cpu_us'] / b['cpu_us']:.3f}x, "
+                  f"pipelined req/s {fs['piped_rps'] / b['piped_rps']:.3f}x, "
+                  f"req/s {fs['rps'] / b['rps']:.3f}x")
+        if "fastsock-json" in results and "fastsock-text" in results:
+            print(f"JSON route: CPU per request "
+                  f"{results['fastsock-json']['cpu_us'] / results['fastsock-text']['cpu_us']:.2f}x "
+                  f"of the plain-text route's (goal <= 1.15)")
         if "uvicorn" in results:
             uv = results["uvicorn"]
             print(f"fastsock/uvicorn: req/s {fs['rps'] / uv['rps']:.2f}x (goal >= 2), "

@@ -3,7 +3,10 @@
 
 Built by the parser, filled in by dispatch, read by the writer; no I/O here.
 """
-from libc.string cimport memcmp
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from libc.stdlib cimport realloc, free
+from libc.string cimport memcmp, memcpy
 
 import json as _json
 from json.encoder import encode_basestring_ascii as _encode_str
@@ -56,15 +59,151 @@ cdef int method_id(const char* p, Py_ssize_t n) noexcept:
 def _json_default(o):
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
-# json.dumps(value, separators=(",", ":")) without building an encoder per call
+# json.dumps(value, separators=(",", ":")) without building an encoder per call: for what the
+# fast encoder below hands on (subclasses, non-str keys, other types, deep nesting)
 _encode_json = (_make_encoder(None, _json_default, _encode_str, None, ":", ",", False, False,
                               True) if _make_encoder is not None else None)
 
 
-cdef bytes json_bytes(object value):
+# ---------------------------------------------------------------- JSON
+# A handler's dict or list is encoded here, straight into one reused buffer: exact dicts with
+# str keys, lists, tuples, ASCII strs, ints, floats, bools and None, the same bytes as
+# json.dumps(value, separators=(",", ":")); anything else is handed to the C encoder above.
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object s)
+    void* PyUnicode_DATA(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+
+cdef enum:
+    JSON_MAX_DEPTH = 64         # deeper: the C encoder (and its recursion check) takes over
+
+cdef char* _jbuf = NULL
+cdef Py_ssize_t _jlen = 0, _jcap = 0
+cdef unsigned char _json_plain[128]     # ASCII chars a JSON string holds unescaped
+for _c in range(128):
+    _json_plain[_c] = 32 <= _c < 127 and _c != 34 and _c != 92
+
+
+cdef int _put(const char* s, Py_ssize_t n) except -1:
+    global _jbuf, _jcap, _jlen
+    cdef Py_ssize_t cap
+    cdef char* p
+    if _jlen + n > _jcap:
+        cap = max(_jlen + n, _jcap * 2, 4096)
+        p = <char*>realloc(_jbuf, cap)
+        if p == NULL:
+            raise MemoryError()
+        _jbuf, _jcap = p, cap
+    memcpy(_jbuf + _jlen, s, n)
+    _jlen += n
+    return 0
+
+
+cdef int _put_ascii(str s) except -1:
+    return _put(<const char*>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s))
+
+
+cdef int _json_str(str s) except -1:
+    cdef const unsigned char* p
+    cdef Py_ssize_t i, n
+    if PyUnicode_IS_ASCII(s):
+        p = <const unsigned char*>PyUnicode_DATA(s)
+        n = PyUnicode_GET_LENGTH(s)
+        for i in range(n):
+            if not _json_plain[p[i]]:
+                break
+        else:
+            _put(b'"', 1)
+            _put(<const char*>p, n)
+            return _put(b'"', 1)
+    return _put_ascii(_encode_str(s))       # escapes, and \uXXXX for non-ASCII
+
+
+cdef int _json_int(object v) except -1:
+    cdef int overflow = 0
+    cdef long long x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    cdef char digits[24]
+    cdef int i = 24
+    cdef bint negative = x < 0
+    cdef unsigned long long u
+    if overflow:
+        return _put_ascii(int.__repr__(v))
+    u = <unsigned long long>(-(x + 1)) + 1 if negative else <unsigned long long>x
+    while True:
+        i -= 1
+        digits[i] = c'0' + u % 10
+        u //= 10
+        if u == 0:
+            break
+    if negative:
+        i -= 1
+        digits[i] = c'-'
+    return _put(digits + i, 24 - i)
+
+
+cdef int _json_value(object v, int depth) except -1:
+    cdef type t = type(v)
+    cdef Py_ssize_t mark = _jlen
+    cdef bint first = True
+    if t is str:
+        return _json_str(<str>v)
+    if v is None:
+        return _put(b"null", 4)
+    if v is True:
+        return _put(b"true", 4)
+    if v is False:
+        return _put(b"false", 5)
+    if t is int:
+        return _json_int(v)
+    if depth < JSON_MAX_DEPTH:
+        if t is dict:
+            _put(b"{", 1)
+            for key, item in (<dict>v).items():
+                if type(key) is not str:        # json.dumps turns such keys into strings
+                    return _json_fallback(v, mark)
+                if not first:
+                    _put(b",", 1)
+                first = False
+                _json_str(<str>key)
+                _put(b":", 1)
+                _json_value(item, depth + 1)
+            return _put(b"}", 1)
+        if t is list or t is tuple:
+            _put(b"[", 1)
+            for item in v:
+                if not first:
+                    _put(b",", 1)
+                first = False
+                _json_value(item, depth + 1)
+            return _put(b"]", 1)
+    return _json_fallback(v, mark)
+
+
+cdef int _json_fallback(object v, Py_ssize_t mark) except -1:
+    global _jlen
+    _jlen = mark
     if _encode_json is None:
-        return _json.dumps(value, separators=(",", ":")).encode("utf-8")
-    return "".join(_encode_json(value, 0)).encode("utf-8")
+        return _put_ascii(_json.dumps(v, separators=(",", ":")))
+    return _put_ascii("".join(_encode_json(v, 0)))
+
+
+cdef bytes json_bytes(object value):
+    """value as compact JSON (ASCII, as json.dumps writes it by default)."""
+    global _jlen, _jbuf, _jcap
+    _jlen = 0
+    try:
+        _json_value(value, 0)
+        return PyBytes_FromStringAndSize(_jbuf, _jlen)
+    finally:
+        if _jcap > 1048576:                 # do not keep a large buffer after a large body
+            free(_jbuf)
+            _jbuf, _jcap = NULL, 0
+
+
+def json_encode(value):
+    """json_bytes for tests: the body a handler's dict or list is sent as."""
+    return json_bytes(value)
 
 
 class MultiDict:

@@ -1,0 +1,152 @@
+"""The connection room without sockets: bytes in through feed(), bytes out, and the state and
+deadline decisions the loop acts on."""
+import dataclasses
+import re
+
+import pytest
+
+from fastsock._conn import Connection, Context
+from fastsock._message import Response
+from fastsock._shared import SharedState
+from fastsock.config import Config
+
+GET = b"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+def connection(dispatch=None, **config):
+    shared = SharedState(1)
+    ctx = Context(dataclasses.replace(Config(), **config).limits(), shared, 0)
+    conn = Connection(ctx, dispatch or (lambda req: f"you asked for {req.path}"))
+    return conn, shared
+
+
+def statuses(out: bytes) -> list[int]:
+    return [int(s) for s in re.findall(rb"HTTP/1\.[01] (\d{3}) ", out)]
+
+
+def test_pipelined_requests_are_answered_in_order():
+    conn, shared = connection()
+    out = conn.feed(GET % b"a" + GET % b"b" + GET % b"c")
+    assert out.count(b"HTTP/1.1 200 OK") == 3
+    assert out.index(b"for /a") < out.index(b"for /b") < out.index(b"for /c")
+    assert conn.state_name == "idle" and conn.wants_input
+    snap = shared.snapshot()
+    assert sum(snap["requests"].values()) == 3
+
+
+def test_a_partial_head_waits_then_completes():
+    conn, _ = connection()
+    assert conn.feed(b"GET /x HTTP/1.1\r\nHo") == b""
+    assert conn.state_name == "head"
+    assert statuses(conn.feed(b"st: h\r\n\r\n")) == [200]
+    assert conn.state_name == "idle"
+
+
+def test_connection_close_finishes_the_connection():
+    conn, _ = connection()
+    out = conn.feed(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" + GET % b"never")
+    assert statuses(out) == [200] and b"Connection: close" in out and b"never" not in out
+    assert conn.state_name == "closing" and conn.is_finished and not conn.wants_input
+
+
+def test_a_refused_request_is_answered_counted_and_nothing_after_it_is_read():
+    conn, shared = connection()
+    out = conn.feed(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" + GET % b"smuggled")
+    assert statuses(out) == [400] and b"smuggled" not in out
+    assert conn.state_name == "refused" and conn.is_finished
+    from fastsock._parser import PARSE_ERRORS
+    (index, count), = shared.snapshot()["parse_errors"].items()
+    assert PARSE_ERRORS[index][0] == "duplicate Host" and count == 1
+
+
+def test_a_body_and_100_continue():
+    conn, _ = connection(lambda req: req.body)
+    out = conn.feed(b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+                    b"Content-Length: 5\r\n\r\n")
+    assert out == b"HTTP/1.1 100 Continue\r\n\r\n" and conn.state_name == "body"
+    assert conn.feed(b"hello").endswith(b"\r\n\r\nhello")
+
+
+@pytest.mark.parametrize("sent, result, reason", [
+    (b"", 2, "no byte: closed on the header timeout"),
+    (b"GET / HTTP/1.1\r\n", "drive", "a partial head: 408"),
+])
+def test_header_deadline(sent, result, reason):
+    conn, _ = connection()
+    conn.feed(sent)
+    assert conn.expire() == result, reason
+    if result == "drive":
+        assert statuses(conn.feed(b"")) == [408] and conn.state_name == "refused"
+
+
+def test_idle_deadline_closes_with_the_keepalive_reason():
+    conn, _ = connection()
+    conn.feed(GET % b"")
+    assert conn.state_name == "idle" and conn.expire() == 1        # CLOSE_KEEPALIVE
+
+
+def test_a_request_buffered_behind_a_response_starts_its_own_header_deadline():
+    conn, _ = connection()
+    conn.feed(GET % b"a" + b"GET /b HTTP/1.1\r\n")
+    assert conn.state_name == "head"      # its deadline started when its parsing could start
+
+
+def test_handler_errors_and_bad_results_cost_one_response():
+    def dispatch(req):
+        if req.path == "/raise":
+            raise RuntimeError("boom")
+        if req.path == "/odd":
+            return object()
+        return "fine"
+    conn, _ = connection(dispatch)
+    out = conn.feed(GET % b"raise" + GET % b"odd" + GET % b"ok")
+    assert statuses(out) == [500, 500, 200] and out.endswith(b"fine")
+
+
+def test_streams_are_pumped_and_a_bad_chunk_cuts_the_connection():
+    conn, _ = connection(lambda req: Response(iter([b"a", "b"])))
+    out = conn.feed(GET % b"")
+    assert out.endswith(b"1\r\na\r\n1\r\nb\r\n0\r\n\r\n") and conn.state_name == "idle"
+    conn, _ = connection(lambda req: Response(iter([b"a", None, b"after"])))
+    out = conn.feed(GET % b"")
+    assert b"0\r\n\r\n" not in out and b"after" not in out
+    assert conn.state_name == "refused" and conn.is_finished
+
+
+def test_head_requests_get_no_body_and_completion_hooks_see_the_response():
+    seen = []
+
+    def dispatch(req):
+        req.on_complete = lambda r, status, nbytes, seconds: seen.append((status, nbytes))
+        return "body!"
+    conn, _ = connection(dispatch)
+    out = conn.feed(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert out.endswith(b"\r\n\r\n") and b"Content-Length: 5" in out
+    assert seen == [(200, len(out))]
+
+
+def test_http10_closes_unless_keep_alive():
+    conn, _ = connection()
+    out = conn.feed(b"GET / HTTP/1.0\r\n\r\n")
+    assert b"Connection: close" in out and conn.is_finished
+    conn, _ = connection()
+    out = conn.feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert b"Connection: keep-alive" in out and conn.state_name == "idle"
+
+
+def test_proxy_protocol_header_comes_first():
+    seen = []
+
+    def dispatch(req):
+        seen.append(req.client)
+        return "ok"
+    conn, _ = connection(dispatch, proxy_protocol=True)
+    assert conn.state_name == "proxy"
+    out = conn.feed(b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 80\r\n" + GET % b"")
+    assert statuses(out) == [200] and seen == [("203.0.113.7", 5555)]
+
+
+def test_a_head_past_every_limit_is_431():
+    conn, _ = connection(max_request_line=100, max_header_bytes=200)
+    out = conn.feed(b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 20000)
+    assert statuses(out) == [431] and conn.state_name == "refused"

@@ -1,0 +1,91 @@
+"""The message room without sockets: Request's lazy views, Response's bodies, the JSON encoder
+handlers' dicts and lists go through, and the route ids shared with the router and metrics."""
+import json
+
+import pytest
+
+from fastsock._message import (METHOD_NAMES, Headers, MultiDict, Response, RouteId,
+                               json_encode)
+from fastsock._parser import RequestParser
+from fastsock.routing import Router
+
+
+def request(raw: bytes):
+    (req,) = RequestParser().feed(raw)
+    return req
+
+
+def test_request_views_are_decoded_on_first_use():
+    req = request(b"GET /a%20b?x=1&x=2&y= HTTP/1.1\r\nHost: h\r\nUser-Agent: t/1\r\n"
+                  b"X-Request-ID: abc\r\nAccept: a\r\nACCEPT: b\r\n\r\n")
+    assert (req.method, req.path, req.raw_path, req.query_string) == (
+        "GET", "/a b", b"/a%20b", b"x=1&x=2&y=")
+    assert req.query.getall("x") == ["1", "2"] and req.query["y"] == ""
+    assert req.headers["accept"] == "a" and req.headers.getall("Accept") == ["a", "b"]
+    assert req.user_agent == "t/1" and req.request_id == "abc"
+    req.request_id = "mine"                 # what the server's dispatch sets
+    assert req.request_id == "mine"
+    assert req.method_id == METHOD_NAMES.index("GET")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+                                    "TRACE", "PURGE", "get"])
+def test_method_ids_label_known_methods_and_keep_others(method):
+    target = b"*" if method == "OPTIONS" else b"/"
+    req = request(method.encode() + b" " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert req.method == method
+    assert METHOD_NAMES[req.method_id] == (method if method in METHOD_NAMES else "other")
+
+
+def test_multidicts():
+    q = MultiDict([("a", "1"), ("b", "2"), ("a", "3")])
+    assert q["a"] == "1" and q.getall("a") == ["1", "3"] and len(q) == 3 and "b" in q
+    h = Headers([("content-type", "x")])
+    assert h["Content-Type"] == "x" and "CONTENT-TYPE" in h and h.get("nope") is None
+
+
+def test_response_bodies():
+    assert Response("é").body == "é".encode() and Response("x").content_type.startswith("text/")
+    assert Response({"a": 1}).body == b'{"a":1}'
+    assert Response({"a": 1}).content_type == "application/json"
+    assert Response(None, 204).body == b"" and Response(None).content_type is None
+    assert Response(bytearray(b"ab")).body == b"ab"
+    assert list(Response(iter([b"a"])).body) == [b"a"]
+    with pytest.raises(TypeError):
+        Response(1.5)
+
+
+JSON_VALUES = [
+    {"message": "Hello, World!"}, [], {}, [1, -1, 0, 2**63 - 1, -2**63, 2**80, -(2**70)],
+    {"a": [None, True, False, 1.5, 1.0, 1e300, -0.0, float("nan"), float("inf")]},
+    {"é": "ü\n\"\\/", "ctl": "\x00\x1f\x7f", "emoji": "\U0001f600"}, (1, 2),
+    {1: 2, "a": 3}, {"t": (1, [2, {"z": ()}])}, ["\ud800"], {"k": 10**30},
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES)
+def test_json_is_what_json_dumps_writes(value):
+    assert json_encode(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
+def test_json_deep_circular_and_unknown_values():
+    deep = inner = []
+    for _ in range(300):
+        inner.append([])
+        inner = inner[0]
+    assert json_encode(deep) == json.dumps(deep, separators=(",", ":")).encode()
+    loop = []
+    loop.append(loop)
+    with pytest.raises((ValueError, RecursionError)):
+        json_encode(loop)
+    with pytest.raises(TypeError):
+        json_encode({"a": object()})
+    assert json_encode({"a": 1}) == b'{"a":1}'        # the shared buffer is fine afterwards
+
+
+def test_route_ids_are_one_enum_for_router_and_metrics():
+    assert RouteId.ROUTE_NONE == 0
+    assert {RouteId.ROUTE_HEALTHZ, RouteId.ROUTE_READYZ, RouteId.ROUTE_METRICS} == {1, 2, 3}
+    router = Router()
+    router.add("/a", ["GET"], lambda req: "a")
+    assert router.match("/a")[0].id == RouteId.FIRST_APP_ROUTE
