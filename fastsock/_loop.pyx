@@ -68,16 +68,16 @@ cdef class Loop:
         self.epfd = -1
         self.spare_fd = -1
 
-    def __init__(self, Limits limits, SharedState shared=None, int slot=-1, int workers=1,
+    def __init__(self, Limits limits, SharedState shared=None, int slot=-1, bint exclusive=False,
                  on_tick=None):
         """limits: a Limits struct (a dict of its fields from Python); shared/slot: the
         master's shared memory and this worker's counter slot (a private one when None);
-        workers: how many processes share the listeners."""
+        exclusive: other workers share these listeners, so wake one worker per connection."""
         self.ctx = Context(limits, shared, slot)
         self.listeners = []
         self.conns = {}
         self.closed = []
-        self.exclusive = workers > 1
+        self.exclusive = exclusive
         self.on_tick = on_tick
         self.tick_interval = min(1.0, limits.header_timeout / 4, limits.keepalive_timeout / 4,
                                  limits.body_timeout / 4)

@@ -24,6 +24,10 @@ class Config:
     workers: str = _opt(
         "auto", "worker processes: a number, or auto (the cgroup CPU quota and affinity)")
     backlog: int = _opt(2048, "listen backlog")
+    accept: str = _opt(
+        "exclusive", "how workers share new connections: exclusive (one socket; a connection "
+        "wakes one idle worker) or reuseport (a SO_REUSEPORT socket per worker, spread by the "
+        "kernel's hash; see the README for the trade-off)")
     max_requests: int = _opt(0, "recycle a worker after this many requests (0: never)")
     max_requests_jitter: int = _opt(
         0, "add 0..N to --max-requests per worker, so workers do not recycle together")
@@ -68,6 +72,8 @@ class Config:
     def __post_init__(self):
         if self.workers != "auto" and not (self.workers.isdigit() and int(self.workers) > 0):
             raise ValueError(f"--workers must be a positive number or auto, not {self.workers!r}")
+        if self.accept not in ("exclusive", "reuseport"):
+            raise ValueError(f"--accept must be exclusive or reuseport, not {self.accept!r}")
         if self.access_log not in ("off", "text", "json"):
             raise ValueError(f"--access-log must be off, text or json, not {self.access_log!r}")
         for name in ("shutdown_delay", "max_requests", "max_requests_jitter", "metrics_port"):

@@ -9,8 +9,9 @@ and turns signals into draining, rolling restarts and exits.
     SIGHUP            rolling restart: workers replaced one at a time, each new one serving
                       before the old one drains
 
-Workers share the master's listening socket, so a worker that stops or dies never takes queued
-connections down with it (as a per-worker SO_REUSEPORT socket would). As PID 1 in a container the
+Workers share the master's listening socket, watched with EPOLLEXCLUSIVE so that a connection
+wakes one idle worker; a worker that stops or dies never takes queued connections down with it
+(as a per-worker SO_REUSEPORT socket, --accept reuseport, would). As PID 1 in a container the
 master also reaps every child it inherits.
 """
 from __future__ import annotations
@@ -60,9 +61,10 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def listen_socket(config: Config) -> socket.socket:
+def listen_socket(config: Config, reuseport: bool = False) -> socket.socket:
     """systemd's socket (LISTEN_FDS) when there is one, else --uds, else --host/--port.
-    OSError (e.g. address in use) goes to the caller."""
+    OSError (e.g. address in use) goes to the caller. With reuseport the TCP socket is only
+    bound, to hold the port: each worker listens on a socket of its own (worker_socket)."""
     if os.environ.get("LISTEN_FDS") and os.environ.get("LISTEN_PID") == str(os.getpid()):
         for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
             os.environ.pop(name, None)
@@ -79,14 +81,27 @@ def listen_socket(config: Config) -> socket.socket:
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         addr = (config.host, config.port)
     try:
         sock.bind(addr)
-        sock.listen(config.backlog)
+        if not reuseport:
+            sock.listen(config.backlog)
     except BaseException:
         sock.close()
         raise
+    return sock
+
+
+def worker_socket(config: Config, master_sock: socket.socket) -> socket.socket:
+    """--accept reuseport: this worker's own socket in the port's SO_REUSEPORT group."""
+    sock = socket.socket(master_sock.family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(master_sock.getsockname())
+    sock.listen(config.backlog)
+    master_sock.close()
     return sock
 
 
@@ -101,7 +116,9 @@ def serve(config: Config, app, sock: socket.socket | None = None) -> None:
     """Run the master until it stops; raises SystemExit with its exit code if not 0."""
     configure_logging(config.log_level)
     raise_fd_limit()
-    sock = sock or listen_socket(config)
+    if config.uds or os.environ.get("LISTEN_FDS") or sock is not None:
+        config = dataclasses.replace(config, accept="exclusive")   # one socket: nothing to split
+    sock = sock or listen_socket(config, reuseport=config.accept == "reuseport")
     metrics_sock = None
     if config.metrics and config.metrics_port:
         metrics_sock = listen_socket(dataclasses.replace(config, port=config.metrics_port, uds=""))
@@ -141,7 +158,10 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     if max_requests:
         max_requests += random.randint(0, config.max_requests_jitter)
     access_log = AccessLog(config.access_log) if config.access_log != "off" else None
-    loop = Loop(config.limits(), shared, slot, workers=workers,
+    exclusive = workers > 1
+    if config.accept == "reuseport":
+        sock, exclusive = worker_socket(config, sock), False
+    loop = Loop(config.limits(), shared, slot, exclusive=exclusive,
                 on_tick=access_log.flush if access_log is not None else None)
     main, metrics = dispatch.build(
         app, config,
