@@ -1,8 +1,11 @@
 """Instructions per request, counted by valgrind's callgrind: repeatable on a noisy machine
-where timings drift. Compares fastsock with metrics on and off (or any flag sets) on the same
-fixed workload: N keep-alive requests, 16 pipelined per write, over one connection.
+where timings drift. Compares fastsock with metrics on and off, the access log, and a JSON route
+against its plain-text twin, on the same fixed workload: N keep-alive requests, 16 pipelined
+per write, over one connection.
 
-    python bench/instructions.py [--requests 20000]
+    python bench/instructions.py [--requests 20000] [--baseline DIR]
+
+--baseline DIR adds "before": the same workload on another checkout's fastsock (built in place).
 """
 from __future__ import annotations
 
@@ -18,8 +21,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
-VARIANTS = {"metrics on": [], "metrics off": ["--no-metrics"],
-            "metrics on, JSON access log": ["--access-log", "json"]}
+HERE = Path(__file__).resolve().parent
+# name -> (flags, app, checkout)
+VARIANTS = {"metrics on": ([], "examples.hello:app", ROOT),
+            "metrics off": (["--no-metrics"], "examples.hello:app", ROOT),
+            "metrics on, JSON access log": (["--access-log", "json"], "examples.hello:app", ROOT),
+            "text route": ([], "text_hello:app", ROOT),
+            "JSON route": ([], "json_hello:app", ROOT)}
 
 
 def free_port() -> int:
@@ -54,7 +62,7 @@ def drive(port: int, n: int, depth: int = 16) -> None:
             sent += batch
 
 
-def count(flags: list[str], n: int) -> int:
+def count(flags: list[str], app: str, root: Path, n: int) -> int:
     """Instructions the worker process executes to serve n requests (start-up subtracted by
     running the same server for a handful of requests)."""
     totals = []
@@ -64,10 +72,11 @@ def count(flags: list[str], n: int) -> int:
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--trace-children=yes",
              f"--callgrind-out-file={out}/cg.%p", sys.executable, "-m", "fastsock",
-             "examples.hello:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             app, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
              "--log-level", "warning", *flags],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONHASHSEED": "0"})      # the same dict layouts every run
+            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONHASHSEED": "0",       # the same dict layouts every run
+                 "PYTHONPATH": f"{root}{os.pathsep}{HERE}"})
         try:
             drive(port, requests)
         finally:
@@ -86,12 +95,21 @@ def count(flags: list[str], n: int) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--baseline", type=Path, help="another checkout's fastsock, built in place")
     args = ap.parse_args()
-    results = {name: count(flags, args.requests) for name, flags in VARIANTS.items()}
+    variants = dict(VARIANTS)
+    if args.baseline:
+        variants["before, metrics on"] = ([], "examples.hello:app", args.baseline.resolve())
+    results = {name: count(flags, app, root, args.requests)
+               for name, (flags, app, root) in variants.items()}
     base = results["metrics off"]
     print(f"# instructions per request (callgrind), {args.requests} requests, 16 pipelined")
     for name, value in results.items():
         print(f"{name:<28} {value:>8}  ({value / base:.3f}x of metrics off)")
+    print(f"JSON route / text route: {results['JSON route'] / results['text route']:.3f}x")
+    if args.baseline:
+        print(f"metrics on, now / before: "
+              f"{results['metrics on'] / results['before, metrics on']:.3f}x")
     return 0
 
 

@@ -34,7 +34,6 @@ cdef enum:
     METHOD_HEAD = 2             # METHOD_NAMES index of HEAD
 
 cdef double LINGER_SECONDS = 2.0
-cdef str V11 = "1.1"
 cdef Response SERVER_ERROR = Response(b"Internal Server Error\n", 500,
                                       content_type="text/plain; charset=utf-8")
 STATE_NAMES = ("proxy", "head", "body", "idle", "write", "closing", "refused", "linger",
@@ -172,7 +171,7 @@ cdef class Connection:
 
     cdef int _respond(self, Request req) except -1:
         cdef Context ctx = self.ctx
-        cdef bint http11 = req.http_version is V11 or req.http_version == V11
+        cdef bint http11 = req.is_http11
         cdef bint head_only = req.method_id == METHOD_HEAD
         cdef bint keep_alive
         cdef int status = 200

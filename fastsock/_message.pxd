@@ -16,9 +16,8 @@ cdef enum:
 cdef class Request:
     cdef readonly str method
     cdef readonly str path
-    cdef readonly bytes raw_path
-    cdef readonly bytes query_string
     cdef readonly str http_version
+    cdef bint is_http11
     cdef readonly bytes body
     cdef readonly bint keep_alive
     cdef public object client
@@ -29,7 +28,10 @@ cdef class Request:
     cdef public list response_headers   # [(name, value)] added to the response (validated)
     cdef public object on_complete      # callable(req, status, nbytes, seconds) or None
     cdef object _request_id
-    cdef bytes _head                # the field lines, validated, without the request line
+    cdef bytes _head                # the whole head, validated: request line and fields
+    cdef Py_ssize_t fields_off      # where the field lines start in _head
+    cdef Py_ssize_t path_off, path_len      # the raw path in _head (len 0: "/")
+    cdef Py_ssize_t query_off, query_len    # the query in _head (off -1: none)
     # where User-Agent and X-Request-ID sit in _head (-1: absent), for the access log
     cdef Py_ssize_t ua_off, ua_len, rid_off, rid_len
     cdef object _headers

@@ -278,9 +278,22 @@ cdef class Request:
     """One HTTP request, as the handler sees it. Headers and query are decoded on first use."""
 
     @property
+    def raw_path(self):
+        """The path as it came, percent-encoding and all."""
+        if self.path_len == 0:
+            return b"/"
+        return self._head[self.path_off:self.path_off + self.path_len]
+
+    @property
+    def query_string(self):
+        if self.query_off < 0:
+            return b""
+        return self._head[self.query_off:self.query_off + self.query_len]
+
+    @property
     def headers(self):
         if self._headers is None:
-            self._headers = Headers(_split_fields(self._head))
+            self._headers = Headers(_split_fields(self._head[self.fields_off:]))
         return self._headers
 
     @property

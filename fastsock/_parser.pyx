@@ -28,6 +28,7 @@ cdef enum:
     MAX_CHUNK_DIGITS = 15
 
 cdef bytes EMPTY = b""
+cdef str SLASH = "/"
 cdef str V11 = "1.1"
 cdef str V10 = "1.0"
 
@@ -268,10 +269,10 @@ cdef class RequestParser:
         elif nlen == 10 and _eq_ci(name, 10, b"connection", 10):
             self._connection_tokens(v, vlen)
         elif nlen == 10 and _eq_ci(name, 10, b"user-agent", 10):
-            self.ua_off = self.line_start - self.fields_start + (v - name)
+            self.ua_off = self.line_start - self.head_start + (v - name)
             self.ua_len = vlen
         elif nlen == 12 and _eq_ci(name, 12, b"x-request-id", 12):
-            self.rid_off = self.line_start - self.fields_start + (v - name)
+            self.rid_off = self.line_start - self.head_start + (v - name)
             self.rid_len = vlen
         elif nlen == 6 and _eq_ci(name, 6, b"expect", 6) and self.minor == 1:
             if not _eq_ci(v, vlen, b"100-continue", 12):
@@ -359,22 +360,20 @@ cdef class RequestParser:
                 tn -= slash - t
                 t = slash
             else:
-                t, tn = b"/", 1
+                tn = 0                      # no path after the authority: "/"
         q = <const char*>memchr(t, c'?', tn)
-        if q != NULL:
-            req.raw_path = PyBytes_FromStringAndSize(t, q - t)
-            req.query_string = PyBytes_FromStringAndSize(q + 1, tn - (q - t) - 1)
-        else:
-            req.raw_path = PyBytes_FromStringAndSize(t, tn)
-            req.query_string = EMPTY
-        pn = PyBytes_GET_SIZE(req.raw_path)
-        req.path = (_unquote(req.raw_path.decode("ascii"))
-                    if memchr(PyBytes_AS_STRING(req.raw_path), c'%', pn) != NULL
-                    else PyUnicode_DecodeASCII(PyBytes_AS_STRING(req.raw_path), pn, NULL))
+        pn = q - t if q != NULL else tn
+        req.path = (_unquote(PyUnicode_DecodeASCII(t, pn, NULL)) if memchr(t, c'%', pn) != NULL
+                    else PyUnicode_DecodeASCII(t, pn, NULL) if pn else SLASH)
+        # one copy of the head; raw_path, query_string and the fields are read from it lazily
+        req._head = PyBytes_FromStringAndSize(line, self.line_start - self.head_start)
+        req.fields_off = self.fields_start - self.head_start
+        req.path_off, req.path_len = t - line, pn
+        req.query_off = (q + 1 - line) if q != NULL else -1
+        req.query_len = tn - pn - 1 if q != NULL else 0
+        req.is_http11 = self.minor == 1
         req.http_version = V11 if self.minor == 1 else V10
         req.keep_alive = (not self.conn_close) if self.minor == 1 else self.conn_keep_alive
-        req._head = PyBytes_FromStringAndSize(buf + self.fields_start,
-                                              self.line_start - self.fields_start)
         req.ua_off, req.ua_len = self.ua_off, self.ua_len
         req.rid_off, req.rid_len = self.rid_off, self.rid_len
         self.pending = req

@@ -10,6 +10,11 @@ from cpython.unicode cimport PyUnicode_AsUTF8String
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
 
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object s)
+    void* PyUnicode_DATA(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+
 from fastsock._message cimport Response, json_bytes
 from fastsock._parser cimport fs_init_char_classes, is_token, is_field_value
 
@@ -163,14 +168,20 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     stream the body from, or None when the response is complete. On error nothing is left in
     the buffer and the exception propagates."""
     cdef type t = type(result)
-    cdef bytes body, ct
+    cdef bytes body = None, ct
+    cdef const char* body_p = NULL
+    cdef Py_ssize_t body_n = 0
     cdef Response resp
     cdef Py_ssize_t mark = out.end
     cdef unsigned long long total = out.total
     cdef int status
     try:
         if t is str:
-            body = PyUnicode_AsUTF8String(result)
+            if PyUnicode_IS_ASCII(result):      # its bytes are its UTF-8: no copy to make
+                body_p = <const char*>PyUnicode_DATA(result)
+                body_n = PyUnicode_GET_LENGTH(result)
+            else:
+                body = PyUnicode_AsUTF8String(result)
             out.write_bytes(<bytes>_STATUS_LINES[200])
             out.write_bytes(CT_TEXT)
         elif t is bytes:
@@ -208,14 +219,17 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 return None
         else:
             raise TypeError(f"cannot send a {t.__name__} as a response")
-        _write_length(out, PyBytes_GET_SIZE(body))
+        if body is not None:
+            body_p = PyBytes_AS_STRING(body)
+            body_n = PyBytes_GET_SIZE(body)
+        _write_length(out, body_n)
         _write_tail(out, keep_alive, http11, extra_headers, date_line)
     except BaseException:
         out.end = mark
         out.total = total
         raise
     if not head_only:
-        out.write_bytes(body)
+        out.write(body_p, body_n)
     return None
 
 

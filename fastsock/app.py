@@ -36,6 +36,14 @@ def to_response(result):
     return Response(result)     # bytes-like, or an iterator to stream
 
 
+def _method_table(route: Route) -> dict:
+    """method -> handler, HEAD answered by the GET handler unless it has its own."""
+    table = dict(route.handlers)
+    if "GET" in table:
+        table.setdefault("HEAD", table["GET"])
+    return table
+
+
 class App:
     """A fastsock application: register handlers with the route decorators, then serve it
     with `fastsock MODULE:ATTR` or `fastsock.run(app)`."""
@@ -76,27 +84,27 @@ class App:
         """The function that answers a request: the reserved routes (the server's own, which
         win over the app's), then the app's routes by one dict lookup, then its patterns.
         Built once: a request costs one call here and one to its handler."""
-        exact = dict(self.router.exact)
-        exact.update((route.template, route) for route in reserved)
+        by_id = {route.id: (route.id, _method_table(route), route)
+                 for route in (*self.router.routes(), *reserved)}
+        lookup = {route.template: by_id[route.id]
+                  for route in (*self.router.exact.values(), *reserved)}.get
         match = self.router.match_pattern
         str_, bytes_, resp_, dict_, list_ = str, bytes, Response, dict, list
 
         def dispatch(req):
-            route = exact.get(req.path)
+            found = lookup(req.path)
             params = None
-            if route is None:
+            if found is None:
                 route, params = match(req.path)
                 if route is None:
                     return _NOT_FOUND
-            req.route_id = route.id
-            handler = route.handlers.get(req.method)
+                found = by_id[route.id]
+            route_id, handlers, route = found
+            req.route_id = route_id
+            handler = handlers.get(req.method)
             if handler is None:
-                if req.method == "HEAD":
-                    handler = route.handlers.get("GET")
-                if handler is None:
-                    return Response(b"Method Not Allowed\n", 405,
-                                    headers=[("Allow", route.allowed())],
-                                    content_type="text/plain; charset=utf-8")
+                return Response(b"Method Not Allowed\n", 405, headers=[("Allow", route.allowed())],
+                                content_type="text/plain; charset=utf-8")
             try:
                 if params is None:
                     result = handler(req)

@@ -65,6 +65,9 @@ class Router:
         for method in methods:
             route.handlers[method.upper()] = handler
 
+    def routes(self) -> list[Route]:
+        return list(self._by_template.values())
+
     def names(self) -> dict[int, str]:
         return {route.id: route.template for route in self._by_template.values()}
 
