@@ -3,6 +3,7 @@
 
 Built by the parser, filled in by dispatch, read by the writer; no I/O here.
 """
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdlib cimport realloc, free
@@ -85,18 +86,31 @@ for _c in range(128):
     _json_plain[_c] = 32 <= _c < 127 and _c != 34 and _c != 92
 
 
-cdef int _put(const char* s, Py_ssize_t n) except -1:
-    global _jbuf, _jcap, _jlen
-    cdef Py_ssize_t cap
-    cdef char* p
+cdef int _grow(Py_ssize_t n) except -1:
+    global _jbuf, _jcap
+    cdef Py_ssize_t cap = max(_jlen + n, _jcap * 2, 4096)
+    cdef char* p = <char*>realloc(_jbuf, cap)
+    if p == NULL:
+        raise MemoryError()
+    _jbuf, _jcap = p, cap
+    return 0
+
+
+cdef inline int _put(const char* s, Py_ssize_t n) except -1:
+    global _jlen
     if _jlen + n > _jcap:
-        cap = max(_jlen + n, _jcap * 2, 4096)
-        p = <char*>realloc(_jbuf, cap)
-        if p == NULL:
-            raise MemoryError()
-        _jbuf, _jcap = p, cap
+        _grow(n)
     memcpy(_jbuf + _jlen, s, n)
     _jlen += n
+    return 0
+
+
+cdef inline int _put_char(char c) except -1:
+    global _jlen
+    if _jlen + 1 > _jcap:
+        _grow(1)
+    _jbuf[_jlen] = c
+    _jlen += 1
     return 0
 
 
@@ -114,9 +128,9 @@ cdef int _json_str(str s) except -1:
             if not _json_plain[p[i]]:
                 break
         else:
-            _put(b'"', 1)
+            _put_char(c'"')
             _put(<const char*>p, n)
-            return _put(b'"', 1)
+            return _put_char(c'"')
     return _put_ascii(_encode_str(s))       # escapes, and \uXXXX for non-ASCII
 
 
@@ -158,25 +172,25 @@ cdef int _json_value(object v, int depth) except -1:
         return _json_int(v)
     if depth < JSON_MAX_DEPTH:
         if t is dict:
-            _put(b"{", 1)
+            _put_char(c'{')
             for key, item in (<dict>v).items():
                 if type(key) is not str:        # json.dumps turns such keys into strings
                     return _json_fallback(v, mark)
                 if not first:
-                    _put(b",", 1)
+                    _put_char(c',')
                 first = False
                 _json_str(<str>key)
-                _put(b":", 1)
+                _put_char(c':')
                 _json_value(item, depth + 1)
-            return _put(b"}", 1)
+            return _put_char(c'}')
         if t is list or t is tuple:
-            _put(b"[", 1)
+            _put_char(c'[')
             for item in v:
                 if not first:
-                    _put(b",", 1)
+                    _put_char(c',')
                 first = False
                 _json_value(item, depth + 1)
-            return _put(b"]", 1)
+            return _put_char(c']')
     return _json_fallback(v, mark)
 
 
@@ -274,6 +288,7 @@ cdef list _split_fields(bytes head):
     return out
 
 
+@cython.freelist(32)           # a request object per request: reuse their memory
 cdef class Request:
     """One HTTP request, as the handler sees it. Headers and query are decoded on first use."""
 

@@ -175,6 +175,7 @@ cdef class RequestParser:
     cdef Py_ssize_t body_cap
     cdef Py_ssize_t trailer_bytes
 
+    cdef str last_path              # the last path decoded on this connection, to reuse
     cdef object _pybuf              # feed()'s own buffer (tests); a connection keeps its own
     cdef readonly ParseError error
 

@@ -7,7 +7,11 @@ the bytes it has read and takes out Request objects, or the ParseError it refuse
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdlib cimport realloc, free
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy
+
+cdef extern from "Python.h":
+    void* PyUnicode_DATA(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
 
 from urllib.parse import unquote as _unquote
 
@@ -363,8 +367,15 @@ cdef class RequestParser:
                 tn = 0                      # no path after the authority: "/"
         q = <const char*>memchr(t, c'?', tn)
         pn = q - t if q != NULL else tn
-        req.path = (_unquote(PyUnicode_DecodeASCII(t, pn, NULL)) if memchr(t, c'%', pn) != NULL
-                    else PyUnicode_DecodeASCII(t, pn, NULL) if pn else SLASH)
+        if memchr(t, c'%', pn) != NULL:
+            req.path = _unquote(PyUnicode_DecodeASCII(t, pn, NULL))
+        elif pn == 0:
+            req.path = SLASH
+        else:                   # a keep-alive client often asks for the same path again
+            if not (self.last_path is not None and PyUnicode_GET_LENGTH(self.last_path) == pn
+                    and memcmp(PyUnicode_DATA(self.last_path), t, pn) == 0):
+                self.last_path = PyUnicode_DecodeASCII(t, pn, NULL)
+            req.path = self.last_path
         # one copy of the head; raw_path, query_string and the fields are read from it lazily
         req._head = PyBytes_FromStringAndSize(line, self.line_start - self.head_start)
         req.fields_off = self.fields_start - self.head_start

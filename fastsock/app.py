@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable
 
-from fastsock._message import Request, Response
+from fastsock._message import METHOD_NAMES, Request, Response
 from fastsock.routing import Route, Router
 
 error_log = logging.getLogger("fastsock.error")
@@ -36,12 +36,14 @@ def to_response(result):
     return Response(result)     # bytes-like, or an iterator to stream
 
 
-def _method_table(route: Route) -> dict:
-    """method -> handler, HEAD answered by the GET handler unless it has its own."""
-    table = dict(route.handlers)
-    if "GET" in table:
-        table.setdefault("HEAD", table["GET"])
-    return table
+def _method_table(route: Route) -> tuple:
+    """The route's handlers indexed by method id (METHOD_NAMES), HEAD answered by the GET
+    handler unless it has its own; [0] is a dict for methods without an id."""
+    handlers = dict(route.handlers)
+    if "GET" in handlers:
+        handlers.setdefault("HEAD", handlers["GET"])
+    return ({m: h for m, h in handlers.items() if m not in METHOD_NAMES},
+            *(handlers.get(m) for m in METHOD_NAMES[1:]))
 
 
 class App:
@@ -89,7 +91,6 @@ class App:
         lookup = {route.template: by_id[route.id]
                   for route in (*self.router.exact.values(), *reserved)}.get
         match = self.router.match_pattern
-        str_, bytes_, resp_, dict_, list_ = str, bytes, Response, dict, list
 
         def dispatch(req):
             found = lookup(req.path)
@@ -99,9 +100,10 @@ class App:
                 if route is None:
                     return _NOT_FOUND
                 found = by_id[route.id]
-            route_id, handlers, route = found
+            route_id, by_method, route = found
             req.route_id = route_id
-            handler = handlers.get(req.method)
+            method_id = req.method_id
+            handler = by_method[method_id] if method_id else by_method[0].get(req.method)
             if handler is None:
                 return Response(b"Method Not Allowed\n", 405, headers=[("Allow", route.allowed())],
                                 content_type="text/plain; charset=utf-8")
@@ -112,7 +114,7 @@ class App:
                     req.path_params = params
                     result = handler(req, **params)
                 t = type(result)
-                if t is str_ or t is bytes_ or t is resp_ or t is dict_ or t is list_:
+                if t is str or t is bytes or t is Response or t is dict or t is list:
                     return result
                 return to_response(result)
             except HTTPError as e:

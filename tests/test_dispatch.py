@@ -1,0 +1,127 @@
+"""The server's dispatch without sockets: reserved routes, request ids and the access-log
+decision, proxies, recycling — each layer only when the Config asks for it."""
+import subprocess
+import sys
+
+from fastsock import App
+from fastsock._message import RouteId
+from fastsock._parser import RequestParser
+from fastsock.config import Config
+from fastsock import dispatch as dispatch_mod
+from fastsock.proxy import Proxies
+
+
+def request(raw: bytes, client=("10.0.0.9", 1234)):
+    (req,) = RequestParser().feed(raw)
+    req.client = client
+    return req
+
+
+def get(path: bytes, *headers: bytes):
+    return request(b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n" + b"".join(
+        h + b"\r\n" for h in headers) + b"\r\n")
+
+
+def build(app=None, ready=lambda: True, **config):
+    calls = []
+    app = app or App()
+
+    @app.get("/healthz")                      # the reserved route wins over the app's
+    def shadow(req):
+        calls.append("app")
+        return "the app's"
+
+    @app.get("/hello")
+    def hello(req):
+        calls.append("hello")
+        return "hi"
+    logged, drained = [], []
+    main, metrics = dispatch_mod.build(
+        app, Config(**config), ready=ready, exposition=lambda req: "metrics text",
+        access_log=(lambda *a: logged.append(a)) if config.get("access_log", "off") != "off"
+        else None,
+        proxies=Proxies(config["forwarded_allow_ips"]) if config.get("forwarded_allow_ips")
+        else None,
+        max_requests=config.get("max_requests", 0), drain=lambda: drained.append(1))
+    return main, metrics, calls, logged, drained
+
+
+def test_reserved_routes_are_answered_without_the_app():
+    main, metrics, calls, _, _ = build()
+    req = get(b"/healthz")
+    assert main(req).status == 200 and calls == [] and req.route_id == RouteId.ROUTE_HEALTHZ
+    req = get(b"/readyz")
+    assert main(req).status == 200 and req.route_id == RouteId.ROUTE_READYZ
+    req = get(b"/metrics")
+    assert main(req) == "metrics text" and req.route_id == RouteId.ROUTE_METRICS
+    assert metrics is None
+    assert main(get(b"/hello")) == "hi" and calls == ["hello"]
+
+
+def test_readiness_follows_the_callable_and_metrics_can_move_to_their_own_port():
+    state = {"ready": False}
+    main, metrics, _, _, _ = build(ready=lambda: state["ready"], metrics_port=9100)
+    assert main(get(b"/readyz")).status == 503
+    state["ready"] = True
+    assert main(get(b"/readyz")).status == 200
+    assert main(get(b"/metrics")).status == 404          # not on the main port any more
+    req = get(b"/metrics")
+    assert metrics(req) == "metrics text" and req.route_id == RouteId.ROUTE_METRICS
+    assert metrics(get(b"/hello")).status == 404
+
+
+def test_switched_off_reserved_routes_fall_through_to_the_app():
+    main, _, calls, _, _ = build(healthz_path="")
+    assert main(get(b"/healthz")) == "the app's" and calls == ["app"]
+
+
+def test_request_ids_and_the_access_log_decision():
+    main, _, _, logged, _ = build(access_log="json")
+    req = get(b"/hello", b"X-Request-ID: from-client")
+    main(req)
+    assert req.request_id == "from-client"
+    assert req.response_headers == [("X-Request-ID", "from-client")]
+    assert req.on_complete is not None
+    req = get(b"/hello")
+    main(req)
+    assert req.request_id and req.response_headers == [("X-Request-ID", req.request_id)]
+    health = get(b"/healthz")
+    main(health)
+    assert health.on_complete is None and health.response_headers is None
+    main, _, _, _, _ = build(access_log="json", log_health=True)
+    health = get(b"/healthz")
+    main(health)
+    assert health.on_complete is not None
+
+
+def test_no_layer_when_nothing_asks_for_one():
+    main, _, _, _, _ = build()
+    req = get(b"/hello")
+    main(req)
+    assert req.on_complete is None and req.response_headers is None
+
+
+def test_trusted_proxies_name_the_client():
+    main, _, _, _, _ = build(forwarded_allow_ips="10.0.0.0/8")
+    req = get(b"/hello", b"X-Forwarded-For: 203.0.113.5, 10.1.1.1")
+    main(req)
+    assert req.client == ("203.0.113.5", 0)
+    req = request(b"GET /hello HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+                  client=("198.51.100.1", 5))
+    main(req)
+    assert req.client == ("198.51.100.1", 5)            # not a trusted peer: ignored
+
+
+def test_recycling_drains_after_max_requests():
+    main, _, _, _, drained = build(max_requests=3)
+    for _ in range(2):
+        main(get(b"/hello"))
+    assert drained == []
+    main(get(b"/hello"))
+    assert drained == [1]
+
+
+def test_the_app_never_imports_the_server():
+    code = ("import sys, fastsock, fastsock.app; "
+            "assert 'fastsock.server' not in sys.modules, 'server imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
