@@ -29,6 +29,7 @@ cdef enum:
     ACCEPT_BATCH = 64           # accepts per wake-up when this worker has the listener alone
     SHARED_ACCEPT_BATCH = 1     # ... when workers share it: one, then the next worker's turn
     SCRATCH = 4096
+    MAX_READS = 16              # reads of one connection per event before the others' turn
 
 # while draining, a connection idle this long is closed; a busier one gets "Connection: close"
 # on its next response instead, so a client that keeps sending never races the close
@@ -279,7 +280,7 @@ cdef class Loop:
             c.addr = addr
             c.interest = EPOLLIN
             self.conns[fd] = c
-            ev.events = EPOLLIN
+            ev.events = EPOLLIN | EPOLLET   # edge-triggered: no re-poll of a drained socket
             ev.data.ptr = <void*>c          # the conns dict keeps it alive
             if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
                 del self.conns[fd]
@@ -317,34 +318,64 @@ cdef class Loop:
     # ------------------------------------------------------------------ one connection's I/O
 
     cdef int _on_readable(self, Connection c) except -1:
+        """Connections are edge-triggered: read until the socket is drained (a short read
+        says so), the connection closes, or reading pauses (back-pressure)."""
         cdef ssize_t n
         cdef Py_ssize_t room
         cdef char* p
-        if c.state == C_LINGER:
-            n = recv(c.fd, self.scratch, SCRATCH, 0)
-            if n == 0 or (n < 0 and errno != EAGAIN and errno != EINTR):
-                self._close(c, c.close_reason)
-            return 0
-        p = c.read_space(&room)
-        if p == NULL:                       # refused (head too large), or out of memory
+        cdef int reads = 0
+        while True:
+            if c.state == C_LINGER:
+                return self._discard(c)
+            reads += 1
+            if reads > MAX_READS:           # a fast sender: let the others have a turn, and
+                return self._rearm(c)       # have epoll report this one again
+            p = c.read_space(&room)
+            if p == NULL:                   # refused (head too large), or out of memory
+                if c.state == C_CLOSED:
+                    self._close(c, c.close_reason)
+                else:
+                    self._drive(c)
+                return 0
+            n = recv(c.fd, p, room, 0)
+            if n <= 0:
+                if n < 0 and errno == EINTR:
+                    continue
+                if n < 0 and errno == EAGAIN:
+                    return 0
+                self._close(c, CLOSE_CLIENT)              # the client closed or reset
+                return 0
+            self.ctx.slot.request_bytes += n
+            c.received(n)
             if c.state == C_CLOSED:
                 self._close(c, c.close_reason)
-            else:
-                self._drive(c)
-            return 0
-        n = recv(c.fd, p, room, 0)
-        if n <= 0:
-            if n < 0 and (errno == EAGAIN or errno == EINTR):
                 return 0
-            self._close(c, CLOSE_CLIENT)                  # the client closed or reset
-            return 0
-        self.ctx.slot.request_bytes += n
-        c.received(n)
-        if c.state == C_CLOSED:
-            self._close(c, c.close_reason)
-            return 0
-        self._drive(c)
+            self._drive(c)
+            if c.fd < 0 or c.state == C_LINGER:
+                return 0                    # closed, or _drive drained it already
+            if n < room or not (c.interest & EPOLLIN):
+                return 0
+
+    cdef int _rearm(self, Connection c) except -1:
+        cdef epoll_event ev
+        ev.events = c.interest | EPOLLET
+        ev.data.ptr = <void*>c
+        if epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev) < 0:
+            self._close(c, CLOSE_ERROR)
         return 0
+
+    cdef int _discard(self, Connection c) except -1:
+        """Lingering: read and drop until the socket is drained; close when the client has."""
+        cdef ssize_t n
+        while True:
+            n = recv(c.fd, self.scratch, SCRATCH, 0)
+            if n > 0:
+                continue
+            if n < 0 and errno == EINTR:
+                continue
+            if n == 0 or errno != EAGAIN:
+                self._close(c, c.close_reason)
+            return 0
 
     cdef int _drive(self, Connection c) except -1:
         """Make every bit of progress possible without blocking: let the connection answer
@@ -379,12 +410,16 @@ cdef class Loop:
             want = (EPOLLOUT if c.out.pending() else 0) | (EPOLLIN if c.wants_read() else 0)
             c.settle()
         if want != c.interest:
+            # a change of interest re-arms the edge: input or room already there is reported
             c.interest = want
-            ev.events = want
+            ev.events = want | EPOLLET
             ev.data.ptr = <void*>c
             if epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev) < 0:
                 error_log.warning("epoll_ctl failed for a connection: errno %d", errno)
                 self._close(c, CLOSE_ERROR)
+                return 0
+        if c.state == C_LINGER:
+            self._discard(c)                # what came before our shutdown: no new edge for it
         return 0
 
     cdef void _close(self, Connection c, int reason):

@@ -29,6 +29,7 @@ cdef extern from "<sys/epoll.h>" nogil:
         EPOLL_CTL_DEL
         EPOLL_CLOEXEC
         EPOLLEXCLUSIVE
+        EPOLLET
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
     int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
