@@ -50,8 +50,8 @@ def get(sock: socket.socket) -> None:
         buf += data
 
 
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+def connect(port: int, timeout: float = 5.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -134,7 +134,8 @@ def spread(server: Server, n: int = 8) -> list[int]:
             s.close()
 
 
-def stopped_worker_latency(server: Server, samples: int = 400) -> tuple[float, float]:
+def stopped_worker_latency(server: Server, samples: int = 400,
+                           timeout: float = 1.0) -> tuple[float, float]:
     """p50/p99 ms of new connections while one worker is stopped and 6 keep-alive
     connections are held. The stopped worker is the one holding the fewest: the one a design
     that balances by connection counts would wait for."""
@@ -146,19 +147,20 @@ def stopped_worker_latency(server: Server, samples: int = 400) -> tuple[float, f
             get(held[-1])
         victim = min(server.workers(), key=open_fds)
         os.kill(victim, signal.SIGSTOP)
-        time.sleep(0.05)
+        while open(f"/proc/{victim}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+            time.sleep(0.01)                # stopped for sure before the first sample
         times = []
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 15
         for _ in range(samples):
             if time.monotonic() > deadline:
                 break
             t0 = time.perf_counter()
             try:
-                with connect(server.port) as s:
+                with connect(server.port, timeout) as s:
                     get(s)
                 times.append((time.perf_counter() - t0) * 1e3)
             except OSError:
-                times.append(5000.0)            # the connect timed out: count it as 5 s
+                times.append(timeout * 1e3)     # no answer within the timeout: counted as it
         times.sort()
         return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
     finally:

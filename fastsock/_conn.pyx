@@ -47,6 +47,8 @@ cdef class Context:
     def __init__(self, Limits limits, SharedState shared=None, int slot=-1):
         if shared is None:              # on its own (tests, no master): a private slot
             shared, slot = SharedState(1), 0
+        if not 0 <= slot < shared.nslots:
+            raise ValueError(f"no slot {slot} in a shared state of {shared.nslots}")
         self.limits = limits
         self.shared = shared
         self.slot = shared.slot(slot)

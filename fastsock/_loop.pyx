@@ -261,6 +261,8 @@ cdef class Loop:
         cdef epoll_event ev
         cdef Connection c
         cdef Context ctx = self.ctx
+        if l.fd < 0:
+            return 0                        # closed by a drain earlier in this batch
         for i in range(SHARED_ACCEPT_BATCH if self.exclusive else ACCEPT_BATCH):
             alen = sizeof(addr)
             fd = accept4(l.fd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)

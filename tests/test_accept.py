@@ -75,6 +75,9 @@ def test_a_stopped_worker_is_never_waited_for(serve):
     victim = min(workers, key=open_fds)
     os.kill(victim, signal.SIGSTOP)
     try:
+        # stopped for sure: one woken for a connection just before would hold that one
+        wait_until(lambda: open(f"/proc/{victim}/stat").read().rsplit(")", 1)[1].split()[0]
+                   == "T", what="the worker stopped")
         slowest = 0.0
         for _ in range(100):
             t0 = time.monotonic()
