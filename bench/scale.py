@@ -209,7 +209,9 @@ def chart(results: list[dict], path: Path, title: str) -> None:
               ("cpu_conn", "CPU µs per new connection"),
               ("busiest", "most of 8 LB connections on one worker"),
               ("p99", "p99 ms, new connections, one worker stopped")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    fig, grid = plt.subplots(2, 3, figsize=(12, 7))
+    axes = list(grid.flat)
+    axes[-1].axis("off")
     for ax, (key, label) in zip(axes, panels):
         for accept in dict.fromkeys(r["accept"] for r in results):
             rows = [r for r in results if r["accept"] == accept]
@@ -224,10 +226,22 @@ def chart(results: list[dict], path: Path, title: str) -> None:
         if key == "p99":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, title="--accept")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def machine() -> str:
+    """The CPU model and core count, for the table and the chart."""
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def main() -> int:
@@ -252,8 +266,7 @@ def main() -> int:
             print(f"  {accept} x{workers}: {r['rps']:.0f} req/s, {r['cpu_conn']:.1f} µs/conn, "
                   f"spread {r['spread']}, p99 {r['p99']:.2f} ms", file=sys.stderr)
             results.append(r)
-    cpu = platform.processor() or platform.machine()
-    title = (f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores, "
+    title = (f"{time.strftime('%Y-%m-%d')}, {machine()}, "
              f"server on cores {args.server_cores}, wrk on {args.client_cores}, "
              f"{args.duration}s runs" + (f", median of {args.repeat}" if args.repeat > 1 else ""))
     print(f"# {title}")
