@@ -41,7 +41,6 @@ cdef class Listener:
     cdef int tag                # its epoll tag: its index in Loop.listeners
     cdef object sock
     cdef object dispatch
-    cdef bint tcp
     cdef bint watched
 
 
@@ -104,7 +103,9 @@ cdef class Loop:
         l.fd = sock.fileno()
         l.tag = len(self.listeners)
         l.dispatch = dispatch
-        l.tcp = sock.family in (_socket.AF_INET, _socket.AF_INET6)
+        if sock.family in (_socket.AF_INET, _socket.AF_INET6):
+            # accepted sockets inherit it: no setsockopt per connection
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self.listeners.append(l)
         self._watch(l)
 
@@ -255,7 +256,7 @@ cdef class Loop:
     # ------------------------------------------------------------------ accepting
 
     cdef int _accept(self, Listener l) except -1:
-        cdef int i, fd, one = 1, accepted = 0
+        cdef int i, fd, accepted = 0
         cdef socklen_t alen
         cdef sockaddr_storage addr
         cdef epoll_event ev
@@ -275,8 +276,6 @@ cdef class Loop:
                 if errno != EAGAIN:
                     error_log.warning("accept failed: errno %d", errno)
                 break
-            if l.tcp:
-                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
             c = Connection.__new__(Connection)
             c.setup(ctx, l.dispatch, fd)
             c.addr = addr

@@ -138,3 +138,18 @@ def test_a_port_held_by_another_process_is_refused(serve, tmp_path):
             assert r.returncode == 1 and "address already in use" in r.stderr, r.stderr
     finally:
         holder.close()
+
+
+def test_accepted_connections_inherit_nodelay_from_the_listener():
+    from fastsock._loop import Loop
+    from fastsock.config import Config
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    Loop(Config().limits()).listen(listener, lambda req: "x")
+    assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()             # what the loop would get from accept4
+    assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    for s in (client, accepted, listener):
+        s.close()
