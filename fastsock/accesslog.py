@@ -10,6 +10,7 @@ import time
 from json.encoder import encode_basestring as _json_str   # the C string encoder
 
 PIPE_BUF = 4096
+_THREE_DIGITS = [f"{i:03}" for i in range(1000)]    # "000".."999": no format spec per line
 
 
 class AccessLog:
@@ -28,9 +29,9 @@ class AccessLog:
         if second != self._second:          # format the date once a second
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        stamp = f"{self._stamp}{int((now - second) * 1000):03}Z"
+        stamp = f"{self._stamp}{_THREE_DIGITS[int((now - second) * 1000) % 1000]}Z"
         us = int(seconds * 1e6)
-        duration = f"{us // 1000}.{us % 1000:03}"           # ms, without float formatting
+        duration = f"{us // 1000}.{_THREE_DIGITS[us % 1000]}"   # ms, without float formatting
         client = req.client[0] if req.client else "-"
         ua = req.user_agent
         if self.json:

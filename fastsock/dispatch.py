@@ -68,7 +68,7 @@ def with_request_ids(dispatch: Dispatch, access_log: Callable, log_health: bool)
     def dispatch_with_id(req):
         rid = req.request_id
         if rid is None:
-            rid = req.request_id = f"{prefix}{next(counter):x}"
+            rid = req.request_id = prefix + hex(next(counter))[2:]    # no format spec
         result = dispatch(req)
         if req.route_id >= first_app_route or req.route_id == none:
             req.response_headers = [("X-Request-ID", rid)]
