@@ -24,11 +24,9 @@ from email.utils import formatdate
 error_log = logging.getLogger("fastsock.error")
 
 cdef enum:
-    MAX_EVENTS = 512
     MAX_LISTENERS = 16          # epoll tags below this are listeners; above, connections
     ACCEPT_BATCH = 64           # accepts per wake-up when this worker has the listener alone
     SHARED_ACCEPT_BATCH = 1     # ... when workers share it: one, then the next worker's turn
-    SCRATCH = 4096
     MAX_READS = 16              # reads of one connection per event before the others' turn
 
 # while draining, a connection idle this long is closed; a busier one gets "Connection: close"
@@ -37,32 +35,11 @@ cdef double DRAIN_IDLE_GRACE = 2.0
 
 
 cdef class Listener:
-    cdef int fd
-    cdef int tag                # its epoll tag: its index in Loop.listeners
-    cdef object sock
-    cdef object dispatch
-    cdef bint watched
+    """A listening socket and the dispatch callable for the requests it brings."""
 
 
 cdef class Loop:
-    cdef int epfd
-    cdef int spare_fd               # kept open to shed a connection when fds run out
-    cdef Context ctx
-    cdef list listeners
-    cdef dict conns                 # fd -> Connection, for timers and draining
-    cdef list closed                # closed during this batch of events: kept alive until
-                                    # its end, as later events of the batch may name them
-    cdef bint exclusive             # workers share the listeners: wake one, and rotate
-    cdef bint running
-    cdef bint draining
-    cdef bint drain_requested       # set by drain() (a signal handler, dispatch); run() acts
-    cdef double drain_deadline
-    cdef double next_tick
-    cdef double tick_interval
-    cdef double next_shed_log
-    cdef object on_tick             # callable once a tick (the access log's flush), or None
-    cdef epoll_event events[MAX_EVENTS]
-    cdef char scratch[SCRATCH]
+    """One worker's loop over its listeners and connections (attributes in _loop.pxd)."""
 
     def __cinit__(self):
         self.epfd = -1

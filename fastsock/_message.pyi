@@ -4,6 +4,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 METHOD_NAMES: tuple[str, ...]
 
+def json_encode(value: Any) -> bytes: ...
+
 class RouteId(enum.IntEnum):
     ROUTE_NONE: int
     ROUTE_HEALTHZ: int

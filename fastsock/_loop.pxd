@@ -1,0 +1,53 @@
+# One worker's event loop: its listeners and connections, epoll, timers, draining.
+
+from fastsock._conn cimport Connection, Context
+from fastsock._sys cimport epoll_event
+
+cdef enum:
+    MAX_EVENTS = 512
+    SCRATCH = 4096
+
+
+cdef class Listener:
+    cdef int fd
+    cdef int tag                # its epoll tag: its index in Loop.listeners
+    cdef object sock
+    cdef object dispatch
+    cdef bint watched
+
+
+cdef class Loop:
+    cdef int epfd
+    cdef int spare_fd               # kept open to shed a connection when fds run out
+    cdef Context ctx
+    cdef list listeners
+    cdef dict conns                 # fd -> Connection, for timers and draining
+    cdef list closed                # closed during this batch of events: kept alive until
+                                    # its end, as later events of the batch may name them
+    cdef bint exclusive             # workers share the listeners: wake one, and rotate
+    cdef bint running
+    cdef bint draining
+    cdef bint drain_requested       # set by drain() (a signal handler, dispatch); run() acts
+    cdef double drain_deadline
+    cdef double next_tick
+    cdef double tick_interval
+    cdef double next_shed_log
+    cdef object on_tick             # callable once a tick (the access log's flush), or None
+    cdef epoll_event events[MAX_EVENTS]
+    cdef char scratch[SCRATCH]
+
+    cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1
+    cdef int _watch(self, Listener l) except -1
+    cdef int _unwatch(self, Listener l) except -1
+    cdef void _start_drain(self)
+    cdef void _close_listeners(self)
+    cdef void _close_idle(self)
+    cdef void _tick(self)
+    cdef int _accept(self, Listener l) except -1
+    cdef void _shed(self, Listener l)
+    cdef int _on_readable(self, Connection c) except -1
+    cdef int _rearm(self, Connection c) except -1
+    cdef int _discard(self, Connection c) except -1
+    cdef int _drive(self, Connection c) except -1
+    cdef void _close(self, Connection c, int reason)
+    cdef void _close_all(self)
