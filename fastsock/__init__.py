@@ -1,9 +1,9 @@
 """fastsock: a fast HTTP/1.1 server and micro-framework with a Cython epoll core."""
 from fastsock import appmetrics
-from fastsock._message import Request, Response
+from fastsock._message import BadRequest, Request, Response
 from fastsock.app import App, HTTPError
 
-__all__ = ["App", "HTTPError", "Request", "Response", "run"]
+__all__ = ["App", "BadRequest", "HTTPError", "Request", "Response", "run"]
 __version__ = "0.1.0"
 
 

@@ -13,6 +13,9 @@ class RouteId(enum.IntEnum):
     ROUTE_METRICS: int
     FIRST_APP_ROUTE: int
 
+class BadRequest(ValueError):
+    status: int
+
 class MultiDict:
     def __init__(self, items: list[tuple[str, str]]) -> None: ...
     def __getitem__(self, key: str) -> str: ...

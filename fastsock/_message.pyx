@@ -220,6 +220,11 @@ def json_encode(value):
     return json_bytes(value)
 
 
+class BadRequest(ValueError):
+    """What the client sent cannot be used: answered 400, as a client error, not a 500."""
+    status = 400
+
+
 class MultiDict:
     """Keeps every (key, value) pair in order; `d[key]` and `get` give the first value."""
 
@@ -319,7 +324,11 @@ cdef class Request:
         return self._query
 
     def json(self):
-        return _json.loads(self.body)
+        """The body parsed as JSON; BadRequest (a 400 answer, a ValueError) when it is not."""
+        try:
+            return _json.loads(self.body)
+        except ValueError as e:             # JSONDecodeError, UnicodeDecodeError
+            raise BadRequest(f"malformed JSON body: {e}") from None
 
     @property
     def user_agent(self):

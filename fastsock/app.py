@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable
 
-from fastsock._message import METHOD_NAMES, Request, Response
+from fastsock._message import METHOD_NAMES, BadRequest, Request, Response
 from fastsock.routing import Route, Router
 
 error_log = logging.getLogger("fastsock.error")
@@ -119,6 +119,9 @@ class App:
                 return to_response(result)
             except HTTPError as e:
                 return Response(e.body, e.status, headers=e.headers)
+            except BadRequest as e:
+                error_log.info("bad request: %s %s: %s", req.method, req.path, e)
+                return Response(f"{e}\n", 400, content_type="text/plain; charset=utf-8")
             except Exception:
                 error_log.exception("handler failed: %s %s", req.method, req.path)
                 return Response(_SERVER_ERROR_BODY, 500, content_type="text/plain; charset=utf-8")

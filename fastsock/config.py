@@ -57,7 +57,8 @@ class Config:
     log_health: bool = _opt(False, "also write health checks to the access log")
     log_level: str = _opt("info", "error log (stderr) level: debug, info, warning, error")
     forwarded_allow_ips: str = _opt(
-        "", "comma-separated addresses/CIDRs of proxies trusted for X-Forwarded-For/Forwarded")
+        "", "comma-separated addresses/CIDRs of proxies trusted for X-Forwarded-For/Forwarded, "
+        "or * to trust every peer")
     proxy_protocol: bool = _opt(
         False, "expect a PROXY protocol v1/v2 header on every connection (AWS NLB)")
 
@@ -91,6 +92,9 @@ class Config:
                      "max_body_size", "max_chunk_ext", "output_high_water", "backlog"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.forwarded_allow_ips:
+            from fastsock.proxy import Proxies
+            Proxies(self.forwarded_allow_ips)       # ValueError names a bad entry
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise ValueError(f"unknown log level {self.log_level!r}")
 

@@ -7,11 +7,24 @@ import ipaddress
 
 class Proxies:
     def __init__(self, allow: str):
-        self.networks = [ipaddress.ip_network(item.strip(), strict=False)
-                         for item in allow.split(",") if item.strip()]
+        """allow: comma-separated addresses and networks, or "*" for every peer (as uvicorn
+        reads it). ValueError names an entry that is neither."""
+        items = [item.strip() for item in allow.split(",") if item.strip()]
+        self.trust_all = "*" in items
+        self.networks = []
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"--forwarded-allow-ips: {item!r} is not an address, a "
+                                 f"network or *") from None
         self._seen: dict[str, bool] = {}       # host -> trusted, worked out once per host
 
     def trusts(self, host: str) -> bool:
+        if self.trust_all:
+            return True
         trusted = self._seen.get(host)
         if trusted is None:
             try:
@@ -32,6 +45,10 @@ class Proxies:
         for host in reversed(hops):
             if host and not self.trusts(host):
                 return (host, 0)
+        if self.trust_all:                  # every hop is trusted: the first is the client
+            for host in hops:
+                if host:
+                    return (host, 0)
         return req.client
 
     @staticmethod

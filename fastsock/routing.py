@@ -84,5 +84,8 @@ class Router:
             m = route.pattern.match(path)
             if m is not None:
                 conv = route.converters
-                return route, {k: conv[k](v) for k, v in m.groupdict().items()}
+                try:
+                    return route, {k: conv[k](v) for k, v in m.groupdict().items()}
+                except ValueError:      # e.g. more digits than int() takes: not this route
+                    continue
         return None, None

@@ -54,6 +54,8 @@ def test_bad_option_value_is_a_clear_error():
     assert r.returncode == 2 and "FASTSOCK_HEADER_TIMEOUT" in r.stderr
     r = run_cli("tests.apps:app", "--workers", "many")
     assert r.returncode == 2 and "--workers" in r.stderr
+    r = run_cli("tests.apps:app", "--forwarded-allow-ips", "10.0.0.0/8,bogus")
+    assert r.returncode == 2 and "'bogus' is not an address" in r.stderr
 
 
 def test_options_from_environment_and_flags():

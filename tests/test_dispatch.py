@@ -125,3 +125,37 @@ def test_the_app_never_imports_the_server():
     code = ("import sys, fastsock, fastsock.app; "
             "assert 'fastsock.server' not in sys.modules, 'server imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_malformed_json_is_a_400_not_a_500():
+    app = App()
+
+    @app.post("/items")
+    def items(req):
+        return {"got": req.json()}
+    dispatch = app.dispatcher()
+    ok = request(b"POST /items HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\n\r\n{\"a\":1}")
+    assert dispatch(ok) == {"got": {"a": 1}}
+    for body in (b"{nope", b"\xff\xfe"):
+        bad = request(b"POST /items HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s"
+                      % (len(body), body))
+        response = dispatch(bad)
+        assert response.status == 400 and b"malformed JSON" in response.body
+
+
+def test_an_int_parameter_too_long_for_int_is_no_match():
+    app = App()
+    app.get("/users/{user_id:int}")(lambda req, user_id: {"id": user_id})
+    dispatch = app.dispatcher()
+    assert dispatch(get(b"/users/42")) == {"id": 42}
+    assert dispatch(get(b"/users/" + b"9" * 5000)).status == 404
+
+
+def test_forwarded_allow_ips_star_and_bad_entries():
+    import pytest
+    main, _, _, _, _ = build(forwarded_allow_ips="*")
+    req = get(b"/hello", b"X-Forwarded-For: 203.0.113.5, 10.1.1.1")
+    main(req)
+    assert req.client == ("203.0.113.5", 0)
+    with pytest.raises(ValueError, match="not an address"):
+        Config(forwarded_allow_ips="10.0.0.0/8, bogus")
