@@ -75,4 +75,4 @@ cdef class Connection:
     cdef int _respond(self, Request req) except -1
     cdef int _pump(self) except -1
     cdef int _cut_stream(self, str why) except -1
-    cdef bint _proxy_header(self) except -1
+    cdef int _proxy_header(self) except -1

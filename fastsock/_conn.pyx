@@ -122,22 +122,23 @@ cdef class Connection:
             self._proxy_header()
         return 0
 
-    cdef bint _proxy_header(self) except -1:
-        """Take the PROXY protocol header off the front of the input."""
+    cdef int _proxy_header(self) except -1:
+        """Take the PROXY protocol header off the front of the input, once it is whole:
+        the state becomes C_HEAD, or C_CLOSED when the header is refused."""
         try:
             found = parse_proxy_header(self.rbuf + self.rstart, self.rend - self.rstart)
         except ValueError as e:
             error_log.info("refused connection from %s:%s: %s", *self.client(), e)
             self.state, self.close_reason = C_CLOSED, CLOSE_ERROR
-            return False
+            return 0
         if found is None:
-            return False
+            return 0
         used, peer = found
         self.rstart += used
         self.state = C_HEAD
         if peer is not None:
             self.peer = peer
-        return True
+        return 0
 
     # ---------------------------------------------------------------- requests to responses
 

@@ -86,10 +86,6 @@ cdef class Loop:
         self.listeners.append(l)
         self._watch(l)
 
-    @property
-    def draining(self):
-        return self.drain_requested
-
     cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1:
         cdef epoll_event ev
         ev.events = events

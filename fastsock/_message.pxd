@@ -16,8 +16,7 @@ cdef enum:
 cdef class Request:
     cdef readonly str method
     cdef readonly str path
-    cdef readonly str http_version
-    cdef bint is_http11
+    cdef bint is_http11             # else HTTP/1.0
     cdef readonly bytes body
     cdef readonly bint keep_alive
     cdef public object client

@@ -10,13 +10,9 @@ from libc.stdlib cimport realloc, free
 from libc.string cimport memcmp, memcpy
 
 import json as _json
+from _json import make_encoder as _make_encoder     # json.dumps' C encoder
 from json.encoder import encode_basestring_ascii as _encode_str
 from urllib.parse import parse_qsl as _parse_qsl
-
-try:                                    # the C encoder json.dumps uses, made once, not per call
-    from _json import make_encoder as _make_encoder
-except ImportError:                     # pragma: no cover - CPython always has it
-    _make_encoder = None
 
 # interned method names, so a request costs no new str for them; ids label metrics (0: other)
 METHOD_NAMES = ("other", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
@@ -62,8 +58,7 @@ def _json_default(o):
 
 # json.dumps(value, separators=(",", ":")) without building an encoder per call: for what the
 # fast encoder below hands on (subclasses, non-str keys, other types, deep nesting)
-_encode_json = (_make_encoder(None, _json_default, _encode_str, None, ":", ",", False, False,
-                              True) if _make_encoder is not None else None)
+_encode_json = _make_encoder(None, _json_default, _encode_str, None, ":", ",", False, False, True)
 
 
 # ---------------------------------------------------------------- JSON
@@ -197,8 +192,6 @@ cdef int _json_value(object v, int depth) except -1:
 cdef int _json_fallback(object v, Py_ssize_t mark) except -1:
     global _jlen
     _jlen = mark
-    if _encode_json is None:
-        return _put_ascii(_json.dumps(v, separators=(",", ":")))
     return _put_ascii("".join(_encode_json(v, 0)))
 
 
@@ -296,6 +289,10 @@ cdef list _split_fields(bytes head):
 @cython.freelist(32)           # a request object per request: reuse their memory
 cdef class Request:
     """One HTTP request, as the handler sees it. Headers and query are decoded on first use."""
+
+    @property
+    def http_version(self):
+        return "1.1" if self.is_http11 else "1.0"
 
     @property
     def raw_path(self):

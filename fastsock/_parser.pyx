@@ -33,8 +33,6 @@ cdef enum:
 
 cdef bytes EMPTY = b""
 cdef str SLASH = "/"
-cdef str V11 = "1.1"
-cdef str V10 = "1.0"
 
 fs_init_char_classes()
 
@@ -383,7 +381,6 @@ cdef class RequestParser:
         req.query_off = (q + 1 - line) if q != NULL else -1
         req.query_len = tn - pn - 1 if q != NULL else 0
         req.is_http11 = self.minor == 1
-        req.http_version = V11 if self.minor == 1 else V10
         req.keep_alive = (not self.conn_close) if self.minor == 1 else self.conn_keep_alive
         req.ua_off, req.ua_len = self.ua_off, self.ua_len
         req.rid_off, req.rid_len = self.rid_off, self.rid_len

@@ -45,23 +45,12 @@ cdef extern from "<sys/socket.h>" nogil:
         SOCK_CLOEXEC
         MSG_NOSIGNAL
         SHUT_WR
-        SOL_SOCKET
         AF_INET
         AF_INET6
-        AF_UNIX
     ssize_t recv(int fd, void* buf, size_t n, int flags)
     ssize_t send(int fd, const void* buf, size_t n, int flags)
     int accept4(int fd, sockaddr* addr, socklen_t* addrlen, int flags)
     int shutdown(int fd, int how)
-    int setsockopt(int fd, int level, int optname, const void* optval, socklen_t optlen)
-
-cdef extern from "<netinet/in.h>" nogil:
-    enum:
-        IPPROTO_TCP
-
-cdef extern from "<netinet/tcp.h>" nogil:
-    enum:
-        TCP_NODELAY
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
