@@ -55,6 +55,7 @@ cdef class Connection:
     cdef Context ctx
     cdef object dispatch
     cdef object stream              # the iterator a streamed response body comes from
+    cdef bint input_ended           # the client half-closed: answer what is here, then close
     cdef bint stream_chunked        # ... framed as chunks (HTTP/1.1), else by closing (1.0)
     cdef object peer
     cdef sockaddr_storage addr
@@ -63,6 +64,7 @@ cdef class Connection:
     cdef char* read_space(self, Py_ssize_t* room) except? NULL
     cdef int received(self, Py_ssize_t n) except -1
     cdef int produce(self) except -1
+    cdef bint end_input(self) noexcept
     cdef bint finished(self) noexcept
     cdef bint must_linger(self) noexcept
     cdef bint wants_read(self) noexcept

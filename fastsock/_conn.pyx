@@ -147,7 +147,7 @@ cdef class Connection:
         order, or pull chunks of the response being streamed."""
         cdef Py_ssize_t used
         cdef Py_ssize_t high_water = self.ctx.limits.output_high_water
-        cdef int r
+        cdef int r = NEED_DATA
         if self.stream is not None:
             if self.out.pending() < high_water:
                 self._pump()
@@ -168,6 +168,9 @@ cdef class Connection:
             self._respond(self.parser.take_request())
             if self.state >= C_CLOSING or self.stream is not None:
                 break
+        if self.input_ended and r == NEED_DATA and self.state < C_CLOSING and self.stream is None:
+            # half-closed: every whole request is answered; a partial one can never complete
+            self.state, self.close_reason = C_CLOSING, CLOSE_CLIENT
         if self.rstart == self.rend:
             self.rstart = self.rend = 0
         return 0
@@ -251,11 +254,14 @@ cdef class Connection:
 
     cdef int _cut_stream(self, str why) except -1:
         """The head is gone already: all that is left is to cut the connection, so the client
-        sees a broken body rather than one that looks whole."""
+        sees a broken body rather than one that looks whole. Chunked, the good chunks still go
+        out and the terminator never does; delimited by the close (HTTP/1.0) any end would look
+        whole, so what is queued is dropped."""
         error_log.exception(why)
         _close_iterator(self.stream)
         self.stream = None
-        self.out.consume(self.out.pending())
+        if not self.stream_chunked:
+            self.out.consume(self.out.pending())
         self.state, self.close_reason = C_REFUSED, CLOSE_ERROR
         return 0
 
@@ -271,6 +277,14 @@ cdef class Connection:
 
     # ---------------------------------------------------------------- state and deadlines
 
+    cdef bint end_input(self) noexcept:
+        """The client shut its side (a read of 0): -> True when nothing is left to answer, so
+        the loop closes now; else the requests already here are answered first."""
+        self.input_ended = True
+        if self.state == C_LINGER or self.state == C_PROXY:
+            return True
+        return self.rend == self.rstart and self.out.pending() == 0 and self.stream is None
+
     cdef bint finished(self) noexcept:
         """Everything is sent and nothing more will be: the loop closes it or lingers."""
         return ((self.state == C_CLOSING or self.state == C_REFUSED) and self.stream is None
@@ -279,7 +293,7 @@ cdef class Connection:
     cdef bint must_linger(self) noexcept:
         """The client may still be sending: closing with unread input would reset the
         connection and could destroy the response before the client reads it."""
-        return self.state == C_REFUSED or self.rend > self.rstart
+        return not self.input_ended and (self.state == C_REFUSED or self.rend > self.rstart)
 
     cdef void linger(self) noexcept:
         self.state = C_LINGER
@@ -288,7 +302,7 @@ cdef class Connection:
     cdef bint wants_read(self) noexcept:
         """Reading pauses while a stream is sent, once no more requests will be read, and while
         the output is over its bound (back-pressure)."""
-        return (self.stream is None and self.state < C_CLOSING
+        return (self.stream is None and self.state < C_CLOSING and not self.input_ended
                 and self.out.pending() < self.ctx.limits.output_high_water)
 
     cdef void settle(self) noexcept:
@@ -392,6 +406,11 @@ cdef class Connection:
             self.settle()
             if not progressed and self.stream is None:
                 return b"".join(sent)
+
+    def end_of_input(self):
+        """As if a read returned 0 (the client half-closed): -> True when the loop would close
+        the connection now; else feed(b"") gives what is still sent before it closes."""
+        return self.end_input()
 
     @property
     def state_name(self):

@@ -36,6 +36,8 @@ cdef class Loop:
     cdef epoll_event events[MAX_EVENTS]
     cdef char scratch[SCRATCH]
 
+    cdef int _on_event(self, epoll_event* e) except -1
+    cdef void _event_failed(self, epoll_event* e)
     cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1
     cdef int _watch(self, Listener l) except -1
     cdef int _unwatch(self, Listener l) except -1
@@ -45,7 +47,7 @@ cdef class Loop:
     cdef void _tick(self)
     cdef int _accept(self, Listener l) except -1
     cdef void _shed(self, Listener l)
-    cdef int _on_readable(self, Connection c) except -1
+    cdef int _on_readable(self, Connection c, bint hangup) except -1
     cdef int _rearm(self, Connection c) except -1
     cdef int _discard(self, Connection c) except -1
     cdef int _drive(self, Connection c) except -1

@@ -33,6 +33,9 @@ cdef enum:
 # on its next response instead, so a client that keeps sending never races the close
 cdef double DRAIN_IDLE_GRACE = 2.0
 
+# how connections are watched: by edge, and told of a half-close along with the data before it
+cdef unsigned int EDGE = EPOLLET | EPOLLRDHUP
+
 
 cdef class Listener:
     """A listening socket and the dispatch callable for the requests it brings."""
@@ -112,9 +115,6 @@ cdef class Loop:
 
     def run(self):
         cdef int n, i, timeout_ms, err
-        cdef unsigned int ev
-        cdef unsigned long long tag
-        cdef Connection c
         cdef Context ctx = self.ctx
         self.running = True
         ctx.now = monotonic()
@@ -140,21 +140,17 @@ cdef class Loop:
                 if err != EINTR:
                     raise OSError(err, "epoll_wait")
                 continue
-            for i in range(n):
-                tag = self.events[i].data.u64
-                if tag < MAX_LISTENERS:
-                    self._accept(<Listener>self.listeners[tag])
-                    continue
-                c = <Connection><PyObject*>self.events[i].data.ptr
-                if c.fd < 0:
-                    continue                # closed earlier in this batch
-                ev = self.events[i].events
-                if ev & EPOLLERR:
-                    self._close(c, CLOSE_ERROR)
-                elif ev & (EPOLLIN | EPOLLHUP):
-                    self._on_readable(c)
-                else:
-                    self._drive(c)
+            i = 0
+            while i < n:
+                # the try is entered once per wake-up, not per event: whatever one event
+                # raises (a bug, MemoryError, an epoll_ctl error) costs its connection only
+                try:
+                    while i < n:
+                        self._on_event(&self.events[i])
+                        i += 1
+                except Exception:
+                    self._event_failed(&self.events[i])
+                    i += 1
             if self.closed:
                 self.closed = []
             if ctx.now >= self.next_tick:
@@ -162,6 +158,37 @@ cdef class Loop:
         self._close_all()
         if self.on_tick is not None:
             self.on_tick()
+
+    cdef int _on_event(self, epoll_event* e) except -1:
+        cdef unsigned int ev = e.events
+        cdef Connection c
+        if e.data.u64 < MAX_LISTENERS:
+            return self._accept(<Listener>self.listeners[e.data.u64])
+        c = <Connection><PyObject*>e.data.ptr
+        if c.fd < 0:
+            return 0                        # closed earlier in this batch
+        if ev & EPOLLERR:
+            self._close(c, CLOSE_ERROR)
+        elif ev & (EPOLLIN | EPOLLHUP):
+            self._on_readable(c, ev & (EPOLLRDHUP | EPOLLHUP))
+        elif ev & EPOLLOUT:
+            self._drive(c)                  # (a hang-up alone is read when reading resumes)
+        return 0
+
+    cdef void _event_failed(self, epoll_event* e):
+        """An event raised: log it, close its connection (a listener is left alone until the
+        next tick, so a failing accept cannot spin); every other connection carries on."""
+        cdef Connection c
+        if e.data.u64 < MAX_LISTENERS:
+            error_log.exception("accepting a connection failed")
+            try:
+                self._unwatch(<Listener>self.listeners[e.data.u64])
+            except Exception:
+                pass
+            return
+        c = <Connection><PyObject*>e.data.ptr
+        error_log.exception("connection from %s:%s failed", *c.client())
+        self._close(c, CLOSE_ERROR)
 
     def drain(self):
         """Stop accepting; finish what is in flight with "Connection: close"; close idle
@@ -209,22 +236,32 @@ cdef class Loop:
         self.next_tick = self.ctx.now + self.tick_interval
         for l in self.listeners:
             if l.fd >= 0 and not l.watched:
-                self._watch(l)
+                try:
+                    self._watch(l)
+                except OSError:
+                    error_log.exception("watching a listener failed; trying again next tick")
         expired = [c for c in self.conns.values() if c.deadline <= self.ctx.now]
         for c in expired:
             if c.fd < 0:
                 continue
-            reason = c.on_timeout()
-            if reason == -1:
-                self._drive(c)
-            else:
-                self._close(c, reason)
+            try:
+                reason = c.on_timeout()
+                if reason == -1:
+                    self._drive(c)
+                else:
+                    self._close(c, reason)
+            except Exception:
+                error_log.exception("connection from %s:%s failed", *c.client())
+                self._close(c, CLOSE_ERROR)
         if self.draining:
             if self.ctx.now >= self.drain_deadline:
                 self._close_all()
             self._close_idle()
         if self.on_tick is not None:
-            self.on_tick()
+            try:
+                self.on_tick()
+            except Exception:
+                error_log.exception("the loop's tick hook failed")
 
     # ------------------------------------------------------------------ accepting
 
@@ -254,7 +291,7 @@ cdef class Loop:
             c.addr = addr
             c.interest = EPOLLIN
             self.conns[fd] = c
-            ev.events = EPOLLIN | EPOLLET   # edge-triggered: no re-poll of a drained socket
+            ev.events = EPOLLIN | EDGE      # edge-triggered: no re-poll of a drained socket
             ev.data.ptr = <void*>c          # the conns dict keeps it alive
             if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
                 del self.conns[fd]
@@ -291,13 +328,16 @@ cdef class Loop:
 
     # ------------------------------------------------------------------ one connection's I/O
 
-    cdef int _on_readable(self, Connection c) except -1:
+    cdef int _on_readable(self, Connection c, bint hangup) except -1:
         """Connections are edge-triggered: read until the socket is drained (a short read
-        says so), the connection closes, or reading pauses (back-pressure)."""
+        says so, unless the client hung up: its end of input makes no edge of its own), the
+        connection closes, or reading pauses (back-pressure)."""
         cdef ssize_t n
         cdef Py_ssize_t room
         cdef char* p
         cdef int reads = 0
+        if c.input_ended:                   # nothing more to read: a hang-up, or room to send
+            return self._drive(c)
         while True:
             if c.state == C_LINGER:
                 return self._discard(c)
@@ -317,7 +357,10 @@ cdef class Loop:
                     continue
                 if n < 0 and errno == EAGAIN:
                     return 0
-                self._close(c, CLOSE_CLIENT)              # the client closed or reset
+                if n < 0 or c.end_input():              # reset, or closed with nothing left
+                    self._close(c, CLOSE_CLIENT)
+                else:                                   # half-closed: answer what is here
+                    self._drive(c)
                 return 0
             self.ctx.slot.request_bytes += n
             c.received(n)
@@ -327,12 +370,12 @@ cdef class Loop:
             self._drive(c)
             if c.fd < 0 or c.state == C_LINGER:
                 return 0                    # closed, or _drive drained it already
-            if n < room or not (c.interest & EPOLLIN):
+            if (n < room and not hangup) or not (c.interest & EPOLLIN):
                 return 0
 
     cdef int _rearm(self, Connection c) except -1:
         cdef epoll_event ev
-        ev.events = c.interest | EPOLLET
+        ev.events = c.interest | EDGE
         ev.data.ptr = <void*>c
         if epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev) < 0:
             self._close(c, CLOSE_ERROR)
@@ -386,7 +429,7 @@ cdef class Loop:
         if want != c.interest:
             # a change of interest re-arms the edge: input or room already there is reported
             c.interest = want
-            ev.events = want | EPOLLET
+            ev.events = want | EDGE
             ev.data.ptr = <void*>c
             if epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev) < 0:
                 error_log.warning("epoll_ctl failed for a connection: errno %d", errno)

@@ -99,3 +99,25 @@ def sleep(req):
 @app.get("/smuggled")
 def smuggled(req):
     return "SMUGGLED"
+
+
+BAD_CHUNKS = {"float": 1.5, "dict": {"a": 1}, "surrogate": "\ud800", "none": None, "int": 5}
+
+
+@app.get("/bad-chunk/{kind}")
+def bad_chunk(req, kind):
+    def gen():
+        yield "before\n"
+        yield BAD_CHUNKS[kind]
+        yield "after\n"
+    return gen()
+
+
+@app.get("/ctype")
+def ctype(req):
+    return Response("x", content_type=req.query.get("t", "text/plain"))
+
+
+@app.get("/mb/{n:int}")
+def megabytes(req, n):
+    return b"M" * (n << 20)

@@ -150,3 +150,22 @@ def test_a_head_past_every_limit_is_431():
     conn, _ = connection(max_request_line=100, max_header_bytes=200)
     out = conn.feed(b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 20000)
     assert statuses(out) == [431] and conn.state_name == "refused"
+
+
+def test_a_half_close_answers_what_is_whole_then_closes():
+    conn, _ = connection()
+    assert conn.feed(GET % b"a" + b"GET /b HTTP/1.1\r\nHo") .count(b"HTTP/1.1 200") == 1
+    assert not conn.end_of_input()          # a partial request is here: not yet
+    assert conn.feed(b"") == b"" and conn.is_finished and not conn.wants_input
+    conn, _ = connection()
+    conn.feed(GET % b"a")
+    assert conn.end_of_input()              # nothing left: close at once
+
+
+def test_a_stream_cut_sends_its_good_chunks_and_no_terminator():
+    def gen():
+        yield "good"
+        yield 1.5
+    conn, _ = connection(lambda req: Response(gen()))
+    out = conn.feed(GET % b"s")
+    assert out.endswith(b"4\r\ngood\r\n") and conn.state_name == "refused" and conn.is_finished
