@@ -12,7 +12,7 @@ from fastsock._conn cimport (
     Context, Connection, Limits, C_LINGER, C_CLOSED, C_IDLE, C_HEAD,
 )
 from fastsock._shared cimport (
-    SharedState, SLOT_RUNNING, SLOT_DRAINING, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER,
+    SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER,
 )
 from fastsock._sys cimport *
 
@@ -200,6 +200,12 @@ cdef class Loop:
         self.ctx.keep_alive = False
         self.ctx.slot.state = SLOT_DRAINING
 
+    def retire(self):
+        """Ask the master for a replacement and keep serving; it drains this worker once the
+        replacement serves (--max-requests). Without a master, nothing happens."""
+        if self.ctx.slot.state == SLOT_RUNNING:
+            self.ctx.slot.state = SLOT_RETIRING
+
     cdef void _start_drain(self):
         self.draining = True
         self.drain_deadline = monotonic() + self.ctx.limits.graceful_timeout
@@ -233,6 +239,7 @@ cdef class Loop:
         cdef Listener l
         cdef int reason
         self.ctx.date_line = ("Date: " + formatdate(usegmt=True) + "\r\n").encode("ascii")
+        self.ctx.slot.heartbeat = self.ctx.now     # the master's watchdog reads it
         self.next_tick = self.ctx.now + self.tick_interval
         for l in self.listeners:
             if l.fd >= 0 and not l.watched:

@@ -23,6 +23,7 @@ cdef enum:
     SLOT_STARTING = 1
     SLOT_RUNNING = 2
     SLOT_DRAINING = 3
+    SLOT_RETIRING = 4       # serving, and asking the master for a replacement (--max-requests)
 
 cdef struct Header:
     long long ready         # 1 while every worker is up and the server is not draining
@@ -43,6 +44,7 @@ cdef struct DurCell:
 cdef struct Slot:
     long long pid
     long long state         # SLOT_* above
+    double heartbeat        # the loop's clock (CLOCK_MONOTONIC) when it last turned: watchdog
     long long conns         # open connections now: also lets workers balance accepts
     long long in_flight
     long long accepted

@@ -109,6 +109,11 @@ cdef class SharedState:
     def set_slot(self, int i, long long pid, long long state):
         self.slot(i).pid = pid
         self.slot(i).state = state
+        self.slot(i).heartbeat = 0
+
+    def heartbeat(self, int i):
+        """When slot i's loop last turned (time.monotonic()), or 0 before its first turn."""
+        return self.slot(i).heartbeat
 
     def free_slot(self):
         """A slot no live worker holds, or -1."""
@@ -167,4 +172,5 @@ cdef class SharedState:
     STARTING = SLOT_STARTING
     RUNNING = SLOT_RUNNING
     DRAINING = SLOT_DRAINING
+    RETIRING = SLOT_RETIRING
     FREE = SLOT_FREE

@@ -31,6 +31,9 @@ class Config:
     max_requests: int = _opt(0, "recycle a worker after this many requests (0: never)")
     max_requests_jitter: int = _opt(
         0, "add 0..N to --max-requests per worker, so workers do not recycle together")
+    timeout: float = _opt(
+        30.0, "watchdog: a worker whose loop has not turned for this many seconds (a handler "
+        "blocking it) has its stack logged and is replaced (0: off)")
     shutdown_delay: float = _opt(
         0.0, "on SIGTERM, seconds to keep accepting (readiness already 503) before draining")
     graceful_timeout: float = _opt(
@@ -77,7 +80,7 @@ class Config:
             raise ValueError(f"--accept must be exclusive or reuseport, not {self.accept!r}")
         if self.access_log not in ("off", "text", "json"):
             raise ValueError(f"--access-log must be off, text or json, not {self.access_log!r}")
-        for name in ("shutdown_delay", "max_requests", "max_requests_jitter", "metrics_port"):
+        for name in ("timeout", "shutdown_delay", "max_requests", "max_requests_jitter", "metrics_port"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         for name in ("healthz_path", "readyz_path", "metrics_path"):
@@ -86,6 +89,8 @@ class Config:
         for name in ("header_timeout", "keepalive_timeout", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if 0 < self.timeout < 2:      # a loop turns at least once a second when idle
+            raise ValueError("timeout must be 0 (off) or at least 2 seconds")
         if self.graceful_timeout <= 0:
             raise ValueError("graceful_timeout must be positive")
         for name in ("max_request_line", "max_header_bytes", "max_header_count",

@@ -88,22 +88,23 @@ def with_forwarded(dispatch: Dispatch, proxies) -> Dispatch:
     return dispatch_forwarded
 
 
-def with_recycling(dispatch: Dispatch, max_requests: int, drain: Callable[[], None]) -> Dispatch:
-    """After max_requests requests, drain(): the worker finishes what it has and leaves."""
+def with_recycling(dispatch: Dispatch, max_requests: int, retire: Callable[[], None]) -> Dispatch:
+    """After max_requests requests, retire(): the master starts a replacement, and once it
+    serves, this worker drains. Readiness stays as it was throughout."""
     served = 0
 
     def dispatch_counted(req):
         nonlocal served
         served += 1
         if served == max_requests:
-            drain()
+            retire()
         return dispatch(req)
     return dispatch_counted
 
 
 def build(app, config: Config, *, ready: Callable[[], bool], exposition: Dispatch | None,
           access_log: Callable | None, proxies, max_requests: int,
-          drain: Callable[[], None]) -> tuple[Dispatch, Dispatch | None]:
+          retire: Callable[[], None]) -> tuple[Dispatch, Dispatch | None]:
     """-> (dispatch for the main listener, dispatch for the --metrics-port listener or None)."""
     metrics_port = bool(config.metrics_port)
     dispatch = app.dispatcher(reserved_routes(config, ready, exposition, not metrics_port))
@@ -112,7 +113,7 @@ def build(app, config: Config, *, ready: Callable[[], bool], exposition: Dispatc
     if proxies is not None:
         dispatch = with_forwarded(dispatch, proxies)
     if max_requests:
-        dispatch = with_recycling(dispatch, max_requests, drain)
+        dispatch = with_recycling(dispatch, max_requests, retire)
     metrics = metrics_only(config, exposition) if exposition is not None and metrics_port \
         else None
     return dispatch, metrics

@@ -7,7 +7,10 @@ and turns signals into draining, rolling restarts and exits.
     second SIGINT,    fast exit
     SIGQUIT
     SIGHUP            rolling restart: workers replaced one at a time, each new one serving
-                      before the old one drains
+                      before the old one drains (--max-requests replaces a worker the same way)
+
+A watchdog (--timeout) replaces a worker whose loop has stopped turning, after logging where
+it is stuck; a failed fork is logged and retried with the crash backoff.
 
 Workers share the master's listening socket, watched with EPOLLEXCLUSIVE so that a connection
 wakes one idle worker; a worker that stops or dies never takes queued connections down with it
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import faulthandler
 import logging
 import os
 import random
@@ -43,6 +47,9 @@ log = logging.getLogger("fastsock.error")
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
 CRASH_WINDOW = 10.0         # a worker that dies sooner than this after starting is crash-looping
 MAX_BACKOFF = 10.0
+WATCHDOG_SIGNAL = signal.SIGUSR1
+STACK_DUMP_WAIT = 1.0       # between asking a stuck worker for its stack and killing it
+SERVING = (SharedState.RUNNING, SharedState.RETIRING)
 
 
 def configure_logging(level: str) -> None:
@@ -59,6 +66,7 @@ def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.info("open file limit raised from %d to %d (the hard limit)", soft, hard)
 
 
 def listen_socket(config: Config, reuseport: bool = False) -> socket.socket:
@@ -149,6 +157,9 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, lambda *_: os._exit(0))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # the watchdog's signal: every thread's stack to stderr, from C, even while a handler
+    # holds the loop's thread
+    faulthandler.register(WATCHDOG_SIGNAL, file=sys.stderr, all_threads=True)
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG: die with the master
     except (OSError, AttributeError):
@@ -165,10 +176,10 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
                 on_tick=access_log.flush if access_log is not None else None)
     main, metrics = dispatch.build(
         app, config,
-        ready=lambda: shared.ready and shared.slot_state(slot) == SharedState.RUNNING,
+        ready=lambda: shared.ready,
         exposition=exposition_for(config, app, shared), access_log=access_log,
         proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
-        max_requests=max_requests, drain=loop.drain)
+        max_requests=max_requests, retire=loop.retire)
     loop.listen(sock, main)
     if metrics_sock is not None and metrics is not None:
         loop.listen(metrics_sock, metrics)
@@ -179,10 +190,11 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
 
 
 class Worker:
-    __slots__ = ("pid", "slot", "started", "retiring")
+    __slots__ = ("pid", "slot", "started", "retiring", "stuck_since")
 
     def __init__(self, pid: int, slot: int):
         self.pid, self.slot, self.started, self.retiring = pid, slot, time.monotonic(), False
+        self.stuck_since = 0.0      # when the watchdog asked for its stack; 0 while it is fine
 
 
 # ---------------------------------------------------------------------------- the master
@@ -212,7 +224,15 @@ class Master:
         if slot < 0:
             return None
         self.shared.set_slot(slot, 0, SharedState.STARTING)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:        # EAGAIN (a pids limit), ENOMEM: transient, so try again
+            self.shared.set_slot(slot, 0, SharedState.FREE)
+            self.backoff = min(max(0.1, self.backoff * 2), MAX_BACKOFF)
+            self.next_spawn = time.monotonic() + self.backoff
+            log.error("cannot start a worker: fork failed: %s; trying again in %.1fs",
+                      e.strerror, self.backoff)
+            return None
         if pid == 0:
             code = 1
             try:
@@ -250,6 +270,8 @@ class Master:
             if worker.retiring or self.phase != "running":
                 log.info("worker %d %s", pid, reason)
                 continue
+            if worker.stuck_since:
+                reason = "replaced by the watchdog"
             lived = time.monotonic() - worker.started
             if crashed:
                 self.shared.count_restart()
@@ -261,8 +283,34 @@ class Master:
             else:
                 log.info("worker %d %s (recycled); respawning", pid, reason)
 
+    def watch(self) -> None:
+        """The watchdog: a worker whose loop has not turned for --timeout seconds is stuck
+        (a handler blocking it). Its stack is logged, then it is killed and, like any crashed
+        worker, replaced. It takes no new connections meanwhile: only a worker waiting in
+        epoll_wait is woken for one."""
+        timeout = self.config.timeout
+        if not timeout:
+            return
+        now = time.monotonic()
+        for w in list(self.workers.values()):
+            if w.stuck_since:
+                if now - w.stuck_since >= STACK_DUMP_WAIT:
+                    os.kill(w.pid, signal.SIGKILL)
+                continue
+            beat = self.shared.heartbeat(w.slot)
+            if beat and now - beat > timeout:
+                log.error("worker %d: its loop has not turned for %.1fs (a handler blocking "
+                          "it?); its stack follows, then it is replaced", w.pid, now - beat)
+                w.stuck_since = now
+                os.kill(w.pid, WATCHDOG_SIGNAL)
+
     def keep_workers(self) -> None:
         now = time.monotonic()
+        for w in self.active():         # --max-requests: a worker asking to be replaced
+            if (self.shared.slot_state(w.slot) == SharedState.RETIRING
+                    and w.pid not in self.rolling and w.pid != self.replacing):
+                log.info("worker %d served its --max-requests; replacing it", w.pid)
+                self.rolling.append(w.pid)
         if len(self.active()) < self.wanted and now >= self.next_spawn:
             self.spawn()
         if self.replacement is None and self.rolling and now >= self.next_spawn:
@@ -278,7 +326,7 @@ class Master:
             if new is None:                                 # it died: try that one again
                 self.rolling.insert(0, self.replacing)
                 self.replacement = None
-            elif self.shared.slot_state(new.slot) == SharedState.RUNNING:
+            elif self.shared.slot_state(new.slot) in SERVING:
                 old = self.workers.get(self.replacing)
                 if old is not None:
                     old.retiring = True
@@ -286,8 +334,7 @@ class Master:
                 self.replacement = None
 
     def update_ready(self) -> None:
-        running = sum(1 for w in self.active()
-                      if self.shared.slot_state(w.slot) == SharedState.RUNNING)
+        running = sum(1 for w in self.active() if self.shared.slot_state(w.slot) in SERVING)
         self.shared.ready = self.phase == "running" and running >= self.wanted
         self.shared.set_workers_alive(len(self.workers))
 
@@ -354,6 +401,7 @@ class Master:
                 if code is not None:
                     return code
             self.reap()
+            self.watch()
             if self.phase == "running":
                 self.keep_workers()
             elif self.phase == "delaying" and time.monotonic() >= self.phase_deadline:

@@ -56,6 +56,8 @@ def test_bad_option_value_is_a_clear_error():
     assert r.returncode == 2 and "--workers" in r.stderr
     r = run_cli("tests.apps:app", "--forwarded-allow-ips", "10.0.0.0/8,bogus")
     assert r.returncode == 2 and "'bogus' is not an address" in r.stderr
+    r = run_cli("tests.apps:app", "--timeout", "0.5")
+    assert r.returncode == 2 and "timeout must be 0 (off) or at least 2 seconds" in r.stderr
 
 
 def test_options_from_environment_and_flags():

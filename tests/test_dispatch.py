@@ -42,7 +42,7 @@ def build(app=None, ready=lambda: True, **config):
         else None,
         proxies=Proxies(config["forwarded_allow_ips"]) if config.get("forwarded_allow_ips")
         else None,
-        max_requests=config.get("max_requests", 0), drain=lambda: drained.append(1))
+        max_requests=config.get("max_requests", 0), retire=lambda: drained.append(1))
     return main, metrics, calls, logged, drained
 
 

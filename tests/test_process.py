@@ -1,5 +1,6 @@
 """The process model with real processes and signals: workers, supervision, draining,
 rolling restarts, readiness."""
+import os
 import signal
 import socket
 import threading
@@ -177,13 +178,83 @@ def test_sighup_rolling_restart_under_load_has_zero_errors(serve):
     wait_until(lambda: ready(server) == 200, what="readiness after restart")
 
 
-def test_max_requests_recycles_workers_without_errors(serve):
-    server = serve("--max-requests", "100", "--max-requests-jitter", "20")
-    with Load(server.url, threads=2, max_requests=600) as load:
-        wait_until(lambda: load.ok + len(load.errors) >= 600, timeout=30, what="load")
+def test_max_requests_replaces_workers_like_sighup_and_readiness_stays_200(serve):
+    server = serve("--workers", "2", "--max-requests", "100", "--max-requests-jitter", "20")
+    wait_until(lambda: ready(server) == 200, what="readiness", server=server)
+    probes = []
+    stop = threading.Event()
+
+    def probe():                        # a kubelet: a new connection per probe
+        while not stop.is_set():
+            probes.append(ready(server))
+            time.sleep(0.01)
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        with Load(server.url, threads=2, max_requests=2000) as load:
+            wait_until(lambda: load.ok + len(load.errors) >= 2000, timeout=30, what="load")
+    finally:
+        stop.set()
+        prober.join(5)
     assert load.errors == []
     assert len(load.pids) >= 4, load.pids
-    assert "recycled" in server.log()
+    assert server.log().count("served its --max-requests; replacing it") >= 2
+    assert probes and set(probes) == {200}, f"readiness flapped: {sorted(set(probes))}"
+
+
+def test_watchdog_logs_a_stuck_workers_stack_and_replaces_it(serve):
+    server = serve("--workers", "2", "--timeout", "2")
+    wait_until(lambda: ready(server) == 200, what="readiness", server=server)
+    stuck = server.connect(timeout=15)
+    stuck.sendall(b"GET /sleep?s=60 HTTP/1.1\r\nHost: t\r\n\r\n")
+    t0 = time.monotonic()
+    with Load(server.url, threads=2, max_seconds=20) as load:
+        load.wait_for(50)               # the other worker serves meanwhile
+        wait_until(lambda: "replaced by the watchdog" in server.log(), timeout=10,
+                   what="the watchdog", server=server)
+        load.wait_for(50)               # and so does the replacement, beside it
+    assert read_until_close(stuck, timeout=5) == b""     # its connection went with it
+    stuck.close()
+    assert time.monotonic() - t0 < 10
+    log = server.log()
+    assert "its loop has not turned for" in log
+    assert "tests/apps.py" in log and "in sleep" in log, log      # where it was stuck
+    wait_until(lambda: ready(server) == 200, what="readiness after the watchdog")
+    assert load.errors == []
+
+
+def test_a_failed_fork_is_logged_and_retried(serve, tmp_path):
+    """A pids limit (cgroup v1 or v2) lets the master start one worker of two: the fork
+    failure is logged, retried with the backoff, and succeeds once the limit is raised."""
+    group = pids_cgroup(tmp_path)
+    try:
+        (group / "pids.max").write_text("2\n")        # the master and one worker
+        server = serve("--workers", "2", preexec_fn=lambda: (group / "cgroup.procs")
+                       .write_text(str(os.getpid())))
+        wait_until(lambda: "fork failed" in server.log(), what="a failed fork", server=server)
+        assert server.get("/").status_code == 200        # the one worker serves
+        assert ready(server) == 503                      # not every worker is up
+        (group / "pids.max").write_text("10\n")
+        wait_until(lambda: ready(server) == 200, timeout=15, what="the retried fork",
+                   server=server)
+        assert server.log().count("fork failed") >= 1
+        server.stop()
+    finally:
+        deadline = time.monotonic() + 10
+        while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        group.rmdir()
+
+
+def pids_cgroup(tmp_path):
+    from pathlib import Path
+    for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        if (root / "cgroup.procs").exists() and (
+                root.name == "pids" or "pids" in (root / "cgroup.subtree_control").read_text()):
+            group = root / f"fastsock-test-{os.getpid()}-{tmp_path.name}"
+            group.mkdir()
+            return group
+    raise AssertionError("this test needs a writable pids cgroup (run as root on Linux)")
 
 
 def test_health_paths_configurable_and_switchable(serve):
