@@ -72,6 +72,7 @@ cdef class Connection:
     cdef void linger(self) noexcept
     cdef int on_timeout(self) except -2
     cdef void release(self)
+    cdef void _release_input(self) noexcept
     cdef object client(self)
     cdef int refuse(self, ParseError error, int status) except -1
     cdef int _respond(self, Request req) except -1

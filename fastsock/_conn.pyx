@@ -3,7 +3,7 @@
 from bytes to a response. No I/O: the loop reads into read_space(), calls received() and
 produce(), sends what the output buffer holds, then settle() picks the state and deadline.
 """
-from libc.stdlib cimport malloc, realloc, free
+from libc.stdlib cimport realloc
 from libc.string cimport memmove
 
 from fastsock._message cimport Request, Response
@@ -20,7 +20,7 @@ from fastsock._sys cimport (
     monotonic, sockaddr_in, sockaddr_in6, AF_INET, AF_INET6, inet_ntop, ntohs,
 )
 from fastsock._writer cimport (
-    OutBuffer, write_response, write_chunk, write_raw_chunk, write_stream_end, write_continue,
+    OutBuffer, take_buffer, give_buffer, BUFFER_SIZE, write_response, write_chunk, write_raw_chunk, write_stream_end, write_continue,
     write_error,
 )
 from fastsock._writer import EPOCH_DATE_LINE
@@ -30,7 +30,6 @@ import logging
 error_log = logging.getLogger("fastsock.error")
 
 cdef enum:
-    READ_CHUNK = 16384
     METHOD_HEAD = 2             # METHOD_NAMES index of HEAD
 
 cdef double LINGER_SECONDS = 2.0
@@ -64,7 +63,7 @@ cdef class Connection:
         self.setup(ctx, dispatch, -1)
 
     def __dealloc__(self):
-        free(self.rbuf)
+        give_buffer(self.rbuf, self.rcap)
 
     cdef void setup(self, Context ctx, object dispatch, int fd):
         cdef Limits* lim = &ctx.limits
@@ -88,11 +87,11 @@ cdef class Connection:
         cdef Py_ssize_t max_rbuf, cap
         cdef char* p
         if self.rbuf == NULL:
-            self.rbuf = <char*>malloc(READ_CHUNK)
+            self.rbuf = take_buffer()
             if self.rbuf == NULL:
                 self.state, self.close_reason = C_CLOSED, CLOSE_ERROR
                 return NULL
-            self.rcap = READ_CHUNK
+            self.rcap = BUFFER_SIZE
         if self.rend == self.rcap:                  # make room: slide, then grow
             if self.rstart > 0:
                 memmove(self.rbuf, self.rbuf + self.rstart, self.rend - self.rstart)
@@ -308,8 +307,12 @@ cdef class Connection:
     cdef void settle(self) noexcept:
         """After I/O: the state that says what the connection waits for, and its deadline.
         A deadline starts when its wait starts: a request buffered behind a long response gets
-        its header deadline when the response is done, not when it arrived."""
+        its header deadline when the response is done, not when it arrived. Buffers with
+        nothing in them go back to the pool: an idle connection holds none."""
         cdef Context ctx = self.ctx
+        self.out.release()
+        if self.rend == self.rstart:
+            self._release_input()
         if self.state >= C_CLOSING:
             if self.state != C_LINGER and self.state != C_CLOSED:
                 self.deadline = ctx.now + ctx.limits.keepalive_timeout     # write timer
@@ -354,11 +357,20 @@ cdef class Connection:
         return CLOSE_ERROR                  # the client stopped reading what we send
 
     cdef void release(self):
-        """The connection is closing: let go of a stream still open."""
+        """The connection is closing: let go of a stream still open, and of its buffers."""
         if self.stream is not None:
             _close_iterator(self.stream)
             self.stream = None
         self.state = C_CLOSED
+        self.out.consume(self.out.pending())
+        self.out.release()
+        self._release_input()
+
+    cdef void _release_input(self) noexcept:
+        if self.rbuf != NULL:
+            give_buffer(self.rbuf, self.rcap)
+            self.rbuf = NULL
+            self.rcap = self.rstart = self.rend = 0
 
     cdef object client(self):
         """(host, port) of the peer, worked out once per connection, on first use."""

@@ -1,6 +1,14 @@
 # The output side of a connection: the buffer of bytes waiting to be sent and the serializer
 # that appends responses to it.
 
+cdef enum:
+    BUFFER_SIZE = 16384         # a connection's input or output buffer, from the pool
+    POOL_MAX = 64               # buffers the pool keeps for reuse
+
+cdef char* take_buffer() noexcept
+cdef void give_buffer(char* p, Py_ssize_t cap) noexcept
+
+
 cdef class OutBuffer:
     cdef char* data
     cdef Py_ssize_t start       # first byte not yet sent
@@ -10,6 +18,7 @@ cdef class OutBuffer:
     cdef int write(self, const char* src, Py_ssize_t n) except -1
     cdef int write_bytes(self, bytes b) except -1
     cdef void consume(self, Py_ssize_t n) noexcept
+    cdef void release(self) noexcept
     cdef inline Py_ssize_t pending(self) noexcept:
         return self.end - self.start
 

@@ -23,24 +23,54 @@ fs_init_char_classes()
 EPOCH_DATE_LINE = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
 
 
-cdef class OutBuffer:
-    """A growable byte buffer of response data waiting to be sent."""
+# Buffers of BUFFER_SIZE for connections' input and output, taken when data arrives and given
+# back when a connection goes idle or closes: an idle keep-alive connection holds none (as in
+# nginx), and a busy one takes from here rather than from malloc. At most POOL_MAX are kept.
+cdef char* _pool[POOL_MAX]
+cdef int _pooled = 0
 
-    def __cinit__(self, Py_ssize_t cap=16384):
-        self.data = <char*>malloc(cap)
-        if self.data == NULL:
-            raise MemoryError()
-        self.cap = cap
-        self.start = 0
-        self.end = 0
+
+cdef char* take_buffer() noexcept:
+    global _pooled
+    if _pooled:
+        _pooled -= 1
+        return _pool[_pooled]
+    return <char*>malloc(BUFFER_SIZE)
+
+
+cdef void give_buffer(char* p, Py_ssize_t cap) noexcept:
+    """Back to the pool; a grown buffer (after a large response or head) is freed: shrunk."""
+    global _pooled
+    if p == NULL:
+        return
+    if cap == BUFFER_SIZE and _pooled < POOL_MAX:
+        _pool[_pooled] = p
+        _pooled += 1
+    else:
+        free(p)
+
+
+def pooled_buffers():
+    """How many buffers the pool holds now (for tests)."""
+    return _pooled
+
+
+cdef class OutBuffer:
+    """A growable byte buffer of response data waiting to be sent. Its memory is taken at the
+    first write and given back by release() once everything is sent."""
 
     def __dealloc__(self):
-        free(self.data)
+        give_buffer(self.data, self.cap)
 
     cdef int write(self, const char* src, Py_ssize_t n) except -1:
         cdef Py_ssize_t need, cap
         cdef char* p
         if self.end + n > self.cap:
+            if self.data == NULL:
+                self.data = take_buffer()
+                if self.data == NULL:
+                    raise MemoryError()
+                self.cap = BUFFER_SIZE
             if self.start > 0:                  # slide unsent bytes to the front first
                 memmove(self.data, self.data + self.start, self.end - self.start)
                 self.end -= self.start
@@ -60,6 +90,13 @@ cdef class OutBuffer:
 
     cdef int write_bytes(self, bytes b) except -1:
         return self.write(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    cdef void release(self) noexcept:
+        """Nothing waits to be sent: give the memory back (a grown buffer shrinks to none)."""
+        if self.data != NULL and self.start == self.end:
+            give_buffer(self.data, self.cap)
+            self.data = NULL
+            self.cap = self.start = self.end = 0
 
     cdef void consume(self, Py_ssize_t n) noexcept:
         self.start += n

@@ -111,3 +111,46 @@ def test_a_slow_download_is_not_cut_by_the_header_timeout_of_a_request_behind_it
         status, _, body = reader.response()
         assert status == 200 and len(body) == 20 << 20
         assert reader.response()[:1] == (200,) and b"408" not in reader.buf
+
+
+def rss_anon_kib(pid: int) -> int:
+    from pathlib import Path
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def test_one_worker_holds_10000_idle_keep_alive_connections_in_little_memory(serve):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard >= 10_500, f"this test needs an open-file limit of 10500, not {hard}"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    server = serve()
+    conns = []
+    try:
+        with server.connect() as warm:
+            for _ in range(50):
+                get(warm, "/")
+                Reader(warm).response()
+        time.sleep(0.3)
+        before = rss_anon_kib(server.proc.pid)
+        for _ in range(10_000):
+            s = server.connect()
+            get(s, "/")
+            assert Reader(s).response()[2] == b"hello"
+            conns.append(s)
+        time.sleep(0.5)
+        per_conn = (rss_anon_kib(server.proc.pid) - before) / len(conns)
+        assert per_conn < 1.5, f"{per_conn:.2f} KiB per idle connection"
+        for s in conns[::500]:                          # the held ones still answer
+            get(s, "/n/1")
+            assert Reader(s).response()[2] == b"n=1"
+        assert httpx.get(server.url + "/").text == "hello"      # and so do new ones
+    finally:
+        for s in conns:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -169,3 +169,17 @@ def test_a_stream_cut_sends_its_good_chunks_and_no_terminator():
     conn, _ = connection(lambda req: Response(gen()))
     out = conn.feed(GET % b"s")
     assert out.endswith(b"4\r\ngood\r\n") and conn.state_name == "refused" and conn.is_finished
+
+
+def test_an_idle_connection_holds_no_buffer_and_a_grown_one_shrinks():
+    from fastsock._writer import pooled_buffers
+    conn, _ = connection(lambda req: b"x" * 100_000 if req.path == "/big" else "small")
+    conn.feed(GET % b"a")
+    pooled = pooled_buffers()
+    assert pooled >= 2 and conn.state_name == "idle"
+    conn.feed(GET % b"a")                   # both buffers taken from the pool and given back
+    assert pooled_buffers() == pooled
+    conn.feed(GET % b"big")                 # the output grew past the pooled size: freed
+    assert pooled_buffers() == pooled - 1
+    conn.feed(b"GET /b HTTP/1.1\r\n")       # a partial head keeps its read buffer
+    assert pooled_buffers() == pooled - 2
