@@ -2,6 +2,7 @@
 
 from fastsock._conn cimport Connection, Context
 from fastsock._sys cimport epoll_event
+from fastsock._writer cimport OutBuffer
 
 cdef enum:
     MAX_EVENTS = 512
@@ -51,5 +52,6 @@ cdef class Loop:
     cdef int _rearm(self, Connection c) except -1
     cdef int _discard(self, Connection c) except -1
     cdef int _drive(self, Connection c) except -1
+    cdef ssize_t _send_with_tail(self, int fd, OutBuffer out) noexcept
     cdef void _close(self, Connection c, int reason)
     cdef void _close_all(self)

@@ -7,6 +7,7 @@ does not know what /healthz is, nor when to recycle itself.
 """
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
+from libc.string cimport memset
 
 from fastsock._conn cimport (
     Context, Connection, Limits, C_LINGER, C_CLOSED, C_IDLE, C_HEAD,
@@ -15,6 +16,7 @@ from fastsock._shared cimport (
     SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER,
 )
 from fastsock._sys cimport *
+from fastsock._writer cimport OutBuffer
 
 import logging
 import os
@@ -413,7 +415,10 @@ cdef class Loop:
             pending = c.out.pending()
             if pending == 0:
                 break
-            n = send(c.fd, c.out.data + c.out.start, pending, MSG_NOSIGNAL)
+            if c.out.tail_n == 0:
+                n = send(c.fd, c.out.data + c.out.start, pending, MSG_NOSIGNAL)
+            else:
+                n = self._send_with_tail(c.fd, c.out)
             if n < 0:
                 if errno == EAGAIN or errno == EINTR:
                     break
@@ -445,6 +450,21 @@ cdef class Loop:
         if c.state == C_LINGER:
             self._discard(c)                # what came before our shutdown: no new edge for it
         return 0
+
+    cdef ssize_t _send_with_tail(self, int fd, OutBuffer out) noexcept:
+        """The buffered bytes and the large body after them, in one call, without a copy."""
+        cdef iovec iov[2]
+        cdef msghdr msg
+        memset(&msg, 0, sizeof(msg))
+        iov[0].iov_base = out.data + out.start
+        iov[0].iov_len = out.end - out.start
+        iov[1].iov_base = <void*>out.tail_p
+        iov[1].iov_len = out.tail_n
+        if iov[0].iov_len:
+            msg.msg_iov, msg.msg_iovlen = &iov[0], 2
+        else:
+            msg.msg_iov, msg.msg_iovlen = &iov[1], 1
+        return sendmsg(fd, &msg, MSG_NOSIGNAL)
 
     cdef void _close(self, Connection c, int reason):
         if c.fd < 0:

@@ -50,6 +50,13 @@ cdef extern from "<sys/socket.h>" nogil:
         AF_INET6
     ssize_t recv(int fd, void* buf, size_t n, int flags)
     ssize_t send(int fd, const void* buf, size_t n, int flags)
+    struct iovec:
+        void* iov_base
+        size_t iov_len
+    struct msghdr:                      # the fields used; the rest are zeroed
+        iovec* msg_iov
+        size_t msg_iovlen
+    ssize_t sendmsg(int fd, const msghdr* msg, int flags)
     int accept4(int fd, sockaddr* addr, socklen_t* addrlen, int flags)
     int shutdown(int fd, int how)
 

@@ -15,12 +15,18 @@ cdef class OutBuffer:
     cdef Py_ssize_t end         # one past the last byte written
     cdef Py_ssize_t cap
     cdef unsigned long long total   # bytes ever written, for the access log and metrics
+    # after the buffered bytes: a large body sent from the object that holds it, not copied
+    cdef object tail
+    cdef const char* tail_p
+    cdef Py_ssize_t tail_n
+    cdef int write_tail(self, object owner, const char* p, Py_ssize_t n) except -1
+    cdef int _flatten(self) except -1
     cdef int write(self, const char* src, Py_ssize_t n) except -1
     cdef int write_bytes(self, bytes b) except -1
     cdef void consume(self, Py_ssize_t n) noexcept
     cdef void release(self) noexcept
     cdef inline Py_ssize_t pending(self) noexcept:
-        return self.end - self.start
+        return self.end - self.start + self.tail_n
 
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,

@@ -65,6 +65,8 @@ cdef class OutBuffer:
     cdef int write(self, const char* src, Py_ssize_t n) except -1:
         cdef Py_ssize_t need, cap
         cdef char* p
+        if self.tail_n:                     # order first: the tail goes in, then what follows
+            self._flatten()
         if self.end + n > self.cap:
             if self.data == NULL:
                 self.data = take_buffer()
@@ -88,6 +90,23 @@ cdef class OutBuffer:
         self.total += n
         return 0
 
+    cdef int write_tail(self, object owner, const char* p, Py_ssize_t n) except -1:
+        """n bytes at p, which owner keeps alive, go out after what is buffered, by reference."""
+        if self.tail_n:
+            self._flatten()
+        self.tail, self.tail_p, self.tail_n = owner, p, n
+        self.total += n
+        return 0
+
+    cdef int _flatten(self) except -1:
+        cdef const char* p = self.tail_p
+        cdef Py_ssize_t n = self.tail_n
+        owner = self.tail
+        self.tail, self.tail_p, self.tail_n = None, NULL, 0
+        self.write(p, n)
+        self.total -= n                     # counted once, by write_tail
+        return 0
+
     cdef int write_bytes(self, bytes b) except -1:
         return self.write(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
@@ -99,13 +118,20 @@ cdef class OutBuffer:
             self.cap = self.start = self.end = 0
 
     cdef void consume(self, Py_ssize_t n) noexcept:
-        self.start += n
-        if self.start == self.end:
-            self.start = 0
-            self.end = 0
+        cdef Py_ssize_t buffered = self.end - self.start
+        if n < buffered:
+            self.start += n
+            return
+        self.start = self.end = 0
+        if self.tail_n:
+            self.tail_p += n - buffered
+            self.tail_n -= n - buffered
+            if self.tail_n == 0:
+                self.tail, self.tail_p = None, NULL
 
     def getvalue(self):
-        return PyBytes_FromStringAndSize(self.data + self.start, self.end - self.start)
+        head = PyBytes_FromStringAndSize(self.data + self.start, self.end - self.start)
+        return head + PyBytes_FromStringAndSize(self.tail_p, self.tail_n) if self.tail_n else head
 
 
 _REASONS = {
@@ -209,9 +235,12 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     cdef const char* body_p = NULL
     cdef Py_ssize_t body_n = 0
     cdef Response resp
-    cdef Py_ssize_t mark = out.end
-    cdef unsigned long long total = out.total
+    cdef Py_ssize_t mark
+    cdef unsigned long long total
     cdef int status
+    if out.tail_n:
+        out._flatten()
+    mark, total = out.end, out.total
     try:
         if t is str:
             if PyUnicode_IS_ASCII(result):      # its bytes are its UTF-8: no copy to make
@@ -266,7 +295,10 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
         out.total = total
         raise
     if not head_only:
-        out.write(body_p, body_n)
+        if body_n >= BUFFER_SIZE:           # large: sent from the body object itself
+            out.write_tail(body if body is not None else result, body_p, body_n)
+        else:
+            out.write(body_p, body_n)
     return None
 
 

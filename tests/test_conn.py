@@ -173,13 +173,29 @@ def test_a_stream_cut_sends_its_good_chunks_and_no_terminator():
 
 def test_an_idle_connection_holds_no_buffer_and_a_grown_one_shrinks():
     from fastsock._writer import pooled_buffers
-    conn, _ = connection(lambda req: b"x" * 100_000 if req.path == "/big" else "small")
+    conn, _ = connection(lambda req: Response(iter([b"x" * 100_000])) if req.path == "/big"
+                         else "small")
     conn.feed(GET % b"a")
     pooled = pooled_buffers()
     assert pooled >= 2 and conn.state_name == "idle"
     conn.feed(GET % b"a")                   # both buffers taken from the pool and given back
     assert pooled_buffers() == pooled
-    conn.feed(GET % b"big")                 # the output grew past the pooled size: freed
+    conn.feed(GET % b"big")                 # a big chunk grew the output buffer: freed
     assert pooled_buffers() == pooled - 1
     conn.feed(b"GET /b HTTP/1.1\r\n")       # a partial head keeps its read buffer
     assert pooled_buffers() == pooled - 2
+
+
+@pytest.mark.parametrize("body", [b"b" * 50_000, "s" * 50_000, "é" * 30_000])
+def test_a_large_body_goes_out_whole_and_in_order_without_a_copy(body):
+    from fastsock._writer import pooled_buffers
+    conn, _ = connection(lambda req: body if req.path == "/big" else "small")
+    conn.feed(GET % b"warm")
+    pooled = pooled_buffers()
+    out = conn.feed(GET % b"big" + GET % b"after")
+    encoded = body if isinstance(body, bytes) else body.encode()
+    first, _, rest = out.partition(b"\r\n\r\n")
+    assert f"Content-Length: {len(encoded)}".encode() in first
+    assert rest.startswith(encoded) and rest[len(encoded):].startswith(b"HTTP/1.1 200 OK")
+    assert rest.endswith(b"small")
+    assert pooled_buffers() == pooled       # the body never grew a buffer to be freed
