@@ -34,7 +34,10 @@ cdef object _v1(const char* buf, Py_ssize_t n):
     cdef Py_ssize_t end = nl - buf
     if end < 1 or buf[end - 1] != b'\r':
         raise ProxyHeaderError("PROXY v1 line without CRLF")
-    line = buf[:end - 1].decode("ascii", "strict")
+    try:
+        line = buf[:end - 1].decode("ascii", "strict")
+    except UnicodeDecodeError:
+        raise ProxyHeaderError("PROXY v1 line is not ASCII") from None
     parts = line.split(" ")
     if parts[1:] == ["UNKNOWN"] or (len(parts) >= 2 and parts[1] == "UNKNOWN"):
         return end + 1, None

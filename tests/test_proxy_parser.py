@@ -41,8 +41,14 @@ def test_v2_ipv4_ipv6_local_and_pieces():
     v2(0x31, b"\x00" * 12),
 ])
 def test_malformed_is_refused(data):
-    with pytest.raises(ValueError):
+    with pytest.raises(ProxyHeaderError):
         parse(data)
+
+
+def test_a_v1_line_with_non_ascii_bytes_is_refused_as_a_proxy_header_error():
+    # found by the fuzzer (fuzz/run.sh): it raised UnicodeDecodeError instead
+    with pytest.raises(ProxyHeaderError, match="not ASCII"):
+        parse(b"PROXY TCP6 2001:db8::1 2001:db8::2 56324\xff\xff 443\r\n")
 
 
 def test_error_type():
