@@ -153,7 +153,8 @@ cdef class Connection:
             return 0
         if self.state >= C_CLOSING or self.state == C_PROXY:
             return 0
-        while self.out.pending() < high_water and self.out.tail_n == 0:
+        while (self.rend > self.rstart and self.out.pending() < high_water
+               and self.out.tail_n == 0):       # (a tail: nothing may be written after it)
             r = self.parser.parse(self.rbuf + self.rstart, self.rend - self.rstart, &used)
             self.rstart += used
             if r == NEED_DATA:

@@ -93,6 +93,8 @@ cdef int _grow(Py_ssize_t n) except -1:
 
 cdef inline int _put(const char* s, Py_ssize_t n) except -1:
     global _jlen
+    if n == 0:
+        return 0
     if _jlen + n > _jcap:
         _grow(n)
     memcpy(_jbuf + _jlen, s, n)

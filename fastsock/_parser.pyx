@@ -411,6 +411,8 @@ cdef class RequestParser:
         return 0
 
     cdef int _append_body(self, const char* p, Py_ssize_t n) except -1:
+        if n == 0:                  # no buffer may exist yet: memcpy from/to NULL is UB
+            return 0
         self._grow_body(n)
         memcpy(self.body_buf + self.body_len, p, n)
         self.body_len += n

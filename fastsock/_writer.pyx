@@ -65,6 +65,8 @@ cdef class OutBuffer:
     cdef int write(self, const char* src, Py_ssize_t n) except -1:
         cdef Py_ssize_t need, cap
         cdef char* p
+        if n == 0:                          # no buffer may exist yet: memcpy to NULL is UB
+            return 0
         if self.tail_n:                     # order first: the tail goes in, then what follows
             self._flatten()
         if self.end + n > self.cap:

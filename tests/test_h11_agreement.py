@@ -6,6 +6,8 @@ in random pieces. Mutated ones (bytes inserted, deleted or replaced, framing hea
 may be refused by either, but a request fastsock accepts must never be framed differently from
 how h11 reads it: that gap is what request smuggling lives in.
 """
+import os
+
 import h11
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -77,6 +79,11 @@ def fastsock_reads(chunks: list[bytes]):
     return out, bool(parser.error_status)
 
 
+def h11_target(target: bytes) -> bytes:
+    """fastsock keeps no trace of an empty query's "?": compare without it."""
+    return target[:-1] if target.endswith(b"?") and target.count(b"?") == 1 else target
+
+
 def h11_reads(chunks: list[bytes]):
     """The same from h11: a server connection, answering each request to read the next.
     -> (requests read, stopped?): refused, or it will read no further request."""
@@ -103,7 +110,7 @@ def h11_reads(chunks: list[bytes]):
                 elif isinstance(event, h11.Data):
                     body += event.data
                 elif isinstance(event, h11.EndOfMessage):
-                    out.append((current.method, current.target,
+                    out.append((current.method, h11_target(current.target),
                                 [(n, v) for n, v in current.headers], body))
                 elif isinstance(event, h11.ConnectionClosed):
                     return out, True
@@ -114,7 +121,14 @@ def h11_reads(chunks: list[bytes]):
     return out, False
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: the same examples every run, so CI is red only for a change in the code; a
+# wider search: HYPOTHESIS_SEED=random python -m pytest tests/test_h11_agreement.py
+RANDOM = os.environ.get("HYPOTHESIS_SEED") == "random"
+SETTINGS = dict(deadline=None, derandomize=not RANDOM, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings(max_examples=300, **SETTINGS)
 @given(st.lists(requests(), min_size=1, max_size=3), st.lists(st.integers(0, 10_000),
                                                               max_size=6))
 def test_valid_requests_read_the_same_by_both(reqs, cuts):
@@ -150,7 +164,7 @@ def mutated(draw):
     return data
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5000 if RANDOM else 1500, **SETTINGS)
 @given(mutated(), st.lists(st.integers(0, 10_000), max_size=4))
 def test_mutated_requests_are_never_framed_differently_from_h11(data, cuts):
     ours, refused = fastsock_reads(pieces(data, cuts))
