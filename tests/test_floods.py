@@ -1,0 +1,122 @@
+"""Floods against a real server with several workers: out of file descriptors on both the main
+and the metrics listener, and a thousand slowloris clients. Existing and normal clients keep
+being served, no CPU spins, and the server recovers when the flood is gone."""
+import resource
+import socket
+import threading
+import time
+
+import httpx
+
+from tests.conftest import Reader, free_port, read_until_close
+from tests.test_process import children, wait_until
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for p in [pid] + children(pid):
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / 100
+    return total
+
+
+def ask(sock: socket.socket, path: str, reader: Reader) -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    status, _, body = reader.response()
+    assert status == 200
+    return body
+
+
+def test_out_of_fds_on_both_listeners_no_spin_existing_served_then_recovers(serve):
+    def low_fd_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    metrics_port = free_port()
+    server = serve("--workers", "2", "--metrics-port", str(metrics_port),
+                   preexec_fn=low_fd_limit)
+    wait_until(lambda: httpx.get(server.url + "/readyz").status_code == 200, what="ready")
+    keepers = []
+    for _ in range(4):                              # likely on both workers
+        s = server.connect()
+        keepers.append((s, Reader(s)))
+        assert ask(s, "/", keepers[-1][1]) == b"hello"
+    mkeeper = socket.create_connection(("127.0.0.1", metrics_port), timeout=5)
+    mreader = Reader(mkeeper)
+    assert b"fastsock_requests" in ask(mkeeper, "/metrics", mreader)
+    flood = []
+    try:
+        for port in (server.port, metrics_port) * 80:   # far more than the workers have fds
+            flood.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.5)
+        cpu0 = tree_cpu_seconds(server.proc.pid)
+        time.sleep(2.0)
+        spent = tree_cpu_seconds(server.proc.pid) - cpu0
+        assert spent < 0.5, f"the server burned {spent:.2f}s of CPU in 2s on EMFILE"
+        for s, reader in keepers:
+            assert ask(s, "/n/3", reader) == b"n=3"
+        assert b"fastsock_requests" in ask(mkeeper, "/metrics", mreader)
+        assert "out of file descriptors" in server.log()
+    finally:
+        for s in flood:
+            s.close()
+    time.sleep(1.5)                                 # a tick: listeners are watched again
+    for port, path, expect in ((server.port, "/", b"hello"),
+                               (metrics_port, "/metrics", b"fastsock_requests")):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            assert expect in read_until_close(s)
+    for s, _ in keepers:
+        s.close()
+    mkeeper.close()
+    assert "Traceback" not in server.log()
+
+
+def test_a_thousand_slowloris_clients_do_not_stop_normal_clients(serve):
+    server = serve("--workers", "2", "--header-timeout", "4")
+    wait_until(lambda: httpx.get(server.url + "/readyz").status_code == 200, what="ready")
+    slow = []
+    stop = threading.Event()
+    try:
+        for _ in range(1000):
+            s = server.connect()
+            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")     # a head that never ends
+            slow.append(s)
+
+        def trickle():                      # one more header line each, every half second
+            while not stop.is_set():
+                for s in slow:
+                    try:
+                        s.send(b"X-Slow: 1\r\n", socket.MSG_DONTWAIT)
+                    except OSError:
+                        pass
+                stop.wait(0.5)
+        trickler = threading.Thread(target=trickle, daemon=True)
+        trickler.start()
+        times = []
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                t0 = time.monotonic()
+                r = httpx.get(server.url + "/n/1", timeout=5)     # a new connection each
+                times.append(time.monotonic() - t0)
+                assert r.status_code == 200 and r.text == "n=1"
+                assert client.get("/").text == "hello"            # and a kept one
+        times.sort()
+        assert len(times) > 50 and times[int(len(times) * 0.99)] < 1.0, times[-5:]
+        # the trickle cannot stretch the header deadline: each slow client gets 408
+        time.sleep(2.5)
+        stop.set()
+        trickler.join(5)
+        answered = 0
+        for s in slow[:50]:
+            s.settimeout(5)
+            if read_until_close(s, timeout=5).startswith(b"HTTP/1.1 408 "):
+                answered += 1
+        assert answered == 50
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
