@@ -159,3 +159,22 @@ def test_forwarded_allow_ips_star_and_bad_entries():
     assert req.client == ("203.0.113.5", 0)
     with pytest.raises(ValueError, match="not an address"):
         Config(forwarded_allow_ips="10.0.0.0/8, bogus")
+
+
+def test_a_failing_metrics_exposition_costs_one_500_on_either_port():
+    import dataclasses
+
+    from fastsock._conn import Connection, Context
+
+    def exposition(req):
+        raise RuntimeError("exposition exploded")
+    for metrics_port in (0, 9100):
+        config = Config(metrics_port=metrics_port)
+        main, metrics = dispatch_mod.build(
+            App(), config, ready=lambda: True, exposition=exposition, access_log=None,
+            proxies=None, max_requests=0, retire=lambda: None)
+        ctx = Context(config.limits())
+        conn = Connection(ctx, metrics if metrics_port else main)
+        out = conn.feed(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n"
+                        b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert out.count(b"HTTP/1.1 500 ") == 2 and conn.state_name == "idle"

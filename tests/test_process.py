@@ -280,3 +280,17 @@ def test_workers_auto_follows_the_cpus_this_process_may_use(serve):
     wait_until(lambda: ready(server) == 200, what="readiness")
     assert len(children(server.proc.pid)) == default_workers()
     assert f"with {default_workers()} worker" in server.log()
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_limit_and_logged(serve):
+    import resource
+
+    def low_soft_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
+    server = serve(preexec_fn=low_soft_limit)
+    wait_until(lambda: "open file limit raised from 256 to 4096" in server.log(),
+               what="the log line", server=server)
+    worker = children(server.proc.pid)[0]
+    limits = open(f"/proc/{worker}/limits").read()
+    assert any(line.startswith("Max open files") and line.split()[3:5] == ["4096", "4096"]
+               for line in limits.splitlines()), limits
