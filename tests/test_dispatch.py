@@ -162,8 +162,6 @@ def test_forwarded_allow_ips_star_and_bad_entries():
 
 
 def test_a_failing_metrics_exposition_costs_one_500_on_either_port():
-    import dataclasses
-
     from fastsock._conn import Connection, Context
 
     def exposition(req):
