@@ -25,11 +25,13 @@ cdef enum ConnState:
     C_HEAD = 1      # reading a request head: header deadline, from accept or its first byte
     C_BODY = 2      # reading a request body: body deadline
     C_IDLE = 3      # between requests: keep-alive deadline
-    C_WRITE = 4     # a response is being written or streamed: write timer, renewed on progress
-    C_CLOSING = 5   # no more requests: send what is queued, then close
-    C_REFUSED = 6   # a request was refused: send the answer, then linger
-    C_LINGER = 7    # our side is shut; input is read and dropped until the client closes
-    C_CLOSED = 8    # done: the loop closes it
+    C_WAIT = 4      # a handler works on the response elsewhere (asyncio, a thread): no deadline
+                    # here (the handler's timeout is its runner's); a hang-up cancels it
+    C_WRITE = 5     # a response is being written or streamed: write timer, renewed on progress
+    C_CLOSING = 6   # no more requests: send what is queued, then close
+    C_REFUSED = 7   # a request was refused: send the answer, then linger
+    C_LINGER = 8    # our side is shut; input is read and dropped until the client closes
+    C_CLOSED = 9    # done: the loop closes it
 
 
 cdef class Context:
@@ -39,6 +41,18 @@ cdef class Context:
     cdef double now                 # the loop's clock, read once per wake-up
     cdef bytes date_line            # "Date: ...\r\n", renewed by the loop once a second
     cdef bint keep_alive            # False once draining: every response closes its connection
+    cdef int waiting                # connections in C_WAIT: the loop runs asyncio while > 0
+    cdef object on_resume           # callable(conn) once a deferred response is written (the
+                                    # loop sends it), or None (feed() in tests)
+
+
+cdef class Deferred:
+    cdef Connection conn
+    cdef object result
+    cdef bint done
+    cdef public object on_cancel    # callable() run when the client goes first, or None
+    cpdef complete(self, object result)
+    cdef void cancel(self)
 
 
 cdef class Connection:
@@ -54,6 +68,9 @@ cdef class Connection:
     cdef RequestParser parser
     cdef Context ctx
     cdef object dispatch
+    cdef Deferred deferred          # what C_WAIT waits for
+    cdef Request waiting_req        # ... and the request it answers
+    cdef double started             # when that request was dispatched
     cdef object stream              # the iterator a streamed response body comes from
     cdef bint input_ended           # the client half-closed: answer what is here, then close
     cdef bint stream_chunked        # ... framed as chunks (HTTP/1.1), else by closing (1.0)
@@ -76,6 +93,8 @@ cdef class Connection:
     cdef object client(self)
     cdef int refuse(self, ParseError error, int status) except -1
     cdef int _respond(self, Request req) except -1
+    cdef int _write_result(self, Request req, object result, double t0) except -1
+    cdef int resume(self, object result) except -1
     cdef int _pump(self) except -1
     cdef int _cut_stream(self, str why) except -1
     cdef int _proxy_header(self) except -1

@@ -33,9 +33,10 @@ cdef enum:
     METHOD_HEAD = 2             # METHOD_NAMES index of HEAD
 
 cdef double LINGER_SECONDS = 2.0
+cdef double NEVER = 1e18             # a deadline that does not come
 cdef Response SERVER_ERROR = Response(b"Internal Server Error\n", 500,
                                       content_type="text/plain; charset=utf-8")
-STATE_NAMES = ("proxy", "head", "body", "idle", "write", "closing", "refused", "linger",
+STATE_NAMES = ("proxy", "head", "body", "idle", "wait", "write", "closing", "refused", "linger",
                "closed")
 
 
@@ -54,6 +55,37 @@ cdef class Context:
         self.now = monotonic()
         self.date_line = EPOCH_DATE_LINE
         self.keep_alive = True
+
+    @property
+    def waiting(self):
+        return self.waiting
+
+
+cdef class Deferred:
+    """A response that comes later. Dispatch returns one when the handler runs elsewhere (an
+    asyncio task, a thread); the connection waits (C_WAIT) and reads no further request, so
+    pipelined responses stay in order. complete(result) — on the loop's thread — writes the
+    response; if the client goes first, on_cancel() is called instead and the result, when it
+    comes, is dropped."""
+
+    cpdef complete(self, object result):
+        if self.done:
+            return
+        self.done = True
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            conn.resume(result)
+        else:
+            self.result = result        # completed before the connection took it
+
+    cdef void cancel(self):
+        self.conn = None
+        self.done = True
+        if self.on_cancel is not None:
+            try:
+                self.on_cancel()
+            except Exception:
+                error_log.exception("cancelling a handler failed")
 
 
 cdef class Connection:
@@ -151,7 +183,7 @@ cdef class Connection:
             if self.out.pending() < high_water:
                 self._pump()
             return 0
-        if self.state >= C_CLOSING or self.state == C_PROXY:
+        if self.state >= C_CLOSING or self.state == C_PROXY or self.state == C_WAIT:
             return 0
         while (self.rend > self.rstart and self.out.pending() < high_water
                and self.out.tail_n == 0):       # (a tail: nothing may be written after it)
@@ -166,9 +198,10 @@ cdef class Connection:
                 self.refuse(self.parser.error, fs_error_table[<int>self.parser.error].status)
                 break
             self._respond(self.parser.take_request())
-            if self.state >= C_CLOSING or self.stream is not None:
+            if self.state >= C_CLOSING or self.stream is not None or self.state == C_WAIT:
                 break
-        if self.input_ended and r == NEED_DATA and self.state < C_CLOSING and self.stream is None:
+        if (self.input_ended and r == NEED_DATA and self.state < C_CLOSING
+                and self.stream is None and self.state != C_WAIT):
             # half-closed: every whole request is answered; a partial one can never complete
             self.state, self.close_reason = C_CLOSING, CLOSE_CLIENT
         if self.rstart == self.rend:
@@ -177,13 +210,9 @@ cdef class Connection:
 
     cdef int _respond(self, Request req) except -1:
         cdef Context ctx = self.ctx
-        cdef bint http11 = req.is_http11
-        cdef bint head_only = req.method_id == METHOD_HEAD
-        cdef bint keep_alive
-        cdef int status = 200
         cdef double t0 = ctx.now    # when epoll woke us: a pipelined request's time includes
-        cdef double elapsed         # its wait behind the ones before it, as its client sees it
-        cdef unsigned long long mark
+                                    # its wait behind the ones before it, as its client sees it
+        cdef Deferred d
         self.state = C_WRITE
         req.client = self.client()
         ctx.slot.in_flight += 1
@@ -193,7 +222,42 @@ cdef class Connection:
             # dispatch answers handler errors itself; this is the last line of defence
             error_log.exception("dispatch failed for %s %s", req.method, req.path)
             result = SERVER_ERROR
+        if type(result) is Deferred:
+            d = <Deferred>result
+            if not d.done:              # the handler runs elsewhere: wait for it
+                d.conn = self
+                self.deferred, self.waiting_req, self.started = d, req, t0
+                self.state = C_WAIT
+                ctx.waiting += 1
+                return 0
+            result = d.result
         ctx.slot.in_flight -= 1
+        return self._write_result(req, result, t0)
+
+    cdef int resume(self, object result) except -1:
+        """The deferred response is here (on the loop's thread): write it, answer what was
+        pipelined behind it, and let the loop send."""
+        cdef Request req = self.waiting_req
+        if self.state != C_WAIT:
+            return 0                    # closed meanwhile
+        self.deferred, self.waiting_req = None, None
+        self.ctx.waiting -= 1
+        self.ctx.slot.in_flight -= 1
+        self.ctx.now = monotonic()
+        self.state = C_WRITE
+        self._write_result(req, result, self.started)
+        if self.ctx.on_resume is not None:
+            self.ctx.on_resume(self)
+        return 0
+
+    cdef int _write_result(self, Request req, object result, double t0) except -1:
+        cdef Context ctx = self.ctx
+        cdef bint http11 = req.is_http11
+        cdef bint head_only = req.method_id == METHOD_HEAD
+        cdef bint keep_alive
+        cdef int status = 200
+        cdef double elapsed
+        cdef unsigned long long mark
         keep_alive = req.keep_alive and ctx.keep_alive
         mark = self.out.total
         try:
@@ -303,7 +367,7 @@ cdef class Connection:
         """Reading pauses while a stream is sent, once no more requests will be read, and while
         the output is over its bound (back-pressure)."""
         return (self.stream is None and self.state < C_CLOSING and not self.input_ended
-                and self.out.pending() < self.ctx.limits.output_high_water)
+                and self.state != C_WAIT and self.out.pending() < self.ctx.limits.output_high_water)
 
     cdef void settle(self) noexcept:
         """After I/O: the state that says what the connection waits for, and its deadline.
@@ -314,6 +378,9 @@ cdef class Connection:
         self.out.release()
         if self.rend == self.rstart:
             self._release_input()
+        if self.state == C_WAIT:
+            self.deadline = NEVER
+            return
         if self.state >= C_CLOSING:
             if self.state != C_LINGER and self.state != C_CLOSED:
                 self.deadline = ctx.now + ctx.limits.keepalive_timeout     # write timer
@@ -358,7 +425,14 @@ cdef class Connection:
         return CLOSE_ERROR                  # the client stopped reading what we send
 
     cdef void release(self):
-        """The connection is closing: let go of a stream still open, and of its buffers."""
+        """The connection is closing: cancel a handler still working for it, let go of a
+        stream still open, and of its buffers."""
+        cdef Deferred d = self.deferred
+        if d is not None:
+            self.deferred, self.waiting_req = None, None
+            self.ctx.waiting -= 1
+            self.ctx.slot.in_flight -= 1
+            d.cancel()
         if self.stream is not None:
             _close_iterator(self.stream)
             self.stream = None
@@ -419,6 +493,11 @@ cdef class Connection:
             self.settle()
             if not progressed and self.stream is None:
                 return b"".join(sent)
+
+    def hang_up(self):
+        """As if the client went away: the loop closes the connection (a waiting handler is
+        cancelled)."""
+        self.release()
 
     def end_of_input(self):
         """As if a read returned 0 (the client half-closed): -> True when the loop would close

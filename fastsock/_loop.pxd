@@ -34,9 +34,16 @@ cdef class Loop:
     cdef double tick_interval
     cdef double next_shed_log
     cdef object on_tick             # callable once a tick (the access log's flush), or None
+    cdef object aio                 # the worker's asyncio loop, or None
+    cdef bint in_aio                # the asyncio loop is running the thread now
+    cdef public int tasks           # handler tasks and thread jobs not finished (even those
+                                    # whose client left): asyncio runs until they are done
     cdef epoll_event events[MAX_EVENTS]
     cdef char scratch[SCRATCH]
 
+    cdef int _turn(self, int timeout_ms) except -1
+    cdef int _run_aio(self) except -1
+    cdef void _aio_check(self)
     cdef int _on_event(self, epoll_event* e) except -1
     cdef void _event_failed(self, epoll_event* e)
     cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1

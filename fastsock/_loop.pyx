@@ -10,7 +10,7 @@ from cpython.ref cimport PyObject
 from libc.string cimport memset
 
 from fastsock._conn cimport (
-    Context, Connection, Limits, C_LINGER, C_CLOSED, C_IDLE, C_HEAD,
+    Context, Connection, Limits, C_LINGER, C_CLOSED, C_IDLE, C_HEAD, C_WAIT,
 )
 from fastsock._shared cimport (
     SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER,
@@ -51,11 +51,14 @@ cdef class Loop:
         self.spare_fd = -1
 
     def __init__(self, Limits limits, SharedState shared=None, int slot=-1, bint exclusive=False,
-                 on_tick=None):
+                 on_tick=None, aio=None):
         """limits: a Limits struct (a dict of its fields from Python); shared/slot: the
         master's shared memory and this worker's counter slot (a private one when None);
-        exclusive: other workers share these listeners, so wake one worker per connection."""
+        exclusive: other workers share these listeners, so wake one worker per connection;
+        aio: the worker's asyncio loop, run while handlers wait (None: none ever do)."""
         self.ctx = Context(limits, shared, slot)
+        self.ctx.on_resume = self._resumed
+        self.aio = aio
         self.listeners = []
         self.conns = {}
         self.closed = []
@@ -130,36 +133,100 @@ cdef class Loop:
                 self._start_drain()
                 if not self.running:
                     break
-            timeout_ms = <int>((self.next_tick - ctx.now) * 1000) + 1
-            if timeout_ms < 0:
-                timeout_ms = 0
-            with nogil:
-                n = epoll_wait(self.epfd, self.events, MAX_EVENTS, timeout_ms)
-                err = errno
-            ctx.now = monotonic()
-            PyErr_CheckSignals()            # Python signal handlers run here
-            if n < 0:
-                if err != EINTR:
-                    raise OSError(err, "epoll_wait")
+            if (ctx.waiting or self.tasks) and self.aio is not None:
+                self._run_aio()             # until no handler waits any more
                 continue
-            i = 0
-            while i < n:
-                # the try is entered once per wake-up, not per event: whatever one event
-                # raises (a bug, MemoryError, an epoll_ctl error) costs its connection only
-                try:
-                    while i < n:
-                        self._on_event(&self.events[i])
-                        i += 1
-                except Exception:
-                    self._event_failed(&self.events[i])
-                    i += 1
-            if self.closed:
-                self.closed = []
-            if ctx.now >= self.next_tick:
-                self._tick()
+            timeout_ms = <int>((self.next_tick - ctx.now) * 1000) + 1
+            self._turn(timeout_ms if timeout_ms > 0 else 0)
         self._close_all()
         if self.on_tick is not None:
             self.on_tick()
+
+    cdef int _turn(self, int timeout_ms) except -1:
+        """One turn of the loop: wait up to timeout_ms for events, handle them, tick when due."""
+        cdef int n, i, err
+        cdef Context ctx = self.ctx
+        with nogil:
+            n = epoll_wait(self.epfd, self.events, MAX_EVENTS, timeout_ms)
+            err = errno
+        ctx.now = monotonic()
+        PyErr_CheckSignals()            # Python signal handlers run here
+        if n < 0:
+            if err != EINTR:
+                raise OSError(err, "epoll_wait")
+            return 0
+        i = 0
+        while i < n:
+            # the try is entered once per wake-up, not per event: whatever one event
+            # raises (a bug, MemoryError, an epoll_ctl error) costs its connection only
+            try:
+                while i < n:
+                    self._on_event(&self.events[i])
+                    i += 1
+            except Exception:
+                self._event_failed(&self.events[i])
+                i += 1
+        if self.closed:
+            self.closed = []
+        if ctx.now >= self.next_tick:
+            self._tick()
+        return 0
+
+    # ------------------------------------------------------------------ handlers that wait
+
+    cdef int _run_aio(self) except -1:
+        """While handlers wait (asyncio tasks, threads reporting through asyncio), the asyncio
+        loop runs the thread and this loop turns inside it: the epoll fd is one of its readers.
+        With nothing waiting, the thread is this loop's alone again: an app of plain handlers
+        never pays for asyncio."""
+        aio = self.aio
+        self.in_aio = True
+        aio.add_reader(self.epfd, self._aio_readable)
+        tick = aio.call_later(max(0.0, self.next_tick - monotonic()), self._aio_tick)
+        try:
+            aio.run_forever()
+        finally:
+            tick.cancel()
+            aio.remove_reader(self.epfd)
+            self.in_aio = False
+            self.ctx.now = monotonic()
+        return 0
+
+    def _aio_readable(self):
+        self._turn(0)
+        self._aio_check()
+
+    def _aio_tick(self):
+        self.ctx.now = monotonic()
+        if self.ctx.now >= self.next_tick:
+            self._tick()
+        if self.in_aio:
+            self.aio.call_later(max(0.0, self.next_tick - self.ctx.now), self._aio_tick)
+        self._aio_check()
+
+    cdef void _aio_check(self):
+        if self.drain_requested and not self.draining:
+            self._start_drain()
+        if not self.running or not (self.ctx.waiting or self.tasks):
+            self.aio.stop()
+
+    def task_done(self):
+        """A task or thread job counted in `tasks` ended (its runner calls this)."""
+        self.tasks -= 1
+        if self.in_aio:
+            self._aio_check()
+
+    def _resumed(self, Connection c):
+        """A deferred response was written into c: send it, and what follows it."""
+        if c.fd < 0:
+            return
+        try:
+            self._drive(c)
+        except Exception:
+            error_log.exception("connection from %s:%s failed", *c.client())
+            self._close(c, CLOSE_ERROR)
+        if self.in_aio:
+            self._aio_check()
 
     cdef int _on_event(self, epoll_event* e) except -1:
         cdef unsigned int ev = e.events
@@ -171,6 +238,9 @@ cdef class Loop:
             return 0                        # closed earlier in this batch
         if ev & EPOLLERR:
             self._close(c, CLOSE_ERROR)
+        elif c.state == C_WAIT:
+            if ev & (EPOLLRDHUP | EPOLLHUP):    # gone (or half-closed) while its handler
+                self._close(c, CLOSE_CLIENT)    # works: cancel it, as nginx and uvicorn do
         elif ev & (EPOLLIN | EPOLLHUP):
             self._on_readable(c, ev & (EPOLLRDHUP | EPOLLHUP))
         elif ev & EPOLLOUT:

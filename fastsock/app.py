@@ -1,45 +1,42 @@
 """App: route decorators, and the dispatch callable the server's loop calls for every request."""
 from __future__ import annotations
 
-import logging
 from typing import Callable, Iterable
 
-from fastsock._message import METHOD_NAMES, BadRequest, Request, Response
+from fastsock._conn import Deferred
+from fastsock._message import METHOD_NAMES, Request, Response
+from fastsock.handlers import HTTPError, error_response, is_async, to_response
 from fastsock.routing import Route, Router
 
-error_log = logging.getLogger("fastsock.error")
+__all__ = ["App", "HTTPError"]
 
 _NOT_FOUND = Response(b"Not Found\n", 404, content_type="text/plain; charset=utf-8")
-_SERVER_ERROR_BODY = b"Internal Server Error\n"
 
 
-class HTTPError(Exception):
-    """Raise from a handler to answer with a status: `raise HTTPError(403, "no")`."""
-
-    def __init__(self, status: int, body="", headers=None):
-        super().__init__(status, body)
-        self.status, self.body, self.headers = status, body, headers
-
-
-def to_response(result):
-    """What a handler may return, made into something the writer sends: str, bytes,
-    dict/list (JSON) and Response go as they are."""
-    t = type(result)
-    if t is tuple:
-        body, status, *rest = result
-        if type(body) is Response:
-            body.status = status
-            return body
-        return Response(body, status, headers=rest[0] if rest else None)
-    if result is None:
-        return Response(None, 204)
-    return Response(result)     # bytes-like, or an iterator to stream
+def _runnable(handler, options: dict, runner):
+    """The handler as the dispatcher calls it: as it is (inline), or started on the runner's
+    asyncio loop or thread pool, returning a Deferred."""
+    if is_async(handler):
+        if runner is None or runner.aio is None:
+            raise RuntimeError(f"{handler.__qualname__} is an async handler: serve the app "
+                               "(fastsock MODULE:APP) or test it with fastsock.testing")
+        return runner.run_async(handler, options.get("timeout"))
+    threaded = options.get("threaded")
+    if threaded is None and runner is not None:
+        threaded = runner.threads_by_default
+    if threaded:
+        if runner is None or runner.pool is None:
+            raise RuntimeError(f"{handler.__qualname__} runs in the thread pool, which this "
+                               "server has none of (--threads 0)")
+        return runner.run_in_thread(handler, options.get("timeout"))
+    return handler
 
 
-def _method_table(route: Route) -> tuple:
+def _method_table(route: Route, runner=None) -> tuple:
     """The route's handlers indexed by method id (METHOD_NAMES), HEAD answered by the GET
     handler unless it has its own; [0] is a dict for methods without an id."""
-    handlers = dict(route.handlers)
+    handlers = {m: _runnable(h, route.options.get(m, {}), runner)
+                for m, h in route.handlers.items()}
     if "GET" in handlers:
         handlers.setdefault("HEAD", handlers["GET"])
     return ({m: h for m, h in handlers.items() if m not in METHOD_NAMES},
@@ -54,27 +51,34 @@ class App:
         self.router = Router()
         self._dispatch = None
 
-    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable:
+    def route(self, path: str, methods: Iterable[str] = ("GET",), *,
+              threaded: bool | None = None, timeout: float | None = None) -> Callable:
+        """Register a handler. An `async def` handler runs on the worker's asyncio loop; a plain
+        one inline on the worker's loop, or in its thread pool with threaded=True (None: as
+        --run-sync says). timeout: seconds before a task or thread job is answered 504
+        (None: --handler-timeout)."""
+        options = {"threaded": threaded, "timeout": timeout}
+
         def register(handler: Callable) -> Callable:
-            self.router.add(path, methods, handler)
+            self.router.add(path, methods, handler, options)
             self._dispatch = None
             return handler
         return register
 
-    def get(self, path: str) -> Callable:
-        return self.route(path, ("GET",))
+    def get(self, path: str, **options) -> Callable:
+        return self.route(path, ("GET",), **options)
 
-    def post(self, path: str) -> Callable:
-        return self.route(path, ("POST",))
+    def post(self, path: str, **options) -> Callable:
+        return self.route(path, ("POST",), **options)
 
-    def put(self, path: str) -> Callable:
-        return self.route(path, ("PUT",))
+    def put(self, path: str, **options) -> Callable:
+        return self.route(path, ("PUT",), **options)
 
-    def patch(self, path: str) -> Callable:
-        return self.route(path, ("PATCH",))
+    def patch(self, path: str, **options) -> Callable:
+        return self.route(path, ("PATCH",), **options)
 
-    def delete(self, path: str) -> Callable:
-        return self.route(path, ("DELETE",))
+    def delete(self, path: str, **options) -> Callable:
+        return self.route(path, ("DELETE",), **options)
 
     def dispatch(self, req: Request):
         """Route one request and call its handler. Never raises: an error is a 500 response."""
@@ -82,11 +86,13 @@ class App:
             self._dispatch = self.dispatcher()
         return self._dispatch(req)
 
-    def dispatcher(self, reserved: Iterable[Route] = ()) -> Callable[[Request], object]:
+    def dispatcher(self, reserved: Iterable[Route] = (), runner=None
+                   ) -> Callable[[Request], object]:
         """The function that answers a request: the reserved routes (the server's own, which
         win over the app's), then the app's routes by one dict lookup, then its patterns.
-        Built once: a request costs one call here and one to its handler."""
-        by_id = {route.id: (route.id, _method_table(route), route)
+        Built once: a request costs one call here and one to its handler. runner: the
+        worker's handlers.Runner, for handlers that do not run inline."""
+        by_id = {route.id: (route.id, _method_table(route, runner), route)
                  for route in (*self.router.routes(), *reserved)}
         lookup = {route.template: by_id[route.id]
                   for route in (*self.router.exact.values(), *reserved)}.get
@@ -114,17 +120,12 @@ class App:
                     req.path_params = params
                     result = handler(req, **params)
                 t = type(result)
-                if t is str or t is bytes or t is Response or t is dict or t is list:
+                if (t is str or t is bytes or t is Response or t is dict or t is list
+                        or t is Deferred):
                     return result
                 return to_response(result)
-            except HTTPError as e:
-                return Response(e.body, e.status, headers=e.headers)
-            except BadRequest as e:
-                error_log.info("bad request: %s %s: %s", req.method, req.path, e)
-                return Response(f"{e}\n", 400, content_type="text/plain; charset=utf-8")
-            except Exception:
-                error_log.exception("handler failed: %s %s", req.method, req.path)
-                return Response(_SERVER_ERROR_BODY, 500, content_type="text/plain; charset=utf-8")
+            except Exception as e:
+                return error_response(req, e)
         return dispatch
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options) -> None:

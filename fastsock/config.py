@@ -31,6 +31,16 @@ class Config:
     max_requests: int = _opt(0, "recycle a worker after this many requests (0: never)")
     max_requests_jitter: int = _opt(
         0, "add 0..N to --max-requests per worker, so workers do not recycle together")
+    threads: int = _opt(
+        32, "threads per worker for handlers that run in the thread pool (0: no pool)")
+    run_sync: str = _opt(
+        "inline", "where plain (non-async) handlers run by default: inline (on the worker's "
+        "loop, fastest; a blocking one stalls the worker) or thread (in the pool)")
+    thread_backlog: int = _opt(
+        1024, "requests that may queue for a busy thread pool; past it, 503 with Retry-After")
+    handler_timeout: float = _opt(
+        0.0, "seconds an async or thread-pool handler may take before a 504 (0: no limit); a "
+        "route's own timeout wins")
     timeout: float = _opt(
         30.0, "watchdog: a worker whose loop has not turned for this many seconds (a handler "
         "blocking it) has its stack logged and is replaced (0: off)")
@@ -80,7 +90,11 @@ class Config:
             raise ValueError(f"--accept must be exclusive or reuseport, not {self.accept!r}")
         if self.access_log not in ("off", "text", "json"):
             raise ValueError(f"--access-log must be off, text or json, not {self.access_log!r}")
-        for name in ("timeout", "shutdown_delay", "max_requests", "max_requests_jitter", "metrics_port"):
+        if self.run_sync not in ("inline", "thread"):
+            raise ValueError(f"--run-sync must be inline or thread, not {self.run_sync!r}")
+        if self.run_sync == "thread" and self.threads == 0:
+            raise ValueError("--run-sync thread needs a thread pool (--threads above 0)")
+        for name in ("threads", "thread_backlog", "handler_timeout", "timeout", "shutdown_delay", "max_requests", "max_requests_jitter", "metrics_port"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         for name in ("healthz_path", "readyz_path", "metrics_path"):

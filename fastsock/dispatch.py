@@ -104,10 +104,11 @@ def with_recycling(dispatch: Dispatch, max_requests: int, retire: Callable[[], N
 
 def build(app, config: Config, *, ready: Callable[[], bool], exposition: Dispatch | None,
           access_log: Callable | None, proxies, max_requests: int,
-          retire: Callable[[], None]) -> tuple[Dispatch, Dispatch | None]:
+          retire: Callable[[], None], runner=None) -> tuple[Dispatch, Dispatch | None]:
     """-> (dispatch for the main listener, dispatch for the --metrics-port listener or None)."""
     metrics_port = bool(config.metrics_port)
-    dispatch = app.dispatcher(reserved_routes(config, ready, exposition, not metrics_port))
+    dispatch = app.dispatcher(reserved_routes(config, ready, exposition, not metrics_port),
+                              runner)
     if access_log is not None:
         dispatch = with_request_ids(dispatch, access_log, config.log_health)
     if proxies is not None:

@@ -19,12 +19,13 @@ from fastsock._message import RouteId
 
 
 class Route:
-    __slots__ = ("id", "template", "pattern", "converters", "handlers")
+    __slots__ = ("id", "template", "pattern", "converters", "handlers", "options")
 
     def __init__(self, template: str, route_id: int):
         self.id = route_id          # labels this route in the metrics
         self.template = template
         self.handlers: dict[str, Handler] = {}
+        self.options: dict[str, dict] = {}     # per method: how its handler runs
         self.converters: dict[str, Callable] = {}
         regex, pos = [], 0
         for m in _PARAM.finditer(template):
@@ -51,7 +52,7 @@ class Router:
         self.patterns: list[Route] = []
         self._by_template: dict[str, Route] = {}
 
-    def add(self, template: str, methods, handler: Handler) -> None:
+    def add(self, template: str, methods, handler: Handler, options: dict | None = None) -> None:
         if not template.startswith("/"):
             raise ValueError(f"a route path starts with '/': {template!r}")
         route = self._by_template.get(template)
@@ -64,6 +65,7 @@ class Router:
                 self.patterns.append(route)
         for method in methods:
             route.handlers[method.upper()] = handler
+            route.options[method.upper()] = options or {}
 
     def routes(self) -> list[Route]:
         return list(self._by_template.values())

@@ -19,6 +19,7 @@ master also reaps every child it inherits.
 """
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import dataclasses
 import faulthandler
@@ -37,7 +38,7 @@ from fastsock._message import RouteId
 from fastsock._shared import SharedState
 from fastsock.accesslog import AccessLog
 from fastsock.config import Config
-from fastsock import appmetrics, dispatch
+from fastsock import appmetrics, dispatch, handlers
 from fastsock.metrics import CoreCollector, Exposition
 from fastsock.proxy import Proxies
 from fastsock.workers import worker_count
@@ -172,20 +173,26 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     exclusive = workers > 1
     if config.accept == "reuseport":
         sock, exclusive = worker_socket(config, sock), False
+    aio = handlers.new_event_loop()     # async handlers and thread-pool completions run on it
+    asyncio.set_event_loop(aio)
     loop = Loop(config.limits(), shared, slot, exclusive=exclusive,
-                on_tick=access_log.flush if access_log is not None else None)
+                on_tick=access_log.flush if access_log is not None else None, aio=aio)
+    runner = handlers.Runner(loop, aio, threads=config.threads, backlog=config.thread_backlog,
+                             timeout=config.handler_timeout,
+                             threads_by_default=config.run_sync == "thread")
     main, metrics = dispatch.build(
         app, config,
         ready=lambda: shared.ready,
         exposition=exposition_for(config, app, shared), access_log=access_log,
         proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
-        max_requests=max_requests, retire=loop.retire)
+        max_requests=max_requests, retire=loop.retire, runner=runner)
     loop.listen(sock, main)
     if metrics_sock is not None and metrics is not None:
         loop.listen(metrics_sock, metrics)
     signal.signal(signal.SIGTERM, lambda *_: loop.drain())
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     loop.run()
+    runner.close()
     return 0
 
 

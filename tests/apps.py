@@ -121,3 +121,86 @@ def ctype(req):
 @app.get("/mb/{n:int}")
 def megabytes(req, n):
     return b"M" * (n << 20)
+
+
+# --- handlers that wait: async ones on the worker's asyncio loop, threaded ones in its pool
+
+import asyncio  # noqa: E402
+import threading  # noqa: E402
+
+concurrency = {"now": 0, "max": 0}
+_lock = threading.Lock()
+
+
+class counted:
+    """Counts handlers running at once, to see overlap rather than infer it from timing."""
+
+    def __enter__(self):
+        with _lock:
+            concurrency["now"] += 1
+            concurrency["max"] = max(concurrency["max"], concurrency["now"])
+
+    def __exit__(self, *exc):
+        with _lock:
+            concurrency["now"] -= 1
+
+
+@app.get("/concurrency")
+def get_concurrency(req):
+    out = dict(concurrency)
+    if req.query.get("reset"):
+        concurrency["max"] = 0
+    return out
+
+
+@app.get("/async/sleep")
+async def async_sleep(req):
+    with counted():
+        await asyncio.sleep(float(req.query.get("s", "0.5")))
+    return f"slept {req.query.get('s', '0.5')}"
+
+
+@app.get("/async/wait")
+async def async_wait(req):
+    """Waits up to a minute; writes what became of it to the file named by ?mark=."""
+    mark = req.query["mark"]
+    try:
+        await asyncio.sleep(60)
+        outcome = "finished"
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    finally:
+        with open(mark, "w") as f:
+            f.write(outcome)
+    return outcome
+
+
+@app.get("/async/slow", timeout=0.3)
+async def async_slow(req):
+    await asyncio.sleep(5)
+    return "too late"
+
+
+@app.get("/async/raise")
+async def async_raise(req):
+    await asyncio.sleep(0)
+    raise RuntimeError("async handler exploded")
+
+
+@app.get("/async/forbidden")
+async def async_forbidden(req):
+    raise HTTPError(403, "async no entry")
+
+
+@app.get("/async/json")
+async def async_json(req):
+    await asyncio.sleep(0.01)
+    return {"async": True, "pid": os.getpid()}
+
+
+@app.get("/threaded/sleep", threaded=True)
+def threaded_sleep(req):
+    with counted():
+        time.sleep(float(req.query.get("s", "0.2")))
+    return f"thread slept in {threading.current_thread().name}"

@@ -1,0 +1,160 @@
+"""How a handler runs: inline on the worker's loop, as a task on the worker's asyncio loop
+(`async def` handlers), or in the worker's thread pool (plain handlers asked to).
+
+Inline is a plain call: the response is written before the loop reads on. The other two return a
+Deferred at once; the connection waits (reading nothing more, so pipelined responses stay in
+order) until the runner completes it on the loop's thread. A client that leaves first cancels an
+asyncio task (CancelledError inside it); a thread cannot be stopped, so its result is dropped.
+A timeout (per route, or --handler-timeout) answers 504 and cancels the task.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import logging
+
+from fastsock._conn import Deferred
+from fastsock._message import BadRequest, Response
+
+error_log = logging.getLogger("fastsock.error")
+
+_TEXT = "text/plain; charset=utf-8"
+SERVER_ERROR = Response(b"Internal Server Error\n", 500, content_type=_TEXT)
+GATEWAY_TIMEOUT = Response(b"Gateway Timeout\n", 504, content_type=_TEXT)
+SHUTTING_DOWN = Response(b"Service Unavailable\n", 503, content_type=_TEXT)
+POOL_FULL = Response(b"Service Unavailable: every thread is busy\n", 503,
+                     headers=[("Retry-After", "1")], content_type=_TEXT)
+
+
+class HTTPError(Exception):
+    """Raise from a handler to answer with a status: `raise HTTPError(403, "no")`."""
+
+    def __init__(self, status: int, body="", headers=None):
+        super().__init__(status, body)
+        self.status, self.body, self.headers = status, body, headers
+
+
+def to_response(result):
+    """What a handler may return, made into something the writer sends: str, bytes,
+    dict/list (JSON) and Response go as they are."""
+    t = type(result)
+    if t is str or t is bytes or t is Response or t is dict or t is list:
+        return result
+    if t is tuple:
+        body, status, *rest = result
+        if type(body) is Response:
+            body.status = status
+            return body
+        return Response(body, status, headers=rest[0] if rest else None)
+    if result is None:
+        return Response(None, 204)
+    return Response(result)     # bytes-like, or an iterator to stream
+
+
+def error_response(req, exc: BaseException) -> Response:
+    """The response for what a handler raised (the traceback of a bug is logged once)."""
+    if isinstance(exc, HTTPError):
+        return Response(exc.body, exc.status, headers=exc.headers)
+    if isinstance(exc, BadRequest):
+        error_log.info("bad request: %s %s: %s", req.method, req.path, exc)
+        return Response(f"{exc}\n", 400, content_type=_TEXT)
+    error_log.error("handler failed: %s %s", req.method, req.path, exc_info=exc)
+    return SERVER_ERROR
+
+
+def is_async(handler) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None))
+
+
+class Runner:
+    """One worker's means to run handlers off the loop: its asyncio loop (uvloop when
+    installed) and thread pool. `loop` is the worker's event Loop (it counts the tasks)."""
+
+    def __init__(self, loop=None, aio: asyncio.AbstractEventLoop | None = None, threads: int = 0,
+                 backlog: int = 0, timeout: float = 0.0, threads_by_default: bool = False):
+        self.loop, self.aio, self.timeout = loop, aio, timeout
+        self.threads_by_default = threads_by_default
+        self.threads, self.backlog = threads, backlog
+        self.pool = (concurrent.futures.ThreadPoolExecutor(threads, "fastsock-handler")
+                     if threads else None)
+        self.thread_jobs = 0            # in the pool: running or queued
+
+    # -- asyncio tasks
+
+    def run_async(self, handler, timeout: float | None):
+        """handler(req, **params) -> Deferred, completed when its coroutine ends."""
+        timeout = self.timeout if timeout is None else timeout
+
+        @functools.wraps(handler)
+        def start(req, **params):
+            deferred = Deferred()
+            task = self.aio.create_task(handler(req, **params))
+            deferred.on_cancel = task.cancel
+            self.loop.tasks += 1
+            timer = self.aio.call_later(timeout, self._expire, deferred, task) if timeout \
+                else None
+            task.add_done_callback(functools.partial(self._task_done, deferred, req, timer))
+            return deferred
+        return start
+
+    def _expire(self, deferred: Deferred, task) -> None:
+        deferred.complete(GATEWAY_TIMEOUT)
+        task.cancel()
+
+    def _task_done(self, deferred: Deferred, req, timer, task) -> None:
+        if timer is not None:
+            timer.cancel()
+        try:
+            if task.cancelled():
+                deferred.complete(SHUTTING_DOWN)    # only reaches a client still there
+            elif task.exception() is not None:
+                deferred.complete(error_response(req, task.exception()))
+            else:
+                deferred.complete(to_response(task.result()))
+        except Exception as e:                      # a bad result: one 500
+            error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
+            deferred.complete(SERVER_ERROR)
+        finally:
+            self.loop.task_done()
+
+    # -- the thread pool
+
+    def run_in_thread(self, handler, timeout: float | None):
+        """handler(req, **params) -> Deferred, completed when the pool has run it; 503 with
+        Retry-After past the pool's backlog."""
+        timeout = self.timeout if timeout is None else timeout
+        limit = self.threads + self.backlog
+
+        @functools.wraps(handler)
+        def start(req, **params):
+            if self.thread_jobs >= limit:
+                return POOL_FULL
+            deferred = Deferred()
+            self.thread_jobs += 1
+            self.loop.tasks += 1
+            future = self.aio.run_in_executor(self.pool, functools.partial(handler, req, **params))
+            timer = self.aio.call_later(timeout, deferred.complete, GATEWAY_TIMEOUT) if timeout \
+                else None
+            future.add_done_callback(functools.partial(self._job_done, deferred, req, timer))
+            return deferred
+        return start
+
+    def _job_done(self, deferred: Deferred, req, timer, future) -> None:
+        self.thread_jobs -= 1
+        self._task_done(deferred, req, timer, future)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The worker's asyncio loop: uvloop when it is installed."""
+    try:
+        import uvloop
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()

@@ -1,0 +1,136 @@
+"""Handlers that wait, over real sockets: async handlers on the worker's asyncio loop, plain
+ones in its thread pool — overlap counted inside the app, order kept on pipelined
+connections, cancellation when the client leaves, timeouts, a bounded pool."""
+import selectors
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import Reader, read_until_close
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from tests.conftest import start_server
+    s = start_server(tmp_path_factory.mktemp("handlers"), "--workers", "1", "--threads", "8")
+    yield s
+    s.stop()
+
+
+def concurrency(server, reset=False) -> dict:
+    return httpx.get(server.url + "/concurrency" + ("?reset=1" if reset else "")).json()
+
+
+def ask_all(port: int, requests: list[bytes], timeout: float = 10) -> tuple[list[bytes], float]:
+    """Connect one socket per request, then send them all at once; -> (each whole response,
+    seconds from the first send to the last answer)."""
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in requests]
+    sel = selectors.DefaultSelector()
+    got = {s: b"" for s in socks}
+    t0 = time.monotonic()
+    for s, req in zip(socks, requests):
+        s.sendall(req)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    waiting = set(socks)
+    while waiting and time.monotonic() < t0 + timeout:
+        for key, _ in sel.select(0.5):
+            data = key.fileobj.recv(65536)
+            got[key.fileobj] += data
+            if not data or _whole(got[key.fileobj]):
+                sel.unregister(key.fileobj)
+                waiting.discard(key.fileobj)
+    elapsed = time.monotonic() - t0
+    for s in socks:
+        s.close()
+    return [got[s] for s in socks], elapsed
+
+
+def _whole(raw: bytes) -> bool:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
+    return False
+
+
+def test_a_thousand_async_handlers_overlap_on_one_worker(server):
+    concurrency(server, reset=True)
+    req = b"GET /async/sleep?s=0.5 HTTP/1.1\r\nHost: t\r\n\r\n"
+    answers, elapsed = ask_all(server.port, [req] * 1000)
+    assert all(a.startswith(b"HTTP/1.1 200 ") and a.endswith(b"slept 0.5") for a in answers)
+    assert concurrency(server)["max"] >= 900        # they ran side by side, counted inside
+    assert elapsed < 1.0, elapsed
+
+
+def test_health_answers_while_async_handlers_wait(server):
+    with server.connect() as slow:
+        slow.sendall(b"GET /async/sleep?s=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        assert httpx.get(server.url + "/healthz").status_code == 200
+        assert httpx.get(server.url + "/").text == "hello"
+        assert time.monotonic() - t0 < 0.5
+        assert Reader(slow).response()[2] == b"slept 1"
+
+
+def test_pipelined_responses_keep_their_order(server):
+    with server.connect() as s:
+        s.sendall(b"GET /async/sleep?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"GET /n/1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"GET /threaded/sleep?s=0.1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"GET /async/sleep?s=0.05 HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"GET /n/2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = Reader(s)
+        bodies = [r.response()[2] for _ in range(5)]
+    assert bodies[0] == b"slept 0.3" and bodies[1] == b"n=1"
+    assert bodies[2].startswith(b"thread slept") and bodies[3] == b"slept 0.05"
+    assert bodies[4] == b"n=2"
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_client_that_leaves_cancels_its_handler(server, tmp_path, how):
+    mark = tmp_path / "mark"
+    s = server.connect()
+    s.sendall(f"GET /async/wait?mark={mark} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    time.sleep(0.2)
+    if how == "reset":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+    deadline = time.monotonic() + 3
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mark.read_text() == "cancelled"
+    assert httpx.get(server.url + "/").text == "hello"
+
+
+def test_errors_timeouts_and_results_of_async_handlers(server):
+    assert httpx.get(server.url + "/async/raise").status_code == 500
+    r = httpx.get(server.url + "/async/forbidden")
+    assert r.status_code == 403 and r.text == "async no entry"
+    t0 = time.monotonic()
+    assert httpx.get(server.url + "/async/slow").status_code == 504
+    assert time.monotonic() - t0 < 1.5
+    assert httpx.get(server.url + "/async/json").json()["async"] is True
+    assert "async handler exploded" in server.log()
+
+
+def test_threaded_handlers_overlap_in_the_pool(server):
+    concurrency(server, reset=True)
+    req = b"GET /threaded/sleep?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\n"
+    answers, _ = ask_all(server.port, [req] * 8)
+    assert all(b"thread slept in fastsock-handler" in a for a in answers), answers[0]
+    assert concurrency(server)["max"] == 8          # all eight threads at once
+    assert httpx.get(server.url + "/healthz").status_code == 200
+
+
+def test_a_busy_pool_queues_then_answers_503_with_retry_after(serve):
+    server = serve("--threads", "2", "--thread-backlog", "2")
+    req = b"GET /threaded/sleep?s=0.5 HTTP/1.1\r\nHost: t\r\n\r\n"
+    answers, _ = ask_all(server.port, [req] * 10)
+    ok = [a for a in answers if a.startswith(b"HTTP/1.1 200 ")]
+    busy = [a for a in answers if a.startswith(b"HTTP/1.1 503 ")]
+    assert len(ok) == 4 and len(busy) == 6, [a[:20] for a in answers]   # 2 run, 2 queue
+    assert all(b"Retry-After: 1\r\n" in a for a in busy)
