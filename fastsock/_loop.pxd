@@ -34,7 +34,7 @@ cdef class Loop:
     cdef double tick_interval
     cdef double next_shed_log
     cdef object on_tick             # callable once a tick (the access log's flush), or None
-    cdef object aio                 # the worker's asyncio loop, or None
+    cdef public object aio          # the worker's asyncio loop, or None (set when made)
     cdef bint in_aio                # the asyncio loop is running the thread now
     cdef public int tasks           # handler tasks and thread jobs not finished (even those
                                     # whose client left): asyncio runs until they are done

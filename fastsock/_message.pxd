@@ -35,6 +35,7 @@ cdef class Request:
     cdef Py_ssize_t ua_off, ua_len, rid_off, rid_len
     cdef object _headers
     cdef object _query
+    cdef object _state
 
 
 cdef class Response:

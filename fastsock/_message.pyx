@@ -288,6 +288,9 @@ cdef list _split_fields(bytes head):
     return out
 
 
+from types import SimpleNamespace as _Namespace
+
+
 @cython.freelist(32)           # a request object per request: reuse their memory
 cdef class Request:
     """One HTTP request, as the handler sees it. Headers and query are decoded on first use."""
@@ -295,6 +298,13 @@ cdef class Request:
     @property
     def http_version(self):
         return "1.1" if self.is_http11 else "1.0"
+
+    @property
+    def state(self):
+        """A namespace for what hooks and middleware hand along with this request."""
+        if self._state is None:
+            self._state = _Namespace()
+        return self._state
 
     @property
     def raw_path(self):

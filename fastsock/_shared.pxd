@@ -24,6 +24,7 @@ cdef enum:
     SLOT_RUNNING = 2
     SLOT_DRAINING = 3
     SLOT_RETIRING = 4       # serving, and asking the master for a replacement (--max-requests)
+    SLOT_START_FAILED = 5   # the app could not start in it (import, startup hook): stop all
 
 cdef struct Header:
     long long ready         # 1 while every worker is up and the server is not draining

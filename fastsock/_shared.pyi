@@ -7,6 +7,7 @@ class SharedState:
     RUNNING: int
     DRAINING: int
     RETIRING: int
+    START_FAILED: int
     FREE: int
     nslots: int
     ready: bool

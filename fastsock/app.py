@@ -5,6 +5,7 @@ from typing import Callable, Iterable
 
 from fastsock._conn import Deferred
 from fastsock._message import METHOD_NAMES, Request, Response
+from fastsock import hooks
 from fastsock.handlers import HTTPError, error_response, is_async, to_response
 from fastsock.routing import Route, Router
 
@@ -13,11 +14,12 @@ __all__ = ["App", "HTTPError"]
 _NOT_FOUND = Response(b"Not Found\n", 404, content_type="text/plain; charset=utf-8")
 
 
-def _runnable(handler, options: dict, runner):
+def _runnable(handler, options: dict, runner, app: "App"):
     """The handler as the dispatcher calls it: as it is (inline), or started on the runner's
-    asyncio loop or thread pool, returning a Deferred."""
+    asyncio loop or thread pool, returning a Deferred; inside the app's hooks when it has any."""
+    handler = app._hooked(handler)
     if is_async(handler):
-        if runner is None or runner.aio is None:
+        if runner is None:
             raise RuntimeError(f"{handler.__qualname__} is an async handler: serve the app "
                                "(fastsock MODULE:APP) or test it with fastsock.testing")
         return runner.run_async(handler, options.get("timeout"))
@@ -25,17 +27,18 @@ def _runnable(handler, options: dict, runner):
     if threaded is None and runner is not None:
         threaded = runner.threads_by_default
     if threaded:
-        if runner is None or runner.pool is None:
+        if runner is None or not runner.threads:
             raise RuntimeError(f"{handler.__qualname__} runs in the thread pool, which this "
                                "server has none of (--threads 0)")
         return runner.run_in_thread(handler, options.get("timeout"))
     return handler
 
 
-def _method_table(route: Route, runner=None) -> tuple:
+def _method_table(route: Route, runner=None, app: "App | None" = None) -> tuple:
     """The route's handlers indexed by method id (METHOD_NAMES), HEAD answered by the GET
-    handler unless it has its own; [0] is a dict for methods without an id."""
-    handlers = {m: _runnable(h, route.options.get(m, {}), runner)
+    handler unless it has its own; [0] is a dict for methods without an id. The server's own
+    routes (app None) are neither hooked nor run elsewhere."""
+    handlers = {m: _runnable(h, route.options.get(m, {}), runner, app) if app else h
                 for m, h in route.handlers.items()}
     if "GET" in handlers:
         handlers.setdefault("HEAD", handlers["GET"])
@@ -50,6 +53,63 @@ class App:
     def __init__(self):
         self.router = Router()
         self._dispatch = None
+        self.startup: list[Callable] = []           # run in each worker before it serves
+        self.shutdown: list[Callable] = []          # ... and after it has drained
+        self.before: list[Callable] = []
+        self.after: list[Callable] = []
+        self.middlewares: list[Callable] = []
+        self.error_handlers: dict[type, Callable] = {}
+
+    # -- the app's lifecycle and hooks
+
+    def on_startup(self, hook: Callable) -> Callable:
+        """hook() — sync or async — runs in each worker after the fork, before it serves:
+        open pools and clients here, not at import. If it raises, the server stops."""
+        self.startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Callable) -> Callable:
+        """hook() — sync or async — runs in each worker once it has drained."""
+        self.shutdown.append(hook)
+        return hook
+
+    def before_request(self, hook: Callable) -> Callable:
+        """hook(req) runs before each handler; a result other than None is the response and
+        the handler is not called."""
+        self._hook(self.before, hook)
+        return hook
+
+    def after_request(self, hook: Callable) -> Callable:
+        """hook(req, result) runs after each handler; a result other than None replaces the
+        handler's."""
+        self._hook(self.after, hook)
+        return hook
+
+    def middleware(self, fn: Callable) -> Callable:
+        """fn(req, call_next) wraps each handler: call_next(req) runs the rest and returns
+        its result. A plain fn wraps plain handlers; an `async def` fn (awaiting call_next)
+        wraps async handlers. The first registered is the outermost."""
+        self._hook(self.middlewares, fn)
+        return fn
+
+    def errorhandler(self, exc_type: type) -> Callable:
+        """@app.errorhandler(KeyError) def h(req, exc): ... — the response for that exception
+        (and its subclasses) from a handler or a hook, instead of a 500."""
+        def register(handler: Callable) -> Callable:
+            self.error_handlers[exc_type] = handler
+            self._dispatch = None
+            return handler
+        return register
+
+    def _hook(self, hooks: list, fn: Callable) -> None:
+        hooks.append(fn)
+        self._dispatch = None
+
+    def _hooked(self, handler: Callable) -> Callable:
+        """handler inside the middleware, hooks and error handlers (itself when none)."""
+        if not (self.before or self.after or self.middlewares or self.error_handlers):
+            return handler
+        return hooks.wrap(handler, self)
 
     def route(self, path: str, methods: Iterable[str] = ("GET",), *,
               threaded: bool | None = None, timeout: float | None = None) -> Callable:
@@ -92,8 +152,9 @@ class App:
         win over the app's), then the app's routes by one dict lookup, then its patterns.
         Built once: a request costs one call here and one to its handler. runner: the
         worker's handlers.Runner, for handlers that do not run inline."""
-        by_id = {route.id: (route.id, _method_table(route, runner), route)
-                 for route in (*self.router.routes(), *reserved)}
+        by_id = {route.id: (route.id, _method_table(route, runner, self), route)
+                 for route in self.router.routes()}
+        by_id.update({route.id: (route.id, _method_table(route), route) for route in reserved})
         lookup = {route.template: by_id[route.id]
                   for route in (*self.router.exact.values(), *reserved)}.get
         match = self.router.match_pattern

@@ -41,9 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         if not config.app:
             build_parser().print_usage(sys.stderr)
             raise CLIError("missing the application (MODULE:ATTRIBUTE)")
-        app = load_app(config.app)
+        # --no-preload: only the workers import it (after the fork); checked there
+        app = load_app(config.app) if config.preload else config.app
     except (CLIError, ValueError) as e:        # ValueError: a bad option value
         print(f"fastsock: error: {e}", file=sys.stderr)
+        return 2
+    if not config.preload and ":" not in config.app:
+        print(f"fastsock: error: the application must be given as MODULE:ATTRIBUTE, not "
+              f"{config.app!r}", file=sys.stderr)
         return 2
     from fastsock.server import serve
     try:

@@ -31,6 +31,9 @@ class Config:
     max_requests: int = _opt(0, "recycle a worker after this many requests (0: never)")
     max_requests_jitter: int = _opt(
         0, "add 0..N to --max-requests per worker, so workers do not recycle together")
+    preload: bool = _opt(
+        True, "import the app once, in the master, before forking the workers (off: each "
+        "worker imports it after the fork, for apps that must not be imported before it)")
     threads: int = _opt(
         32, "threads per worker for handlers that run in the thread pool (0: no pool)")
     run_sync: str = _opt(

@@ -75,12 +75,28 @@ class Runner:
 
     def __init__(self, loop=None, aio: asyncio.AbstractEventLoop | None = None, threads: int = 0,
                  backlog: int = 0, timeout: float = 0.0, threads_by_default: bool = False):
-        self.loop, self.aio, self.timeout = loop, aio, timeout
+        self.loop, self._aio, self.timeout = loop, aio, timeout
         self.threads_by_default = threads_by_default
         self.threads, self.backlog = threads, backlog
-        self.pool = (concurrent.futures.ThreadPoolExecutor(threads, "fastsock-handler")
-                     if threads else None)
+        self._pool = None
         self.thread_jobs = 0            # in the pool: running or queued
+
+    @property
+    def aio(self) -> asyncio.AbstractEventLoop:
+        """The worker's asyncio loop, made on first use: an app of plain inline handlers
+        never has one (nor its fds)."""
+        if self._aio is None:
+            self._aio = new_event_loop()
+            asyncio.set_event_loop(self._aio)
+            if self.loop is not None:
+                self.loop.aio = self._aio
+        return self._aio
+
+    @property
+    def pool(self) -> concurrent.futures.ThreadPoolExecutor | None:
+        if self._pool is None and self.threads:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, "fastsock-handler")
+        return self._pool
 
     # -- asyncio tasks
 
@@ -147,8 +163,8 @@ class Runner:
         self._task_done(deferred, req, timer, future)
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

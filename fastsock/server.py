@@ -19,7 +19,6 @@ master also reaps every child it inherits.
 """
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import dataclasses
 import faulthandler
@@ -38,7 +37,7 @@ from fastsock._message import RouteId
 from fastsock._shared import SharedState
 from fastsock.accesslog import AccessLog
 from fastsock.config import Config
-from fastsock import appmetrics, dispatch, handlers
+from fastsock import appmetrics, dispatch, handlers, hooks
 from fastsock.metrics import CoreCollector, Exposition
 from fastsock.proxy import Proxies
 from fastsock.workers import worker_count
@@ -49,6 +48,7 @@ SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.
 CRASH_WINDOW = 10.0         # a worker that dies sooner than this after starting is crash-looping
 MAX_BACKOFF = 10.0
 WATCHDOG_SIGNAL = signal.SIGUSR1
+STARTUP_FAILED = 3          # the master's exit code when the app cannot start in a worker
 STACK_DUMP_WAIT = 1.0       # between asking a stuck worker for its stack and killing it
 SERVING = (SharedState.RUNNING, SharedState.RETIRING)
 
@@ -173,13 +173,27 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     exclusive = workers > 1
     if config.accept == "reuseport":
         sock, exclusive = worker_socket(config, sock), False
-    aio = handlers.new_event_loop()     # async handlers and thread-pool completions run on it
-    asyncio.set_event_loop(aio)
+    if isinstance(app, str):            # --no-preload: this worker imports the app itself
+        from fastsock.cli import load_app
+        try:
+            app = load_app(app)
+        except Exception:
+            log.exception("cannot import the app in worker %d", os.getpid())
+            shared.set_slot(slot, os.getpid(), SharedState.START_FAILED)
+            return 1
+
     loop = Loop(config.limits(), shared, slot, exclusive=exclusive,
-                on_tick=access_log.flush if access_log is not None else None, aio=aio)
-    runner = handlers.Runner(loop, aio, threads=config.threads, backlog=config.thread_backlog,
+                on_tick=access_log.flush if access_log is not None else None)
+    # async handlers and thread-pool completions run on an asyncio loop, made when needed
+    runner = handlers.Runner(loop, threads=config.threads, backlog=config.thread_backlog,
                              timeout=config.handler_timeout,
                              threads_by_default=config.run_sync == "thread")
+    try:
+        hooks.run_lifecycle(getattr(app, "startup", ()), runner)
+    except Exception:
+        log.exception("a startup hook failed in worker %d", os.getpid())
+        shared.set_slot(slot, os.getpid(), SharedState.START_FAILED)
+        return 1
     main, metrics = dispatch.build(
         app, config,
         ready=lambda: shared.ready,
@@ -192,6 +206,10 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     signal.signal(signal.SIGTERM, lambda *_: loop.drain())
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     loop.run()
+    try:
+        hooks.run_lifecycle(getattr(app, "shutdown", ()), runner)
+    except Exception:
+        log.exception("a shutdown hook failed in worker %d", os.getpid())
     runner.close()
     return 0
 
@@ -220,6 +238,7 @@ class Master:
         self.replacement: int | None = None     # the new worker being waited for
         self.replacing: int | None = None       # the old worker it replaces
         self.phase = "running"                  # running -> delaying -> draining
+        self.startup_failed = False
         self.phase_deadline = 0.0
 
     # the worker processes
@@ -268,6 +287,7 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue                    # an orphan we inherited as PID 1: reaped, done
+            start_failed = self.shared.slot_state(worker.slot) == SharedState.START_FAILED
             self.shared.set_slot(worker.slot, 0, SharedState.FREE)
             if os.WIFSIGNALED(status):
                 reason, crashed = f"killed by {signal.Signals(os.WTERMSIG(status)).name}", True
@@ -276,6 +296,10 @@ class Master:
                 reason, crashed = f"exited with code {code}", code != 0
             if worker.retiring or self.phase != "running":
                 log.info("worker %d %s", pid, reason)
+                continue
+            if start_failed:
+                log.error("worker %d could not start the app (see above): stopping", pid)
+                self.startup_failed = True
                 continue
             if worker.stuck_since:
                 reason = "replaced by the watchdog"
@@ -408,6 +432,9 @@ class Master:
                 if code is not None:
                     return code
             self.reap()
+            if self.startup_failed:
+                self.fast_exit()
+                return STARTUP_FAILED
             self.watch()
             if self.phase == "running":
                 self.keep_workers()

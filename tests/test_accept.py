@@ -11,7 +11,14 @@ from tests.test_process import children, ready, wait_until
 
 
 def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """Open sockets: the connections a worker holds (and its listeners)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:
+            pass
+    return count
 
 
 def wakeups(pid: int) -> int:
@@ -38,7 +45,11 @@ def four_workers(serve, *args):
     server = serve("--workers", "4", *args)
     wait_until(lambda: ready(server) == 200 and len(children(server.proc.pid)) == 4,
                what="four workers")
-    return server, children(server.proc.pid)
+    workers = children(server.proc.pid)
+    if "--accept" not in args:          # the readiness probes' connections closed: only the
+        wait_until(lambda: all(open_fds(pid) == 1 for pid in workers),     # listener is left
+                   what="the probes' connections to close")
+    return server, workers
 
 
 def test_a_new_connection_wakes_one_worker_not_all(serve):
