@@ -5,6 +5,7 @@ from fastsock import App, HTTPError, Response
 from fastsock._parser import RequestParser
 from fastsock._writer import error_response, serialize
 from fastsock.routing import Router
+from fastsock.testing import TestClient
 
 
 def request(raw: bytes):
@@ -39,17 +40,19 @@ def test_return_values():
     app.get("/t3")(lambda req: ("made", 202, {"X-A": "b"}))
     app.get("/r")(lambda req: Response(b"x", status=409, content_type="text/x"))
     app.get("/e")(lambda req: (_ for _ in ()).throw(HTTPError(418, "teapot")))
-    get = lambda p: app.dispatch(request(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p))
-    assert get(b"/s") == "text" and get(b"/b") == b"raw"
-    assert get(b"/d") == {"a": 1} and get(b"/l") == [1, 2]     # the writer makes them JSON
-    assert serialize(get(b"/d")).endswith(b"application/json\r\nContent-Length: 7\r\n"
-                                         b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n"
-                                         b'{"a":1}')
-    assert serialize(get(b"/l")).endswith(b"\r\n\r\n[1,2]")
-    assert (get(b"/t").status, get(b"/t").body) == (201, b"made")
-    assert get(b"/t3").headers == [("X-A", "b")]
-    assert get(b"/r").status == 409
-    assert (get(b"/e").status, get(b"/e").body) == (418, b"teapot")
+    app.get("/n")(lambda req: None)
+    with TestClient(app) as client:
+        assert client.get("/s").text == "text" and client.get("/b").content == b"raw"
+        r = client.get("/d")
+        assert r.content == b'{"a":1}' and r.headers["content-type"] == "application/json"
+        assert client.get("/l").content == b"[1,2]"
+        assert (client.get("/t").status_code, client.get("/t").text) == (201, "made")
+        r = client.get("/t3")
+        assert r.status_code == 202 and r.headers["x-a"] == "b"
+        r = client.get("/r")
+        assert r.status_code == 409 and r.headers["content-type"] == "text/x"
+        assert (client.get("/e").status_code, client.get("/e").text) == (418, "teapot")
+        assert client.get("/n").status_code == 204
 
 
 def test_serializer_framing():
