@@ -44,6 +44,7 @@ cdef class Context:
     cdef int waiting                # connections in C_WAIT: the loop runs asyncio while > 0
     cdef object on_resume           # callable(conn) once a deferred response is written (the
                                     # loop sends it), or None (feed() in tests)
+    cdef public object on_stream    # callable(feed, async_iterator): push its chunks, or None
 
 
 cdef class Deferred:
@@ -53,6 +54,13 @@ cdef class Deferred:
     cdef public object on_cancel    # callable() run when the client goes first, or None
     cpdef complete(self, object result)
     cdef void cancel(self)
+
+
+cdef class Feed:
+    cdef Connection conn
+    cdef public object on_drain     # callable() once the output has room again, or None
+    cdef public object on_cancel    # callable() when the client goes first, or None
+    cdef void drained(self)
 
 
 cdef class Connection:
@@ -96,5 +104,9 @@ cdef class Connection:
     cdef int _write_result(self, Request req, object result, double t0) except -1
     cdef int resume(self, object result) except -1
     cdef int _pump(self) except -1
+    cdef int _stream_chunk(self, object chunk) except -1
+    cdef int _end_stream(self) except -1
+    cdef void _pushed(self)
+    cdef void output_drained(self)
     cdef int _cut_stream(self, str why) except -1
     cdef int _proxy_header(self) except -1

@@ -88,6 +88,52 @@ cdef class Deferred:
                 error_log.exception("cancelling a handler failed")
 
 
+cdef class Feed:
+    """The way into a connection for a body streamed from elsewhere (an async iterator run
+    on the asyncio loop): write() each chunk, then end() or fail(), all on the loop's thread.
+    write() answers whether the output has room; when it has not, wait until on_drain() is
+    called. If the client goes first, on_cancel() is called and writes are dropped."""
+
+    def write(self, chunk):
+        cdef Connection c = self.conn
+        if c is None:
+            return False
+        c._stream_chunk(chunk)
+        c._pushed()
+        return self.conn is not None and c.out.pending() < c.ctx.limits.output_high_water
+
+    def end(self):
+        cdef Connection c = self.conn
+        if c is not None:
+            self.conn, self.on_cancel = None, None
+            c._end_stream()
+            c._pushed()
+
+    def fail(self, str why="streamed response failed"):
+        cdef Connection c = self.conn
+        if c is not None:
+            self.conn, self.on_cancel = None, None
+            c._cut_stream(why)
+            c._pushed()
+
+    @property
+    def closed(self):
+        return self.conn is None
+
+    def close(self):                # the connection is going: see _close_iterator
+        self.conn = None
+        if self.on_cancel is not None:
+            self.on_cancel()
+
+    cdef void drained(self):
+        if self.on_drain is not None:
+            waiter, self.on_drain = self.on_drain, None
+            try:
+                waiter()
+            except Exception:
+                error_log.exception("resuming a stream failed")
+
+
 cdef class Connection:
     """One client connection, driven by its loop (or by feed() in tests)."""
 
@@ -180,7 +226,7 @@ cdef class Connection:
         cdef Py_ssize_t high_water = self.ctx.limits.output_high_water
         cdef int r = NEED_DATA
         if self.stream is not None:
-            if self.out.pending() < high_water:
+            if self.out.pending() < high_water and type(self.stream) is not Feed:
                 self._pump()
             return 0
         if self.state >= C_CLOSING or self.state == C_PROXY or self.state == C_WAIT:
@@ -234,6 +280,17 @@ cdef class Connection:
         ctx.slot.in_flight -= 1
         return self._write_result(req, result, t0)
 
+    cdef void _pushed(self):
+        """A pushed chunk or end is in the output: let the loop send it."""
+        if self.ctx.on_resume is not None:
+            self.ctx.on_resume(self)
+
+    cdef void output_drained(self):
+        """The loop sent output: a pushed stream waiting for room may go on."""
+        if self.stream is not None and type(self.stream) is Feed and \
+                self.out.pending() < self.ctx.limits.output_high_water:
+            (<Feed>self.stream).drained()
+
     cdef int resume(self, object result) except -1:
         """The deferred response is here (on the loop's thread): write it, answer what was
         pipelined behind it, and let the loop send."""
@@ -276,6 +333,14 @@ cdef class Connection:
                 self.stream_chunked = http11
                 if not http11:
                     keep_alive = False      # HTTP/1.0: the stream ends with the connection
+                if hasattr(stream, "__anext__"):
+                    # an async iterator: its chunks are pushed in from the asyncio loop
+                    self.stream = Feed.__new__(Feed)
+                    (<Feed>self.stream).conn = self
+                    if ctx.on_stream is None:
+                        self._cut_stream("an async stream needs the server's asyncio loop")
+                    else:
+                        ctx.on_stream(self.stream, stream)
         if not keep_alive:
             self.state = C_CLOSING
             self.close_reason = CLOSE_SERVER
@@ -294,26 +359,31 @@ cdef class Connection:
         return 0
 
     cdef int _pump(self) except -1:
-        """Pull chunks of a streamed body until the output is over its bound or it ends."""
-        cdef Py_ssize_t high_water = self.ctx.limits.output_high_water
-        while self.out.pending() < high_water:
-            try:
-                chunk = next(self.stream)
-            except StopIteration:
-                if self.stream_chunked:
-                    write_stream_end(self.out)
-                _close_iterator(self.stream)
-                self.stream = None
-                return 0
-            except Exception:
-                return self._cut_stream("streamed response failed")
-            try:
-                if self.stream_chunked:
-                    write_chunk(self.out, chunk)
-                else:
-                    write_raw_chunk(self.out, chunk)
-            except Exception:
-                return self._cut_stream("streamed response yielded an invalid chunk")
+        """Pull one chunk of a streamed body: the loop sends it before asking for the next,
+        so each chunk leaves as soon as it is made (an event stream is not held back)."""
+        try:
+            chunk = next(self.stream)
+        except StopIteration:
+            return self._end_stream()
+        except Exception:
+            return self._cut_stream("streamed response failed")
+        return self._stream_chunk(chunk)
+
+    cdef int _stream_chunk(self, object chunk) except -1:
+        try:
+            if self.stream_chunked:
+                write_chunk(self.out, chunk)
+            else:
+                write_raw_chunk(self.out, chunk)
+        except Exception:
+            return self._cut_stream("streamed response yielded an invalid chunk")
+        return 0
+
+    cdef int _end_stream(self) except -1:
+        if self.stream_chunked:
+            write_stream_end(self.out)
+        _close_iterator(self.stream)
+        self.stream = None
         return 0
 
     cdef int _cut_stream(self, str why) except -1:
@@ -491,7 +561,7 @@ cdef class Connection:
                 self.out.consume(self.out.pending())
                 progressed = True
             self.settle()
-            if not progressed and self.stream is None:
+            if not progressed and (self.stream is None or type(self.stream) is Feed):
                 return b"".join(sent)
 
     def hang_up(self):

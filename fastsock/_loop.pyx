@@ -210,6 +210,15 @@ cdef class Loop:
         if not self.running or not (self.ctx.waiting or self.tasks):
             self.aio.stop()
 
+    @property
+    def on_stream(self):
+        return self.ctx.on_stream
+
+    @on_stream.setter
+    def on_stream(self, value):
+        """callable(feed, async_iterator): how a body streamed from asyncio is pushed."""
+        self.ctx.on_stream = value
+
     def task_done(self):
         """A task or thread job counted in `tasks` ended (its runner calls this)."""
         self.tasks -= 1
@@ -498,6 +507,8 @@ cdef class Loop:
             self.ctx.slot.response_bytes += n
             if n < pending:
                 break                       # the socket buffer is full: wait for EPOLLOUT
+        if c.stream is not None:
+            c.output_drained()              # a pushed stream waiting for room goes on
         if c.finished():
             if not c.must_linger():
                 self._close(c, c.close_reason)

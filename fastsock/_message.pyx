@@ -364,7 +364,8 @@ cdef class Request:
 
 cdef class Response:
     """What a handler returns when it needs more than a body: a status, headers, a type.
-    body may be str, bytes, dict/list (sent as JSON), None, or an iterator of chunks."""
+    body may be str, bytes, dict/list (sent as JSON), None, or an iterator or async iterator
+    of chunks (str or bytes-like), each sent as soon as it is made."""
 
     def __init__(self, body=b"", int status=200, headers=None, content_type=None):
         self.status = status
@@ -383,6 +384,9 @@ cdef class Response:
             default = None
         elif hasattr(body, "__iter__"):
             self.body = iter(body)
+            default = "application/octet-stream"
+        elif hasattr(body, "__aiter__"):       # streamed from the worker's asyncio loop
+            self.body = body.__aiter__()
             default = "application/octet-stream"
         else:
             raise TypeError(f"cannot send a {type(body).__name__} as a response body")

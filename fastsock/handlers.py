@@ -120,7 +120,7 @@ class Runner:
         deferred.complete(GATEWAY_TIMEOUT)
         task.cancel()
 
-    def _task_done(self, deferred: Deferred, req, timer, task) -> None:
+    def _task_done(self, deferred: Deferred, req, timer, task, threaded: bool = False) -> None:
         if timer is not None:
             timer.cancel()
         try:
@@ -129,7 +129,12 @@ class Runner:
             elif task.exception() is not None:
                 deferred.complete(error_response(req, task.exception()))
             else:
-                deferred.complete(to_response(task.result()))
+                response = to_response(task.result())
+                if threaded and type(response) is Response and not isinstance(
+                        response.body, (bytes, type(None))) and not hasattr(
+                        response.body, "__anext__"):
+                    response.body = self._in_threads(response.body)
+                deferred.complete(response)
         except Exception as e:                      # a bad result: one 500
             error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
             deferred.complete(SERVER_ERROR)
@@ -160,7 +165,57 @@ class Runner:
 
     def _job_done(self, deferred: Deferred, req, timer, future) -> None:
         self.thread_jobs -= 1
-        self._task_done(deferred, req, timer, future)
+        self._task_done(deferred, req, timer, future, threaded=True)
+
+    # -- streamed bodies
+
+    def start_feed(self, feed, stream) -> None:
+        """Push an async iterator's chunks into a connection (Feed), from a task."""
+        task = self.aio.create_task(self._pump(feed, stream))
+        feed.on_cancel = task.cancel
+        self.loop.tasks += 1
+        task.add_done_callback(lambda _: self.loop.task_done())
+
+    async def _pump(self, feed, stream) -> None:
+        try:
+            async for chunk in stream:
+                if not feed.write(chunk):           # no room (or the client is gone)
+                    if feed.closed:
+                        return
+                    room = self.aio.create_future()
+                    feed.on_drain = lambda: room.done() or room.set_result(None)
+                    await room
+            feed.end()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            error_log.error("streamed response failed", exc_info=e)
+            feed.fail("streamed response failed")
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    pass
+
+    def _in_threads(self, iterator):
+        """A plain iterator from a thread-pool handler, pulled in the pool chunk by chunk:
+        a generator that blocks between chunks never stalls the loop."""
+        end = object()
+
+        async def pull():
+            try:
+                while True:
+                    chunk = await self.aio.run_in_executor(self.pool, next, iterator, end)
+                    if chunk is end:
+                        return
+                    yield chunk
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        return pull()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -188,6 +188,7 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     runner = handlers.Runner(loop, threads=config.threads, backlog=config.thread_backlog,
                              timeout=config.handler_timeout,
                              threads_by_default=config.run_sync == "thread")
+    loop.on_stream = runner.start_feed
     try:
         hooks.run_lifecycle(getattr(app, "startup", ()), runner)
     except Exception:

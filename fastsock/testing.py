@@ -61,6 +61,7 @@ class _AppTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.start()
         ctx = Context(self.limits)
+        ctx.on_stream = self.runner.start_feed
         conn = Connection(ctx, self._with_client)
         out = conn.feed(_serialize(request))
         while ctx.waiting or self.tasks.tasks:     # a task or thread job: let it finish
