@@ -1,6 +1,7 @@
 """App: route decorators, and the dispatch callable the server's loop calls for every request."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Callable, Iterable
 
 from fastsock._conn import Deferred
@@ -59,6 +60,7 @@ class App:
         self.after: list[Callable] = []
         self.middlewares: list[Callable] = []
         self.error_handlers: dict[type, Callable] = {}
+        self.state = SimpleNamespace()              # the app's own: pools, clients, settings
 
     # -- the app's lifecycle and hooks
 
