@@ -2,15 +2,9 @@
 import pytest
 
 from fastsock import App, HTTPError, Response
-from fastsock._parser import RequestParser
 from fastsock._writer import error_response, serialize
 from fastsock.routing import Router
 from fastsock.testing import TestClient
-
-
-def request(raw: bytes):
-    (req,) = RequestParser().feed(raw)
-    return req
 
 
 def test_router_exact_and_params():

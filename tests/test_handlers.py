@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Reader, read_until_close
+from tests.conftest import Reader
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +134,12 @@ def test_a_busy_pool_queues_then_answers_503_with_retry_after(serve):
     busy = [a for a in answers if a.startswith(b"HTTP/1.1 503 ")]
     assert len(ok) == 4 and len(busy) == 6, [a[:20] for a in answers]   # 2 run, 2 queue
     assert all(b"Retry-After: 1\r\n" in a for a in busy)
+
+
+def test_the_global_handler_timeout_answers_504_for_tasks_and_thread_jobs(serve):
+    server = serve("--handler-timeout", "0.3", "--threads", "2")
+    for path in ("/async/sleep?s=3", "/threaded/sleep?s=3"):
+        t0 = time.monotonic()
+        assert httpx.get(server.url + path, timeout=5).status_code == 504
+        assert time.monotonic() - t0 < 1.5
+    assert httpx.get(server.url + "/async/sleep?s=0.05").text == "slept 0.05"

@@ -3,7 +3,6 @@ startup stopping the server, importing the app in the workers only, request hook
 middleware, error handlers and req.state."""
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest

@@ -75,7 +75,6 @@ def test_crash_loop_backs_off(serve, tmp_path):
         "@app.get('/')\n"
         "def crash(req):\n"
         "    os._exit(3)\n")
-    import os
     server = serve(app="crashy:app", env={"PYTHONPATH": str(tmp_path)})
     for _ in range(4):
         try:
