@@ -20,7 +20,8 @@ from fastsock._sys cimport (
     monotonic, sockaddr_in, sockaddr_in6, AF_INET, AF_INET6, inet_ntop, ntohs,
 )
 from fastsock._writer cimport (
-    OutBuffer, take_buffer, give_buffer, BUFFER_SIZE, write_response, write_chunk, write_raw_chunk, write_stream_end, write_continue,
+    OutBuffer, take_buffer, give_buffer, BUFFER_SIZE, write_response, write_chunk,
+    write_raw_chunk, write_stream_end, write_continue,
     write_error,
 )
 from fastsock._writer import EPOCH_DATE_LINE

@@ -13,7 +13,8 @@ from fastsock._conn cimport (
     Context, Connection, Limits, C_LINGER, C_CLOSED, C_IDLE, C_HEAD, C_WAIT,
 )
 from fastsock._shared cimport (
-    SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER,
+    SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
+    CLOSE_SERVER,
 )
 from fastsock._sys cimport *
 from fastsock._writer cimport OutBuffer
@@ -119,7 +120,7 @@ cdef class Loop:
     # ------------------------------------------------------------------ the loop
 
     def run(self):
-        cdef int n, i, timeout_ms, err
+        cdef int timeout_ms
         cdef Context ctx = self.ctx
         self.running = True
         ctx.now = monotonic()
@@ -182,11 +183,12 @@ cdef class Loop:
         aio = self.aio
         self.in_aio = True
         aio.add_reader(self.epfd, self._aio_readable)
-        tick = aio.call_later(max(0.0, self.next_tick - monotonic()), self._aio_tick)
+        self.aio_tick = aio.call_later(max(0.0, self.next_tick - monotonic()), self._aio_tick)
         try:
             aio.run_forever()
         finally:
-            tick.cancel()
+            self.aio_tick.cancel()          # the latest of the chain: none is left behind
+            self.aio_tick = None
             aio.remove_reader(self.epfd)
             self.in_aio = False
             self.ctx.now = monotonic()
@@ -201,7 +203,8 @@ cdef class Loop:
         if self.ctx.now >= self.next_tick:
             self._tick()
         if self.in_aio:
-            self.aio.call_later(max(0.0, self.next_tick - self.ctx.now), self._aio_tick)
+            self.aio_tick = self.aio.call_later(max(0.0, self.next_tick - self.ctx.now),
+                                                self._aio_tick)
         self._aio_check()
 
     cdef void _aio_check(self):

@@ -143,3 +143,4 @@ def test_the_global_handler_timeout_answers_504_for_tasks_and_thread_jobs(serve)
         assert httpx.get(server.url + path, timeout=5).status_code == 504
         assert time.monotonic() - t0 < 1.5
     assert httpx.get(server.url + "/async/sleep?s=0.05").text == "slept 0.05"
+
