@@ -173,15 +173,6 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     exclusive = workers > 1
     if config.accept == "reuseport":
         sock, exclusive = worker_socket(config, sock), False
-    if isinstance(app, str):            # --no-preload: this worker imports the app itself
-        from fastsock.cli import load_app
-        try:
-            app = load_app(app)
-        except Exception:
-            log.exception("cannot import the app in worker %d", os.getpid())
-            shared.set_slot(slot, os.getpid(), SharedState.START_FAILED)
-            return 1
-
     loop = Loop(config.limits(), shared, slot, exclusive=exclusive,
                 on_tick=access_log.flush if access_log is not None else None)
     # async handlers and thread-pool completions run on an asyncio loop, made when needed
@@ -190,17 +181,24 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
                              threads_by_default=config.run_sync == "thread")
     loop.on_stream = runner.start_feed
     try:
+        # what can keep the app from starting: the master stops instead of respawning it
+        step = "import the app"
+        if isinstance(app, str):        # --no-preload: this worker imports the app itself
+            from fastsock.cli import load_app
+            app = load_app(app)
+        step = "run a startup hook"
         hooks.run_lifecycle(getattr(app, "startup", ()), runner)
+        step = "set up the app's routes and hooks"
+        main, metrics = dispatch.build(
+            app, config,
+            ready=lambda: shared.ready,
+            exposition=exposition_for(config, app, shared), access_log=access_log,
+            proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
+            max_requests=max_requests, retire=loop.retire, runner=runner)
     except Exception:
-        log.exception("a startup hook failed in worker %d", os.getpid())
+        log.exception("cannot %s in worker %d", step, os.getpid())
         shared.set_slot(slot, os.getpid(), SharedState.START_FAILED)
         return 1
-    main, metrics = dispatch.build(
-        app, config,
-        ready=lambda: shared.ready,
-        exposition=exposition_for(config, app, shared), access_log=access_log,
-        proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
-        max_requests=max_requests, retire=loop.retire, runner=runner)
     loop.listen(sock, main)
     if metrics_sock is not None and metrics is not None:
         loop.listen(metrics_sock, metrics)

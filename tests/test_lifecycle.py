@@ -44,8 +44,28 @@ def test_a_failing_startup_hook_stops_the_server_with_a_clear_message(tmp_path):
          "--workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=30,
         env={**__import__("os").environ, "LIFECYCLE_DIR": str(tmp_path), "FAIL_STARTUP": "1"})
     assert proc.returncode == 3
-    assert "a startup hook failed" in proc.stderr and "the database is not there" in proc.stderr
+    assert "cannot run a startup hook" in proc.stderr
+    assert "the database is not there" in proc.stderr
     assert "could not start the app" in proc.stderr
+
+
+def test_an_async_hook_around_a_plain_handler_stops_the_start(tmp_path):
+    (tmp_path / "mixed.py").write_text(
+        "from fastsock import App\n"
+        "app = App()\n"
+        "@app.before_request\n"
+        "async def check(req):\n"
+        "    return None\n"
+        "@app.get('/')\n"
+        "def index(req):\n"
+        "    return 'hello'\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastsock", "mixed:app", "--port", str(free_port()), "--host",
+         "127.0.0.1", "--workers", "1"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 3
+    assert "cannot set up the app's routes and hooks" in proc.stderr
+    assert "the async hook check cannot run around the plain handler index" in proc.stderr
 
 
 @pytest.fixture(scope="module")
