@@ -45,6 +45,9 @@ cdef class Context:
     cdef object on_resume           # callable(conn) once a deferred response is written (the
                                     # loop sends it), or None (feed() in tests)
     cdef public object on_stream    # callable(feed, async_iterator): push its chunks, or None
+    cdef public object on_head      # callable(req) -> BodyIn when its route streams its body
+                                    # (it is then dispatched at once), or None; None: no
+                                    # route streams, and heads are not announced
 
 
 cdef class Deferred:
@@ -54,6 +57,25 @@ cdef class Deferred:
     cdef public object on_cancel    # callable() run when the client goes first, or None
     cpdef complete(self, object result)
     cdef void cancel(self)
+
+
+cdef enum:
+    BODY_IN_HIGH_WATER = 1048576    # a streamed request body: stop reading past this unread
+
+
+cdef class BodyIn:
+    cdef Connection conn
+    cdef object chunks              # a deque of bytes not yet taken by the handler
+    cdef readonly Py_ssize_t limit  # the route's body limit (413 past it)
+    cdef readonly Py_ssize_t total
+    cdef Py_ssize_t buffered
+    cdef bint done
+    cdef object error               # why it ended early, or None
+    cdef public object waiter       # callable() to wake the handler waiting for a chunk
+    cdef int push(self, bytes chunk) except -1
+    cdef void finish(self, object error)
+    cdef inline bint full(self) noexcept:
+        return self.buffered >= BODY_IN_HIGH_WATER
 
 
 cdef class Feed:
@@ -77,6 +99,9 @@ cdef class Connection:
     cdef Context ctx
     cdef object dispatch
     cdef Deferred deferred          # what C_WAIT waits for
+    cdef BodyIn body_in             # the body streamed to the waiting handler, while it comes
+    cdef bint body_unread           # a response went out before its request's body was read:
+                                    # close after it (lingering), never parse what follows
     cdef Request waiting_req        # ... and the request it answers
     cdef double started             # when that request was dispatched
     cdef object stream              # the iterator a streamed response body comes from
@@ -110,3 +135,7 @@ cdef class Connection:
     cdef void output_drained(self)
     cdef int _cut_stream(self, str why) except -1
     cdef int _proxy_header(self) except -1
+    cdef int _on_head(self) except -1
+    cdef int _stream_body_in(self) except -1
+    cdef void _abandon_body_in(self, object why)
+    cdef void _cancel_deferred(self)

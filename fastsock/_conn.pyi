@@ -9,6 +9,13 @@ class Context:
     def __init__(self, limits: dict[str, Any], shared: SharedState | None = None,
                  slot: int = -1) -> None: ...
 
+class BodyIn:
+    limit: int
+    total: int
+    waiter: Callable[[], None] | None
+    def __init__(self, limit: int) -> None: ...
+    def take(self) -> bytes | None: ...
+
 class Deferred:
     on_cancel: Callable[[], None] | None
     def __init__(self) -> None: ...

@@ -8,8 +8,8 @@ from libc.string cimport memmove
 
 from fastsock._message cimport Request, Response
 from fastsock._parser cimport (
-    RequestParser, ParseError, E_NONE, E_HEAD_TOO_LARGE, NEED_DATA, SEND_CONTINUE, PARSE_ERROR,
-    fs_error_table,
+    RequestParser, ParseError, E_NONE, E_HEAD_TOO_LARGE, E_BODY_TOO_LARGE, NEED_DATA,
+    SEND_CONTINUE, PARSE_ERROR, HEAD_READY, REQUEST_READY, fs_error_table,
 )
 from fastsock._proxy cimport parse_proxy_header
 from fastsock._shared cimport (
@@ -27,6 +27,7 @@ from fastsock._writer cimport (
 from fastsock._writer import EPOCH_DATE_LINE
 
 import logging
+from collections import deque
 
 error_log = logging.getLogger("fastsock.error")
 
@@ -87,6 +88,53 @@ cdef class Deferred:
                 self.on_cancel()
             except Exception:
                 error_log.exception("cancelling a handler failed")
+
+
+cdef class BodyIn:
+    """A request body streamed to its handler as it arrives (a route with stream=True): the
+    connection pushes chunks in; the handler takes them with take() (through req.stream()).
+    Past BODY_IN_HIGH_WATER bytes not taken, the connection stops reading: back-pressure on
+    the client. The route's limit is enforced on the total (413)."""
+
+    def __init__(self, Py_ssize_t limit):
+        self.chunks = deque()
+        self.limit = limit
+
+    cdef int push(self, bytes chunk) except -1:
+        self.chunks.append(chunk)
+        self.buffered += len(chunk)
+        self.total += len(chunk)
+        self._wake()
+        return 0
+
+    cdef void finish(self, object error):
+        """The body is whole (error None), or will never be (why)."""
+        self.done = True
+        self.error = error
+        self.conn = None
+        self._wake()
+
+    def _wake(self):
+        if self.waiter is not None:
+            waiter, self.waiter = self.waiter, None
+            waiter()
+
+    def take(self):
+        """-> the next chunk, or None when none is here yet (set waiter, then ask again);
+        StopAsyncIteration at the end; ConnectionError if the body will never be whole."""
+        cdef bint was_full
+        if self.chunks:
+            was_full = self.full()
+            chunk = self.chunks.popleft()
+            self.buffered -= len(chunk)
+            if was_full and not self.full() and self.conn is not None:
+                self.conn._pushed()         # room again: the loop reads on
+            return chunk
+        if self.done:
+            if self.error is not None:
+                raise ConnectionError(self.error)
+            raise StopAsyncIteration
+        return None
 
 
 cdef class Feed:
@@ -153,6 +201,7 @@ cdef class Connection:
         self.parser = RequestParser.__new__(
             RequestParser, lim.max_request_line, lim.max_header_bytes, lim.max_header_count,
             lim.max_body_size, lim.max_chunk_ext)
+        self.parser.announce_heads = ctx.on_head is not None
         self.state = C_PROXY if lim.proxy_protocol else C_HEAD
         self.deadline = ctx.now + lim.header_timeout
         self.since = ctx.now
@@ -230,9 +279,12 @@ cdef class Connection:
             if self.out.pending() < high_water and type(self.stream) is not Feed:
                 self._pump()
             return 0
+        if self.body_in is not None:
+            return self._stream_body_in()
         if self.state >= C_CLOSING or self.state == C_PROXY or self.state == C_WAIT:
             return 0
-        while (self.rend > self.rstart and self.out.pending() < high_water
+        while ((self.rend > self.rstart or self.parser.head_announced())
+               and self.out.pending() < high_water
                and self.out.tail_n == 0):       # (a tail: nothing may be written after it)
             r = self.parser.parse(self.rbuf + self.rstart, self.rend - self.rstart, &used)
             self.rstart += used
@@ -240,6 +292,11 @@ cdef class Connection:
                 break
             if r == SEND_CONTINUE:
                 write_continue(self.out)
+                continue
+            if r == HEAD_READY:
+                self._on_head()
+                if self.body_in is not None:
+                    return self._stream_body_in()
                 continue
             if r == PARSE_ERROR:
                 self.refuse(self.parser.error, fs_error_table[<int>self.parser.error].status)
@@ -281,6 +338,87 @@ cdef class Connection:
         ctx.slot.in_flight -= 1
         return self._write_result(req, result, t0)
 
+    cdef int _on_head(self) except -1:
+        """A head with a body is in (announced heads: some route streams its body). Either
+        its route streams it — dispatch now, push the body to the handler as it comes — or
+        the body is gathered whole, under the server's limit."""
+        cdef Request req = self.parser.pending
+        found = self.ctx.on_head(req)
+        if found is None:
+            self.parser.max_body_size = self.ctx.limits.max_body_size
+            return 0
+        self.body_in = <BodyIn?>found
+        self.body_in.conn = self
+        self.parser.max_body_size = self.body_in.limit
+        self.deadline = self.ctx.now + self.ctx.limits.body_timeout
+        req.body = b""                      # it is req.stream()'s
+        self._respond(req)
+        if self.state != C_WAIT:            # answered at once (404, 405, an error)
+            self._abandon_body_in("answered before the body was read")
+        return 0
+
+    cdef int _stream_body_in(self) except -1:
+        """Parse what is here of the streamed body and hand it to the handler."""
+        cdef Py_ssize_t used
+        cdef int r
+        cdef BodyIn body = self.body_in
+        cdef Request req
+        while not body.full():
+            if self.rend == self.rstart and not self.parser.head_announced():
+                break                       # nothing here (and maybe no buffer: NULL)
+            r = self.parser.parse(self.rbuf + self.rstart, self.rend - self.rstart, &used)
+            self.rstart += used
+            if r == SEND_CONTINUE:
+                write_continue(self.out)
+                continue
+            if r == PARSE_ERROR:
+                self._cancel_deferred()
+                self.body_in = None
+                body.finish("refused")
+                self.refuse(self.parser.error, fs_error_table[<int>self.parser.error].status)
+                break
+            chunk = self.parser.take_body()
+            if r == REQUEST_READY:
+                req = self.parser.take_request()
+                if req.body:
+                    chunk = chunk + req.body
+                    req.body = b""
+            if chunk:
+                if body.total + len(chunk) > body.limit:
+                    self._cancel_deferred()
+                    self.body_in = None
+                    body.finish("body too large")
+                    self.refuse(E_BODY_TOO_LARGE, 413)
+                    break
+                body.push(chunk)
+                self.deadline = self.ctx.now + self.ctx.limits.body_timeout    # progress
+            if r == REQUEST_READY:
+                self.body_in = None
+                body.finish(None)
+                break
+            if r == NEED_DATA and self.rstart == self.rend:
+                break
+        if self.rstart == self.rend:
+            self.rstart = self.rend = 0
+        return 0
+
+    cdef void _abandon_body_in(self, object why):
+        """The response goes out before the body was read: close after it."""
+        if self.body_in is not None:
+            self.body_in.finish(why)
+            self.body_in = None
+            self.body_unread = True
+            if self.state < C_CLOSING:
+                self.state, self.close_reason = C_CLOSING, CLOSE_SERVER
+
+    cdef void _cancel_deferred(self):
+        cdef Deferred d = self.deferred
+        if d is not None:
+            self.deferred, self.waiting_req = None, None
+            self.ctx.waiting -= 1
+            self.ctx.slot.in_flight -= 1
+            d.cancel()
+
     cdef void _pushed(self):
         """A pushed chunk or end is in the output: let the loop send it."""
         if self.ctx.on_resume is not None:
@@ -303,6 +441,10 @@ cdef class Connection:
         self.ctx.slot.in_flight -= 1
         self.ctx.now = monotonic()
         self.state = C_WRITE
+        if self.body_in is not None:        # answered before its body was all read
+            self.body_in.finish("answered before the body was read")
+            self.body_in = None
+            self.body_unread = True
         self._write_result(req, result, self.started)
         if self.ctx.on_resume is not None:
             self.ctx.on_resume(self)
@@ -316,7 +458,7 @@ cdef class Connection:
         cdef int status = 200
         cdef double elapsed
         cdef unsigned long long mark
-        keep_alive = req.keep_alive and ctx.keep_alive
+        keep_alive = req.keep_alive and ctx.keep_alive and not self.body_unread
         mark = self.out.total
         try:
             stream = write_response(self.out, result, keep_alive, head_only, http11,
@@ -428,7 +570,8 @@ cdef class Connection:
     cdef bint must_linger(self) noexcept:
         """The client may still be sending: closing with unread input would reset the
         connection and could destroy the response before the client reads it."""
-        return not self.input_ended and (self.state == C_REFUSED or self.rend > self.rstart)
+        return not self.input_ended and (self.state == C_REFUSED or self.rend > self.rstart
+                                         or self.body_unread)
 
     cdef void linger(self) noexcept:
         self.state = C_LINGER
@@ -438,7 +581,9 @@ cdef class Connection:
         """Reading pauses while a stream is sent, once no more requests will be read, and while
         the output is over its bound (back-pressure)."""
         return (self.stream is None and self.state < C_CLOSING and not self.input_ended
-                and self.state != C_WAIT and self.out.pending() < self.ctx.limits.output_high_water)
+                and (self.state != C_WAIT
+                     or (self.body_in is not None and not self.body_in.full()))
+                and self.out.pending() < self.ctx.limits.output_high_water)
 
     cdef void settle(self) noexcept:
         """After I/O: the state that says what the connection waits for, and its deadline.
@@ -450,7 +595,8 @@ cdef class Connection:
         if self.rend == self.rstart:
             self._release_input()
         if self.state == C_WAIT:
-            self.deadline = NEVER
+            if self.body_in is None:        # (a streamed body runs on the body timer, set
+                self.deadline = NEVER       # at the head and renewed as it comes)
             return
         if self.state >= C_CLOSING:
             if self.state != C_LINGER and self.state != C_CLOSED:
@@ -477,6 +623,9 @@ cdef class Connection:
     cdef int on_timeout(self) except -2:
         """The deadline passed: -1 when a 408 was queued (drive it), else the CLOSE_* reason
         to close it with."""
+        if self.state == C_WAIT:            # a streamed body stopped coming
+            error_log.info("request timeout from %s:%s (streamed body)", *self.client())
+            return CLOSE_BODY_TIMEOUT
         if self.state == C_HEAD or self.state == C_PROXY:
             if self.rend == self.rstart:
                 return CLOSE_HEADER_TIMEOUT
@@ -498,12 +647,10 @@ cdef class Connection:
     cdef void release(self):
         """The connection is closing: cancel a handler still working for it, let go of a
         stream still open, and of its buffers."""
-        cdef Deferred d = self.deferred
-        if d is not None:
-            self.deferred, self.waiting_req = None, None
-            self.ctx.waiting -= 1
-            self.ctx.slot.in_flight -= 1
-            d.cancel()
+        if self.body_in is not None:
+            self.body_in.finish("the client went away")
+            self.body_in = None
+        self._cancel_deferred()
         if self.stream is not None:
             _close_iterator(self.stream)
             self.stream = None

@@ -15,3 +15,4 @@ class Loop:
     tasks: int
     def task_done(self) -> None: ...
     on_stream: Callable[[Any, Any], None] | None
+    on_head: Callable[[Any], Any] | None

@@ -214,6 +214,16 @@ cdef class Loop:
             self.aio.stop()
 
     @property
+    def on_head(self):
+        return self.ctx.on_head
+
+    @on_head.setter
+    def on_head(self, value):
+        """callable(req) -> BodyIn or None: which requests stream their bodies in (set it
+        before accepting connections)."""
+        self.ctx.on_head = value
+
+    @property
     def on_stream(self):
         return self.ctx.on_stream
 
@@ -250,7 +260,7 @@ cdef class Loop:
             return 0                        # closed earlier in this batch
         if ev & EPOLLERR:
             self._close(c, CLOSE_ERROR)
-        elif c.state == C_WAIT:
+        elif c.state == C_WAIT and c.body_in is None:
             if ev & (EPOLLRDHUP | EPOLLHUP):    # gone (or half-closed) while its handler
                 self._close(c, CLOSE_CLIENT)    # works: cancel it, as nginx and uvicorn do
         elif ev & (EPOLLIN | EPOLLHUP):

@@ -36,6 +36,7 @@ cdef class Request:
     cdef object _headers
     cdef object _query
     cdef object _state
+    cdef public object body_stream  # what req.stream() returns for a streamed body, or None
 
 
 cdef class Response:

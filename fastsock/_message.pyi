@@ -1,6 +1,6 @@
 # Type stubs for the compiled message module.
 import enum
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
 METHOD_NAMES: tuple[str, ...]
 
@@ -52,6 +52,8 @@ class Request:
     @property
     def user_agent(self) -> str | None: ...
     def json(self) -> Any: ...
+    def stream(self) -> AsyncIterator[bytes]: ...
+    body_stream: Any
 
 class Response:
     status: int

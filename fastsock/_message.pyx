@@ -291,6 +291,22 @@ cdef list _split_fields(bytes head):
 from types import SimpleNamespace as _Namespace
 
 
+class _WholeBody:
+    """req.stream() of a body that was gathered whole: one chunk."""
+
+    def __init__(self, body):
+        self.body = body
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if not self.body:
+            raise StopAsyncIteration
+        body, self.body = self.body, None
+        return body
+
+
 @cython.freelist(32)           # a request object per request: reuse their memory
 cdef class Request:
     """One HTTP request, as the handler sees it. Headers and query are decoded on first use."""
@@ -331,6 +347,14 @@ cdef class Request:
             self._query = MultiDict(_parse_qsl(self.query_string.decode("latin-1"),
                                                keep_blank_values=True))
         return self._query
+
+    def stream(self):
+        """The body as an async iterator of chunks: on a route with stream=True, each as it
+        arrives (the body is never gathered whole; req.body stays empty); elsewhere, the
+        whole body as one chunk."""
+        if self.body_stream is not None:
+            return self.body_stream
+        return _WholeBody(self.body)
 
     def json(self):
         """The body parsed as JSON; BadRequest (a 400 answer, a ValueError) when it is not."""

@@ -43,6 +43,7 @@ cdef enum ParseResult:
     REQUEST_READY = 1   # a whole request (head and body) is ready: take_request()
     SEND_CONTINUE = 2   # the client waits for "100 Continue" before sending its body
     PARSE_ERROR = 3     # refused: see error; nothing more may be parsed
+    HEAD_READY = 4      # announce_heads: a head with a body is in (pending), its body to come
 
 # Why a request was refused: ONE table (an X-macro) gives each error its enum value, name,
 # status and metric label; the shared-memory counters are indexed by the enum.
@@ -148,6 +149,7 @@ cdef class RequestParser:
     cdef Py_ssize_t max_header_count
     cdef Py_ssize_t max_body_size
     cdef Py_ssize_t max_chunk_ext
+    cdef public bint announce_heads # stop at HEAD_READY before each body (bodies streamed in)
 
     cdef int state
     # head scanning; offsets are relative to the start of the current request's bytes
@@ -181,6 +183,7 @@ cdef class RequestParser:
 
     cdef void _reset(self) noexcept
     cdef int _fail(self, ParseError error) noexcept
+    cdef bytes take_body(self)
     cdef int _parse_head(self, const char* buf, Py_ssize_t n, Py_ssize_t* end_pos) except -1
     cdef int _request_line(self, const char* p, Py_ssize_t n) noexcept
     cdef int _field_line(self, const char* p, Py_ssize_t n, bint trailer) noexcept
@@ -198,3 +201,6 @@ cdef class RequestParser:
     cdef Request take_request(self)
     cdef inline bint in_body(self) noexcept:
         return 1 <= self.state <= 5
+
+    cdef inline bint head_announced(self) noexcept:
+        return self.state == 6          # S_HEAD_DONE: parse on, even with no byte yet

@@ -24,6 +24,7 @@ cdef enum:                  # parser states (in_body() in the .pxd relies on 1..
     S_CHUNK_DATA = 3
     S_CHUNK_CRLF = 4
     S_TRAILERS = 5
+    S_HEAD_DONE = 6         # announce_heads: the head is in, its body not begun (HEAD_READY)
     S_READY = 8
     S_ERROR = 9
 
@@ -120,8 +121,9 @@ cdef class RequestParser:
 
     cdef int parse(self, const char* buf, Py_ssize_t n, Py_ssize_t* consumed) except -1:
         """Parse buf[:n], the unconsumed bytes of the current request onward. Sets consumed[0] to
-        how many bytes the caller may drop, and returns NEED_DATA, REQUEST_READY, SEND_CONTINUE or
-        PARSE_ERROR."""
+        how many bytes the caller may drop, and returns NEED_DATA, REQUEST_READY, SEND_CONTINUE,
+        PARSE_ERROR, or — with announce_heads — HEAD_READY once a head with a body is in
+        (pending holds the request; set max_body_size for it, then parse on)."""
         cdef Py_ssize_t pos = 0
         cdef int r
         consumed[0] = 0
@@ -136,8 +138,16 @@ cdef class RequestParser:
             consumed[0] = pos
             if self.state == S_READY:
                 return REQUEST_READY
+            if self.state == S_HEAD_DONE:
+                return HEAD_READY
             if self.expect_continue and pos == n:
                 # the body has not started: the client is waiting to be told to send it
+                return SEND_CONTINUE
+        elif self.state == S_HEAD_DONE:     # announced: the caller has set max_body_size
+            if self.content_length > self.max_body_size:
+                return self._fail(E_BODY_TOO_LARGE)
+            self.state = S_CHUNK_SIZE if self.chunked else S_BODY_CL
+            if self.expect_continue and n == 0:
                 return SEND_CONTINUE
         r = self._parse_body(buf, n, &pos)
         consumed[0] = pos
@@ -345,7 +355,7 @@ cdef class RequestParser:
                 return self._fail(E_TE_IN_HTTP10)
             if not self.chunked:
                 return self._fail(E_CHUNKED_NOT_FINAL)
-        if self.content_length > self.max_body_size:
+        if self.content_length > self.max_body_size and not self.announce_heads:
             return self._fail(E_BODY_TOO_LARGE)
 
         req = Request.__new__(Request)
@@ -385,7 +395,10 @@ cdef class RequestParser:
         req.ua_off, req.ua_len = self.ua_off, self.ua_len
         req.rid_off, req.rid_len = self.rid_off, self.rid_len
         self.pending = req
-        if self.chunked:
+        if (self.chunked or self.content_length > 0) and self.announce_heads:
+            self.remaining = self.content_length
+            self.state = S_HEAD_DONE        # the body limit is checked when parsing resumes
+        elif self.chunked:
             self.state = S_CHUNK_SIZE
         elif self.content_length > 0:
             self.state = S_BODY_CL
@@ -577,6 +590,15 @@ cdef class RequestParser:
                     if i == t0:
                         return self._fail(E_INVALID_CHUNK_EXT)
         return 0
+
+    cdef bytes take_body(self):
+        """The body bytes gathered since the last call (a body streamed as it comes)."""
+        cdef bytes chunk
+        if self.body_len == 0:
+            return EMPTY
+        chunk = PyBytes_FromStringAndSize(self.body_buf, self.body_len)
+        self.body_len = 0
+        return chunk
 
     cdef Request take_request(self):
         """Hand over the ready request and get set for the next one on this connection."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Callable, Iterable
 
-from fastsock._conn import Deferred
+from fastsock._conn import BodyIn, Deferred
 from fastsock._message import METHOD_NAMES, Request, Response
 from fastsock import hooks
-from fastsock.handlers import HTTPError, error_response, is_async, to_response
+from fastsock.handlers import (
+    HTTPError, RequestStream, error_response, is_async, to_response,
+)
 from fastsock.routing import Route, Router
 
 __all__ = ["App", "HTTPError"]
@@ -114,14 +116,21 @@ class App:
         return hooks.wrap(handler, self)
 
     def route(self, path: str, methods: Iterable[str] = ("GET",), *,
-              threaded: bool | None = None, timeout: float | None = None) -> Callable:
+              threaded: bool | None = None, timeout: float | None = None,
+              stream: bool = False, max_body_size: int | None = None) -> Callable:
         """Register a handler. An `async def` handler runs on the worker's asyncio loop; a plain
         one inline on the worker's loop, or in its thread pool with threaded=True (None: as
         --run-sync says). timeout: seconds before a task or thread job is answered 504
-        (None: --handler-timeout)."""
-        options = {"threaded": threaded, "timeout": timeout}
+        (None: --handler-timeout). stream=True (async handlers): the handler starts when the
+        head is in and reads the body with `async for chunk in req.stream()` as it arrives,
+        up to max_body_size bytes (None: --max-body-size; 413 past it)."""
+        options = {"threaded": threaded, "timeout": timeout, "stream": stream,
+                   "max_body_size": max_body_size}
 
         def register(handler: Callable) -> Callable:
+            if stream and not is_async(handler):
+                raise TypeError(f"{handler.__qualname__}: stream=True needs an async handler "
+                                "(it reads the body with `async for chunk in req.stream()`)")
             self.router.add(path, methods, handler, options)
             self._dispatch = None
             return handler
@@ -190,6 +199,26 @@ class App:
             except Exception as e:
                 return error_response(req, e)
         return dispatch
+
+    def body_streams(self, runner, default_limit: int) -> Callable | None:
+        """For the server: req -> BodyIn when req's route streams its body in (stream=True),
+        else None; None when no route does (heads are then not announced at all)."""
+        limits = {(route.id, method): opts.get("max_body_size") or default_limit
+                  for route in self.router.routes()
+                  for method, opts in route.options.items() if opts.get("stream")}
+        if not limits:
+            return None
+        match = self.router.match
+
+        def on_head(req):
+            route, _ = match(req.path)
+            limit = limits.get((route.id, req.method)) if route is not None else None
+            if limit is None:
+                return None
+            body_in = BodyIn(limit)
+            req.body_stream = RequestStream(body_in, runner.aio)
+            return body_in
+        return on_head
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options) -> None:
         """Serve this app from a script: `fastsock.run(app, ...)` under another name."""

@@ -15,7 +15,7 @@ import functools
 import inspect
 import logging
 
-from fastsock._conn import Deferred
+from fastsock._conn import BodyIn, Deferred
 from fastsock._message import BadRequest, Response
 
 error_log = logging.getLogger("fastsock.error")
@@ -220,6 +220,25 @@ class Runner:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RequestStream:
+    """req.stream() of a route with stream=True: the body's chunks as they arrive."""
+
+    def __init__(self, body_in: BodyIn, aio: asyncio.AbstractEventLoop):
+        self.body_in, self.aio = body_in, aio
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            chunk = self.body_in.take()
+            if chunk is not None:
+                return chunk
+            arrived = self.aio.create_future()
+            self.body_in.waiter = lambda: arrived.done() or arrived.set_result(None)
+            await arrived
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -195,6 +195,7 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
             exposition=exposition_for(config, app, shared), access_log=access_log,
             proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
             max_requests=max_requests, retire=loop.retire, runner=runner)
+        loop.on_head = app.body_streams(runner, config.max_body_size)
     except Exception:
         log.exception("cannot %s in worker %d", step, os.getpid())
         shared.set_slot(slot, os.getpid(), SharedState.START_FAILED)

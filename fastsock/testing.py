@@ -43,7 +43,7 @@ class _AppTransport(httpx.BaseTransport):
                              timeout=config.handler_timeout,
                              threads_by_default=config.run_sync == "thread")
         self.limits = config.limits()
-        self.dispatch = None
+        self.dispatch = self.on_head = None
         self.started = False
 
     def start(self) -> None:
@@ -51,6 +51,7 @@ class _AppTransport(httpx.BaseTransport):
             self.started = True
             run_lifecycle(self.app.startup, self.runner)
             self.dispatch = self.app.dispatcher((), self.runner)
+            self.on_head = self.app.body_streams(self.runner, self.limits["max_body_size"])
 
     def close(self) -> None:
         if self.started:
@@ -62,6 +63,7 @@ class _AppTransport(httpx.BaseTransport):
         self.start()
         ctx = Context(self.limits)
         ctx.on_stream = self.runner.start_feed
+        ctx.on_head = self.on_head
         conn = Connection(ctx, self._with_client)
         out = conn.feed(_serialize(request))
         while ctx.waiting or self.tasks.tasks:     # a task or thread job: let it finish

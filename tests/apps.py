@@ -204,3 +204,45 @@ def threaded_sleep(req):
     with counted():
         time.sleep(float(req.query.get("s", "0.2")))
     return f"thread slept in {threading.current_thread().name}"
+
+
+# --- request bodies streamed in (stream=True)
+
+import hashlib  # noqa: E402
+
+
+async def _digest(req, pause: float = 0.0) -> dict:
+    h, n, chunks = hashlib.sha256(), 0, 0
+    async for chunk in req.stream():
+        h.update(chunk)
+        n, chunks = n + len(chunk), chunks + 1
+        if pause:
+            await asyncio.sleep(pause)
+    return {"bytes": n, "sha256": h.hexdigest(), "chunks": chunks, "body": len(req.body)}
+
+
+@app.post("/upload", stream=True, max_body_size=64 << 20)
+async def upload(req):
+    return await _digest(req)
+
+
+@app.post("/upload-small", stream=True, max_body_size=1000)
+async def upload_small(req):
+    return await _digest(req)
+
+
+@app.post("/upload-slow", stream=True, max_body_size=64 << 20)
+async def upload_slow(req):
+    mark = req.query.get("mark")
+    try:
+        return await _digest(req, pause=0.002)
+    except asyncio.CancelledError:
+        if mark:
+            with open(mark, "w") as f:
+                f.write("cancelled")
+        raise
+
+
+@app.post("/upload-early", stream=True)
+async def upload_early(req):
+    return "no thanks"

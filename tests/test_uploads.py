@@ -1,0 +1,122 @@
+"""Request bodies streamed in (stream=True) over real sockets: past the server's body limit up
+to the route's, as chunks while they arrive, with back-pressure on a slow handler; the route's
+limit answered 413; a client that leaves cancels the handler; an early answer closes the
+connection without reading the rest as a request; pipelining and 100-continue still hold."""
+import hashlib
+import os
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import Reader, read_until_close
+from tests.test_process import children
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from tests.conftest import start_server
+    s = start_server(tmp_path_factory.mktemp("uploads"), "--workers", "1")
+    yield s
+    s.stop()
+
+
+def post(sock, path: str, body: bytes, chunked: bool = False, extra: bytes = b"") -> None:
+    if chunked:
+        pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+        data = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+        head = b"Transfer-Encoding: chunked\r\n"
+    else:
+        data, head = body, b"Content-Length: %d\r\n" % len(body)
+    sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n" + head + extra
+                 + b"\r\n" + data)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_past_the_server_limit_streams_in_as_chunks(server, chunked):
+    body = os.urandom(20 << 20)                 # 20 MiB; --max-body-size is 1 MiB
+    with server.connect(timeout=30) as s:
+        post(s, "/upload", body, chunked)
+        r = Reader(s, timeout=30)
+        status, headers, raw = r.response()
+        got = __import__("json").loads(raw)
+        assert status == 200 and got["bytes"] == len(body)
+        assert got["sha256"] == hashlib.sha256(body).hexdigest()
+        assert got["chunks"] > 10 and got["body"] == 0      # as it came, never gathered
+        s.sendall(b"GET /n/1 HTTP/1.1\r\nHost: t\r\n\r\n")   # the connection goes on
+        assert r.response()[2] == b"n=1"
+
+
+def test_other_routes_keep_the_server_limit(server):
+    r = httpx.post(server.url + "/echo", content=b"x" * (2 << 20))
+    assert r.status_code == 413
+    assert httpx.post(server.url + "/echo", content=b"fits").content == b"fits"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_routes_own_limit_is_413(server, chunked):
+    with server.connect() as s:
+        post(s, "/upload-small", b"y" * 5000, chunked)
+        data = read_until_close(s)
+    assert data.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_slow_handler_holds_the_client_back_in_little_memory(server):
+    (worker,) = children(server.proc.pid)
+
+    def rss():
+        return int(open(f"/proc/{worker}/status").read().split("VmRSS:")[1].split()[0])
+    body = os.urandom(32 << 20)
+    before = rss()
+    with server.connect(timeout=60) as s:
+        post(s, "/upload-slow", body)
+        status, _, raw = Reader(s, timeout=60).response()
+    assert status == 200 and __import__("json").loads(raw)["bytes"] == len(body)
+    assert rss() - before < 16 * 1024, "the body was buffered, not held back"
+
+
+def test_a_client_that_leaves_mid_body_cancels_the_handler(server, tmp_path):
+    mark = tmp_path / "mark"
+    s = server.connect()
+    s.sendall(b"POST /upload-slow?mark=" + str(mark).encode() + b" HTTP/1.1\r\nHost: t\r\n"
+              b"Content-Length: 10000000\r\n\r\n" + b"z" * 100_000)
+    time.sleep(0.3)
+    s.close()
+    deadline = time.monotonic() + 3
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mark.read_text() == "cancelled"
+    assert httpx.get(server.url + "/").text == "hello"
+
+
+def test_an_early_answer_closes_and_never_reads_the_rest_as_a_request(server):
+    with server.connect(timeout=10) as s:
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        post(s, "/upload-early", smuggled * 20_000)
+        data = read_until_close(s, timeout=10)
+    assert data.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in data
+    assert data.endswith(b"no thanks") and b"SMUGGLED" not in data
+
+
+def test_pipelined_requests_after_a_streamed_body_and_100_continue(server):
+    with server.connect() as s:
+        post(s, "/upload", b"0123456789")
+        s.sendall(b"GET /n/2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = Reader(s)
+        assert __import__("json").loads(r.response()[2])["bytes"] == 10
+        assert r.response()[2] == b"n=2"
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        assert r.response()[0] == 100
+        s.sendall(b"abc")
+        assert __import__("json").loads(r.response()[2])["bytes"] == 3
+
+
+def test_streamed_bodies_in_the_test_client():
+    from tests.apps import app
+    from fastsock.testing import TestClient
+    with TestClient(app) as client:
+        got = client.post("/upload", content=b"q" * 100_000).json()
+        assert got["bytes"] == 100_000 and got["body"] == 0
+        assert client.post("/upload-small", content=b"q" * 5000).status_code == 413
