@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import random
 import resource
-import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,11 +53,7 @@ http {{
 
 
 def start_nginx(port: int):
-    tmp = tempfile.mkdtemp(prefix="fastsock-idle-nginx-")
-    conf = Path(tmp) / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    return bench.pinned([nginx, "-c", str(conf), "-p", tmp]), lambda: shutil.rmtree(tmp, True)
+    return bench.start_nginx(port, NGINX_CONF)
 
 
 def start_fastsock(port: int, root: Path = bench.ROOT):

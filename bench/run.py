@@ -190,10 +190,11 @@ http {{
 """
 
 
-def start_nginx(port: int):
+def start_nginx(port: int, template: str = NGINX_CONF):
+    """nginx from a config template (formatted with tmp and port), in a temp dir of its own."""
     tmp = tempfile.mkdtemp(prefix="fastsock-bench-nginx-")
     conf = Path(tmp) / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
+    conf.write_text(template.format(tmp=tmp, port=port))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     return pinned([nginx, "-c", str(conf), "-p", tmp]), lambda: shutil.rmtree(tmp, True)
 

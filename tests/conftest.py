@@ -112,6 +112,14 @@ def read_until_close(sock: socket.socket, timeout: float = 5.0) -> bytes:
     return b"".join(chunks)
 
 
+def wait_for_text(path: Path, timeout: float = 3.0) -> str:
+    """The text of a file an app writes (a handler's outcome), once it is there."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return path.read_text()
+
+
 class Reader:
     """Reads whole responses (Content-Length or chunked) off a raw socket, in order."""
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Reader
+from tests.conftest import Reader, wait_for_text
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +99,7 @@ def test_a_client_that_leaves_cancels_its_handler(server, tmp_path, how):
     if how == "reset":
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     s.close()
-    deadline = time.monotonic() + 3
-    while not mark.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert mark.read_text() == "cancelled"
+    assert wait_for_text(mark) == "cancelled"
     assert httpx.get(server.url + "/").text == "hello"
 
 

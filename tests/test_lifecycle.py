@@ -1,6 +1,7 @@
 """The app's lifecycle over real servers: startup and shutdown hooks in each worker, a failing
 startup stopping the server, importing the app in the workers only, request hooks,
 middleware, error handlers and req.state."""
+import os
 import subprocess
 import sys
 
@@ -42,7 +43,7 @@ def test_a_failing_startup_hook_stops_the_server_with_a_clear_message(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "fastsock", APP, "--port", str(port), "--host", "127.0.0.1",
          "--workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=30,
-        env={**__import__("os").environ, "LIFECYCLE_DIR": str(tmp_path), "FAIL_STARTUP": "1"})
+        env={**os.environ, "LIFECYCLE_DIR": str(tmp_path), "FAIL_STARTUP": "1"})
     assert proc.returncode == 3
     assert "cannot run a startup hook" in proc.stderr
     assert "the database is not there" in proc.stderr
@@ -62,7 +63,7 @@ def test_an_async_hook_around_a_plain_handler_stops_the_start(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "fastsock", "mixed:app", "--port", str(free_port()), "--host",
          "127.0.0.1", "--workers", "1"], cwd=ROOT, capture_output=True, text=True, timeout=30,
-        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+        env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 3
     assert "cannot set up the app's routes and hooks" in proc.stderr
     assert "the async hook check cannot run around the plain handler index" in proc.stderr

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Reader
+from tests.conftest import Reader, wait_for_text
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,4 @@ def test_a_client_that_leaves_stops_the_async_generator(serve, tmp_path):
     while b"tick" not in got:
         got += s.recv(65536)
     s.close()
-    deadline = time.monotonic() + 3
-    while not mark.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert mark.read_text() == "closed"
+    assert wait_for_text(mark) == "closed"

@@ -3,14 +3,14 @@ to the route's, as chunks while they arrive, with back-pressure on a slow handle
 limit answered 413; a client that leaves cancels the handler; an early answer closes the
 connection without reading the rest as a request; pipelining and 100-continue still hold."""
 import hashlib
+import json
 import os
-import socket
 import time
 
 import httpx
 import pytest
 
-from tests.conftest import Reader, read_until_close
+from tests.conftest import Reader, read_until_close, wait_for_text
 from tests.test_process import children
 
 
@@ -40,7 +40,7 @@ def test_a_body_past_the_server_limit_streams_in_as_chunks(server, chunked):
         post(s, "/upload", body, chunked)
         r = Reader(s, timeout=30)
         status, headers, raw = r.response()
-        got = __import__("json").loads(raw)
+        got = json.loads(raw)
         assert status == 200 and got["bytes"] == len(body)
         assert got["sha256"] == hashlib.sha256(body).hexdigest()
         assert got["chunks"] > 10 and got["body"] == 0      # as it came, never gathered
@@ -72,7 +72,7 @@ def test_a_slow_handler_holds_the_client_back_in_little_memory(server):
     with server.connect(timeout=60) as s:
         post(s, "/upload-slow", body)
         status, _, raw = Reader(s, timeout=60).response()
-    assert status == 200 and __import__("json").loads(raw)["bytes"] == len(body)
+    assert status == 200 and json.loads(raw)["bytes"] == len(body)
     assert rss() - before < 16 * 1024, "the body was buffered, not held back"
 
 
@@ -83,10 +83,7 @@ def test_a_client_that_leaves_mid_body_cancels_the_handler(server, tmp_path):
               b"Content-Length: 10000000\r\n\r\n" + b"z" * 100_000)
     time.sleep(0.3)
     s.close()
-    deadline = time.monotonic() + 3
-    while not mark.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert mark.read_text() == "cancelled"
+    assert wait_for_text(mark) == "cancelled"
     assert httpx.get(server.url + "/").text == "hello"
 
 
@@ -104,13 +101,13 @@ def test_pipelined_requests_after_a_streamed_body_and_100_continue(server):
         post(s, "/upload", b"0123456789")
         s.sendall(b"GET /n/2 HTTP/1.1\r\nHost: t\r\n\r\n")
         r = Reader(s)
-        assert __import__("json").loads(r.response()[2])["bytes"] == 10
+        assert json.loads(r.response()[2])["bytes"] == 10
         assert r.response()[2] == b"n=2"
         s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
                   b"Expect: 100-continue\r\n\r\n")
         assert r.response()[0] == 100
         s.sendall(b"abc")
-        assert __import__("json").loads(r.response()[2])["bytes"] == 3
+        assert json.loads(r.response()[2])["bytes"] == 3
 
 
 def test_streamed_bodies_in_the_test_client():
