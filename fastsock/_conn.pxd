@@ -100,8 +100,9 @@ cdef class Connection:
     cdef object dispatch
     cdef Deferred deferred          # what C_WAIT waits for
     cdef BodyIn body_in             # the body streamed to the waiting handler, while it comes
-    cdef bint body_unread           # a response went out before its request's body was read:
-                                    # close after it (lingering), never parse what follows
+    cdef bint body_unread           # the streamed body of the request being answered is not
+                                    # all in: a response now closes the connection (lingering),
+                                    # and nothing after it is parsed
     cdef Request waiting_req        # ... and the request it answers
     cdef double started             # when that request was dispatched
     cdef object stream              # the iterator a streamed response body comes from
@@ -137,5 +138,4 @@ cdef class Connection:
     cdef int _proxy_header(self) except -1
     cdef int _on_head(self) except -1
     cdef int _stream_body_in(self) except -1
-    cdef void _abandon_body_in(self, object why)
     cdef void _cancel_deferred(self)

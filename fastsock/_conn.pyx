@@ -352,9 +352,8 @@ cdef class Connection:
         self.parser.max_body_size = self.body_in.limit
         self.deadline = self.ctx.now + self.ctx.limits.body_timeout
         req.body = b""                      # it is req.stream()'s
-        self._respond(req)
-        if self.state != C_WAIT:            # answered at once (404, 405, an error)
-            self._abandon_body_in("answered before the body was read")
+        self.body_unread = True             # until the body is all in (an answer before
+        self._respond(req)                  # that closes the connection: _write_result)
         return 0
 
     cdef int _stream_body_in(self) except -1:
@@ -394,6 +393,7 @@ cdef class Connection:
                 self.deadline = self.ctx.now + self.ctx.limits.body_timeout    # progress
             if r == REQUEST_READY:
                 self.body_in = None
+                self.body_unread = False
                 body.finish(None)
                 break
             if r == NEED_DATA and self.rstart == self.rend:
@@ -401,15 +401,6 @@ cdef class Connection:
         if self.rstart == self.rend:
             self.rstart = self.rend = 0
         return 0
-
-    cdef void _abandon_body_in(self, object why):
-        """The response goes out before the body was read: close after it."""
-        if self.body_in is not None:
-            self.body_in.finish(why)
-            self.body_in = None
-            self.body_unread = True
-            if self.state < C_CLOSING:
-                self.state, self.close_reason = C_CLOSING, CLOSE_SERVER
 
     cdef void _cancel_deferred(self):
         cdef Deferred d = self.deferred
@@ -441,10 +432,6 @@ cdef class Connection:
         self.ctx.slot.in_flight -= 1
         self.ctx.now = monotonic()
         self.state = C_WRITE
-        if self.body_in is not None:        # answered before its body was all read
-            self.body_in.finish("answered before the body was read")
-            self.body_in = None
-            self.body_unread = True
         self._write_result(req, result, self.started)
         if self.ctx.on_resume is not None:
             self.ctx.on_resume(self)
@@ -458,6 +445,9 @@ cdef class Connection:
         cdef int status = 200
         cdef double elapsed
         cdef unsigned long long mark
+        if self.body_in is not None:        # answered before its streamed body was all in:
+            self.body_in.finish("answered before the body was read")   # the connection
+            self.body_in = None             # closes after this response (body_unread)
         keep_alive = req.keep_alive and ctx.keep_alive and not self.body_unread
         mark = self.out.total
         try:

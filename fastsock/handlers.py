@@ -130,10 +130,8 @@ class Runner:
                 deferred.complete(error_response(req, task.exception()))
             else:
                 response = to_response(task.result())
-                if threaded and type(response) is Response and not isinstance(
-                        response.body, (bytes, type(None))) and not hasattr(
-                        response.body, "__anext__"):
-                    response.body = self._in_threads(response.body)
+                if threaded and type(response) is Response and hasattr(response.body, "__next__"):
+                    response.body = self._in_threads(response.body)    # a plain iterator
                 deferred.complete(response)
         except Exception as e:                      # a bad result: one 500
             error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
