@@ -288,6 +288,40 @@ cdef list _split_fields(bytes head):
     return out
 
 
+cdef list _raw_fields(bytes head):
+    """Field lines of an already validated head -> [(lowercased name, value), ...] as bytes,
+    as ASGI's scope["headers"] has them."""
+    cdef list out = []
+    cdef bytes line
+    for line in head.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b":")
+            out.append((name.lower(), value.strip(b" \t")))
+    return out
+
+
+cdef dict _cgi_fields(bytes head):
+    """Field lines -> the CGI variables of a WSGI environ: HTTP_NAME (repeated fields joined
+    with ","), CONTENT_TYPE and CONTENT_LENGTH. A name with "_" is left out: it would pass
+    for the one with "-" (X_Forwarded_For for X-Forwarded-For), as gunicorn and nginx do."""
+    cdef dict out = {}
+    cdef bytes line
+    cdef str key, value
+    for line in head.split(b"\r\n"):
+        if line:
+            name, _, raw = line.partition(b":")
+            if b"_" in name:
+                continue
+            key = name.decode("ascii").upper().replace("-", "_")
+            if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+                key = "HTTP_" + key
+            value = raw.strip(b" \t").decode("latin-1")
+            if key in out:
+                value = out[key] + "," + value
+            out[key] = value
+    return out
+
+
 from types import SimpleNamespace as _Namespace
 
 
@@ -340,6 +374,15 @@ cdef class Request:
         if self._headers is None:
             self._headers = Headers(_split_fields(self._head[self.fields_off:]))
         return self._headers
+
+    @property
+    def raw_headers(self):
+        """[(lowercased name, value), ...] as bytes, in their order (ASGI's headers)."""
+        return _raw_fields(self._head[self.fields_off:])
+
+    def cgi_headers(self):
+        """The header fields as a WSGI environ's CGI variables (a new dict)."""
+        return _cgi_fields(self._head[self.fields_off:])
 
     @property
     def query(self):

@@ -160,7 +160,7 @@ cdef bytes CONN_CLOSE = b"Connection: close\r\n"
 cdef bytes CONN_KEEP = b"Connection: keep-alive\r\n"
 cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 # framing is the server's: a handler cannot set these
-cdef frozenset _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+cdef frozenset _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
 cdef inline int _write_length(OutBuffer out, Py_ssize_t n) except -1:
@@ -202,13 +202,24 @@ cdef int _check_value(bytes value_b, object name) except -1:
     return 0
 
 
-cdef int _write_headers(OutBuffer out, list headers) except -1:
-    cdef bytes name_b, value_b
+cdef inline bint _is_framing(bytes name_b):
+    """Content-Length, Transfer-Encoding or Connection, in any case: the server's to set."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(name_b)
+    if n != 10 and n != 14 and n != 17:
+        return False
+    return name_b.lower() in _FRAMING
+
+
+cdef object _write_headers(OutBuffer out, list headers, bint keep_length=False):
+    """The handler's header lines, each checked (names tokens, values without controls), as
+    str or bytes. The framing ones are dropped; but with keep_length (a body-less answer to
+    HEAD), a Content-Length of digits is returned: the one GET would have had."""
+    cdef bytes name_b, value_b, length = None
     cdef const unsigned char* p
     cdef Py_ssize_t i, n
     for name, value in headers:
-        name_b = str(name).encode("latin-1")
-        value_b = str(value).encode("latin-1")
+        name_b = <bytes>name if type(name) is bytes else str(name).encode("latin-1")
+        value_b = <bytes>value if type(value) is bytes else str(value).encode("latin-1")
         p = <const unsigned char*>PyBytes_AS_STRING(name_b)
         n = PyBytes_GET_SIZE(name_b)
         if n == 0:
@@ -217,13 +228,16 @@ cdef int _write_headers(OutBuffer out, list headers) except -1:
             if not is_token(p[i]):
                 raise ValueError(f"invalid response header name {name!r}")
         _check_value(value_b, name)
-        if name_b.lower().decode("latin-1") in _FRAMING:
+        if _is_framing(name_b):
+            if keep_length and n == 14 and value_b.isdigit() and \
+                    name_b.lower() == b"content-length":
+                length = value_b
             continue
         out.write_bytes(name_b)
         out.write(b": ", 2)
         out.write_bytes(value_b)
         out.write(b"\r\n", 2)
-    return 0
+    return length
 
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
@@ -240,6 +254,7 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     cdef Py_ssize_t mark
     cdef unsigned long long total
     cdef int status
+    cdef bytes head_length = None
     if out.tail_n:
         out._flatten()
     mark, total = out.end, out.total
@@ -273,7 +288,8 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 out.write_bytes(ct)
                 out.write(b"\r\n", 2)
             if resp.headers:
-                _write_headers(out, resp.headers)
+                head_length = _write_headers(
+                    out, resp.headers, head_only and resp.body == b"")
             if type(resp.body) is not bytes:     # an iterator: stream it chunked
                 if http11:
                     out.write_bytes(TE_CHUNKED)
@@ -283,6 +299,12 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 return resp.body
             body = <bytes>resp.body
             if status == 204 or status == 304:
+                _write_tail(out, keep_alive, http11, extra_headers, date_line)
+                return None
+            if head_length is not None:     # HEAD, answered without a body: GET's length
+                out.write(b"Content-Length: ", 16)
+                out.write_bytes(head_length)
+                out.write(b"\r\n", 2)
                 _write_tail(out, keep_alive, http11, extra_headers, date_line)
                 return None
         else:

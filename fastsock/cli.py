@@ -6,13 +6,14 @@ import importlib
 import sys
 
 from fastsock.config import build_parser, from_args
+from fastsock.interfaces import kind_of
 
 
 class CLIError(Exception):
     pass
 
 
-def load_app(spec: str):
+def load_app(spec: str, interface: str = "auto"):
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise CLIError(f"the application must be given as MODULE:ATTRIBUTE, not {spec!r}")
@@ -30,8 +31,10 @@ def load_app(spec: str):
             app = getattr(app, part)
         except AttributeError:
             raise CLIError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not hasattr(app, "dispatch"):
-        raise CLIError(f"{spec} is a {type(app).__name__}, not a fastsock App")
+    try:
+        kind_of(app, interface)
+    except ValueError as e:
+        raise CLIError(f"{spec}: {e}") from None
     return app
 
 
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().print_usage(sys.stderr)
             raise CLIError("missing the application (MODULE:ATTRIBUTE)")
         # --no-preload: only the workers import it (after the fork); checked there
-        app = load_app(config.app) if config.preload else config.app
+        app = load_app(config.app, config.interface) if config.preload else config.app
     except (CLIError, ValueError) as e:        # ValueError: a bad option value
         print(f"fastsock: error: {e}", file=sys.stderr)
         return 2

@@ -31,6 +31,15 @@ class Config:
     max_requests: int = _opt(0, "recycle a worker after this many requests (0: never)")
     max_requests_jitter: int = _opt(
         0, "add 0..N to --max-requests per worker, so workers do not recycle together")
+    interface: str = _opt(
+        "auto", "what the application is: auto (detected), fastsock (an App), wsgi (PEP 3333) "
+        "or asgi (ASGI 3)")
+    root_path: str = _opt(
+        "", "the path prefix the app is mounted under behind a proxy (ASGI root_path, WSGI "
+        "SCRIPT_NAME)")
+    lifespan: str = _opt(
+        "auto", "ASGI lifespan events per worker: auto (used when the app takes them), on "
+        "(required: the worker does not start without) or off")
     preload: bool = _opt(
         True, "import the app once, in the master, before forking the workers (off: each "
         "worker imports it after the fork, for apps that must not be imported before it)")
@@ -93,6 +102,14 @@ class Config:
             raise ValueError(f"--accept must be exclusive or reuseport, not {self.accept!r}")
         if self.access_log not in ("off", "text", "json"):
             raise ValueError(f"--access-log must be off, text or json, not {self.access_log!r}")
+        if self.interface not in ("auto", "fastsock", "wsgi", "asgi"):
+            raise ValueError(f"--interface must be auto, fastsock, wsgi or asgi, not "
+                             f"{self.interface!r}")
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ValueError(f"--lifespan must be auto, on or off, not {self.lifespan!r}")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ValueError(f"--root-path must start with '/' and not end with one, not "
+                             f"{self.root_path!r}")
         if self.run_sync not in ("inline", "thread"):
             raise ValueError(f"--run-sync must be inline or thread, not {self.run_sync!r}")
         if self.run_sync == "thread" and self.threads == 0:

@@ -44,6 +44,24 @@ def reserved_routes(config: Config, ready: Callable[[], bool],
     return routes
 
 
+def answer_reserved(reserved: list[Route]) -> Callable[[object], object]:
+    """For a WSGI or ASGI app: req -> the server's answer when req is for one of its own
+    routes (GET and HEAD; 405 otherwise), else None (the app's)."""
+    table = {route.template: route for route in reserved}
+    get = table.get
+
+    def answer(req):
+        route = get(req.path)
+        if route is None:
+            return None
+        req.route_id = route.id
+        if req.method not in ("GET", "HEAD"):
+            return Response(b"Method Not Allowed\n", 405, headers=[("Allow", "GET, HEAD")],
+                            content_type=_TEXT)
+        return route.handlers["GET"](req)
+    return answer
+
+
 def metrics_only(config: Config, exposition: Dispatch) -> Dispatch:
     """For the --metrics-port listener: the metrics, and 404 for anything else."""
     path = config.metrics_path

@@ -92,6 +92,12 @@ class Runner:
                 self.loop.aio = self._aio
         return self._aio
 
+    def hold_aio(self) -> None:
+        """The asyncio loop runs the worker's thread from now on (the epoll loop turning
+        inside it), not only while handlers wait: for an app with tasks of its own (ASGI)."""
+        self.aio
+        self.loop.tasks += 1
+
     @property
     def pool(self) -> concurrent.futures.ThreadPoolExecutor | None:
         if self._pool is None and self.threads:
@@ -161,6 +167,26 @@ class Runner:
             return deferred
         return start
 
+    def submit(self, job) -> None:
+        """Run job() in the pool; it reports back itself (call_soon_threadsafe). Counted
+        like a handler's job: the asyncio loop runs until it ends."""
+        self.aio
+        self.thread_jobs += 1
+        self.loop.tasks += 1
+        self.pool.submit(self._run_job, job)
+
+    def _run_job(self, job) -> None:
+        try:
+            job()
+        except BaseException:
+            error_log.exception("a job in the thread pool failed")
+        finally:
+            self._aio.call_soon_threadsafe(self._job_ended)
+
+    def _job_ended(self) -> None:
+        self.thread_jobs -= 1
+        self.loop.task_done()
+
     def _job_done(self, deferred: Deferred, req, timer, future) -> None:
         self.thread_jobs -= 1
         self._task_done(deferred, req, timer, future, threaded=True)
@@ -168,7 +194,12 @@ class Runner:
     # -- streamed bodies
 
     def start_feed(self, feed, stream) -> None:
-        """Push an async iterator's chunks into a connection (Feed), from a task."""
+        """Push an async iterator's chunks into a connection (Feed), from a task; a stream
+        that pushes its own chunks (ASGI's send, a WSGI app's thread) takes the feed."""
+        attach = getattr(stream, "attach_feed", None)
+        if attach is not None:
+            attach(feed)
+            return
         task = self.aio.create_task(self._pump(feed, stream))
         feed.on_cancel = task.cancel
         self.loop.tasks += 1

@@ -37,7 +37,7 @@ from fastsock._message import RouteId
 from fastsock._shared import SharedState
 from fastsock.accesslog import AccessLog
 from fastsock.config import Config
-from fastsock import appmetrics, dispatch, handlers, hooks
+from fastsock import appmetrics, dispatch, handlers, hooks, interfaces
 from fastsock.metrics import CoreCollector, Exposition
 from fastsock.proxy import Proxies
 from fastsock.workers import worker_count
@@ -143,7 +143,7 @@ def exposition_for(config: Config, app, shared: SharedState) -> Exposition | Non
         return None
     names = {RouteId.ROUTE_HEALTHZ: config.healthz_path, RouteId.ROUTE_READYZ: config.readyz_path,
              RouteId.ROUTE_METRICS: config.metrics_path}
-    names.update(app.router.names() if hasattr(app, "router") else {})
+    names.update(app.route_names() if hasattr(app, "route_names") else app.router.names())
 
     def areas():
         return [(shared.app_area(i), shared.slot_state(i) != SharedState.FREE)
@@ -185,7 +185,9 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         step = "import the app"
         if isinstance(app, str):        # --no-preload: this worker imports the app itself
             from fastsock.cli import load_app
-            app = load_app(app)
+            app = load_app(app, config.interface)
+        step = "set up the app"
+        app = interfaces.for_worker(app, config, runner, workers)
         step = "run a startup hook"
         hooks.run_lifecycle(getattr(app, "startup", ()), runner)
         step = "set up the app's routes and hooks"

@@ -1,0 +1,346 @@
+"""ASGI 3 applications (FastAPI, Starlette, Django's ASGI handler, ...) served by fastsock.
+
+Each request is a task on the worker's asyncio loop: `app(scope, receive, send)`. The worker's
+asyncio loop runs for the worker's whole life (an ASGI app may keep tasks of its own going), with
+the epoll loop turning inside it. The response goes out whole when the app sends its body in
+one message (Content-Length), else chunked as it is sent, with back-pressure: send() waits while
+the client is behind. The request body is read whole up to --max-body-size, or, past
+STREAM_ABOVE bytes or chunked, streamed to receive() as it arrives. When the client goes,
+receive() answers http.disconnect and send() raises ClientDisconnected (an OSError), as ASGI
+2.4 says.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastsock._conn import BodyIn, Deferred
+from fastsock._message import Response
+from fastsock.dispatch import answer_reserved
+from fastsock.handlers import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN
+from fastsock.routelabels import RouteLabels
+
+error_log = logging.getLogger("fastsock.error")
+
+ASGI = {"version": "3.0", "spec_version": "2.4"}
+STREAM_ABOVE = 65536        # a body with a larger Content-Length (or chunked) is streamed in
+WEBSOCKET_REFUSED = Response(b"WebSocket is not supported by this server\n", 501,
+                             content_type="text/plain; charset=utf-8")
+_DISCONNECT = {"type": "http.disconnect"}
+
+
+class ClientDisconnected(OSError):
+    """send() after the client went away."""
+
+
+class ASGIApp:
+    """An ASGI 3 application, as the server serves it (one per worker)."""
+
+    def __init__(self, app, config, runner):
+        self.app, self.runner = app, runner
+        self.labels = RouteLabels(app)
+        self.root_path = config.root_path
+        self.lifespan = config.lifespan
+        self.max_body_size = config.max_body_size
+        self.graceful_timeout = config.graceful_timeout
+        self.server = (config.uds, None) if config.uds else (config.host, config.port)
+        self.state: dict = {}                   # lifespan's state, copied into each request
+        self._lifespan = None
+        self.startup = [self._startup]
+        self.shutdown = [self._shutdown]
+
+    def route_names(self) -> dict[int, str]:
+        return self.labels.names
+
+    # -- lifespan: once per worker
+
+    def _startup(self) -> None:
+        self.runner.hold_aio()          # the app's loop runs all the time from here on
+        if self.lifespan == "off":
+            return
+        self._lifespan = _Lifespan(self.app, self.state, self.runner.aio)
+        reply = self._lifespan.run("startup", None)
+        if reply is None:
+            if self.lifespan == "on":
+                raise RuntimeError("the ASGI app ended its lifespan without answering startup")
+            self._lifespan = None       # not every app speaks lifespan: serve without it
+        elif reply["type"] == "lifespan.startup.failed":
+            raise RuntimeError(f"the ASGI app's lifespan startup failed: "
+                               f"{reply.get('message', '')}")
+
+    def _shutdown(self) -> None:
+        if self._lifespan is None:
+            return
+        reply = self._lifespan.run("shutdown", self.graceful_timeout)
+        if reply is not None and reply["type"] == "lifespan.shutdown.failed":
+            error_log.error("the ASGI app's lifespan shutdown failed: %s",
+                            reply.get("message", ""))
+
+    # -- requests
+
+    def body_streams(self, runner, default_limit: int):
+        """req -> BodyIn for a body streamed to receive(): a large or chunked one."""
+        limit = self.max_body_size
+
+        def on_head(req):
+            length = req.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) <= STREAM_ABOVE:
+                return None             # small: read whole, one http.request message
+            body_in = BodyIn(limit)
+            req.body_stream = body_in
+            return body_in
+        return on_head
+
+    def dispatcher(self, reserved, runner):
+        reserved_answer = answer_reserved(reserved)
+        app, aio, labels = self.app, runner.aio, self.labels
+        root_path, server, state = self.root_path, self.server, self.state
+        raw_root = root_path.encode("latin-1")
+        timeout = runner.timeout
+
+        def dispatch(req):
+            answer = reserved_answer(req)
+            if answer is not None:
+                return answer
+            headers = req.raw_headers
+            for name, value in headers:
+                if name == b"upgrade" and value.lower() == b"websocket":
+                    error_log.info("refused a WebSocket handshake from %s: not supported",
+                                   req.client[0] if req.client else "?")
+                    return WEBSOCKET_REFUSED
+            scope = {
+                "type": "http", "asgi": ASGI, "http_version": req.http_version,
+                "method": req.method, "scheme": "http",
+                "path": root_path + req.path if root_path else req.path,
+                "raw_path": raw_root + req.raw_path if root_path else req.raw_path,
+                "query_string": req.query_string, "root_path": root_path,
+                "headers": headers, "client": req.client, "server": server,
+                "state": state.copy(),
+            }
+            deferred = Deferred()
+            cycle = _Cycle(req, deferred, scope, labels, aio)
+            task = aio.create_task(app(scope, cycle.receive, cycle.send))
+            cycle.task = task
+            deferred.on_cancel = cycle.gone
+            task.add_done_callback(cycle.done)
+            if timeout:
+                cycle.timer = aio.call_later(timeout, cycle.expire)
+            return deferred
+        return dispatch
+
+
+def _response(status, headers, body) -> Response:
+    response = Response.__new__(Response)
+    response.status = status
+    response.headers = headers if type(headers) is list else list(headers)
+    response.body = body
+    response.content_type = None            # the app's headers say it
+    return response
+
+
+class _Cycle:
+    """One request's way through the app: what receive() hands in, what send() hands out."""
+
+    __slots__ = ("req", "deferred", "scope", "labels", "aio", "task", "timer", "status",
+                 "headers", "feed", "body_done", "is_gone", "started", "complete",
+                 "recv_waiter", "send_waiter", "closed")
+
+    def __init__(self, req, deferred, scope, labels, aio):
+        self.req, self.deferred, self.scope, self.labels, self.aio = (
+            req, deferred, scope, labels, aio)
+        self.task = self.timer = self.feed = self.status = self.headers = None
+        self.recv_waiter = self.send_waiter = None
+        self.body_done = self.is_gone = self.started = self.complete = self.closed = False
+
+    # -- what the app calls
+
+    async def receive(self):
+        if not self.body_done:
+            body_in = self.req.body_stream
+            if body_in is None:
+                self.body_done = True
+                return {"type": "http.request", "body": self.req.body, "more_body": False}
+            while not self.is_gone:
+                try:
+                    chunk = body_in.take()
+                except StopAsyncIteration:
+                    self.body_done = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                except ConnectionError:
+                    self.body_done = True
+                    return _DISCONNECT
+                if chunk is not None:
+                    return {"type": "http.request", "body": chunk, "more_body": True}
+                arrived = self.recv_waiter = self.aio.create_future()
+                body_in.waiter = self._wake_receive
+                await arrived
+            return _DISCONNECT
+        if not (self.is_gone or self.complete):
+            self.recv_waiter = self.aio.create_future()
+            await self.recv_waiter          # until the client goes or the response is sent
+        return _DISCONNECT
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.started or self.complete:
+                raise RuntimeError("ASGI: http.response.body " + (
+                    "after the response was complete" if self.started
+                    else "before http.response.start"))
+            if self.is_gone:
+                raise ClientDisconnected("the client went away")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if self.feed is None and not self.closed:
+                if not more:
+                    self._finish()
+                    self.deferred.complete(_response(self.status, self.headers, body))
+                    return
+                # streamed: the connection writes the head, then attach_feed() gives the way in
+                self.deferred.complete(_response(self.status, self.headers, self))
+            feed = self.feed
+            if feed is None:                # HEAD (no body is sent), or the client went
+                if not more:
+                    self._finish()
+                return
+            if body and not feed.write(body) and not feed.closed:
+                room = self.send_waiter = self.aio.create_future()
+                feed.on_drain = self._wake_send
+                await room
+                if self.is_gone:
+                    raise ClientDisconnected("the client went away")
+            if not more:
+                self._finish()
+                feed.end()
+        elif kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("ASGI: a second http.response.start")
+            self.status = message["status"]
+            self.headers = message.get("headers", [])
+            self.started = True
+            self.req.route_id = self.labels.for_scope(self.scope)
+        else:
+            raise ValueError(f"ASGI: unexpected message {kind!r} on an http scope")
+
+    # -- the stream the connection sees (a response sent in several messages)
+
+    def attach_feed(self, feed) -> None:
+        self.feed = feed
+        feed.on_cancel = self.gone
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):          # never pulled: send() pushes into the feed
+        raise StopAsyncIteration
+
+    def close(self) -> None:            # the connection will not stream (HEAD)
+        self.closed = True
+
+    # -- the connection's and the task's calls
+
+    def _finish(self) -> None:
+        self.complete = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self._wake_receive()
+
+    def gone(self) -> None:
+        """The client went away (or will get no more of this response)."""
+        self.is_gone = True
+        self.feed = None
+        self._wake_receive()
+        self._wake_send()
+        body_in = self.req.body_stream
+        if body_in is not None and body_in.waiter is not None:
+            body_in._wake()
+
+    def _wake_receive(self) -> None:
+        waiter = self.recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_send(self) -> None:
+        waiter = self.send_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def expire(self) -> None:
+        """--handler-timeout: 504 unless the response has begun, and the task cancelled."""
+        if self.feed is None:
+            self.deferred.complete(GATEWAY_TIMEOUT)
+        self.task.cancel()
+
+    def done(self, task) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        req = self.req
+        if task.cancelled():
+            if not self.complete:
+                self.deferred.complete(SHUTTING_DOWN)
+            exc = None
+        else:
+            exc = task.exception()
+        if exc is not None:
+            if self.is_gone and isinstance(exc, OSError):
+                error_log.debug("%s %s: the client went away", req.method, req.path)
+            else:
+                error_log.error("ASGI app failed: %s %s", req.method, req.path, exc_info=exc)
+        if not self.complete:
+            self.complete = True
+            if self.feed is not None:       # mid-response: cut it, never end it cleanly
+                self.feed.fail("the ASGI app ended mid-response")
+            elif not self.is_gone:
+                if exc is None and not task.cancelled():
+                    error_log.error("ASGI app returned without a response: %s %s",
+                                    req.method, req.path)
+                self.deferred.complete(SERVER_ERROR)
+        self._wake_receive()
+
+
+def _retrieve(task) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class _Lifespan:
+    """The lifespan scope: one task for the worker's life, told startup, later shutdown."""
+
+    def __init__(self, app, state: dict, aio: asyncio.AbstractEventLoop):
+        self.app, self.state, self.aio = app, state, aio
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.reply = None
+        self.task = None
+
+    async def receive(self):
+        return await self.inbox.get()
+
+    async def send(self, message) -> None:
+        if self.reply is not None and not self.reply.done():
+            self.reply.set_result(message)
+
+    def run(self, event: str, timeout: float | None):
+        """Tell the app `event`; -> its answer, or None if it ended (or raised) instead."""
+        aio = self.aio
+        self.reply = aio.create_future()
+        self.inbox.put_nowait({"type": f"lifespan.{event}"})
+        if self.task is None:
+            scope = {"type": "lifespan", "asgi": ASGI, "state": self.state}
+            self.task = aio.create_task(self.app(scope, self.receive, self.send))
+            self.task.add_done_callback(_retrieve)      # its exception is logged below
+        aio.run_until_complete(asyncio.wait([self.reply, self.task], timeout=timeout,
+                                            return_when=asyncio.FIRST_COMPLETED))
+        if self.reply.done():
+            return self.reply.result()
+        if self.task.done():
+            exc = None if self.task.cancelled() else self.task.exception()
+            if event == "startup":
+                error_log.info("the ASGI app does not take the lifespan scope (%s): serving "
+                               "without it", exc if exc is not None else "it returned")
+            elif exc is not None:
+                error_log.error("the ASGI app's lifespan failed at shutdown", exc_info=exc)
+            return None
+        error_log.error("the ASGI app's lifespan %s did not answer in %ss", event, timeout)
+        self.task.cancel()
+        return None
+

@@ -1,0 +1,44 @@
+"""Which kind of application the server was given — a fastsock App, a WSGI (PEP 3333) or an
+ASGI 3 application — and the adapter each worker serves the other two through."""
+from __future__ import annotations
+
+import inspect
+
+
+def kind_of(app, interface: str = "auto") -> str:
+    """-> "fastsock", "wsgi" or "asgi"; ValueError for what is none of them."""
+    if interface != "auto":
+        if interface != "fastsock" and not callable(app):
+            raise ValueError(f"a {type(app).__name__} is not callable: not a {interface} app")
+        return interface
+    if hasattr(app, "dispatcher") and hasattr(app, "router"):
+        return "fastsock"
+    if not callable(app):
+        raise ValueError(f"a {type(app).__name__} is not an application (a fastsock App, a "
+                         "WSGI or an ASGI app)")
+    if _is_coroutine_function(app):
+        return "asgi"
+    if inspect.isclass(app):
+        raise ValueError(f"{app.__name__} is a class: give an application instance (an "
+                         "ASGI 2 class is not supported)")
+    return "wsgi"
+
+
+def _is_coroutine_function(app) -> bool:
+    if inspect.iscoroutinefunction(app):
+        return True
+    call = getattr(type(app), "__call__", None)
+    return call is not None and not inspect.isfunction(app) and \
+        inspect.iscoroutinefunction(call)
+
+
+def for_worker(app, config, runner, workers: int):
+    """The app as a worker serves it: an App as it is, the others through their adapter."""
+    kind = kind_of(app, config.interface)
+    if kind == "asgi":
+        from fastsock.asgi import ASGIApp
+        return ASGIApp(app, config, runner)
+    if kind == "wsgi":
+        from fastsock.wsgi import WSGIApp
+        return WSGIApp(app, config, runner, workers)
+    return app
