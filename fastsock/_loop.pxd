@@ -39,12 +39,16 @@ cdef class Loop:
     cdef object aio_tick            # the asyncio timer handle of the next tick, while in_aio
     cdef public int tasks           # handler tasks and thread jobs not finished (even those
                                     # whose client left): asyncio runs until they are done
+    cdef int wake_fd                # an eventfd: threads wake the loop through it
+    cdef object inbox               # deque of (fn, arg) from threads, run on the loop
+    cdef bint wake_armed            # the eventfd is written and not yet read
     cdef epoll_event events[MAX_EVENTS]
     cdef char scratch[SCRATCH]
 
     cdef int _turn(self, int timeout_ms) except -1
     cdef int _run_aio(self) except -1
     cdef void _aio_check(self)
+    cdef int _run_inbox(self) except -1
     cdef int _on_event(self, epoll_event* e) except -1
     cdef void _event_failed(self, epoll_event* e)
     cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1

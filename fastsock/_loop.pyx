@@ -22,12 +22,14 @@ from fastsock._writer cimport OutBuffer
 import logging
 import os
 import socket as _socket
+from collections import deque
 from email.utils import formatdate
 
 error_log = logging.getLogger("fastsock.error")
 
 cdef enum:
     MAX_LISTENERS = 16          # epoll tags below this are listeners; above, connections
+    WAKE_TAG = MAX_LISTENERS    # the eventfd threads wake the loop with
     ACCEPT_BATCH = 64           # accepts per wake-up when this worker has the listener alone
     SHARED_ACCEPT_BATCH = 1     # ... when workers share it: one, then the next worker's turn
     MAX_READS = 16              # reads of one connection per event before the others' turn
@@ -50,6 +52,7 @@ cdef class Loop:
     def __cinit__(self):
         self.epfd = -1
         self.spare_fd = -1
+        self.wake_fd = -1
 
     def __init__(self, Limits limits, SharedState shared=None, int slot=-1, bint exclusive=False,
                  on_tick=None, aio=None):
@@ -71,8 +74,15 @@ cdef class Loop:
         if self.epfd < 0:
             raise OSError(errno, "epoll_create1")
         self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
+        self.inbox = deque()
+        self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if self.wake_fd < 0:
+            raise OSError(errno, "eventfd")
+        self._ctl(EPOLL_CTL_ADD, self.wake_fd, EPOLLIN, WAKE_TAG)
 
     def __dealloc__(self):
+        if self.wake_fd >= 0:
+            close(self.wake_fd)
         if self.epfd >= 0:
             close(self.epfd)
         if self.spare_fd >= 0:
@@ -250,11 +260,37 @@ cdef class Loop:
         if self.in_aio:
             self._aio_check()
 
+    def call_soon_threadsafe(self, fn, arg):
+        """From any thread: fn(arg) on the loop's thread, at its next turn (how a thread
+        pool hands results back without an asyncio loop). One eventfd write per batch."""
+        cdef unsigned long long one = 1
+        self.inbox.append((fn, arg))
+        if not self.wake_armed:
+            self.wake_armed = True
+            write(self.wake_fd, &one, 8)
+
+    cdef int _run_inbox(self) except -1:
+        cdef unsigned long long n
+        read(self.wake_fd, &n, 8)
+        self.wake_armed = False             # before taking: a later append writes again
+        inbox = self.inbox
+        while inbox:
+            fn, arg = inbox.popleft()
+            try:
+                fn(arg)
+            except Exception:
+                error_log.exception("a callback from a thread failed")
+        if self.in_aio:
+            self._aio_check()
+        return 0
+
     cdef int _on_event(self, epoll_event* e) except -1:
         cdef unsigned int ev = e.events
         cdef Connection c
         if e.data.u64 < MAX_LISTENERS:
             return self._accept(<Listener>self.listeners[e.data.u64])
+        if e.data.u64 == WAKE_TAG:
+            return self._run_inbox()
         c = <Connection><PyObject*>e.data.ptr
         if c.fd < 0:
             return 0                        # closed earlier in this batch
@@ -279,6 +315,9 @@ cdef class Loop:
                 self._unwatch(<Listener>self.listeners[e.data.u64])
             except Exception:
                 pass
+            return
+        if e.data.u64 == WAKE_TAG:
+            error_log.exception("running callbacks from threads failed")
             return
         c = <Connection><PyObject*>e.data.ptr
         error_log.exception("connection from %s:%s failed", *c.client())

@@ -14,6 +14,8 @@ import concurrent.futures
 import functools
 import inspect
 import logging
+import queue
+import threading
 
 from fastsock._conn import BodyIn, Deferred
 from fastsock._message import BadRequest, Response
@@ -80,6 +82,8 @@ class Runner:
         self.threads, self.backlog = threads, backlog
         self._pool = None
         self.thread_jobs = 0            # in the pool: running or queued
+        self._threads: list[threading.Thread] = []     # submit()'s
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
 
     @property
     def aio(self) -> asyncio.AbstractEventLoop:
@@ -168,24 +172,31 @@ class Runner:
         return start
 
     def submit(self, job) -> None:
-        """Run job() in the pool; it reports back itself (call_soon_threadsafe). Counted
-        like a handler's job: the asyncio loop runs until it ends."""
-        self.aio
+        """Run job() on one of the worker's plain threads (made as needed, up to --threads),
+        without asyncio: the job hands its results back with loop.call_soon_threadsafe, and
+        its end is counted there (thread_jobs)."""
         self.thread_jobs += 1
-        self.loop.tasks += 1
-        self.pool.submit(self._run_job, job)
+        if self.thread_jobs > len(self._threads) and len(self._threads) < self.threads:
+            thread = threading.Thread(target=self._work, name="fastsock-wsgi", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        self._jobs.put(job)
 
-    def _run_job(self, job) -> None:
-        try:
-            job()
-        except BaseException:
-            error_log.exception("a job in the thread pool failed")
-        finally:
-            self._aio.call_soon_threadsafe(self._job_ended)
+    def _work(self) -> None:
+        jobs, call_soon, ended = self._jobs, self.loop.call_soon_threadsafe, self._job_ended
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except BaseException:
+                error_log.exception("a job in the thread pool failed")
+            finally:
+                call_soon(ended, None)
 
-    def _job_ended(self) -> None:
+    def _job_ended(self, _) -> None:
         self.thread_jobs -= 1
-        self.loop.task_done()
 
     def _job_done(self, deferred: Deferred, req, timer, future) -> None:
         self.thread_jobs -= 1
@@ -249,6 +260,8 @@ class Runner:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in self._threads:
+            self._jobs.put(None)
 
 
 class RequestStream:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import faulthandler
+import gc
 import logging
 import os
 import random
@@ -202,6 +203,9 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         log.exception("cannot %s in worker %d", step, os.getpid())
         shared.set_slot(slot, os.getpid(), SharedState.START_FAILED)
         return 1
+    # what the app made at import and start-up lives as long as the worker: out of the
+    # collector's full passes (faster ones under load, and pages stay shared after the fork)
+    gc.freeze()
     loop.listen(sock, main)
     if metrics_sock is not None and metrics is not None:
         loop.listen(metrics_sock, metrics)

@@ -75,7 +75,7 @@ class WSGIApp:
 
     def dispatcher(self, reserved, runner):
         reserved_answer = answer_reserved(reserved)
-        aio = runner.aio
+        loop = runner.loop
         limit = runner.threads + runner.backlog
         timeout = runner.timeout
 
@@ -86,11 +86,12 @@ class WSGIApp:
             if runner.thread_jobs >= limit:
                 return POOL_FULL
             deferred = Deferred()
-            call = _Call(self, req, deferred, aio)
+            call = _Call(self, req, deferred, loop)
             deferred.on_cancel = call.gone
             runner.submit(call.run)
-            if timeout:
-                call.timer = aio.call_later(timeout, call.expire)
+            if timeout:         # (asyncio's timers: it runs while the call is in flight)
+                loop.tasks += 1
+                call.timer = runner.aio.call_later(timeout, call.expire)
             return deferred
         return dispatch
 
@@ -115,14 +116,14 @@ class _Call:
     """One request in the thread pool: the environ, start_response, the iterable's chunks
     handed to the loop, close()."""
 
-    def __init__(self, adapter: WSGIApp, req, deferred, aio):
-        self.adapter, self.req, self.deferred, self.aio = adapter, req, deferred, aio
+    def __init__(self, adapter: WSGIApp, req, deferred, loop):
+        self.adapter, self.req, self.deferred, self.loop = adapter, req, deferred, loop
         self.status = self.headers = self.timer = None
         self.head_sent = False          # the response is the loop's: no exc_info may change it
         self.is_gone = False
         self.pending: list = []         # write()'s data before the head went out
         self.feed = None
-        self.room = threading.Event()
+        self.room = None                # a threading.Event, once the response streams
 
     # -- on a pool thread
 
@@ -130,7 +131,7 @@ class _Call:
         req = self.req
         body_in = req.body_stream
         wsgi_input = io.BytesIO(req.body) if body_in is None else \
-            _Input(body_in, self.aio, self.adapter.body_timeout)
+            _Input(body_in, self.loop, self.adapter.body_timeout)
         result = None
         try:
             environ = self.adapter.environ(req, wsgi_input)
@@ -141,7 +142,7 @@ class _Call:
                 error_log.debug("%s %s: the client went away", req.method, req.path)
             else:
                 error_log.error("WSGI app failed: %s %s", req.method, req.path, exc_info=e)
-            self._to_loop(self._failed)
+            self._to_loop(self._failed, None)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -211,21 +212,20 @@ class _Call:
         body = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
         self.req.route_id = self.adapter.labels.for_environ(environ)
         self.head_sent = True
-        self._to_loop(self.deferred.complete, _response(self.status, self.headers, body))
+        self._to_loop(self._complete, _response(self.status, self.headers, body))
 
     def _send_streamed(self, chunks: list, iterator, environ) -> None:
         self.req.route_id = self.adapter.labels.for_environ(environ)
+        self.room = threading.Event()
         self.head_sent = True
-        self.room.clear()
-        self._to_loop(self.deferred.complete, _response(self.status, self.headers,
-                                                        _Stream(self)))
+        self._to_loop(self._complete, _response(self.status, self.headers, _Stream(self)))
         self._wait_room()               # the loop has the head: the feed is attached (or not)
         for chunk in chunks:
             self._push(chunk)
         for chunk in iterator:
             if chunk:
                 self._push(chunk)
-        self._to_loop(self._end)
+        self._to_loop(self._end, None)
 
     def _push(self, chunk) -> None:
         """Hand one chunk to the loop and wait until the output has room for more."""
@@ -243,11 +243,15 @@ class _Call:
         while not self.room.wait(1.0) and not self.is_gone:
             pass
 
-    def _to_loop(self, fn, *args) -> None:
-        self.aio.call_soon_threadsafe(fn, *args)
+    def _to_loop(self, fn, arg) -> None:
+        self.loop.call_soon_threadsafe(fn, arg)
 
     # -- on the loop's thread
 
+    def _complete(self, response) -> None:
+        self.deferred.complete(response)
+        if self.room is None:
+            self._finished()
     def _write(self, chunk) -> None:
         feed = self.feed
         if feed is None or feed.write(chunk) or feed.closed:
@@ -255,12 +259,12 @@ class _Call:
         else:
             feed.on_drain = self.room.set
 
-    def _end(self) -> None:
+    def _end(self, _) -> None:
         if self.feed is not None:
             self.feed.end()
         self._finished()
 
-    def _failed(self) -> None:
+    def _failed(self, _) -> None:
         if self.feed is not None:
             self.feed.fail("the WSGI app failed mid-response")
         else:
@@ -271,6 +275,8 @@ class _Call:
         self.feed = None
         if self.timer is not None:
             self.timer.cancel()
+            self.timer = None
+            self.loop.task_done()
 
     def attach(self, feed) -> None:
         self.feed = feed
@@ -282,15 +288,15 @@ class _Call:
         """The client went away: the app's thread stops at its next chunk (or read)."""
         self.is_gone = True
         self.feed = None
-        self.room.set()
+        if self.room is not None:
+            self.room.set()
 
     def expire(self) -> None:
         """--handler-timeout: 504 unless the response has begun (a thread cannot be stopped:
         what it sends later is dropped)."""
         if not self.head_sent:
             self.deferred.complete(GATEWAY_TIMEOUT)
-            self.is_gone = True
-            self.room.set()
+            self.gone()
 
 
 class _Stream:
@@ -316,8 +322,8 @@ class _Input:
     """wsgi.input of a streamed body: read from the connection as the app asks (each chunk
     fetched on the loop's thread, so the connection reads on only as the app takes)."""
 
-    def __init__(self, body_in: BodyIn, aio, timeout: float):
-        self.body_in, self.aio, self.timeout = body_in, aio, timeout
+    def __init__(self, body_in: BodyIn, loop, timeout: float):
+        self.body_in, self.loop, self.timeout = body_in, loop, timeout
         self.buffer = b""
         self.done = False
         self.arrived: queue.SimpleQueue = queue.SimpleQueue()
@@ -326,7 +332,7 @@ class _Input:
         """The next chunk (b"" at the end), waiting for it."""
         if self.done:
             return b""
-        self.aio.call_soon_threadsafe(self._take)
+        self.loop.call_soon_threadsafe(self._take, None)
         try:
             chunk = self.arrived.get(timeout=self.timeout + 1)
         except queue.Empty:
@@ -339,7 +345,7 @@ class _Input:
             raise chunk
         return chunk
 
-    def _take(self) -> None:            # on the loop's thread
+    def _take(self, _=None) -> None:    # on the loop's thread
         try:
             chunk = self.body_in.take()
         except StopAsyncIteration:
