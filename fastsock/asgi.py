@@ -97,6 +97,7 @@ class ASGIApp:
         root_path, server, state = self.root_path, self.server, self.state
         raw_root = root_path.encode("latin-1")
         timeout = runner.timeout
+        fallback = labels.fallback
 
         def dispatch(req):
             answer = reserved_answer(req)
@@ -117,6 +118,7 @@ class ASGIApp:
                 "headers": headers, "client": req.client, "server": server,
                 "state": state.copy(),
             }
+            req.route_id = fallback         # until the app tells its route
             deferred = Deferred()
             cycle = _Cycle(req, deferred, scope, labels, aio)
             task = aio.create_task(app(scope, cycle.receive, cycle.send))

@@ -78,6 +78,7 @@ class WSGIApp:
         loop = runner.loop
         limit = runner.threads + runner.backlog
         timeout = runner.timeout
+        fallback = self.labels.fallback
 
         def dispatch(req):
             answer = reserved_answer(req)
@@ -85,6 +86,7 @@ class WSGIApp:
                 return answer
             if runner.thread_jobs >= limit:
                 return POOL_FULL
+            req.route_id = fallback         # until the app tells its route
             deferred = Deferred()
             call = _Call(self, req, deferred, loop)
             deferred.on_cancel = call.gone
