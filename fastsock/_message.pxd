@@ -37,6 +37,7 @@ cdef class Request:
     cdef object _query
     cdef object _state
     cdef public object body_stream  # what req.stream() returns for a streamed body, or None
+    cdef object _scheme             # "https" when a trusted proxy says so; None: "http"
 
 
 cdef class Response:

@@ -34,6 +34,7 @@ class Request:
     raw_path: bytes
     query_string: bytes
     http_version: str
+    scheme: str
     body: bytes
     keep_alive: bool
     client: tuple[str, int] | None

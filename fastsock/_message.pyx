@@ -376,6 +376,15 @@ cdef class Request:
         return self._headers
 
     @property
+    def scheme(self):
+        """"http", or what a trusted proxy says the client used (X-Forwarded-Proto)."""
+        return "http" if self._scheme is None else self._scheme
+
+    @scheme.setter
+    def scheme(self, value):
+        self._scheme = value
+
+    @property
     def raw_headers(self):
         """[(lowercased name, value), ...] as bytes, in their order (ASGI's headers)."""
         return _raw_fields(self._head[self.fields_off:])

@@ -62,7 +62,8 @@ class ASGIApp:
         reply = self._lifespan.run("startup", None)
         if reply is None:
             if self.lifespan == "on":
-                raise RuntimeError("the ASGI app ended its lifespan without answering startup")
+                raise RuntimeError("the ASGI app does not take the lifespan scope "
+                                   "(--lifespan on)")
             self._lifespan = None       # not every app speaks lifespan: serve without it
         elif reply["type"] == "lifespan.startup.failed":
             raise RuntimeError(f"the ASGI app's lifespan startup failed: "
@@ -111,7 +112,7 @@ class ASGIApp:
                     return WEBSOCKET_REFUSED
             scope = {
                 "type": "http", "asgi": ASGI, "http_version": req.http_version,
-                "method": req.method, "scheme": "http",
+                "method": req.method, "scheme": req.scheme,
                 "path": root_path + req.path if root_path else req.path,
                 "raw_path": raw_root + req.raw_path if root_path else req.raw_path,
                 "query_string": req.query_string, "root_path": root_path,
@@ -195,8 +196,9 @@ class _Cycle:
             more = message.get("more_body", False)
             if self.feed is None and not self.closed:
                 if not more:
+                    response = _response(self.status, self.headers, body)
                     self._finish()
-                    self.deferred.complete(_response(self.status, self.headers, body))
+                    self.deferred.complete(response)
                     return
                 # streamed: the connection writes the head, then attach_feed() gives the way in
                 self.deferred.complete(_response(self.status, self.headers, self))
@@ -218,6 +220,8 @@ class _Cycle:
             if self.started:
                 raise RuntimeError("ASGI: a second http.response.start")
             self.status = message["status"]
+            if type(self.status) is not int:
+                raise TypeError(f"ASGI: the status is a {type(self.status).__name__}, not int")
             self.headers = message.get("headers", [])
             self.started = True
             self.req.route_id = self.labels.for_scope(self.scope)
@@ -313,9 +317,12 @@ class _Lifespan:
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.reply = None
         self.task = None
+        self.received = False           # the app took an event: it speaks lifespan
 
     async def receive(self):
-        return await self.inbox.get()
+        message = await self.inbox.get()
+        self.received = True
+        return message
 
     async def send(self, message) -> None:
         if self.reply is not None and not self.reply.done():
@@ -336,6 +343,10 @@ class _Lifespan:
             return self.reply.result()
         if self.task.done():
             exc = None if self.task.cancelled() else self.task.exception()
+            if event == "startup" and self.received:     # it took startup, then failed
+                return {"type": "lifespan.startup.failed",
+                        "message": f"{type(exc).__name__}: {exc}" if exc is not None
+                        else "the lifespan ended without answering startup"}
             if event == "startup":
                 error_log.info("the ASGI app does not take the lifespan scope (%s): serving "
                                "without it", exc if exc is not None else "it returned")

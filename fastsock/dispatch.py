@@ -102,6 +102,9 @@ def with_forwarded(dispatch: Dispatch, proxies) -> Dispatch:
     def dispatch_forwarded(req):
         if proxies.trusts(req.client[0]):
             req.client = proxies.client(req)
+            scheme = proxies.scheme(req)
+            if scheme is not None:
+                req.scheme = scheme
         return dispatch(req)
     return dispatch_forwarded
 

@@ -52,6 +52,22 @@ class Proxies:
         return req.client
 
     @staticmethod
+    def scheme(req) -> str | None:
+        """What the nearest proxy says the client used: Forwarded's proto, else
+        X-Forwarded-Proto; None when neither is there (or is http/https)."""
+        for value in req.headers.getall("forwarded")[-1:]:
+            for pair in value.split(",")[-1].split(";"):
+                name, _, val = pair.strip().partition("=")
+                if name.lower() == "proto":
+                    val = val.strip('"').lower()
+                    return val if val in ("http", "https") else None
+        value = req.headers.get("x-forwarded-proto")
+        if value is not None:
+            value = value.split(",")[-1].strip().lower()
+            return value if value in ("http", "https") else None
+        return None
+
+    @staticmethod
     def _forwarded(values: list[str]) -> list[str]:
         hops = []
         for value in values:

@@ -106,6 +106,7 @@ class WSGIApp:
         environ["PATH_INFO"] = path
         environ["QUERY_STRING"] = req.query_string.decode("latin-1")
         environ["SERVER_PROTOCOL"] = "HTTP/" + req.http_version
+        environ["wsgi.url_scheme"] = req.scheme
         client = req.client
         if client:
             environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
