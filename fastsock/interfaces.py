@@ -16,12 +16,25 @@ def kind_of(app, interface: str = "auto") -> str:
     if not callable(app):
         raise ValueError(f"a {type(app).__name__} is not an application (a fastsock App, a "
                          "WSGI or an ASGI app)")
-    if _is_coroutine_function(app):
-        return "asgi"
     if inspect.isclass(app):
         raise ValueError(f"{app.__name__} is a class: give an application instance (an "
                          "ASGI 2 class is not supported)")
-    return "wsgi"
+    kind, arguments = ("asgi", 3) if _is_coroutine_function(app) else ("wsgi", 2)
+    if not _takes(app, arguments):
+        raise ValueError(f"a {type(app).__name__} that does not take {arguments} arguments is "
+                         "neither a fastsock App, a WSGI app (environ, start_response) nor an "
+                         "ASGI app (scope, receive, send)")
+    return kind
+
+
+def _takes(app, n: int) -> bool:
+    try:
+        inspect.signature(app).bind(*range(n))
+    except TypeError:
+        return False
+    except ValueError:                  # no signature to read (a builtin): let it try
+        return True
+    return True
 
 
 def _is_coroutine_function(app) -> bool:

@@ -31,7 +31,8 @@ def test_help_lists_every_option_with_its_variable():
     ("no_such_module_xyz:app", "cannot import module 'no_such_module_xyz'"),
     ("tests.apps:no_such_attr", "has no attribute 'no_such_attr'"),
     ("tests.apps", "MODULE:ATTRIBUTE"),
-    ("tests.conftest:free_port", "not a fastsock App"),
+    ("tests.conftest:free_port", "neither a fastsock App, a WSGI app"),
+    ("tests.conftest:ROOT", "is not an application"),
 ])
 def test_bad_application_is_a_clear_error(spec, message):
     r = run_cli(spec, "--port", str(free_port()))
