@@ -38,6 +38,7 @@ cdef class Request:
     cdef object _state
     cdef public object body_stream  # what req.stream() returns for a streamed body, or None
     cdef object _scheme             # "https" when a trusted proxy says so; None: "http"
+    cdef readonly bint websocket    # Upgrade: websocket (known once raw_headers is read)
 
 
 cdef class Response:

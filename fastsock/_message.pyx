@@ -288,15 +288,19 @@ cdef list _split_fields(bytes head):
     return out
 
 
-cdef list _raw_fields(bytes head):
-    """Field lines of an already validated head -> [(lowercased name, value), ...] as bytes,
-    as ASGI's scope["headers"] has them."""
+cdef list _raw_fields(Request req):
+    """The request's field lines -> [(lowercased name, value), ...] as bytes, as ASGI's
+    scope["headers"] has them; notes an Upgrade: websocket on the way."""
     cdef list out = []
-    cdef bytes line
-    for line in head.split(b"\r\n"):
+    cdef bytes line, name
+    for line in req._head[req.fields_off:].split(b"\r\n"):
         if line:
             name, _, value = line.partition(b":")
-            out.append((name.lower(), value.strip(b" \t")))
+            name = name.lower()
+            value = value.strip(b" \t")
+            if name == b"upgrade" and value.lower() == b"websocket":
+                req.websocket = True
+            out.append((name, value))
     return out
 
 
@@ -386,8 +390,9 @@ cdef class Request:
 
     @property
     def raw_headers(self):
-        """[(lowercased name, value), ...] as bytes, in their order (ASGI's headers)."""
-        return _raw_fields(self._head[self.fields_off:])
+        """[(lowercased name, value), ...] as bytes, in their order (ASGI's headers); also
+        sets `websocket` when the request asks to upgrade to one."""
+        return _raw_fields(self)
 
     def cgi_headers(self):
         """The header fields as a WSGI environ's CGI variables (a new dict)."""

@@ -105,11 +105,10 @@ class ASGIApp:
             if answer is not None:
                 return answer
             headers = req.raw_headers
-            for name, value in headers:
-                if name == b"upgrade" and value.lower() == b"websocket":
-                    error_log.info("refused a WebSocket handshake from %s: not supported",
-                                   req.client[0] if req.client else "?")
-                    return WEBSOCKET_REFUSED
+            if req.websocket:
+                error_log.info("refused a WebSocket handshake from %s: not supported",
+                               req.client[0] if req.client else "?")
+                return WEBSOCKET_REFUSED
             scope = {
                 "type": "http", "asgi": ASGI, "http_version": req.http_version,
                 "method": req.method, "scheme": req.scheme,
@@ -117,15 +116,13 @@ class ASGIApp:
                 "raw_path": raw_root + req.raw_path if root_path else req.raw_path,
                 "query_string": req.query_string, "root_path": root_path,
                 "headers": headers, "client": req.client, "server": server,
-                "state": state.copy(),
+                "state": state.copy() if state else {},
             }
             req.route_id = fallback         # until the app tells its route
             deferred = Deferred()
             cycle = _Cycle(req, deferred, scope, labels, aio)
-            task = aio.create_task(app(scope, cycle.receive, cycle.send))
-            cycle.task = task
+            cycle.task = aio.create_task(cycle.run(app))
             deferred.on_cancel = cycle.gone
-            task.add_done_callback(cycle.done)
             if timeout:
                 cycle.timer = aio.call_later(timeout, cycle.expire)
             return deferred
@@ -144,16 +141,9 @@ def _response(status, headers, body) -> Response:
 class _Cycle:
     """One request's way through the app: what receive() hands in, what send() hands out."""
 
-    __slots__ = ("req", "deferred", "scope", "labels", "aio", "task", "timer", "status",
-                 "headers", "feed", "body_done", "is_gone", "started", "complete",
-                 "recv_waiter", "send_waiter", "closed")
-
     def __init__(self, req, deferred, scope, labels, aio):
         self.req, self.deferred, self.scope, self.labels, self.aio = (
             req, deferred, scope, labels, aio)
-        self.task = self.timer = self.feed = self.status = self.headers = None
-        self.recv_waiter = self.send_waiter = None
-        self.body_done = self.is_gone = self.started = self.complete = self.closed = False
 
     # -- what the app calls
 
@@ -277,16 +267,25 @@ class _Cycle:
             self.deferred.complete(GATEWAY_TIMEOUT)
         self.task.cancel()
 
-    def done(self, task) -> None:
+    async def run(self, app):
+        """The app's call, and what follows it: its outcome handled here, in the task,
+        rather than in a done-callback (one scheduling fewer per request)."""
+        exc = None
+        cancelled = False
+        try:
+            await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            cancelled = True
+            if not self.complete:
+                self.deferred.complete(SHUTTING_DOWN)   # only reaches a client still there
+        except Exception as e:
+            exc = e
+        self.ended(exc, cancelled)
+
+    def ended(self, exc, cancelled: bool) -> None:
         if self.timer is not None:
             self.timer.cancel()
         req = self.req
-        if task.cancelled():
-            if not self.complete:
-                self.deferred.complete(SHUTTING_DOWN)
-            exc = None
-        else:
-            exc = task.exception()
         if exc is not None:
             if self.is_gone and isinstance(exc, OSError):
                 error_log.debug("%s %s: the client went away", req.method, req.path)
@@ -297,7 +296,7 @@ class _Cycle:
             if self.feed is not None:       # mid-response: cut it, never end it cleanly
                 self.feed.fail("the ASGI app ended mid-response")
             elif not self.is_gone:
-                if exc is None and not task.cancelled():
+                if exc is None and not cancelled:
                     error_log.error("ASGI app returned without a response: %s %s",
                                     req.method, req.path)
                 self.deferred.complete(SERVER_ERROR)

@@ -205,7 +205,11 @@ def _hits(server) -> float:
 def test_lifespan_shutdown_runs_in_each_worker(tmp_path):
     s = start_server(tmp_path, "--workers", "2", app=APP,
                      env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+    deadline = time.monotonic() + 5
+    while len(children(s.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     workers = set(children(s.proc.pid))
+    assert len(workers) == 2
     assert s.stop() == 0
     assert {int(p.name.split("-")[1]) for p in tmp_path.glob("shutdown-*")} == workers
 
