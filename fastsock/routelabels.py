@@ -28,7 +28,6 @@ class RouteLabels:
             self.framework = "flask"
             for rule in app.url_map.iter_rules():
                 self.by_rule.setdefault(rule.rule, self._add(rule.rule))
-            _mark_flask_rules(app)
         else:
             self.fallback = self._add(ANY_PATH)
         if self.framework is not None:
@@ -69,11 +68,14 @@ class RouteLabels:
         return self.by_key.get(id(found), self.fallback)
 
     def for_environ(self, environ: dict) -> int:
-        """The route id of a WSGI request, once the app has routed it."""
-        rule = environ.get(FLASK_RULE_KEY)
+        """The route id of a WSGI request, once the app has routed it: Flask's request
+        object (werkzeug keeps it in the environ) holds the rule it matched."""
+        if self.framework is None:
+            return self.fallback
+        rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
         if rule is None:
             return self.fallback
-        return self.by_rule.get(rule, self.fallback)
+        return self.by_rule.get(rule.rule, self.fallback)
 
 
 def _starlette_router(app):
@@ -90,17 +92,3 @@ def _starlette_router(app):
 
 def _is_flask(app) -> bool:
     return hasattr(app, "url_map") and hasattr(app, "before_request_funcs")
-
-
-FLASK_RULE_KEY = "fastsock.route"
-
-
-def _mark_flask_rules(app) -> None:
-    """Flask's request_started signal writes the matched rule into the environ."""
-    from flask import request, request_started
-
-    def mark(sender, **_):
-        rule = request.url_rule
-        if rule is not None:
-            request.environ[FLASK_RULE_KEY] = rule.rule
-    request_started.connect(mark, app, weak=False)

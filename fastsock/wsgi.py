@@ -121,7 +121,7 @@ class _Call:
 
     def __init__(self, adapter: WSGIApp, req, deferred, loop):
         self.adapter, self.req, self.deferred, self.loop = adapter, req, deferred, loop
-        self.status = self.headers = self.timer = None
+        self.status = self.headers = self.timer = self.environ = None
         self.head_sent = False          # the response is the loop's: no exc_info may change it
         self.is_gone = False
         self.pending: list = []         # write()'s data before the head went out
@@ -133,11 +133,13 @@ class _Call:
     def run(self) -> None:
         req = self.req
         body_in = req.body_stream
-        wsgi_input = io.BytesIO(req.body) if body_in is None else \
-            _Input(body_in, self.loop, self.adapter.body_timeout)
+        if body_in is not None:
+            wsgi_input = _Input(body_in, self.loop, self.adapter.body_timeout)
+        else:
+            wsgi_input = io.BytesIO(req.body) if req.body else _NO_BODY
         result = None
         try:
-            environ = self.adapter.environ(req, wsgi_input)
+            environ = self.environ = self.adapter.environ(req, wsgi_input)
             result = self.adapter.app(environ, self.start_response)
             self._respond(result, environ)
         except Exception as e:
@@ -169,6 +171,8 @@ class _Call:
         if type(headers) is not list:
             raise TypeError(f"WSGI: headers must be a list, not {type(headers).__name__}")
         self.status, self.headers = int(status[:3]), headers
+        # the app has routed the request by now (Flask forgets it once it returns)
+        self.req.route_id = self.adapter.labels.for_environ(self.environ)
         return self.write
 
     def write(self, data) -> None:
@@ -213,12 +217,10 @@ class _Call:
         if self.status is None:
             raise RuntimeError("WSGI: the app returned without calling start_response")
         body = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
-        self.req.route_id = self.adapter.labels.for_environ(environ)
         self.head_sent = True
         self._to_loop(self._complete, _response(self.status, self.headers, body))
 
     def _send_streamed(self, chunks: list, iterator, environ) -> None:
-        self.req.route_id = self.adapter.labels.for_environ(environ)
         self.room = threading.Event()
         self.head_sent = True
         self._to_loop(self._complete, _response(self.status, self.headers, _Stream(self)))
@@ -407,6 +409,25 @@ class _Input:
             if not line:
                 return
             yield line
+
+
+class _NoBody:
+    """wsgi.input of a request without a body (most of them): nothing to read, no state."""
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list:
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+
+_NO_BODY = _NoBody()
 
 
 def _response(status: int, headers: list, body) -> Response:

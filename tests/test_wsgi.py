@@ -3,14 +3,17 @@ streamed, responses streamed, close() in every case (done, failed, client gone m
 mid-response), start_response's exc_info, the thread pool."""
 import json
 import os
-import socket
+import subprocess
+import sys
 import threading
 import time
 
 import httpx
 import pytest
 
-from tests.conftest import Reader, read_until_close, start_server, wait_for_text
+from tests.conftest import (
+    ROOT, Reader, free_port, read_until_close, start_server, wait_for_text,
+)
 from tests.test_uploads import post
 
 
@@ -220,6 +223,9 @@ def test_interface_wsgi_is_taken_as_told(tmp_path):
         s.stop()
 
 
-def test_a_wsgi_app_needs_threads(tmp_path):
-    with pytest.raises(RuntimeError, match="--threads must be above 0"):
-        start_server(tmp_path, "--threads", "0", app="tests.apps_wsgi:app")
+def test_a_wsgi_app_needs_threads():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastsock", "tests.apps_wsgi:app", "--port", str(free_port()),
+         "--host", "127.0.0.1", "--threads", "0"], cwd=ROOT, capture_output=True, text=True,
+        timeout=30)
+    assert proc.returncode == 3 and "--threads must be above 0" in proc.stderr
