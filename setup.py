@@ -32,7 +32,7 @@ extensions = [
 extensions += [
     Extension(f"fastsock.{name}", [f"fastsock/{name}.py"], extra_compile_args=cflags,
               extra_link_args=ldflags)
-    for name in ("app", "dispatch", "accesslog", "asgi", "wsgi")
+    for name in ("app", "dispatch", "accesslog", "interfaces", "asgi", "wsgi")
 ]
 
 setup(

@@ -20,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as bench  # noqa: E402
+from waiting import measure  # noqa: E402
 
 THREADS = 8
 
@@ -59,28 +60,6 @@ GROUPS = {
     "asgi": {"fastsock": fastsock("asgi_hello:app"), "uvicorn": uvicorn("asgi_hello:app"),
              "granian": granian("asgi_hello:app", "asgi")},
 }
-
-
-def measure(start, duration: int, connections: int) -> dict:
-    port = bench.free_port()
-    proc, cleanup = start(port)
-    try:
-        bench.wait_port(port)
-        bench.wrk(port, 1, connections)                 # warm-up
-        cpu0 = bench.cpu_seconds(proc.pid)
-        r = bench.wrk(port, duration, connections)
-        cpu1 = bench.cpu_seconds(proc.pid)
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited during the run")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except Exception:
-            proc.kill()
-        cleanup()
-    return {"rps": r["rps"], "p99_ms": r["p99_ms"], "bad": r["bad"],
-            "cpu_us": (cpu1 - cpu0) / max(r["requests"], 1) * 1e6}
 
 
 def main() -> int:

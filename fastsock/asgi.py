@@ -5,7 +5,7 @@ asyncio loop runs for the worker's whole life (an ASGI app may keep tasks of its
 the epoll loop turning inside it. The response goes out whole when the app sends its body in
 one message (Content-Length), else chunked as it is sent, with back-pressure: send() waits while
 the client is behind. The request body is read whole up to --max-body-size, or, past
-STREAM_ABOVE bytes or chunked, streamed to receive() as it arrives. When the client goes,
+interfaces.STREAM_ABOVE bytes or chunked, streamed to receive() as it arrives. When the client goes,
 receive() answers http.disconnect and send() raises ClientDisconnected (an OSError), as ASGI
 2.4 says.
 """
@@ -14,23 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastsock._conn import BodyIn, Deferred
+from fastsock._conn import Deferred
 from fastsock._message import Response
 from fastsock.dispatch import answer_reserved
 from fastsock.handlers import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN
+from fastsock.interfaces import ClientDisconnected, app_response, stream_large_bodies
 from fastsock.routelabels import RouteLabels
 
 error_log = logging.getLogger("fastsock.error")
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
-STREAM_ABOVE = 65536        # a body with a larger Content-Length (or chunked) is streamed in
 WEBSOCKET_REFUSED = Response(b"WebSocket is not supported by this server\n", 501,
                              content_type="text/plain; charset=utf-8")
 _DISCONNECT = {"type": "http.disconnect"}
 
-
-class ClientDisconnected(OSError):
-    """send() after the client went away."""
 
 
 class ASGIApp:
@@ -80,17 +77,8 @@ class ASGIApp:
     # -- requests
 
     def body_streams(self, runner, default_limit: int):
-        """req -> BodyIn for a body streamed to receive(): a large or chunked one."""
-        limit = self.max_body_size
-
-        def on_head(req):
-            length = req.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) <= STREAM_ABOVE:
-                return None             # small: read whole, one http.request message
-            body_in = BodyIn(limit)
-            req.body_stream = body_in
-            return body_in
-        return on_head
+        """A large or chunked body streams to receive() as it arrives."""
+        return stream_large_bodies(self.max_body_size)
 
     def dispatcher(self, reserved, runner):
         reserved_answer = answer_reserved(reserved)
@@ -128,14 +116,6 @@ class ASGIApp:
             return deferred
         return dispatch
 
-
-def _response(status, headers, body) -> Response:
-    response = Response.__new__(Response)
-    response.status = status
-    response.headers = headers if type(headers) is list else list(headers)
-    response.body = body
-    response.content_type = None            # the app's headers say it
-    return response
 
 
 class _Cycle:
@@ -186,12 +166,12 @@ class _Cycle:
             more = message.get("more_body", False)
             if self.feed is None and not self.closed:
                 if not more:
-                    response = _response(self.status, self.headers, body)
+                    response = app_response(self.status, self.headers, body)
                     self._finish()
                     self.deferred.complete(response)
                     return
                 # streamed: the connection writes the head, then attach_feed() gives the way in
-                self.deferred.complete(_response(self.status, self.headers, self))
+                self.deferred.complete(app_response(self.status, self.headers, self))
             feed = self.feed
             if feed is None:                # HEAD (no body is sent), or the client went
                 if not more:

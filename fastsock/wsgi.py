@@ -1,8 +1,8 @@
 """WSGI (PEP 3333) applications — Flask, Django, ... — served by fastsock.
 
 Each request runs `app(environ, start_response)` in the worker's thread pool, so the loop keeps
-serving while the app blocks. A body of up to STREAM_ABOVE bytes is read whole before the app
-starts; a larger or chunked one is streamed: `wsgi.input` reads it from the connection as the
+serving while the app blocks. A body of up to interfaces.STREAM_ABOVE bytes is read whole before
+the app starts; a larger or chunked one is streamed: `wsgi.input` reads it from the connection as the
 app asks, under --max-body-size (413 past it), never gathered whole. A response whose length is
 known (a list, or a Content-Length up to GATHER_UP_TO) goes out whole; any other is streamed
 chunked from the same thread as the app yields it, with back-pressure. The iterable's close() is
@@ -19,20 +19,16 @@ from urllib.parse import unquote_to_bytes
 
 from fastsock import __version__
 from fastsock._conn import BodyIn, Deferred
-from fastsock._message import Response
 from fastsock.dispatch import answer_reserved
 from fastsock.handlers import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR
+from fastsock.interfaces import ClientDisconnected, app_response, stream_large_bodies
 from fastsock.routelabels import RouteLabels
 
 error_log = logging.getLogger("fastsock.error")
 
-STREAM_ABOVE = 65536        # a body with a larger Content-Length (or chunked) is streamed in
 GATHER_UP_TO = 1 << 20      # a response with a Content-Length up to this is sent whole
 _END = object()
 
-
-class ClientDisconnected(OSError):
-    """Reading wsgi.input, or sending, after the client went away."""
 
 
 class WSGIApp:
@@ -60,18 +56,8 @@ class WSGIApp:
         return self.labels.names
 
     def body_streams(self, runner, default_limit: int):
-        """req -> BodyIn for a body read through wsgi.input as it arrives: a large or chunked
-        one."""
-        limit = self.max_body_size
-
-        def on_head(req):
-            length = req.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) <= STREAM_ABOVE:
-                return None
-            body_in = BodyIn(limit)
-            req.body_stream = body_in
-            return body_in
-        return on_head
+        """A large or chunked body streams to wsgi.input as it arrives."""
+        return stream_large_bodies(self.max_body_size)
 
     def dispatcher(self, reserved, runner):
         reserved_answer = answer_reserved(reserved)
@@ -218,12 +204,12 @@ class _Call:
             raise RuntimeError("WSGI: the app returned without calling start_response")
         body = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
         self.head_sent = True
-        self._to_loop(self._complete, _response(self.status, self.headers, body))
+        self._to_loop(self._complete, app_response(self.status, self.headers, body))
 
     def _send_streamed(self, chunks: list, iterator, environ) -> None:
         self.room = threading.Event()
         self.head_sent = True
-        self._to_loop(self._complete, _response(self.status, self.headers, _Stream(self)))
+        self._to_loop(self._complete, app_response(self.status, self.headers, _Stream(self)))
         self._wait_room()               # the loop has the head: the feed is attached (or not)
         for chunk in chunks:
             self._push(chunk)
@@ -428,12 +414,3 @@ class _NoBody:
 
 
 _NO_BODY = _NoBody()
-
-
-def _response(status: int, headers: list, body) -> Response:
-    response = Response.__new__(Response)
-    response.status = status
-    response.headers = headers
-    response.body = body
-    response.content_type = None            # the app's headers say it
-    return response
