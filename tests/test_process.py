@@ -289,6 +289,8 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit_and_logged(serve):
     server = serve(preexec_fn=low_soft_limit)
     wait_until(lambda: "open file limit raised from 256 to 4096" in server.log(),
                what="the log line", server=server)
+    # The line is logged before the workers are forked: wait for one to serve.
+    wait_until(lambda: ready(server) == 200, what="readiness", server=server)
     worker = children(server.proc.pid)[0]
     limits = open(f"/proc/{worker}/limits").read()
     assert any(line.startswith("Max open files") and line.split()[3:5] == ["4096", "4096"]
