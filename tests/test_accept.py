@@ -115,7 +115,10 @@ def listening_inodes(port: int) -> set[str]:
 def held_sockets(pid: int) -> set[str]:
     out = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:       # a connection's fd, closed since the listing
+            continue
         if target.startswith("socket:["):
             out.add(target[8:-1])
     return out
