@@ -1,7 +1,20 @@
 import os
+import sys
+import sysconfig
 
-from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+# The core is Linux's epoll, compiled: say so plainly instead of failing half-way through.
+if not sys.platform.startswith("linux"):
+    sys.exit(f"fastsock runs on Linux only (its core is built on epoll), not on {sys.platform}: "
+             "run it in a Linux container, e.g. `docker compose up` from its source tree.")
+if not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
+    sys.exit("fastsock compiles its core, and this Python's headers (Python.h) are missing: "
+             "install them (Debian/Ubuntu: apt-get install python3-dev; Fedora: python3-devel), "
+             "or install a prebuilt fastsock wheel.")
+
+from Cython.Build import cythonize  # noqa: E402  (after the checks: they need no Cython)
 
 # FASTSOCK_DEBUG=1 builds with assertions and without optimisation; FASTSOCK_ANNOTATE=1 writes
 # cython -a HTML beside each .pyx, to see what Python calls are left on the hot path.
@@ -35,7 +48,31 @@ extensions += [
     for name in ("app", "dispatch", "accesslog", "interfaces", "asgi", "wsgi")
 ]
 
+
+
+class BuildWithAClearError(build_ext):
+    """A missing C compiler is one line that says what to install, not a compiler traceback."""
+
+    def run(self):
+        from setuptools.errors import CCompilerError, CompileError, ExecError, PlatformError
+        try:
+            super().run()
+        except (CCompilerError, CompileError, ExecError, PlatformError) as e:
+            compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+            if _runs(compiler.split()[0]):
+                raise               # a compiler is there: its error is the one to read
+            sys.exit(f"fastsock compiles its core and found no C compiler ({compiler!r}: {e}): "
+                     "install one (Debian/Ubuntu: apt-get install gcc python3-dev; Fedora: "
+                     "dnf install gcc python3-devel), or install a prebuilt fastsock wheel.")
+
+
+def _runs(command: str) -> bool:
+    import shutil
+    return shutil.which(command) is not None
+
+
 setup(
+    cmdclass={"build_ext": BuildWithAClearError},
     ext_modules=cythonize(
         extensions,
         annotate=os.environ.get("FASTSOCK_ANNOTATE") == "1",

@@ -78,9 +78,13 @@ class Config:
         0, "serve the metrics on this port only (0: on the main port)")
     healthz_path: str = _opt("/healthz", "liveness path, answered by the server ('' = off)")
     readyz_path: str = _opt("/readyz", "readiness path, answered by the server ('' = off)")
-    access_log: str = _opt("off", "access log to stdout: off, text or json")
+    access_log: str = _opt("off", "access log to stdout: off, text, json, or on (in --log-format)")
     log_health: bool = _opt(False, "also write health checks to the access log")
     log_level: str = _opt("info", "error log (stderr) level: debug, info, warning, error")
+    log_format: str = _opt("text", "error log (stderr) format: text, or json (one object a line)")
+    log_config: str = _opt(
+        "", "a logging dictConfig file (.json, .yaml) applied after the defaults: its handlers, "
+        "formatters and levels win")
     forwarded_allow_ips: str = _opt(
         "", "comma-separated addresses/CIDRs of proxies trusted for X-Forwarded-For/Forwarded, "
         "or * to trust every peer")
@@ -100,8 +104,13 @@ class Config:
             raise ValueError(f"--workers must be a positive number or auto, not {self.workers!r}")
         if self.accept not in ("exclusive", "reuseport"):
             raise ValueError(f"--accept must be exclusive or reuseport, not {self.accept!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"--log-format must be text or json, not {self.log_format!r}")
+        if self.access_log == "on":
+            object.__setattr__(self, "access_log", self.log_format)
         if self.access_log not in ("off", "text", "json"):
-            raise ValueError(f"--access-log must be off, text or json, not {self.access_log!r}")
+            raise ValueError(
+                f"--access-log must be off, on, text or json, not {self.access_log!r}")
         if self.interface not in ("auto", "fastsock", "wsgi", "asgi"):
             raise ValueError(f"--interface must be auto, fastsock, wsgi or asgi, not "
                              f"{self.interface!r}")
@@ -157,9 +166,11 @@ def _parse_bool(raw: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastsock",
-        description="Serve a fastsock App. Every option can also be set by the environment "
-                    "variable shown beside it.",
+        description="Serve a fastsock App, a WSGI app or an ASGI app. Every option can also be "
+                    "set by the environment variable shown beside it.",
     )
+    from fastsock import __version__
+    parser.add_argument("--version", action="version", version=f"fastsock {__version__}")
     for f in dataclasses.fields(Config):
         kind = _TYPES[f.type]
         env = env_name(f.name)

@@ -38,7 +38,7 @@ from fastsock._message import RouteId
 from fastsock._shared import SharedState
 from fastsock.accesslog import AccessLog
 from fastsock.config import Config
-from fastsock import appmetrics, dispatch, handlers, hooks, interfaces
+from fastsock import appmetrics, dispatch, handlers, hooks, interfaces, logs
 from fastsock.metrics import CoreCollector, Exposition
 from fastsock.proxy import Proxies
 from fastsock.workers import worker_count
@@ -52,15 +52,6 @@ WATCHDOG_SIGNAL = signal.SIGUSR1
 STARTUP_FAILED = 3          # the master's exit code when the app cannot start in a worker
 STACK_DUMP_WAIT = 1.0       # between asking a stuck worker for its stack and killing it
 SERVING = (SharedState.RUNNING, SharedState.RETIRING)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(message)s"))
-    root = logging.getLogger("fastsock")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
 
 
 def raise_fd_limit() -> None:
@@ -124,7 +115,11 @@ def describe(sock: socket.socket) -> str:
 
 def serve(config: Config, app, sock: socket.socket | None = None) -> None:
     """Run the master until it stops; raises SystemExit with its exit code if not 0."""
-    configure_logging(config.log_level)
+    try:
+        logs.configure(config.log_level, config.log_format, config.log_config)
+    except ValueError as e:             # a bad --log-config: said before anything starts
+        print(f"fastsock: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     raise_fd_limit()
     if config.uds or os.environ.get("LISTEN_FDS") or sock is not None:
         config = dataclasses.replace(config, accept="exclusive")   # one socket: nothing to split

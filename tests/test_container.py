@@ -4,6 +4,7 @@ No registry is reachable here, so the base image is a stand-in: Debian bookworm 
 debootstrap (cached between runs in /var/cache/fastsock-ci) and imported into a Docker engine
 this test starts itself, with its own data root and socket. Containers are reached only through
 ports published on 127.0.0.1; everything built is removed and the engine stopped at the end."""
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tests.tools import prometheus_bin
+from tests.tools import need, need_root, prometheus_bin
 
 CACHE = Path(os.environ.get("FASTSOCK_CI_CACHE", "/var/cache/fastsock-ci"))
 STANDIN = "fastsock-standin:bookworm"
@@ -69,8 +70,9 @@ def standin_tarball() -> Path:
 @pytest.fixture(scope="module")
 def engine():
     """A Docker engine of our own: started here, stopped and wiped at the end."""
-    dockerd = shutil.which("dockerd")
-    assert dockerd, "dockerd is not installed: apt-get install docker.io (see .ci/run)"
+    need_root("it starts a Docker engine of its own")
+    dockerd = need("dockerd", "apt-get install docker.io")
+    need("debootstrap", "apt-get install debootstrap (it makes the base image offline)")
     base = Path(tempfile.mkdtemp(prefix="fastsock-dockerd-"))
     sock = base / "docker.sock"
     log = open(base / "dockerd.log", "wb")
@@ -207,3 +209,35 @@ def test_compose_stack_comes_up_and_prometheus_scrapes_the_app(engine, app_image
     finally:
         subprocess.run(cmd + ["down", "--volumes", "--timeout", "20"], cwd=ROOT, env=env,
                        capture_output=True, timeout=120)
+
+
+def test_a_service_of_your_own_on_the_fastsock_image(engine, app_image):
+    """The README's Dockerfile for a user's service (examples/service): built on the image,
+    with a dependency of its own installed, it serves its app, healthy, as the image's user."""
+    client, _ = engine
+    image, _ = client.images.build(path=str(ROOT / "examples" / "service"),
+                                   tag="myservice:local", network_mode="host", rm=True,
+                                   forcerm=True, buildargs={"FASTSOCK_IMAGE": "fastsock-app:local"})
+    port = free_port()
+    container = client.containers.run(image.id, detach=True,
+                                      ports={"8000/tcp": ("127.0.0.1", port)},
+                                      environment={"FASTSOCK_WORKERS": "2"})
+    try:
+        def healthy():
+            container.reload()
+            assert container.status in ("created", "running"), container.logs()[-2000:]
+            return container.attrs["State"].get("Health", {}).get("Status") == "healthy"
+        wait_for(healthy, 90, "the inherited HEALTHCHECK to report healthy")
+        assert container.attrs["Config"]["User"] == "10001:10001"
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(url + "/").json() == {"service": "myservice", "served_by": "fastsock"}
+        assert httpx.get(url + "/items/7").json() == {"id": 7}
+        metrics = httpx.get(url + "/metrics").text
+        assert 'route="/items/<int:item_id>"' in metrics            # Flask's rule, not the path
+        container.stop(timeout=30)
+        assert container.wait(timeout=10)["StatusCode"] == 0
+        access = [json.loads(line) for line in
+                  container.logs(stdout=True, stderr=False).decode().splitlines()]
+        assert [a["path"] for a in access] == ["/", "/items/7"]
+    finally:
+        container.remove(force=True)

@@ -1,6 +1,7 @@
 """The deployment files, checked offline by the tools each ecosystem uses: hadolint, compose,
 kustomize + kubernetes-validate, yamllint, cfn-lint, cloud-init, systemd-analyze, promtool."""
-import os
+import importlib
+import json
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+
+from tests.tools import need
 
 ROOT = Path(__file__).resolve().parent.parent
 EC2 = ROOT / "deploy" / "ec2"
@@ -19,10 +22,14 @@ def run(*cmd, cwd=ROOT, input=None):
     return r.returncode, r.stdout + r.stderr
 
 
+HOW = {      # how each validator is had
+    "cloud-init": "apt-get install cloud-init",
+    "systemd-analyze": "apt-get install systemd",
+}
+
+
 def tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
-    assert found, f"{name} is not installed: pip install -e '.[deploy]' / see .ci/run"
-    return found
+    return need(name, HOW.get(name, "pip install -e '.[dev]'"))
 
 
 def compose_binary() -> str:
@@ -32,8 +39,9 @@ def compose_binary() -> str:
     return str(path)
 
 
-def test_hadolint_clean():
-    code, out = run(tool("hadolint"), "--failure-threshold", "warning", "Dockerfile")
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "examples/service/Dockerfile"])
+def test_hadolint_clean(dockerfile):
+    code, out = run(tool("hadolint"), "--failure-threshold", "warning", dockerfile)
     assert code == 0 and out == "", out
 
 
@@ -65,7 +73,7 @@ def test_kustomize_builds_and_core_resources_validate_strictly(target, tmp_path)
     code, out = run(tool("kubectl"), "kustomize", target)
     assert code == 0, out
     docs = [d for d in yaml.safe_load_all(out) if d]
-    core = [d for d in docs if d["kind"] != "ServiceMonitor"]
+    core = [d for d in docs if d["apiVersion"] != "monitoring.coreos.com/v1"]
     path = tmp_path / "core.yaml"
     path.write_text(yaml.safe_dump_all(core))
     code, report = run(tool("kubernetes-validate"), "--strict", str(path))
@@ -76,7 +84,8 @@ def test_kustomize_builds_and_core_resources_validate_strictly(target, tmp_path)
     kinds = sorted(d["kind"] for d in docs)
     expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
                 "PodDisruptionBudget", "Service"]
-    assert kinds == sorted(expected + (["ServiceMonitor"] if "overlays" in target else []))
+    operator = ["PrometheusRule", "Service", "ServiceMonitor"] if "overlays" in target else []
+    assert kinds == sorted(expected + operator)
 
 
 def test_deployment_is_hardened_and_drains_in_time():
@@ -129,16 +138,79 @@ SERVICE_MONITOR_SCHEMA = {   # the parts of the Prometheus Operator's CRD schema
 }
 
 
+def kustomized(target: str) -> list[dict]:
+    code, out = run(tool("kubectl"), "kustomize", target)
+    assert code == 0, out
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_metrics_are_on_their_own_port_reachable_by_prometheus_only():
+    docs = kustomized("k8s")
+    by_kind = {d["kind"]: d for d in docs}
+    metrics_port = int(by_kind["ConfigMap"]["data"]["FASTSOCK_METRICS_PORT"])
+    container = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8000, "metrics": metrics_port}
+    annotations = by_kind["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+    # the public Service forwards the HTTP port only
+    (public,) = [d for d in docs if d["kind"] == "Service"]
+    assert [p["targetPort"] for p in public["spec"]["ports"]] == ["http"]
+    # the policy: HTTP from anywhere, metrics from Prometheus's pods only
+    rules = by_kind["NetworkPolicy"]["spec"]["ingress"]
+    open_rules = [r for r in rules if "from" not in r]
+    assert [p["port"] for r in open_rules for p in r["ports"]] == ["http"]
+    (metrics_rule,) = [r for r in rules if any(p["port"] == "metrics" for p in r["ports"])]
+    assert metrics_rule["from"] == [{"namespaceSelector": {}, "podSelector": {
+        "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                              "values": ["prometheus"]}]}}]
+
+
 def test_service_monitor_schema_and_selector():
-    code, out = run(tool("kubectl"), "kustomize", "k8s/overlays/prometheus-operator")
-    docs = {d["kind"]: d for d in yaml.safe_load_all(out) if d}
-    monitor = docs["ServiceMonitor"]
+    docs = kustomized("k8s/overlays/prometheus-operator")
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
     jsonschema.validate(monitor, SERVICE_MONITOR_SCHEMA)
-    service = docs["Service"]
-    labels = service["metadata"]["labels"]
-    assert all(labels.get(k) == v
-               for k, v in monitor["spec"]["selector"]["matchLabels"].items())
-    assert monitor["spec"]["endpoints"][0]["port"] in [p["name"] for p in service["spec"]["ports"]]
+    (service,) = [d for d in docs if d["kind"] == "Service" and all(
+        d["metadata"]["labels"].get(k) == v
+        for k, v in monitor["spec"]["selector"]["matchLabels"].items())]
+    assert service["metadata"]["name"] == "fastsock-metrics"
+    assert service["spec"]["clusterIP"] == "None"
+    (port,) = service["spec"]["ports"]
+    assert monitor["spec"]["endpoints"][0]["port"] == port["name"] == port["targetPort"]
+    pods = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pods["metadata"]["labels"].items()
+
+
+def test_the_operator_label_is_set_in_one_place_and_reaches_monitor_and_rules():
+    """kube-prometheus-stack selects by `release`: one line of the overlay sets it on both."""
+    overlay = (ROOT / "k8s/overlays/prometheus-operator/kustomization.yaml").read_text()
+    assert overlay.count("value: kube-prometheus-stack") == 1
+    docs = kustomized("k8s/overlays/prometheus-operator")
+    operator = [d for d in docs if d["apiVersion"] == "monitoring.coreos.com/v1"]
+    assert sorted(d["kind"] for d in operator) == ["PrometheusRule", "ServiceMonitor"]
+    assert all(d["metadata"]["labels"]["release"] == "kube-prometheus-stack" for d in operator)
+    assert all("release" not in d["metadata"].get("labels", {}) for d in docs
+               if d not in operator)
+
+
+def test_the_prometheus_rule_is_rendered_from_the_alert_rules(tmp_path):
+    sys.path.insert(0, str(ROOT / "k8s"))
+    try:
+        import render
+        importlib.reload(render)            # deploy/ec2 has a render module too
+    finally:
+        sys.path.pop(0)
+    assert render.RULE.read_text() == render.prometheus_rule(), "run: python k8s/render.py"
+    rule = next(d for d in kustomized("k8s/overlays/prometheus-operator")
+                if d["kind"] == "PrometheusRule")
+    alerts = yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())
+    assert rule["spec"] == alerts
+    # and the operator's Prometheus would load it: promtool checks the spec as a rules file
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    from tests.tools import prometheus_bin
+    code, out = run(prometheus_bin("promtool"), "check", "rules", str(path))
+    assert code == 0 and "SUCCESS" in out, out
 
 
 def test_yamllint():
@@ -150,6 +222,7 @@ def test_ec2_files_are_rendered_from_their_sources():
     sys.path.insert(0, str(EC2))
     try:
         import render
+        importlib.reload(render)            # k8s has a render module too
     finally:
         sys.path.pop(0)
     assert (EC2 / "user-data.yaml").read_text() == render.user_data()
@@ -161,24 +234,118 @@ def test_cloud_init_schema():
     assert code == 0 and "Valid cloud-config" in out, out
 
 
+class _CfnLoader(yaml.SafeLoader):
+    """CloudFormation's short forms (!Ref X) as their long forms ({"Ref": "X"})."""
+
+
+def _short_form(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_form)
+
+
+def cfn_template() -> dict:
+    return yaml.load((EC2 / "cloudformation.yaml").read_text(), Loader=_CfnLoader)
+
+
+def ec2_env(name: str) -> dict:
+    return dict(line.split("=", 1) for line in (EC2 / name).read_text().splitlines()
+                if line and not line.startswith("#"))
+
+
 def test_cfn_lint_and_the_load_balancer_fits_the_server():
     code, out = run(tool("cfn-lint"), str(EC2 / "cloudformation.yaml"))
     assert code == 0 and out == "", out
-
-    class Loader(yaml.SafeLoader):
-        pass
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((EC2 / "cloudformation.yaml").read_text(), Loader=Loader)
+    template = cfn_template()
     resources = template["Resources"]
     lb = {a["Key"]: a["Value"] for a in resources["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]}
     tg = resources["TargetGroup"]["Properties"]
-    env = dict(line.split("=", 1) for line in (EC2 / "fastsock.env").read_text().splitlines()
-               if line and not line.startswith("#"))
+    env = ec2_env("fastsock.env")
     assert int(lb["idle_timeout.timeout_seconds"]) < float(env["FASTSOCK_KEEPALIVE_TIMEOUT"])
     assert tg["HealthCheckPath"] == "/readyz"
     delay = {a["Key"]: a["Value"] for a in tg["TargetGroupAttributes"]}
     assert int(delay["deregistration_delay.timeout_seconds"]) >= \
         float(env["FASTSOCK_SHUTDOWN_DELAY"]) + float(env["FASTSOCK_GRACEFUL_TIMEOUT"])
+
+
+def test_cloudformation_is_safe_by_default():
+    template = cfn_template()
+    params, resources = template["Parameters"], template["Resources"]
+    # no default that installs whatever owns a public name, and a wheel only: nothing compiled
+    assert "Default" not in params["PackageSpec"] and params["PackageSpec"]["MinLength"] == 1
+    user_data = resources["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
+    script = user_data["Fn::Base64"]["Fn::Sub"]
+    cloud_config = yaml.safe_load(script)
+    assert cloud_config["packages"] == ["python3-venv"]           # no gcc, no headers
+    files = {f["path"]: f["content"] for f in cloud_config["write_files"]}
+    assert files["/etc/fastsock/install.env"] == "FASTSOCK_PACKAGE=${PackageSpec}\n"
+    assert "pip install --no-cache-dir --only-binary=:all:" in \
+        files["/usr/local/sbin/fastsock-install"]
+    # forwarded headers are trusted from the VPC only
+    assert "FASTSOCK_FORWARDED_ALLOW_IPS=${VpcCidr}" in files["/etc/fastsock/network.env"]
+    assert "EnvironmentFile=/etc/fastsock/network.env" in \
+        files["/etc/systemd/system/fastsock.service"]
+    # metrics: their own port, open to Prometheus's group only; the ALB forwards 8000
+    metrics_port = int(ec2_env("fastsock.env")["FASTSOCK_METRICS_PORT"])
+    assert metrics_port != 8000
+    ingress = resources["MetricsIngress"]
+    assert ingress["Condition"] == "HasPrometheus"
+    assert ingress["Properties"]["FromPort"] == ingress["Properties"]["ToPort"] == metrics_port
+    assert ingress["Properties"]["SourceSecurityGroupId"] == {"Ref": "PrometheusSecurityGroupId"}
+    instance_rules = resources["InstanceSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert [(r["FromPort"], r["SourceSecurityGroupId"]) for r in instance_rules] == \
+        [(8000, {"Ref": "LoadBalancerSecurityGroup"})]
+    assert resources["TargetGroup"]["Properties"]["Port"] == 8000
+    # scaling: a target-tracking policy on the group
+    scaling = resources["CpuScaling"]["Properties"]
+    assert scaling["PolicyType"] == "TargetTrackingScaling"
+    assert scaling["AutoScalingGroupName"] == {"Ref": "AutoScalingGroup"}
+    # an instance profile: Session Manager, and the journal to the stack's log group
+    launch = resources["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    assert launch["IamInstanceProfile"] == {"Arn": {"Fn::GetAtt": "InstanceProfile.Arn"}}
+    role = resources["InstanceRole"]["Properties"]
+    assert any("AmazonSSMManagedInstanceCore" in arn["Fn::Sub"] for arn in role["ManagedPolicyArns"])
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert {"Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            "Effect": "Allow", "Resource": {"Fn::GetAtt": "LogGroup.Arn"}} in statements
+    agent = json.loads(files["/etc/fastsock/cloudwatch-agent.json"])
+    (collected,) = agent["logs"]["logs_collected"]["files"]["collect_list"]
+    assert collected["log_group_name"] == "${LogGroup}"
+    assert collected["file_path"] in files["/etc/systemd/system/fastsock-journal.service"]
+    # signalled when /readyz answers; creation and rolling updates wait for it
+    group = resources["AutoScalingGroup"]
+    assert group["CreationPolicy"]["ResourceSignal"]["Count"] == {"Ref": "MinSize"}
+    assert group["UpdatePolicy"]["AutoScalingRollingUpdate"]["WaitOnResourceSignals"] is True
+    assert cloud_config["runcmd"][-1] == ["/usr/local/sbin/fastsock-signal-ready"]
+    signal = files["/usr/local/sbin/fastsock-signal-ready"]
+    assert "/readyz" in signal and "cfn-signal --exit-code" in signal and \
+        "--resource AutoScalingGroup" in signal
+    # Graviton: arm64 picks the arm64 image and a t4g type
+    assert params["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
+    image = launch["ImageId"]["Fn::If"]
+    assert image[0] == "IsArm64" and "/arm64}}" in image[1] and "/amd64}}" in image[2]
+    assert "t4g.small" in json.dumps(launch["InstanceType"])
+
+
+def test_plain_user_data_installs_nothing_until_told_what(tmp_path):
+    """user-data.yaml, launched by hand, has no package to install: the install script says
+    so and stops, rather than install a public name."""
+    cloud_config = yaml.safe_load((EC2 / "user-data.yaml").read_text())
+    files = {f["path"]: f["content"] for f in cloud_config["write_files"]}
+    assert files["/etc/fastsock/install.env"] == "FASTSOCK_PACKAGE=\n"
+    (tmp_path / "install.env").write_text(files["/etc/fastsock/install.env"])
+    script = files["/usr/local/sbin/fastsock-install"].replace("/etc/fastsock/install.env",
+                                                               str(tmp_path / "install.env"))
+    r = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    assert r.returncode == 1 and "FASTSOCK_PACKAGE is empty" in r.stderr, r.stderr
+    assert not (tmp_path / "opt").exists()
 
 
 def test_systemd_units_verify(tmp_path):
@@ -189,8 +356,8 @@ def test_systemd_units_verify(tmp_path):
         exe.parent.mkdir(parents=True, exist_ok=True)
         exe.symlink_to(tool("fastsock"))
     try:
-        code, out = run("systemd-analyze", "verify", "fastsock.socket", "fastsock.service",
-                        cwd=EC2)
+        code, out = run(tool("systemd-analyze"), "verify", "fastsock.socket", "fastsock.service",
+                        "fastsock-journal.service", cwd=EC2)
     finally:
         if made:
             shutil.rmtree("/opt/fastsock")

@@ -71,6 +71,25 @@ def test_grafana_provisioning_points_at_the_dashboard():
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
     source = yaml.safe_load((MONITORING / "grafana/provisioning/datasources/prometheus.yml")
                             .read_text())
-    assert source["datasources"][0]["uid"] == "prometheus"
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    assert all(p["datasource"]["uid"] == "prometheus" for p in panels)
+    assert source["datasources"][0]["type"] == "prometheus"
+
+
+def test_the_dashboard_takes_its_datasource_as_a_variable():
+    """Imported into any Grafana, it asks which Prometheus: no uid of ours is written in it."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+
+    def references(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("datasource"), dict):
+                yield node["datasource"]
+            for value in node.values():
+                yield from references(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from references(value)
+    found = list(references(dashboard))
+    assert len(found) > len(dashboard["panels"])          # the panels, their targets, $job
+    assert all(ref == {"type": "prometheus", "uid": "${datasource}"} for ref in found), found

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Reader, free_port, read_until_close
+from tests.conftest import ROOT, free_port, read_until_close
+from tests.tools import need, need_root
 
 
 def wait_for_log(server, text, timeout=5.0, stream="stdout"):
@@ -203,8 +204,8 @@ def test_systemd_socket_activation(tmp_path):
 def test_as_pid_1_it_stops_on_sigterm_and_reaps_orphans(tmp_path):
     """In a new PID namespace fastsock is PID 1: a signal from outside must still reach it,
     and a process orphaned inside is reaped by it."""
-    if subprocess.run(["unshare", "--pid", "--fork", "true"]).returncode != 0:
-        pytest.fail("unshare --pid is not available: this test needs root and util-linux")
+    need_root("it makes a PID namespace")
+    need("unshare", "apt-get install util-linux")
     app = tmp_path / "orphans.py"
     app.write_text(
         "import os, time\n"

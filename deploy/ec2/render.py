@@ -1,16 +1,41 @@
 """Renders user-data.yaml and cloudformation.yaml from the files beside it, so the systemd
-units, the environment and the install script have one source. `python deploy/ec2/render.py`;
-a test checks that the committed outputs match."""
+units, the environment and the scripts have one source. `python deploy/ec2/render.py`; a test
+checks that the committed outputs match.
+
+user-data.yaml is for an instance launched by hand (set FASTSOCK_PACKAGE in it first);
+cloudformation.yaml's instances also get the AWS agents (SSM, CloudWatch Logs) and signal the
+stack once /readyz answers."""
+import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FILES = [  # (path on the instance, file here, mode)
     ("/etc/fastsock/install.env", None, "0644"),
+    ("/etc/fastsock/network.env", None, "0644"),
     ("/etc/fastsock/fastsock.env", "fastsock.env", "0644"),
     ("/usr/local/sbin/fastsock-install", "install.sh", "0755"),
     ("/opt/fastsock/app/service.py", "service.py", "0644"),
     ("/etc/systemd/system/fastsock.socket", "fastsock.socket", "0644"),
     ("/etc/systemd/system/fastsock.service", "fastsock.service", "0644"),
+]
+AWS_FILES = [
+    ("/etc/fastsock/aws.env", None, "0644"),
+    ("/etc/fastsock/cloudwatch-agent.json", None, "0644"),
+    ("/usr/local/sbin/fastsock-aws-agents", "aws-agents.sh", "0755"),
+    ("/usr/local/sbin/fastsock-signal-ready", "signal-ready.sh", "0755"),
+    ("/etc/systemd/system/fastsock-journal.service", "fastsock-journal.service", "0644"),
+    ("/etc/logrotate.d/fastsock", "fastsock.logrotate", "0644"),
+]
+RUN = [
+    "[/usr/local/sbin/fastsock-install]",
+    "[systemctl, daemon-reload]",
+    "[systemctl, enable, --now, fastsock.socket]",
+    "[systemctl, enable, --now, fastsock.service]",
+]
+AWS_RUN = [
+    "[systemctl, enable, --now, fastsock-journal.service]",
+    "[/usr/local/sbin/fastsock-aws-agents]",
+    "[/usr/local/sbin/fastsock-signal-ready]",
 ]
 
 
@@ -18,15 +43,39 @@ def indent(text: str, n: int) -> str:
     return "\n".join((" " * n + line) if line else "" for line in text.splitlines())
 
 
-def user_data(package: str = "fastsock") -> str:
+def cloudwatch_agent(log_group: str) -> str:
+    """The CloudWatch agent's configuration: the journal file, one stream per instance."""
+    return json.dumps({"logs": {"logs_collected": {"files": {"collect_list": [{
+        "file_path": "/var/log/fastsock/journal.log", "log_group_name": log_group,
+        "log_stream_name": "{instance_id}", "retention_in_days": -1}]}}}}, indent=2) + "\n"
+
+
+def user_data(package: str = "", forwarded: str = "172.31.0.0/16", aws: dict | None = None,
+              literal=lambda text: text) -> str:
+    """package: the pip requirement of a prebuilt wheel; forwarded: the addresses whose
+    X-Forwarded-For is trusted (the load balancer's, in the VPC; 172.31.0.0/16 is a default
+    VPC's); aws: region, stack and log group for the AWS agents (CloudFormation only);
+    literal: how the files' own text is kept from substitution."""
+    generated = {
+        "/etc/fastsock/install.env": f"FASTSOCK_PACKAGE={package}\n",
+        "/etc/fastsock/network.env":
+            "# X-Forwarded-For/-Proto are trusted from these addresses only (the VPC: the ALB)\n"
+            f"FASTSOCK_FORWARDED_ALLOW_IPS={forwarded}\n",
+    }
+    files, run = FILES, RUN
+    if aws is not None:
+        generated["/etc/fastsock/aws.env"] = \
+            f"AWS_REGION={aws['region']}\nAWS_STACK={aws['stack']}\n"
+        generated["/etc/fastsock/cloudwatch-agent.json"] = cloudwatch_agent(aws["log_group"])
+        files, run = FILES + AWS_FILES, RUN + AWS_RUN
     parts = ["""#cloud-config
-# Installs fastsock in /opt/fastsock and runs it under systemd, socket-activated on port 8000.
-# FASTSOCK_PACKAGE: a pip requirement for fastsock (an index name, a wheel URL, a VCS URL).
+# Installs fastsock in /opt/fastsock from a prebuilt wheel and runs it under systemd,
+# socket-activated on port 8000, metrics on 9000.
+# FASTSOCK_PACKAGE (install.env): the URL of a fastsock wheel for this instance's Python and
+# architecture, or its requirement on your own index. Nothing is compiled here.
 package_update: true
 packages:
   - python3-venv
-  - python3-dev
-  - gcc
 users:
   - default
   - name: fastsock
@@ -35,22 +84,19 @@ users:
     no_create_home: true
 write_files:
 """]
-    for path, source, mode in FILES:
-        content = f"FASTSOCK_PACKAGE={package}\n" if source is None else (HERE / source).read_text()
+    for path, source, mode in files:
+        content = generated[path] if source is None else literal((HERE / source).read_text())
         parts.append(f"  - path: {path}\n    permissions: \"{mode}\"\n    content: |\n"
                      f"{indent(content, 6)}\n")
-    parts.append("""runcmd:
-  - [/usr/local/sbin/fastsock-install]
-  - [systemctl, daemon-reload]
-  - [systemctl, enable, --now, fastsock.socket]
-  - [systemctl, enable, --now, fastsock.service]
-""")
+    parts.append("runcmd:\n" + "".join(f"  - {line}\n" for line in run))
     return "".join(parts)
 
 
 def cloudformation() -> str:
-    # inside !Sub, ${PackageSpec} is the parameter and ${!X} a literal ${X}
-    data = user_data("${PackageSpec}").replace("${FASTSOCK_APP}", "${!FASTSOCK_APP}")
+    # inside !Sub, ${Name} is a parameter or resource and ${!X} a literal ${X}
+    data = user_data("${PackageSpec}", "${VpcCidr}", aws={
+        "region": "${AWS::Region}", "stack": "${AWS::StackName}", "log_group": "${LogGroup}"},
+        literal=lambda text: text.replace("${", "${!"))
     return (HERE / "cloudformation.yaml.in").read_text().replace("USER_DATA", indent(data, 12))
 
 

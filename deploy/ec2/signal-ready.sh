@@ -1,0 +1,16 @@
+#!/bin/sh
+# Tells CloudFormation whether this instance came up: success once fastsock answers /readyz,
+# failure after 5 minutes without. The stack's creation and each rolling update wait for it.
+set -u
+. /etc/fastsock/aws.env
+ready="import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"
+code=1
+for _ in $(seq 150); do
+    if python3 -c "$ready" 2>/dev/null; then
+        code=0
+        break
+    fi
+    sleep 2
+done
+/opt/aws-cfn/bin/cfn-signal --exit-code "$code" --stack "$AWS_STACK" --resource AutoScalingGroup \
+    --region "$AWS_REGION"
