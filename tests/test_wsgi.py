@@ -79,10 +79,9 @@ def test_the_app_runs_in_the_thread_pool_and_a_blocking_one_stalls_nothing(serve
     slow.start()
     time.sleep(0.2)
     try:
-        t0 = time.monotonic()
-        for _ in range(20):
+        for _ in range(5):
             assert httpx.get(server.url + "/hello").text == "hello"
-        assert time.monotonic() - t0 < 1.0
+        assert slow.is_alive()          # all served while the blocking one still ran
     finally:
         slow.join()
 
