@@ -104,6 +104,8 @@ class Runner:
 
     @property
     def pool(self) -> concurrent.futures.ThreadPoolExecutor | None:
+        """An executor for pulling a threaded route's plain generator chunk by chunk (from
+        asyncio); handlers and WSGI calls run on submit()'s threads."""
         if self._pool is None and self.threads:
             self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, "fastsock-handler")
         return self._pool
@@ -130,7 +132,7 @@ class Runner:
         deferred.complete(GATEWAY_TIMEOUT)
         task.cancel()
 
-    def _task_done(self, deferred: Deferred, req, timer, task, threaded: bool = False) -> None:
+    def _task_done(self, deferred: Deferred, req, timer, task) -> None:
         if timer is not None:
             timer.cancel()
         try:
@@ -139,10 +141,7 @@ class Runner:
             elif task.exception() is not None:
                 deferred.complete(error_response(req, task.exception()))
             else:
-                response = to_response(task.result())
-                if threaded and type(response) is Response and hasattr(response.body, "__next__"):
-                    response.body = self._in_threads(response.body)    # a plain iterator
-                deferred.complete(response)
+                deferred.complete(to_response(task.result()))
         except Exception as e:                      # a bad result: one 500
             error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
             deferred.complete(SERVER_ERROR)
@@ -153,7 +152,8 @@ class Runner:
 
     def run_in_thread(self, handler, timeout: float | None):
         """handler(req, **params) -> Deferred, completed when the pool has run it; 503 with
-        Retry-After past the pool's backlog."""
+        Retry-After past the pool's backlog. The pool is the plain one (submit): no asyncio
+        unless a timeout needs a timer."""
         timeout = self.timeout if timeout is None else timeout
         limit = self.threads + self.backlog
 
@@ -161,14 +161,12 @@ class Runner:
         def start(req, **params):
             if self.thread_jobs >= limit:
                 return POOL_FULL
-            deferred = Deferred()
-            self.thread_jobs += 1
-            self.loop.tasks += 1
-            future = self.aio.run_in_executor(self.pool, functools.partial(handler, req, **params))
-            timer = self.aio.call_later(timeout, deferred.complete, GATEWAY_TIMEOUT) if timeout \
-                else None
-            future.add_done_callback(functools.partial(self._job_done, deferred, req, timer))
-            return deferred
+            job = _ThreadJob(self, handler, req, params)
+            self.submit(job.run)
+            if timeout:
+                self.loop.tasks += 1
+                job.timer = self.aio.call_later(timeout, job.deferred.complete, GATEWAY_TIMEOUT)
+            return job.deferred
         return start
 
     def submit(self, job) -> None:
@@ -177,7 +175,7 @@ class Runner:
         its end is counted there (thread_jobs)."""
         self.thread_jobs += 1
         if self.thread_jobs > len(self._threads) and len(self._threads) < self.threads:
-            thread = threading.Thread(target=self._work, name="fastsock-wsgi", daemon=True)
+            thread = threading.Thread(target=self._work, name="fastsock-handler", daemon=True)
             self._threads.append(thread)
             thread.start()
         self._jobs.put(job)
@@ -197,10 +195,6 @@ class Runner:
 
     def _job_ended(self, _) -> None:
         self.thread_jobs -= 1
-
-    def _job_done(self, deferred: Deferred, req, timer, future) -> None:
-        self.thread_jobs -= 1
-        self._task_done(deferred, req, timer, future, threaded=True)
 
     # -- streamed bodies
 
@@ -262,6 +256,43 @@ class Runner:
             self._pool.shutdown(wait=False, cancel_futures=True)
         for _ in self._threads:
             self._jobs.put(None)
+
+
+class _ThreadJob:
+    """A plain handler's call in the thread pool: its outcome is handed to the loop's thread,
+    which makes the response (a thread cannot be stopped: after a 504 its result is dropped)."""
+
+    __slots__ = ("runner", "handler", "req", "params", "deferred", "timer")
+
+    def __init__(self, runner: Runner, handler, req, params: dict):
+        self.runner, self.handler, self.req, self.params = runner, handler, req, params
+        self.deferred = Deferred()
+        self.timer = None
+
+    def run(self) -> None:                  # on a pool thread
+        try:
+            outcome = (self.handler(self.req, **self.params), None)
+        except BaseException as e:
+            outcome = (None, e)
+        self.runner.loop.call_soon_threadsafe(self.done, outcome)
+
+    def done(self, outcome) -> None:        # on the loop's thread
+        if self.timer is not None:
+            self.timer.cancel()
+            self.runner.loop.task_done()
+        result, exc = outcome
+        req = self.req
+        try:
+            if exc is not None:
+                response = error_response(req, exc)
+            else:
+                response = to_response(result)
+                if type(response) is Response and hasattr(response.body, "__next__"):
+                    response.body = self.runner._in_threads(response.body)   # a plain iterator
+            self.deferred.complete(response)
+        except Exception as e:              # a bad result: one 500
+            error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
+            self.deferred.complete(SERVER_ERROR)
 
 
 class RequestStream:

@@ -12,6 +12,7 @@ first request), shutdown hooks on closing it.
 from __future__ import annotations
 
 import asyncio
+import collections
 
 import h11
 import httpx
@@ -25,14 +26,24 @@ __all__ = ["TestClient"]
 
 
 class _Tasks:
-    """Stands in for the server's loop in the runner: it only counts tasks."""
+    """Stands in for the server's loop in the runner: it counts tasks, and keeps what the
+    thread pool hands back until the transport runs it (as the loop's inbox does)."""
 
     def __init__(self):
         self.tasks = 0
         self.aio = None
+        self.inbox: collections.deque = collections.deque()
 
     def task_done(self) -> None:
         self.tasks -= 1
+
+    def call_soon_threadsafe(self, fn, arg) -> None:
+        self.inbox.append((fn, arg))
+
+    def run_inbox(self) -> None:
+        while self.inbox:
+            fn, arg = self.inbox.popleft()
+            fn(arg)
 
 
 class _AppTransport(httpx.BaseTransport):
@@ -68,6 +79,7 @@ class _AppTransport(httpx.BaseTransport):
         out = conn.feed(_serialize(request))
         while ctx.waiting or self.tasks.tasks:     # a task or thread job: let it finish
             self.runner.aio.run_until_complete(asyncio.sleep(0.001))
+            self.tasks.run_inbox()
             out += conn.feed(b"")
         return _parse(out, request)
 

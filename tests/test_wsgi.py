@@ -73,7 +73,7 @@ def test_hello_then_head_on_one_connection(server):
 
 
 def test_the_app_runs_in_the_thread_pool_and_a_blocking_one_stalls_nothing(server):
-    assert httpx.get(server.url + "/thread").text.startswith("fastsock-wsgi")
+    assert httpx.get(server.url + "/thread").text.startswith("fastsock-handler")
     slow = threading.Thread(target=httpx.get, args=(server.url + "/sleep?s=1.5",),
                             kwargs={"timeout": 5})
     slow.start()
