@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 import sysconfig
 
@@ -49,7 +50,6 @@ extensions += [
 ]
 
 
-
 class BuildWithAClearError(build_ext):
     """A missing C compiler is one line that says what to install, not a compiler traceback."""
 
@@ -59,16 +59,11 @@ class BuildWithAClearError(build_ext):
             super().run()
         except (CCompilerError, CompileError, ExecError, PlatformError) as e:
             compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-            if _runs(compiler.split()[0]):
+            if shutil.which(compiler.split()[0]):
                 raise               # a compiler is there: its error is the one to read
             sys.exit(f"fastsock compiles its core and found no C compiler ({compiler!r}: {e}): "
                      "install one (Debian/Ubuntu: apt-get install gcc python3-dev; Fedora: "
                      "dnf install gcc python3-devel), or install a prebuilt fastsock wheel.")
-
-
-def _runs(command: str) -> bool:
-    import shutil
-    return shutil.which(command) is not None
 
 
 setup(
