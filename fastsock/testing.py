@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 
 import h11
 import httpx
@@ -77,7 +78,13 @@ class _AppTransport(httpx.BaseTransport):
         ctx.on_head = self.on_head
         conn = Connection(ctx, self._with_client)
         out = conn.feed(_serialize(request))
-        while ctx.waiting or self.tasks.tasks:     # a task or thread job: let it finish
+        # a task or thread job: let it finish, within the client's read timeout
+        wait = (request.extensions.get("timeout") or {}).get("read")
+        deadline = None if wait is None else time.monotonic() + wait
+        while ctx.waiting or self.tasks.tasks:
+            if deadline is not None and time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"the app did not answer within {wait} s",
+                                        request=request)
             self.runner.aio.run_until_complete(asyncio.sleep(0.001))
             self.tasks.run_inbox()
             out += conn.feed(b"")

@@ -95,3 +95,29 @@ def test_hooks_and_lifecycle_run_in_the_client(tmp_path, monkeypatch):
         assert client.get("/missing/x").status_code == 404
         assert client.get("/pool", headers={"X-Block": "1"}).status_code == 403
     assert (tmp_path / f"shutdown-{os.getpid()}").exists()
+
+
+def test_a_handler_that_never_answers_is_a_read_timeout_not_a_hang():
+    import threading
+    import time
+
+    import httpx
+    app = App()
+    release = threading.Event()
+
+    @app.get("/stuck", threaded=True)
+    def stuck(req):
+        release.wait(10)
+        return "late"
+
+    @app.get("/ok")
+    def ok(req):
+        return "ok"
+
+    with TestClient(app) as client:
+        t0 = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            client.get("/stuck", timeout=0.3)
+        assert time.monotonic() - t0 < 2
+        release.set()
+        assert client.get("/ok").text == "ok"
