@@ -137,8 +137,9 @@ class TestClient(httpx.Client):
 
     def __init__(self, app, base_url: str = "http://testserver",
                  client: tuple[str, int] = ("testclient", 50000), **options):
+        # server options go to the Config; `timeout` stays httpx's (no watchdog runs here)
         config = Config(**{k: options.pop(k) for k in list(options)
-                           if k in Config.__dataclass_fields__})
+                           if k in Config.__dataclass_fields__ and k != "timeout"})
         self._app_transport = _AppTransport(app, config, client)
         super().__init__(transport=self._app_transport, base_url=base_url, **options)
 
