@@ -185,14 +185,20 @@ def test_systemd_socket_activation(tmp_path):
     listener.close()
     # as systemd does: the socket at fd 3, LISTEN_FDS=1, LISTEN_PID naming the process that
     # takes it (bash sets it to its own pid, then execs fastsock under that pid)
+    # the metrics port is bound by fastsock itself beside the socket it is given, as on EC2
+    metrics_port = free_port()
     proc = subprocess.Popen(
         ["bash", "-c", f'exec 3<&{fd} {fd}<&-; LISTEN_PID=$$ LISTEN_FDS=1 exec "{sys.executable}" '
-                     f'-m fastsock tests.apps:app --port 1 --workers 1'],
+                     f'-m fastsock tests.apps:app --port 1 --workers 1 --host 127.0.0.1 '
+                     f'--metrics-port {metrics_port}'],
         cwd=ROOT, pass_fds=(fd,), stderr=subprocess.PIPE)
     os.close(fd)
     try:
         r = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert r.text == "hello"
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 404
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+        assert metrics.status_code == 200 and "fastsock_requests_total" in metrics.text
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
