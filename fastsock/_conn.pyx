@@ -396,8 +396,8 @@ cdef class Connection:
                 self.body_unread = False
                 body.finish(None)
                 break
-            if r == NEED_DATA and self.rstart == self.rend:
-                break
+            if r == NEED_DATA:
+                break                       # all taken, or a partial line waits for more
         if self.rstart == self.rend:
             self.rstart = self.rend = 0
         return 0

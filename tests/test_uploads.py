@@ -48,6 +48,22 @@ def test_a_body_past_the_server_limit_streams_in_as_chunks(server, chunked):
         assert r.response()[2] == b"n=1"
 
 
+def test_a_chunk_size_line_split_across_reads_waits_for_its_end(server):
+    """A streamed chunked body whose chunk-size line arrives in two pieces: the first piece
+    waits in the buffer for the rest (it used to be parsed again and again: a spinning worker)."""
+    data = os.urandom(70000)
+    with server.connect(timeout=10) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  + b"%x\r\n" % 40000 + data[:40000] + b"\r\n" + b"75")
+        time.sleep(0.3)                         # "7530\r\n" = 30000, in two reads
+        s.sendall(b"30\r\n" + data[40000:] + b"\r\n0\r\n\r\n")
+        status, _, raw = Reader(s, timeout=10).response()
+    got = json.loads(raw)
+    assert status == 200 and got["bytes"] == len(data)
+    assert got["sha256"] == hashlib.sha256(data).hexdigest()
+    assert httpx.get(server.url + "/n/2", timeout=5).text == "n=2"      # the worker serves on
+
+
 def test_other_routes_keep_the_server_limit(server):
     r = httpx.post(server.url + "/echo", content=b"x" * (2 << 20))
     assert r.status_code == 413
