@@ -38,6 +38,15 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def wait_healthy(container, what: str) -> None:
+    """Until the image's HEALTHCHECK says healthy; the container's log if it stops first."""
+    def healthy():
+        container.reload()
+        assert container.status in ("created", "running"), container.logs()[-2000:]
+        return container.attrs["State"].get("Health", {}).get("Status") == "healthy"
+    wait_for(healthy, 90, what)
+
+
 def standin_tarball() -> Path:
     """A root filesystem of Debian bookworm with Python, made once and cached."""
     tarball = CACHE / "standin-bookworm.tar"
@@ -126,11 +135,7 @@ def test_image_runs_healthy_and_stops_cleanly_under_load(engine, app_image):
         environment={"FASTSOCK_WORKERS": "2", "FASTSOCK_SHUTDOWN_DELAY": "1",
                      "FASTSOCK_GRACEFUL_TIMEOUT": "10", "FASTSOCK_ACCESS_LOG": "json"})
     try:
-        def healthy():
-            container.reload()
-            assert container.status in ("created", "running"), container.logs()[-2000:]
-            return container.attrs["State"].get("Health", {}).get("Status") == "healthy"
-        wait_for(healthy, 90, "the HEALTHCHECK to report healthy")
+        wait_healthy(container, "the HEALTHCHECK to report healthy")
         assert container.attrs["Config"]["User"] == "10001:10001"
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(url + "/").text == "hello"
@@ -223,11 +228,7 @@ def test_a_service_of_your_own_on_the_fastsock_image(engine, app_image):
                                       ports={"8000/tcp": ("127.0.0.1", port)},
                                       environment={"FASTSOCK_WORKERS": "2"})
     try:
-        def healthy():
-            container.reload()
-            assert container.status in ("created", "running"), container.logs()[-2000:]
-            return container.attrs["State"].get("Health", {}).get("Status") == "healthy"
-        wait_for(healthy, 90, "the inherited HEALTHCHECK to report healthy")
+        wait_healthy(container, "the inherited HEALTHCHECK to report healthy")
         assert container.attrs["Config"]["User"] == "10001:10001"
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(url + "/").json() == {"service": "myservice", "served_by": "fastsock"}
