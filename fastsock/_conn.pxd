@@ -88,6 +88,8 @@ cdef class Feed:
 cdef class Connection:
     cdef int fd                     # the loop's; the connection itself never does I/O
     cdef unsigned int interest      # the loop's epoll registration
+    cdef unsigned int missed        # the loop's: input events that came while its handler
+                                    # worked, left in the socket to read after the response
     cdef ConnState state
     cdef double deadline
     cdef double since               # when it was accepted or last went idle

@@ -42,6 +42,8 @@ cdef class Loop:
     cdef int wake_fd                # an eventfd: threads wake the loop through it
     cdef object inbox               # deque of (fn, arg) from threads, run on the loop
     cdef bint wake_armed            # the eventfd is written and not yet read
+    cdef list resumed               # connections answered since the last send (_resumed)
+    cdef bint in_turn               # handling the events of one epoll_wait
     cdef epoll_event events[MAX_EVENTS]
     cdef char scratch[SCRATCH]
 
@@ -49,6 +51,7 @@ cdef class Loop:
     cdef int _run_aio(self) except -1
     cdef void _aio_check(self)
     cdef int _run_inbox(self) except -1
+    cdef void _resume(self, Connection c)
     cdef int _on_event(self, epoll_event* e) except -1
     cdef void _event_failed(self, epoll_event* e)
     cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1

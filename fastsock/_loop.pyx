@@ -75,6 +75,7 @@ cdef class Loop:
             raise OSError(errno, "epoll_create1")
         self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
         self.inbox = deque()
+        self.resumed = []
         self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if self.wake_fd < 0:
             raise OSError(errno, "eventfd")
@@ -167,6 +168,7 @@ cdef class Loop:
                 raise OSError(err, "epoll_wait")
             return 0
         i = 0
+        self.in_turn = True
         while i < n:
             # the try is entered once per wake-up, not per event: whatever one event
             # raises (a bug, MemoryError, an epoll_ctl error) costs its connection only
@@ -177,6 +179,9 @@ cdef class Loop:
             except Exception:
                 self._event_failed(&self.events[i])
                 i += 1
+        self.in_turn = False
+        if self.resumed:                    # answers handed back by threads in this turn
+            self._send_resumed()
         if self.closed:
             self.closed = []
         if ctx.now >= self.next_tick:
@@ -202,6 +207,8 @@ cdef class Loop:
             aio.remove_reader(self.epfd)
             self.in_aio = False
             self.ctx.now = monotonic()
+        if self.resumed:                    # stopped before its _send_resumed ran
+            self._send_resumed()
         return 0
 
     def _aio_readable(self):
@@ -249,16 +256,39 @@ cdef class Loop:
             self._aio_check()
 
     def _resumed(self, Connection c):
-        """A deferred response was written into c: send it, and what follows it."""
+        """A deferred response, or a pushed chunk, was written into c. It is sent once every
+        handler that is ready has run — at the end of this turn of the loop, or of this asyncio
+        iteration — not as it comes: the handlers' Python runs back to back, then the sends
+        (a FastAPI hello: 76 -> 56 µs of CPU per request, bench/interfaces.py)."""
+        if self.in_aio:
+            if not self.resumed:
+                self.aio.call_soon(self._send_resumed)
+        elif not self.in_turn:
+            self._resume(c)
+            return
+        self.resumed.append(c)
+
+    def _send_resumed(self):
+        cdef Connection c
+        while self.resumed:
+            resumed, self.resumed = self.resumed, []
+            for c in resumed:
+                self._resume(c)
+        if self.in_aio:
+            self._aio_check()
+
+    cdef void _resume(self, Connection c):
+        """Send what c has, then read what came for it while its handler worked."""
         if c.fd < 0:
             return
         try:
             self._drive(c)
+            if c.missed and c.fd >= 0 and c.state != C_WAIT:
+                c.missed = 0
+                self._on_readable(c, False)
         except Exception:
             error_log.exception("connection from %s:%s failed", *c.client())
             self._close(c, CLOSE_ERROR)
-        if self.in_aio:
-            self._aio_check()
 
     def call_soon_threadsafe(self, fn, arg):
         """From any thread: fn(arg) on the loop's thread, at its next turn (how a thread
@@ -299,6 +329,8 @@ cdef class Loop:
         elif c.state == C_WAIT and c.body_in is None:
             if ev & (EPOLLRDHUP | EPOLLHUP):    # gone (or half-closed) while its handler
                 self._close(c, CLOSE_CLIENT)    # works: cancel it, as nginx and uvicorn do
+            else:
+                c.missed = EPOLLIN              # the next request: read after the response
         elif ev & (EPOLLIN | EPOLLHUP):
             self._on_readable(c, ev & (EPOLLRDHUP | EPOLLHUP))
         elif ev & EPOLLOUT:
@@ -510,6 +542,12 @@ cdef class Loop:
             self._drive(c)
             if c.fd < 0 or c.state == C_LINGER:
                 return 0                    # closed, or _drive drained it already
+            if c.state == C_WAIT and c.body_in is None:
+                if hangup:                  # half-closed while its handler works: as above
+                    self._close(c, CLOSE_CLIENT)
+                elif n == room:             # more is there: read it after the response
+                    c.missed = EPOLLIN
+                return 0
             if (n < room and not hangup) or not (c.interest & EPOLLIN):
                 return 0
 
@@ -570,10 +608,15 @@ cdef class Loop:
             want = EPOLLIN
         else:
             want = (EPOLLOUT if c.out.pending() else 0) | (EPOLLIN if c.wants_read() else 0)
+            if want == 0 and c.state == C_WAIT and c.body_in is None:
+                # its handler works: the watch stays, what comes is noted (c.missed) and read
+                # after the response — two epoll_ctl calls fewer per deferred request
+                want = c.interest & EPOLLIN
             c.settle()
         if want != c.interest:
             # a change of interest re-arms the edge: input or room already there is reported
             c.interest = want
+            c.missed = 0
             ev.events = want | EDGE
             ev.data.ptr = <void*>c
             if epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev) < 0:

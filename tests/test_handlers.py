@@ -90,6 +90,36 @@ def test_pipelined_responses_keep_their_order(server):
     assert bodies[4] == b"n=2"
 
 
+def test_requests_that_come_while_a_handler_waits_are_read_after_its_response(server):
+    """The connection's epoll watch stays on while its handler works (no epoll_ctl per
+    deferred request): a request arriving meanwhile is noted, left in the socket, and read
+    once the response is out — none is lost, none is read early."""
+    with server.connect() as s:
+        s.sendall(b"GET /async/sleep?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.1)                             # its handler is waiting now
+        s.sendall(b"GET /n/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.05)
+        s.sendall(b"GET /threaded/sleep?s=0.1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = Reader(s)
+        assert r.response()[2] == b"slept 0.3"
+        assert r.response()[2] == b"n=1"
+        assert r.response()[2].startswith(b"thread slept")
+        s.sendall(b"GET /n/2 HTTP/1.1\r\nHost: t\r\n\r\n")   # and the connection goes on
+        assert r.response()[2] == b"n=2"
+
+
+def test_more_pipelined_requests_than_one_read_behind_a_waiting_handler(server):
+    """More than a read buffer (16 KiB) of requests behind an async one: what the first read
+    left in the socket is read after the response, in order."""
+    tail = b"".join(b"GET /n/%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(700))
+    assert len(tail) > 16384
+    with server.connect() as s:
+        s.sendall(b"GET /async/sleep?s=0.2 HTTP/1.1\r\nHost: t\r\n\r\n" + tail)
+        r = Reader(s)
+        assert r.response()[2] == b"slept 0.2"
+        assert [r.response()[2] for _ in range(700)] == [b"n=%d" % i for i in range(700)]
+
+
 @pytest.mark.parametrize("how", ["close", "reset"])
 def test_a_client_that_leaves_cancels_its_handler(server, tmp_path, how):
     mark = tmp_path / "mark"
