@@ -7,7 +7,8 @@ cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdlib cimport realloc, free
-from libc.string cimport memcmp, memcpy
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.string cimport memchr, memcmp, memcpy
 
 import json as _json
 from _json import make_encoder as _make_encoder     # json.dumps' C encoder
@@ -288,41 +289,84 @@ cdef list _split_fields(bytes head):
     return out
 
 
+# field name as sent -> what the interfaces call it; bounded, so names a client makes up cost
+# a miss, never memory
+cdef dict _ASGI_NAMES = {}          # -> the name lowercased (bytes)
+cdef dict _CGI_KEYS = {}            # -> "HTTP_NAME", "CONTENT_TYPE", ... or None (left out)
+cdef Py_ssize_t NAMES_CACHED = 256
+
+
+cdef inline bint _next_field(const char* p, Py_ssize_t n, Py_ssize_t* i, Py_ssize_t* ns,
+                             Py_ssize_t* colon, Py_ssize_t* vs, Py_ssize_t* ve) noexcept:
+    """The next field line of a validated head from i: its name is p[ns:colon], its value
+    p[vs:ve] (the whitespace around it left out); i moves past the line. False at the end."""
+    cdef const char* cr
+    cdef Py_ssize_t end
+    while i[0] < n:
+        cr = <const char*>memchr(p + i[0], c'\r', n - i[0])
+        end = n if cr == NULL else cr - p
+        if end == i[0]:                 # the empty line that ends the head
+            i[0] = end + 2
+            continue
+        ns[0] = colon[0] = i[0]
+        while colon[0] < end and p[colon[0]] != c':':
+            colon[0] += 1
+        vs[0] = colon[0] + 1
+        while vs[0] < end and (p[vs[0]] == c' ' or p[vs[0]] == c'\t'):
+            vs[0] += 1
+        ve[0] = end
+        while ve[0] > vs[0] and (p[ve[0] - 1] == c' ' or p[ve[0] - 1] == c'\t'):
+            ve[0] -= 1
+        i[0] = end + 2
+        return True
+    return False
+
+
 cdef list _raw_fields(Request req):
     """The request's field lines -> [(lowercased name, value), ...] as bytes, as ASGI's
     scope["headers"] has them; notes an Upgrade: websocket on the way."""
+    cdef bytes head = req._head
+    cdef const char* p = head
+    cdef Py_ssize_t n = len(head), i = req.fields_off, ns, colon, vs, ve
     cdef list out = []
-    cdef bytes line, name
-    for line in req._head[req.fields_off:].split(b"\r\n"):
-        if line:
-            name, _, value = line.partition(b":")
-            name = name.lower()
-            value = value.strip(b" \t")
-            if name == b"upgrade" and value.lower() == b"websocket":
-                req.websocket = True
-            out.append((name, value))
+    while _next_field(p, n, &i, &ns, &colon, &vs, &ve):
+        name = PyBytes_FromStringAndSize(p + ns, colon - ns)
+        lower = _ASGI_NAMES.get(name)
+        if lower is None:
+            lower = name.lower()
+            if len(_ASGI_NAMES) < NAMES_CACHED:
+                _ASGI_NAMES[name] = lower
+        value = PyBytes_FromStringAndSize(p + vs, ve - vs)
+        if lower == b"upgrade" and value.lower() == b"websocket":
+            req.websocket = True
+        out.append((lower, value))
     return out
 
 
-cdef dict _cgi_fields(bytes head):
+cdef dict _cgi_fields(Request req):
     """Field lines -> the CGI variables of a WSGI environ: HTTP_NAME (repeated fields joined
     with ","), CONTENT_TYPE and CONTENT_LENGTH. A name with "_" is left out: it would pass
     for the one with "-" (X_Forwarded_For for X-Forwarded-For), as gunicorn and nginx do."""
+    cdef bytes head = req._head
+    cdef const char* p = head
+    cdef Py_ssize_t n = len(head), i = req.fields_off, ns, colon, vs, ve
     cdef dict out = {}
-    cdef bytes line
-    cdef str key, value
-    for line in head.split(b"\r\n"):
-        if line:
-            name, _, raw = line.partition(b":")
+    while _next_field(p, n, &i, &ns, &colon, &vs, &ve):
+        name = PyBytes_FromStringAndSize(p + ns, colon - ns)
+        key = _CGI_KEYS.get(name, False)
+        if key is False:
             if b"_" in name:
-                continue
-            key = name.decode("ascii").upper().replace("-", "_")
-            if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
-                key = "HTTP_" + key
-            value = raw.strip(b" \t").decode("latin-1")
-            if key in out:
-                value = out[key] + "," + value
-            out[key] = value
+                key = None
+            else:               # a field name is a token: ASCII
+                key = (<bytes>name).decode("ascii").upper().replace("-", "_")
+                if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+                    key = "HTTP_" + key
+            if len(_CGI_KEYS) < NAMES_CACHED:
+                _CGI_KEYS[name] = key
+        if key is not None:
+            value = PyUnicode_DecodeLatin1(p + vs, ve - vs, NULL)
+            earlier = out.get(key)
+            out[key] = value if earlier is None else earlier + "," + value
     return out
 
 
@@ -396,7 +440,7 @@ cdef class Request:
 
     def cgi_headers(self):
         """The header fields as a WSGI environ's CGI variables (a new dict)."""
-        return _cgi_fields(self._head[self.fields_off:])
+        return _cgi_fields(self)
 
     @property
     def query(self):

@@ -28,6 +28,35 @@ def test_request_views_are_decoded_on_first_use():
     assert req.method_id == METHOD_NAMES.index("GET")
 
 
+HEAD_FOR_INTERFACES = (b"POST / HTTP/1.1\r\nHost: h\r\nX-Trail: a b \t\r\nX-Empty:\r\n"
+                       b"Content-Type:\ttext/plain\r\nContent-Length: 3\r\nAccept: a\r\n"
+                       b"ACCEPT: b\r\nX_Sneaky: 1\r\nUpgrade: WebSocket\r\nX-L1: \xe9\r\n\r\nabc")
+
+
+def test_asgi_headers_are_the_field_lines_lowercased_and_trimmed():
+    req = request(HEAD_FOR_INTERFACES)
+    assert req.raw_headers == [
+        (b"host", b"h"), (b"x-trail", b"a b"), (b"x-empty", b""), (b"content-type", b"text/plain"),
+        (b"content-length", b"3"), (b"accept", b"a"), (b"accept", b"b"), (b"x_sneaky", b"1"),
+        (b"upgrade", b"WebSocket"), (b"x-l1", b"\xe9")]
+    assert req.websocket
+
+
+def test_cgi_headers_join_repeats_and_leave_out_underscored_names():
+    assert request(HEAD_FOR_INTERFACES).cgi_headers() == {
+        "HTTP_HOST": "h", "HTTP_X_TRAIL": "a b", "HTTP_X_EMPTY": "", "CONTENT_TYPE": "text/plain",
+        "CONTENT_LENGTH": "3", "HTTP_ACCEPT": "a,b", "HTTP_UPGRADE": "WebSocket",
+        "HTTP_X_L1": "\xe9"}
+
+
+def test_header_names_past_the_name_cache_are_still_right():
+    """Names are cached up to a bound (a client making names up costs a miss, not memory)."""
+    for n in range(600):
+        req = request(b"GET / HTTP/1.1\r\nHost: h\r\nX-N%d: %d\r\n\r\n" % (n, n))
+        assert req.raw_headers[1] == (b"x-n%d" % n, b"%d" % n)
+        assert req.cgi_headers()["HTTP_X_N%d" % n] == str(n)
+
+
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
                                     "TRACE", "PURGE", "get"])
 def test_method_ids_label_known_methods_and_keep_others(method):
