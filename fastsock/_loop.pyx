@@ -103,6 +103,11 @@ cdef class Loop:
         if sock.family in (_socket.AF_INET, _socket.AF_INET6):
             # accepted sockets inherit it: no setsockopt per connection
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            # the kernel hands a connection over once its first bytes are in (or after ~1 s),
+            # so accepting it and reading its request is one wake-up, not two; a client that
+            # connects and says nothing costs no fd and wakes no worker meanwhile (as nginx's
+            # "listen ... deferred")
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_DEFER_ACCEPT, 1)
         self.listeners.append(l)
         self._watch(l)
 
@@ -473,6 +478,11 @@ cdef class Loop:
             ctx.slot.conns += 1
             ctx.slot.accepted += 1
             accepted += 1
+            try:                            # TCP_DEFER_ACCEPT: its request is in already
+                self._on_readable(c, 0)
+            except Exception:
+                error_log.exception("connection from %s:%s failed", *c.client())
+                self._close(c, CLOSE_ERROR)
         if accepted and self.exclusive and l.watched:
             # to the back of the listener's queue of waiting workers: the next connection
             # wakes another worker, so a load balancer's few long connections spread out
