@@ -452,6 +452,8 @@ cdef class Loop:
         if l.fd < 0:
             return 0                        # closed by a drain earlier in this batch
         for i in range(SHARED_ACCEPT_BATCH if self.exclusive else ACCEPT_BATCH):
+            if l.fd < 0:
+                break                       # a request just read made dispatch drain
             alen = sizeof(addr)
             fd = accept4(l.fd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
