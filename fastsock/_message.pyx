@@ -278,17 +278,6 @@ class Headers(MultiDict):
         return key.lower()
 
 
-cdef list _split_fields(bytes head):
-    """Field lines of an already validated head -> [(lowercased name, value), ...]."""
-    cdef list out = []
-    cdef bytes line
-    for line in head.split(b"\r\n"):
-        if line:
-            name, _, value = line.partition(b":")
-            out.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
-    return out
-
-
 # field name as sent -> what the interfaces call it; bounded, so names a client makes up cost
 # a miss, never memory
 cdef dict _ASGI_NAMES = {}          # -> the name lowercased (bytes)
@@ -320,6 +309,18 @@ cdef inline bint _next_field(const char* p, Py_ssize_t n, Py_ssize_t* i, Py_ssiz
         i[0] = end + 2
         return True
     return False
+
+
+cdef list _split_fields(Request req):
+    """The request's field lines -> [(lowercased name, value), ...] as str (req.headers)."""
+    cdef bytes head = req._head
+    cdef const char* p = head
+    cdef Py_ssize_t n = len(head), i = req.fields_off, ns, colon, vs, ve
+    cdef list out = []
+    while _next_field(p, n, &i, &ns, &colon, &vs, &ve):
+        out.append((p[ns:colon].decode("ascii").lower(),
+                    PyUnicode_DecodeLatin1(p + vs, ve - vs, NULL)))
+    return out
 
 
 cdef list _raw_fields(Request req):
@@ -420,7 +421,7 @@ cdef class Request:
     @property
     def headers(self):
         if self._headers is None:
-            self._headers = Headers(_split_fields(self._head[self.fields_off:]))
+            self._headers = Headers(_split_fields(self))
         return self._headers
 
     @property

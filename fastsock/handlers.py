@@ -10,7 +10,6 @@ A timeout (per route, or --handler-timeout) answers 504 and cancels the task.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import inspect
 import logging
@@ -66,6 +65,24 @@ def error_response(req, exc: BaseException) -> Response:
     return SERVER_ERROR
 
 
+def complete(deferred: Deferred, req, result, exc, pull_in_threads=None) -> None:
+    """A handler's outcome as its response: the exception it raised (error_response), else its
+    result (to_response); a plain iterator body is pulled through pull_in_threads when given.
+    A result that cannot be sent is one 500."""
+    try:
+        if exc is not None:
+            response = error_response(req, exc)
+        else:
+            response = to_response(result)
+            if pull_in_threads is not None and type(response) is Response and \
+                    hasattr(response.body, "__next__"):
+                response.body = pull_in_threads(response.body)
+        deferred.complete(response)
+    except Exception as e:
+        error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
+        deferred.complete(SERVER_ERROR)
+
+
 def is_async(handler) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None))
@@ -80,7 +97,6 @@ class Runner:
         self.loop, self._aio, self.timeout = loop, aio, timeout
         self.threads_by_default = threads_by_default
         self.threads, self.backlog = threads, backlog
-        self._pool = None
         self.thread_jobs = 0            # in the pool: running or queued
         self._threads: list[threading.Thread] = []     # submit()'s
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -101,16 +117,6 @@ class Runner:
         inside it), not only while handlers wait: for an app with tasks of its own (ASGI)."""
         self.aio
         self.loop.tasks += 1
-
-    @property
-    def pool(self) -> concurrent.futures.ThreadPoolExecutor | None:
-        """An executor for pulling a threaded route's plain generator chunk by chunk (from
-        asyncio); handlers and WSGI calls run on submit()'s threads."""
-        if self._pool is None and self.threads:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, "fastsock-handler")
-        return self._pool
-
-    # -- asyncio tasks
 
     def run_async(self, handler, timeout: float | None):
         """handler(req, **params) -> Deferred, completed when its coroutine ends."""
@@ -138,13 +144,9 @@ class Runner:
         try:
             if task.cancelled():
                 deferred.complete(SHUTTING_DOWN)    # only reaches a client still there
-            elif task.exception() is not None:
-                deferred.complete(error_response(req, task.exception()))
             else:
-                deferred.complete(to_response(task.result()))
-        except Exception as e:                      # a bad result: one 500
-            error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
-            deferred.complete(SERVER_ERROR)
+                exc = task.exception()
+                complete(deferred, req, None if exc is not None else task.result(), exc)
         finally:
             self.loop.task_done()
 
@@ -234,14 +236,16 @@ class Runner:
                     pass
 
     def _in_threads(self, iterator):
-        """A plain iterator from a thread-pool handler, pulled in the pool chunk by chunk:
-        a generator that blocks between chunks never stalls the loop."""
+        """A plain iterator from a thread-pool handler, pulled in the pool (submit) chunk by
+        chunk: a generator that blocks between chunks never stalls the loop."""
         end = object()
 
         async def pull():
             try:
                 while True:
-                    chunk = await self.aio.run_in_executor(self.pool, next, iterator, end)
+                    arrived = self.aio.create_future()
+                    self.submit(functools.partial(self._next_chunk, iterator, end, arrived))
+                    chunk = await arrived
                     if chunk is end:
                         return
                     yield chunk
@@ -251,11 +255,25 @@ class Runner:
                     close()
         return pull()
 
+    def _next_chunk(self, iterator, end, arrived) -> None:     # on a pool thread
+        try:
+            outcome = (next(iterator, end), None)
+        except BaseException as e:
+            outcome = (None, e)
+        self.loop.call_soon_threadsafe(_settle, (arrived, outcome))
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
         for _ in self._threads:
             self._jobs.put(None)
+
+
+def _settle(pulled) -> None:            # on the loop's thread
+    arrived, (chunk, exc) = pulled
+    if not arrived.done():              # (cancelled: the client went)
+        if exc is not None:
+            arrived.set_exception(exc)
+        else:
+            arrived.set_result(chunk)
 
 
 class _ThreadJob:
@@ -281,18 +299,7 @@ class _ThreadJob:
             self.timer.cancel()
             self.runner.loop.task_done()
         result, exc = outcome
-        req = self.req
-        try:
-            if exc is not None:
-                response = error_response(req, exc)
-            else:
-                response = to_response(result)
-                if type(response) is Response and hasattr(response.body, "__next__"):
-                    response.body = self.runner._in_threads(response.body)   # a plain iterator
-            self.deferred.complete(response)
-        except Exception as e:              # a bad result: one 500
-            error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
-            self.deferred.complete(SERVER_ERROR)
+        complete(self.deferred, self.req, result, exc, self.runner._in_threads)
 
 
 class RequestStream:

@@ -156,7 +156,7 @@ def test_a_port_held_by_another_process_is_refused(serve, tmp_path):
         holder.close()
 
 
-def test_accepted_connections_inherit_nodelay_from_the_listener():
+def test_the_listener_defers_accept_and_connections_inherit_its_nodelay():
     from fastsock._loop import Loop
     from fastsock.config import Config
     listener = socket.socket()
@@ -164,6 +164,7 @@ def test_accepted_connections_inherit_nodelay_from_the_listener():
     listener.listen()
     Loop(Config().limits()).listen(listener, lambda req: "x")
     assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
     client = socket.create_connection(listener.getsockname())
     client.sendall(b"G")                        # deferred accept: handed over with data
     select.select([listener], [], [], 5)
@@ -186,11 +187,3 @@ def test_a_connection_is_handed_over_with_its_request(serve):
         assert sum(open_fds(pid) for pid in workers) == 5
     finally:
         quiet.close()
-    from fastsock._loop import Loop
-    from fastsock.config import Config
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    Loop(Config().limits()).listen(listener, lambda req: "x")
-    assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
-    listener.close()
