@@ -74,6 +74,7 @@ cdef class Deferred:
         if self.done:
             return
         self.done = True
+        self.on_cancel = None           # the handler's: it often holds this Deferred (a cycle)
         if self.conn is not None:
             conn, self.conn = self.conn, None
             conn.resume(result)
@@ -84,8 +85,9 @@ cdef class Deferred:
         self.conn = None
         self.done = True
         if self.on_cancel is not None:
+            on_cancel, self.on_cancel = self.on_cancel, None
             try:
-                self.on_cancel()
+                on_cancel()
             except Exception:
                 error_log.exception("cancelling a handler failed")
 

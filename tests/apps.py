@@ -3,6 +3,7 @@ import os
 import time
 
 from fastsock import App, HTTPError, Response
+from tests.garbage import freed_since_last_call
 
 app = App()
 
@@ -197,6 +198,12 @@ async def async_forbidden(req):
 async def async_json(req):
     await asyncio.sleep(0.01)
     return {"async": True, "pid": os.getpid()}
+
+
+@app.get("/garbage")
+def garbage(req):
+    """How many objects requests left in reference cycles (tests/garbage.py)."""
+    return str(freed_since_last_call())
 
 
 @app.get("/threaded/sleep", threaded=True)

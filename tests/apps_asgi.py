@@ -8,6 +8,8 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
+from tests.garbage import freed_since_last_call
+
 OUT = Path(os.environ.get("FASTSOCK_TEST_DIR", "/tmp"))
 LIFESPAN = os.environ.get("ASGI_LIFESPAN", "")
 HITS = Counter("asgi_app_hits", "Requests the ASGI test app answered.")
@@ -151,4 +153,6 @@ async def app(scope, receive, send):
         return
     if path == "/pid":
         return await _text(send, str(os.getpid()).encode())
+    if path == "/garbage":          # objects requests left in cycles (tests/garbage.py)
+        return await _text(send, str(freed_since_last_call()).encode())
     await _text(send, b"not found", 404)

@@ -120,6 +120,24 @@ def wait_for_text(path: Path, timeout: float = 3.0) -> str:
     return path.read_text()
 
 
+def garbage_left(server, path: str, n: int = 100) -> int:
+    """Objects that n requests to path left in reference cycles in the worker that served
+    them (the app's /garbage, asked on the same connection: tests/garbage.py)."""
+    with server.connect() as s:
+        reader = Reader(s)
+
+        def get(p: str) -> bytes:
+            s.sendall(f"GET {p} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            status, _, body = reader.response()
+            assert status == 200, (p, status, body)
+            return body
+
+        get("/garbage")
+        for _ in range(n):
+            get(path)
+        return int(get("/garbage"))
+
+
 class Reader:
     """Reads whole responses (Content-Length or chunked) off a raw socket, in order."""
 

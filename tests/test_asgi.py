@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import (
-    ROOT, Reader, free_port, read_until_close, start_server, wait_for_text,
+    ROOT, Reader, free_port, garbage_left, read_until_close, start_server, wait_for_text,
 )
 from tests.test_process import children
 from tests.test_uploads import post
@@ -54,6 +54,10 @@ def test_the_http_scope_is_complete(server):
     assert scope["server"] == ["127.0.0.1", server.port]
     assert scope["state"]["db"] == "connected"              # from lifespan startup
     assert scope["body"] == "payload"
+
+
+def test_a_request_leaves_nothing_for_the_cycle_collector(server):
+    assert garbage_left(server, "/hello") < 10
 
 
 def test_http_10_and_the_peer_address(server):

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Reader, wait_for_text
+from tests.conftest import Reader, garbage_left, wait_for_text
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,11 @@ def test_errors_timeouts_and_results_of_async_handlers(server):
     assert time.monotonic() - t0 < 1.5
     assert httpx.get(server.url + "/async/json").json()["async"] is True
     assert "async handler exploded" in server.log()
+
+
+@pytest.mark.parametrize("path", ["/async/json", "/threaded/sleep?s=0"])
+def test_a_waiting_handler_leaves_nothing_for_the_cycle_collector(server, path):
+    assert garbage_left(server, path, n=50) < 10
 
 
 def test_threaded_handlers_overlap_in_the_pool(server):

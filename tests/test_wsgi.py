@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import (
-    ROOT, Reader, free_port, read_until_close, start_server, wait_for_text,
+    ROOT, Reader, free_port, garbage_left, read_until_close, start_server, wait_for_text,
 )
 from tests.test_uploads import post
 
@@ -53,6 +53,10 @@ def test_the_environ_passes_wsgiref_validate_and_holds_the_request(server):
     assert env["wsgi.multithread"] is True and env["wsgi.multiprocess"] is True
     assert env["wsgi.run_once"] is False and env["errors_writable"]
     assert env["body"] == "payload"
+
+
+def test_a_request_leaves_nothing_for_the_cycle_collector(server):
+    assert garbage_left(server, "/hello") < 10
 
 
 def test_repeated_header_fields_are_joined(server):
