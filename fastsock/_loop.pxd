@@ -40,6 +40,8 @@ cdef class Loop:
     cdef public int tasks           # handler tasks and thread jobs not finished (even those
                                     # whose client left): asyncio runs until they are done
     cdef int wake_fd                # an eventfd: threads wake the loop through it
+    cdef int nudge_fd               # this worker's slot's eventfd in SharedState (not ours
+                                    # to close): other workers call it back to the listeners
     cdef object inbox               # deque of (fn, arg) from threads, run on the loop
     cdef bint wake_armed            # the eventfd is written and not yet read
     cdef list resumed               # connections answered since the last send (_resumed)
@@ -57,6 +59,9 @@ cdef class Loop:
     cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1
     cdef int _watch(self, Listener l) except -1
     cdef int _unwatch(self, Listener l) except -1
+    cdef int _stand_aside(self, Listener l) except -1
+    cdef void _balance(self, Listener l)
+    cdef int _watch_again(self) except -1
     cdef void _start_drain(self)
     cdef void _close_listeners(self)
     cdef void _close_idle(self)

@@ -13,7 +13,7 @@ from fastsock._conn cimport (
     Context, Connection, Limits, C_LINGER, C_CLOSED, C_IDLE, C_HEAD, C_WAIT,
 )
 from fastsock._shared cimport (
-    SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
+    SharedState, Slot, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
     CLOSE_SERVER,
 )
 from fastsock._sys cimport *
@@ -30,6 +30,8 @@ error_log = logging.getLogger("fastsock.error")
 cdef enum:
     MAX_LISTENERS = 16          # epoll tags below this are listeners; above, connections
     WAKE_TAG = MAX_LISTENERS    # the eventfd threads wake the loop with
+    NUDGE_TAG = MAX_LISTENERS + 1   # the eventfd other workers ask this one to watch again with
+    MIN_WATCHERS = 2            # workers that watch a shared listener, at least (one may be stuck)
     ACCEPT_BATCH = 64           # accepts per wake-up when this worker has the listener alone
     SHARED_ACCEPT_BATCH = 1     # ... when workers share it: one, then the next worker's turn
     MAX_READS = 16              # reads of one connection per event before the others' turn
@@ -53,6 +55,7 @@ cdef class Loop:
         self.epfd = -1
         self.spare_fd = -1
         self.wake_fd = -1
+        self.nudge_fd = -1
 
     def __init__(self, Limits limits, SharedState shared=None, int slot=-1, bint exclusive=False,
                  on_tick=None, aio=None):
@@ -80,6 +83,10 @@ cdef class Loop:
         if self.wake_fd < 0:
             raise OSError(errno, "eventfd")
         self._ctl(EPOLL_CTL_ADD, self.wake_fd, EPOLLIN, WAKE_TAG)
+        self.ctx.slot.watching = 0
+        if exclusive and shared is not None:
+            self.nudge_fd = shared.nudge_fd(slot)
+            self._ctl(EPOLL_CTL_ADD, self.nudge_fd, EPOLLIN, NUDGE_TAG)
 
     def __dealloc__(self):
         if self.wake_fd >= 0:
@@ -125,11 +132,13 @@ cdef class Loop:
         self._ctl(EPOLL_CTL_ADD, l.fd, EPOLLIN | (EPOLLEXCLUSIVE if self.exclusive else 0),
                   l.tag)
         l.watched = True
+        self.ctx.slot.watching |= 1 << l.tag
         return 0
 
     cdef int _unwatch(self, Listener l) except -1:
         if l.watched:
             l.watched = False
+            self.ctx.slot.watching &= ~(1 << l.tag)
             self._ctl(EPOLL_CTL_DEL, l.fd, 0, 0)
         return 0
 
@@ -326,6 +335,8 @@ cdef class Loop:
             return self._accept(<Listener>self.listeners[e.data.u64])
         if e.data.u64 == WAKE_TAG:
             return self._run_inbox()
+        if e.data.u64 == NUDGE_TAG:
+            return self._watch_again()
         c = <Connection><PyObject*>e.data.ptr
         if c.fd < 0:
             return 0                        # closed earlier in this batch
@@ -464,6 +475,10 @@ cdef class Loop:
                     continue
                 if errno != EAGAIN:
                     error_log.warning("accept failed: errno %d", errno)
+                elif i == 0 and self.nudge_fd >= 0:
+                    # woken for a connection another worker took first: more workers wait
+                    # for connections than there is work (or cores) for
+                    self._stand_aside(l)
                 break
             c = Connection.__new__(Connection)
             c.setup(ctx, l.dispatch, fd)
@@ -485,11 +500,65 @@ cdef class Loop:
             except Exception:
                 error_log.exception("connection from %s:%s failed", *c.client())
                 self._close(c, CLOSE_ERROR)
-        if accepted and self.exclusive and l.watched:
-            # to the back of the listener's queue of waiting workers: the next connection
-            # wakes another worker, so a load balancer's few long connections spread out
+        if accepted and self.nudge_fd >= 0:     # (a Loop without shared memory: no)
+            self._balance(l)
+        return 0
+
+    cdef int _stand_aside(self, Listener l) except -1:
+        """Stop watching l until the next tick, or until a worker with more connections calls
+        this one back (_balance), if MIN_WATCHERS other running workers still watch it: each
+        new connection no longer wakes a worker of its own. One worker decides at a time."""
+        cdef Context ctx = self.ctx
+        cdef Slot* s
+        cdef int i, others = 0
+        cdef long long bit = 1 << l.tag
+        cdef long long* lock = &ctx.shared.header.aside_lock
+        if not __sync_bool_compare_and_swap(lock, 0, ctx.slot.pid):
+            return 0                        # another is deciding: stay
+        try:
+            for i in range(ctx.shared.nslots):
+                s = ctx.shared.slot(i)
+                if s != ctx.slot and s.state == SLOT_RUNNING and s.watching & bit:
+                    others += 1
+            if others >= MIN_WATCHERS:
+                self._unwatch(l)
+        finally:
+            __sync_lock_release(lock)
+        return 0
+
+    cdef void _balance(self, Listener l):
+        """After accepting: if another running worker holds fewer connections, let it have the
+        next one — to the back of l's queue of waiting workers if it watches l, or woken to
+        watch l again if it stood aside. A load balancer's few long connections spread out;
+        short ones (closed by now) move nothing."""
+        cdef Context ctx = self.ctx
+        cdef Slot* s
+        cdef int i, fewest = -1
+        cdef long long bit = 1 << l.tag, least = ctx.slot.conns
+        cdef bint behind = False
+        cdef unsigned long long one = 1
+        for i in range(ctx.shared.nslots):
+            s = ctx.shared.slot(i)
+            if s == ctx.slot or s.state != SLOT_RUNNING or s.conns >= ctx.slot.conns:
+                continue
+            if s.watching & bit:
+                behind = True
+            elif s.conns < least:
+                least, fewest = s.conns, i
+        if behind and l.watched:
             self._unwatch(l)
             self._watch(l)
+        if fewest >= 0:
+            write(ctx.shared.nudge_fds[fewest], &one, 8)
+
+    cdef int _watch_again(self) except -1:
+        """Another worker called this one back (_balance): watch the listeners again."""
+        cdef unsigned long long n
+        cdef Listener l
+        read(self.nudge_fd, &n, 8)
+        for l in self.listeners:
+            if l.fd >= 0 and not l.watched:
+                self._watch(l)
         return 0
 
     cdef void _shed(self, Listener l):

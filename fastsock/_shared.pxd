@@ -1,6 +1,7 @@
 # Memory shared by the master and its workers: one header, one slot per worker.
 # Each field has one writer: the header is the master's, a slot is its worker's. Readers (the
-# master, and whichever worker answers a scrape) use plain loads; counters only grow.
+# master, and whichever worker answers a scrape) use plain loads; counters only grow. The one
+# exception, aside_lock, is taken and released by workers with atomic builtins.
 
 cdef enum:
     N_BOUNDS = 16           # histogram bucket bounds (DURATION_BOUNDS in _shared.pyx); +Inf extra
@@ -31,6 +32,8 @@ cdef struct Header:
     long long draining      # 1 once shutdown has begun
     long long workers_alive
     long long restarts      # workers respawned after dying unexpectedly
+    long long aside_lock    # held (a worker's pid) while a worker decides to stop watching a
+                            # listener: two deciding at once could leave too few watching
 
 cdef struct ReqCell:
     long long key           # 0: empty; else route << 24 | method << 16 | status
@@ -47,6 +50,7 @@ cdef struct Slot:
     long long state         # SLOT_* above
     double heartbeat        # the loop's clock (CLOCK_MONOTONIC) when it last turned: watchdog
     long long conns         # open connections now: also lets workers balance accepts
+    long long watching      # bit i: this worker's epoll watches listener i
     long long in_flight
     long long accepted
     long long request_bytes
@@ -62,6 +66,8 @@ cdef class SharedState:
     cdef char* base
     cdef readonly int nslots
     cdef Header* header
+    cdef list nudge_fds             # an eventfd per slot, made before the fork: any worker can
+                                    # wake the worker in slot i to watch the listeners again
     cdef Slot* slot(self, int i) noexcept
 
 cdef void count_request(Slot* s, int route, int method, int status, double seconds) noexcept nogil

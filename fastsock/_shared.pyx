@@ -3,6 +3,7 @@
 stores: no locks, no syscalls. A respawned worker takes a free slot and continues its counters,
 so sums over all slots only grow."""
 import mmap
+import os
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
 
@@ -75,9 +76,18 @@ cdef class SharedState:
         self.base = <char*>view.buf     # the mapping outlives this view: self.mm keeps it
         PyBuffer_Release(&view)
         self.header = <Header*>self.base
+        self.nudge_fds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(nslots)]
+
+    def __dealloc__(self):
+        for fd in self.nudge_fds or ():
+            os.close(fd)
 
     cdef Slot* slot(self, int i) noexcept:
         return <Slot*>(self.base + sizeof(Header)) + i
+
+    def nudge_fd(self, int i):
+        """The eventfd that wakes slot i's worker to watch the listeners again."""
+        return self.nudge_fds[i]
 
     # ---- the master's side
 

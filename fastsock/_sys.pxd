@@ -109,3 +109,9 @@ cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
     int EFD_NONBLOCK
     int EFD_CLOEXEC
+
+
+cdef extern from * nogil:
+    # GCC builtins: full barriers, on memory shared between processes
+    bint __sync_bool_compare_and_swap(long long* ptr, long long old, long long new)
+    void __sync_lock_release(long long* ptr)

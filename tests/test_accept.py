@@ -1,11 +1,16 @@
 """How new connections find a worker when several share the listener: one idle worker is woken
-per connection (EPOLLEXCLUSIVE), workers take turns, and a stopped worker is never waited for.
---accept reuseport: each worker its own socket, and a port another process holds is refused."""
+per connection (EPOLLEXCLUSIVE), workers take turns, workers with no work stand aside (two
+always watch), and a stopped worker is never waited for. --accept reuseport: each worker its
+own socket, and a port another process holds is refused."""
 import os
 import select
 import signal
 import socket
+import subprocess
+import sys
 import time
+
+import pytest
 
 from tests.conftest import Reader
 from tests.test_process import children, ready, wait_until
@@ -42,8 +47,8 @@ def one_request(port: int, timeout: float = 5.0, close: bool = True) -> socket.s
     return sock
 
 
-def four_workers(serve, *args):
-    server = serve("--workers", "4", *args)
+def four_workers(serve, *args, **kw):
+    server = serve("--workers", "4", *args, **kw)
     wait_until(lambda: ready(server) == 200 and len(children(server.proc.pid)) == 4,
                what="four workers")
     workers = children(server.proc.pid)
@@ -51,6 +56,54 @@ def four_workers(serve, *args):
         wait_until(lambda: all(open_fds(pid) == 1 for pid in workers),     # listener is left
                    what="the probes' connections to close")
     return server, workers
+
+
+def four_workers_on_one_core(serve):
+    """More workers than cores, as a pod of 4 workers on one CPU has."""
+    return four_workers(serve, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+
+
+BURST = """
+import socket, sys, threading
+def client(port, n):
+    for _ in range(n):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n")
+            while s.recv(65536):
+                pass
+port, clients, each = map(int, sys.argv[1:])
+threads = [threading.Thread(target=client, args=(port, each)) for _ in range(clients)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+"""
+
+
+def burst(port: int, clients: int = 8, each: int = 300) -> subprocess.Popen:
+    """Connections that each carry one request, from several clients at once: another
+    process, so that this one can look at the workers meanwhile."""
+    return subprocess.Popen([sys.executable, "-c", BURST, str(port), str(clients), str(each)])
+
+
+def watching(workers: list[int], inode: str) -> int:
+    """How many workers' epoll sets hold the listening socket (their epoll fds' fdinfo)."""
+    count = 0
+    for pid in workers:
+        listener, epolls = None, []
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except FileNotFoundError:
+                continue
+            if target == f"socket:[{inode}]":
+                listener = fd
+            elif target == "anon_inode:[eventpoll]":
+                epolls.append(fd)
+        for ep in epolls:
+            with open(f"/proc/{pid}/fdinfo/{ep}") as f:
+                if any(line.split()[:2] == ["tfd:", listener] for line in f):
+                    count += 1
+                    break
+    return count
 
 
 def test_a_new_connection_wakes_one_worker_not_all(serve):
@@ -82,8 +135,56 @@ def test_long_connections_spread_over_the_workers(serve):
     assert sum(taken) == 8 and taken[0] <= 3, taken
 
 
-def test_a_stopped_worker_is_never_waited_for(serve):
-    server, workers = four_workers(serve)
+def test_workers_with_no_work_stand_aside_and_two_always_watch(serve):
+    """Four workers on one core: a worker woken for a connection another took first stops
+    watching the listener (so each connection stops waking a worker of its own), as long as
+    two others watch; at its next tick (1 s) it watches again."""
+    server, workers = four_workers_on_one_core(serve)
+    (listener,) = listening_inodes(server.port)
+    assert watching(workers, listener) == 4
+    load = burst(server.port)
+    seen = []
+    try:
+        while load.poll() is None:
+            seen.append(watching(workers, listener))
+    finally:
+        load.kill()
+        load.wait()
+    assert min(seen) < 4, seen                  # some stood aside (most of the time, two)
+    # two always watch (but for a moment's dip, while one moves to the back of the queue)
+    assert seen.count(1) + seen.count(0) <= len(seen) // 50, seen
+    wait_until(lambda: watching(workers, listener) == 4, timeout=3,
+               what="the workers to watch again")
+
+
+def test_long_connections_spread_after_workers_stood_aside(serve):
+    """Workers that stood aside are called back by a worker with more connections."""
+    server, workers = four_workers_on_one_core(serve)
+    (listener,) = listening_inodes(server.port)
+    before = {pid: open_fds(pid) for pid in workers}
+    assert burst(server.port).wait(60) == 0
+    assert watching(workers, listener) < 4      # (within the tick that brings them back)
+    held = []
+    try:
+        for _ in range(8):
+            held.append(one_request(server.port, close=False))
+            time.sleep(0.01)
+        taken = sorted((open_fds(pid) - before[pid] for pid in workers), reverse=True)
+    finally:
+        for s in held:
+            s.close()
+    assert sum(taken) == 8 and taken[0] <= 3, taken
+
+
+@pytest.mark.parametrize("after_a_burst", [False, True])
+def test_a_stopped_worker_is_never_waited_for(serve, after_a_burst):
+    """(After a burst on one core, two workers watch the listener and the others stand aside:
+    one of the two stopped still leaves one.)"""
+    if after_a_burst:
+        server, workers = four_workers_on_one_core(serve)
+        assert burst(server.port).wait(60) == 0
+    else:
+        server, workers = four_workers(serve)
     held = [one_request(server.port, close=False) for _ in range(6)]
     victim = min(workers, key=open_fds)
     os.kill(victim, signal.SIGSTOP)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -128,10 +129,12 @@ def test_real_prometheus_scrapes_exact_counts_from_two_workers(serve, tmp_path):
 
     try:
         wait_until(lambda: query('up{job="fastsock"}') == 1.0, timeout=30, what="target up")
-        n, pids = 300, set()
-        with httpx.Client(base_url=server.url) as c:
-            for i in range(n):                      # new connections: both workers take some
-                pids.add(c.get("/pid", headers={"Connection": "close"}).text)
+        n = 300
+
+        def get_pid(_):
+            return httpx.get(server.url + "/pid", headers={"Connection": "close"}).text
+        with ThreadPoolExecutor(4) as pool:         # new connections from 4 clients at once:
+            pids = set(pool.map(get_pid, range(n)))     # both workers take some
         assert len(pids) == 2, "the requests did not spread over both workers"
         wait_until(lambda: query('sum(fastsock_requests_total{route="/pid"})') == n,
                    timeout=30, what=f"Prometheus to read {n} requests")
