@@ -15,6 +15,7 @@ cdef class Listener:
     cdef object sock
     cdef object dispatch
     cdef bint watched
+    cdef bint aside             # unwatched by _stand_aside (counted in the shared header)
 
 
 cdef class Loop:
@@ -60,8 +61,11 @@ cdef class Loop:
     cdef int _watch(self, Listener l) except -1
     cdef int _unwatch(self, Listener l) except -1
     cdef int _stand_aside(self, Listener l) except -1
-    cdef void _balance(self, Listener l)
+    cdef int _balance(self, Listener l) except -1
     cdef int _watch_again(self) except -1
+    cdef int _keep_a_spare(self) except -1
+    cdef int _responsive_others(self, long long bit)
+    cdef void _call_back(self, long long bit, long long fewer_than)
     cdef void _start_drain(self)
     cdef void _close_listeners(self)
     cdef void _close_idle(self)

@@ -27,6 +27,9 @@ from email.utils import formatdate
 
 error_log = logging.getLogger("fastsock.error")
 
+cdef double STUCK_AFTER = 0.01      # a worker neither waiting for events nor woken this
+                                    # recently is taken as stuck in a handler
+
 cdef enum:
     MAX_LISTENERS = 16          # epoll tags below this are listeners; above, connections
     WAKE_TAG = MAX_LISTENERS    # the eventfd threads wake the loop with
@@ -133,6 +136,9 @@ cdef class Loop:
                   l.tag)
         l.watched = True
         self.ctx.slot.watching |= 1 << l.tag
+        if l.aside:
+            l.aside = False
+            __sync_fetch_and_add(&self.ctx.shared.header.aside, -1)
         return 0
 
     cdef int _unwatch(self, Listener l) except -1:
@@ -172,10 +178,14 @@ cdef class Loop:
         """One turn of the loop: wait up to timeout_ms for events, handle them, tick when due."""
         cdef int n, i, err
         cdef Context ctx = self.ctx
+        ctx.slot.woke = 0                   # waiting: the others may count on this worker
         with nogil:
             n = epoll_wait(self.epfd, self.events, MAX_EVENTS, timeout_ms)
             err = errno
         ctx.now = monotonic()
+        ctx.slot.woke = ctx.now
+        if self.nudge_fd >= 0 and ctx.shared.header.aside:
+            self._keep_a_spare()
         PyErr_CheckSignals()            # Python signal handlers run here
         if n < 0:
             if err != EINTR:
@@ -505,51 +515,78 @@ cdef class Loop:
         return 0
 
     cdef int _stand_aside(self, Listener l) except -1:
-        """Stop watching l until the next tick, or until a worker with more connections calls
-        this one back (_balance), if MIN_WATCHERS other running workers still watch it: each
-        new connection no longer wakes a worker of its own. One worker decides at a time."""
+        """Stop watching l until the next tick, or until another worker calls this one back
+        (_balance, _keep_a_spare), if MIN_WATCHERS other workers watch it and are not stuck:
+        each new connection no longer wakes a worker of its own. One decides at a time."""
         cdef Context ctx = self.ctx
-        cdef Slot* s
-        cdef int i, others = 0
-        cdef long long bit = 1 << l.tag
         cdef long long* lock = &ctx.shared.header.aside_lock
         if not __sync_bool_compare_and_swap(lock, 0, ctx.slot.pid):
             return 0                        # another is deciding: stay
         try:
-            for i in range(ctx.shared.nslots):
-                s = ctx.shared.slot(i)
-                if s != ctx.slot and s.state == SLOT_RUNNING and s.watching & bit:
-                    others += 1
-            if others >= MIN_WATCHERS:
+            if self._responsive_others(1 << l.tag) >= MIN_WATCHERS:
                 self._unwatch(l)
+                l.aside = True
+                __sync_fetch_and_add(&ctx.shared.header.aside, 1)
         finally:
             __sync_lock_release(lock)
         return 0
 
-    cdef void _balance(self, Listener l):
-        """After accepting: if another running worker holds fewer connections, let it have the
-        next one — to the back of l's queue of waiting workers if it watches l, or woken to
-        watch l again if it stood aside. A load balancer's few long connections spread out;
-        short ones (closed by now) move nothing."""
+    cdef int _responsive_others(self, long long bit):
+        """Other running workers that watch the listener of bit and are not stuck: waiting
+        for events, or woken less than STUCK_AFTER ago."""
+        cdef Context ctx = self.ctx
+        cdef Slot* s
+        cdef int i, n = 0
+        for i in range(ctx.shared.nslots):
+            s = ctx.shared.slot(i)
+            if s != ctx.slot and s.state == SLOT_RUNNING and s.watching & bit and \
+                    (s.woke == 0 or ctx.now - s.woke < STUCK_AFTER):
+                n += 1
+        return n
+
+    cdef int _keep_a_spare(self) except -1:
+        """While some workers stand aside: if no other watcher of a listener is left that is
+        not stuck, call one back before this worker runs handlers (and maybe gets stuck too)."""
+        cdef Listener l
+        for l in self.listeners:
+            if l.watched and self._responsive_others(1 << l.tag) == 0:
+                self._call_back(1 << l.tag, 1 << 62)
+        return 0
+
+    cdef void _call_back(self, long long bit, long long fewer_than):
+        """Wake the running worker with the fewest connections (fewer than fewer_than) among
+        those not watching the listener of bit, to watch it again."""
         cdef Context ctx = self.ctx
         cdef Slot* s
         cdef int i, fewest = -1
-        cdef long long bit = 1 << l.tag, least = ctx.slot.conns
-        cdef bint behind = False
         cdef unsigned long long one = 1
         for i in range(ctx.shared.nslots):
             s = ctx.shared.slot(i)
-            if s == ctx.slot or s.state != SLOT_RUNNING or s.conns >= ctx.slot.conns:
-                continue
-            if s.watching & bit:
-                behind = True
-            elif s.conns < least:
-                least, fewest = s.conns, i
-        if behind and l.watched:
-            self._unwatch(l)
-            self._watch(l)
+            if s != ctx.slot and s.state == SLOT_RUNNING and not s.watching & bit and \
+                    s.conns < fewer_than:
+                fewer_than, fewest = s.conns, i
         if fewest >= 0:
             write(ctx.shared.nudge_fds[fewest], &one, 8)
+
+    cdef int _balance(self, Listener l) except -1:
+        """After accepting: if another running worker holds fewer connections, let it have the
+        next one — to the back of l's queue of waiting workers if it watches l, or called back
+        if it stood aside. A load balancer's few long connections spread out; short ones
+        (closed by now) move nothing."""
+        cdef Context ctx = self.ctx
+        cdef Slot* s
+        cdef int i
+        cdef long long bit = 1 << l.tag
+        if l.watched:
+            for i in range(ctx.shared.nslots):
+                s = ctx.shared.slot(i)
+                if s != ctx.slot and s.state == SLOT_RUNNING and s.watching & bit and \
+                        s.conns < ctx.slot.conns:
+                    self._unwatch(l)
+                    self._watch(l)
+                    break
+        self._call_back(bit, ctx.slot.conns)
+        return 0
 
     cdef int _watch_again(self) except -1:
         """Another worker called this one back (_balance): watch the listeners again."""

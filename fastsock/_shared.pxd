@@ -1,7 +1,7 @@
 # Memory shared by the master and its workers: one header, one slot per worker.
 # Each field has one writer: the header is the master's, a slot is its worker's. Readers (the
-# master, and whichever worker answers a scrape) use plain loads; counters only grow. The one
-# exception, aside_lock, is taken and released by workers with atomic builtins.
+# master, and whichever worker answers a scrape) use plain loads; counters only grow. The
+# exceptions, aside_lock and aside, are changed by workers with atomic builtins.
 
 cdef enum:
     N_BOUNDS = 16           # histogram bucket bounds (DURATION_BOUNDS in _shared.pyx); +Inf extra
@@ -34,6 +34,7 @@ cdef struct Header:
     long long restarts      # workers respawned after dying unexpectedly
     long long aside_lock    # held (a worker's pid) while a worker decides to stop watching a
                             # listener: two deciding at once could leave too few watching
+    long long aside         # listeners workers stand aside from now (atomic add and sub)
 
 cdef struct ReqCell:
     long long key           # 0: empty; else route << 24 | method << 16 | status
@@ -51,6 +52,9 @@ cdef struct Slot:
     double heartbeat        # the loop's clock (CLOCK_MONOTONIC) when it last turned: watchdog
     long long conns         # open connections now: also lets workers balance accepts
     long long watching      # bit i: this worker's epoll watches listener i
+    double woke             # the loop's clock when it last woke from epoll_wait; 0 while
+                            # it waits there (a worker neither waiting nor woken lately is
+                            # taken as stuck in a handler)
     long long in_flight
     long long accepted
     long long request_bytes

@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The shared-memory block a master maps before forking, read and written by plain loads and
-stores: no locks, no syscalls. A respawned worker takes a free slot and continues its counters,
-so sums over all slots only grow."""
+stores: no syscalls, and one try-lock (which worker may stand aside from a listener). A
+respawned worker takes a free slot and continues its counters, so sums over all slots only
+grow. Beside it, an eventfd per slot, inherited by every worker."""
 import mmap
 import os
 

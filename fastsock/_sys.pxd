@@ -115,3 +115,4 @@ cdef extern from * nogil:
     # GCC builtins: full barriers, on memory shared between processes
     bint __sync_bool_compare_and_swap(long long* ptr, long long old, long long new)
     void __sync_lock_release(long long* ptr)
+    long long __sync_fetch_and_add(long long* ptr, long long value)

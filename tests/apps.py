@@ -97,6 +97,15 @@ def sleep(req):
     return "slept"
 
 
+@app.get("/stuck")
+def stuck(req):
+    """Blocks its worker (an inline handler), once it has written its pid to ?note=."""
+    with open(req.query["note"], "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(float(req.query.get("s", "3")))
+    return "unstuck"
+
+
 @app.get("/smuggled")
 def smuggled(req):
     return "SMUGGLED"

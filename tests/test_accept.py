@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import Reader
+from tests.conftest import Reader, wait_for_text
 from tests.test_process import children, ready, wait_until
 
 
@@ -84,9 +84,9 @@ def burst(port: int, clients: int = 8, each: int = 300) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", BURST, str(port), str(clients), str(each)])
 
 
-def watching(workers: list[int], inode: str) -> int:
-    """How many workers' epoll sets hold the listening socket (their epoll fds' fdinfo)."""
-    count = 0
+def watchers(workers: list[int], inode: str) -> list[int]:
+    """The workers whose epoll sets hold the listening socket (their epoll fds' fdinfo)."""
+    out = []
     for pid in workers:
         listener, epolls = None, []
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -101,9 +101,22 @@ def watching(workers: list[int], inode: str) -> int:
         for ep in epolls:
             with open(f"/proc/{pid}/fdinfo/{ep}") as f:
                 if any(line.split()[:2] == ["tfd:", listener] for line in f):
-                    count += 1
+                    out.append(pid)
                     break
-    return count
+    return out
+
+
+def watching(workers: list[int], inode: str) -> int:
+    return len(watchers(workers, inode))
+
+
+def stand_some_aside(server, workers: list[int], inode: str) -> None:
+    """Bursts until one ends with some workers standing aside (for the next tick)."""
+    for _ in range(5):
+        assert burst(server.port).wait(60) == 0
+        if watching(workers, inode) < 4:
+            return
+    raise AssertionError("no worker stood aside")
 
 
 def test_a_new_connection_wakes_one_worker_not_all(serve):
@@ -158,22 +171,57 @@ def test_workers_with_no_work_stand_aside_and_two_always_watch(serve):
 
 
 def test_long_connections_spread_after_workers_stood_aside(serve):
-    """Workers that stood aside are called back by a worker with more connections."""
+    """Workers that stood aside are called back at once by a worker with more connections
+    (4-4-0-0 without: the two left watching take them all)."""
     server, workers = four_workers_on_one_core(serve)
     (listener,) = listening_inodes(server.port)
     before = {pid: open_fds(pid) for pid in workers}
-    assert burst(server.port).wait(60) == 0
-    assert watching(workers, listener) < 4      # (within the tick that brings them back)
+    stand_some_aside(server, workers, listener)
     held = []
     try:
-        for _ in range(8):
-            held.append(one_request(server.port, close=False))
+        for _ in range(8):                      # as a load balancer opens its pool,
+            held.append(one_request(server.port, close=False))     # inside the tick
             time.sleep(0.01)
         taken = sorted((open_fds(pid) - before[pid] for pid in workers), reverse=True)
     finally:
         for s in held:
             s.close()
     assert sum(taken) == 8 and taken[0] <= 3, taken
+
+
+def test_when_the_last_watcher_left_may_get_stuck_one_is_called_back(serve, tmp_path):
+    """Some stood aside, and every watcher but one is stuck in a handler: the last one, woken
+    for a connection, calls one back before it runs its handler — so when it is stuck too,
+    new connections are still answered at once, not at the next tick."""
+    server, workers = four_workers_on_one_core(serve)
+    (listener,) = listening_inodes(server.port)
+    stand_some_aside(server, workers, listener)
+    held, stuck = [], set()
+
+    def get_stuck() -> None:                    # an inline handler that blocks its worker
+        note = tmp_path / f"stuck-{len(held)}"
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(f"GET /stuck?note={note} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        held.append(s)
+        stuck.add(int(wait_for_text(note)))
+
+    try:
+        while len(set(watchers(workers, listener)) - stuck) > 1 and len(held) < 3:
+            get_stuck()
+        before = set(watchers(workers, listener))
+        assert len(before - stuck) == 1, (before, stuck)
+        time.sleep(0.02)                        # stuck for longer than 10 ms
+        one_request(server.port)                # the last watcher takes it, and calls back
+        wait_until(lambda: set(watchers(workers, listener)) - before, timeout=0.3,
+                   what="a worker called back")
+        get_stuck()                             # the last one (or the one called back) stuck
+        for _ in range(5):
+            t0 = time.monotonic()
+            one_request(server.port, timeout=5)
+            assert time.monotonic() - t0 < 0.5
+    finally:
+        for s in held:
+            s.close()
 
 
 @pytest.mark.parametrize("after_a_burst", [False, True])
