@@ -15,7 +15,6 @@ cdef class Listener:
     cdef object sock
     cdef object dispatch
     cdef bint watched
-    cdef bint aside             # unwatched by _stand_aside (counted in the shared header)
 
 
 cdef class Loop:
@@ -60,6 +59,7 @@ cdef class Loop:
     cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1
     cdef int _watch(self, Listener l) except -1
     cdef int _unwatch(self, Listener l) except -1
+    cdef void _end_aside(self, Listener l)
     cdef int _stand_aside(self, Listener l) except -1
     cdef int _balance(self, Listener l) except -1
     cdef int _watch_again(self) except -1

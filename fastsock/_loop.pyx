@@ -136,10 +136,15 @@ cdef class Loop:
                   l.tag)
         l.watched = True
         self.ctx.slot.watching |= 1 << l.tag
-        if l.aside:
-            l.aside = False
-            __sync_fetch_and_add(&self.ctx.shared.header.aside, -1)
+        self._end_aside(l)
         return 0
+
+    cdef void _end_aside(self, Listener l):
+        """l is watched again, or closed: this worker no longer stands aside from it."""
+        cdef long long bit = 1 << l.tag
+        if self.ctx.slot.aside & bit:
+            self.ctx.slot.aside &= ~bit
+            __sync_fetch_and_add(&self.ctx.shared.header.aside, -1)
 
     cdef int _unwatch(self, Listener l) except -1:
         if l.watched:
@@ -410,6 +415,7 @@ cdef class Loop:
         for l in self.listeners:
             if l.fd >= 0:
                 self._unwatch(l)
+                self._end_aside(l)
                 l.sock.close()
                 l.fd = -1
 
@@ -525,7 +531,7 @@ cdef class Loop:
         try:
             if self._responsive_others(1 << l.tag) >= MIN_WATCHERS:
                 self._unwatch(l)
-                l.aside = True
+                ctx.slot.aside |= 1 << l.tag
                 __sync_fetch_and_add(&ctx.shared.header.aside, 1)
         finally:
             __sync_lock_release(lock)

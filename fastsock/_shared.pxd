@@ -52,6 +52,7 @@ cdef struct Slot:
     double heartbeat        # the loop's clock (CLOCK_MONOTONIC) when it last turned: watchdog
     long long conns         # open connections now: also lets workers balance accepts
     long long watching      # bit i: this worker's epoll watches listener i
+    long long aside         # bit i: it stands aside from listener i (in the header's count)
     double woke             # the loop's clock when it last woke from epoll_wait; 0 while
                             # it waits there (a worker neither waiting nor woken lately is
                             # taken as stuck in a handler)

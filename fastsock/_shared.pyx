@@ -8,6 +8,8 @@ import os
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
 
+from fastsock._sys cimport __sync_fetch_and_add
+
 # request duration buckets, in seconds: sub-millisecond resolution at the bottom
 DURATION_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -118,6 +120,14 @@ cdef class SharedState:
         return self.slot(i).state
 
     def set_slot(self, int i, long long pid, long long state):
+        cdef Slot* s = self.slot(i)
+        cdef long long bits = s.aside, n = 0
+        if state == SLOT_FREE and bits:     # gone while standing aside: its share goes too
+            s.aside = 0
+            while bits:
+                n += bits & 1
+                bits >>= 1
+            __sync_fetch_and_add(&self.header.aside, -n)
         self.slot(i).pid = pid
         self.slot(i).state = state
         self.slot(i).heartbeat = 0
