@@ -8,7 +8,7 @@ import os
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
 
-from fastsock._sys cimport __sync_fetch_and_add
+from fastsock._sys cimport __sync_bool_compare_and_swap, __sync_fetch_and_add
 
 # request duration buckets, in seconds: sub-millisecond resolution at the bottom
 DURATION_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -128,6 +128,8 @@ cdef class SharedState:
                 n += bits & 1
                 bits >>= 1
             __sync_fetch_and_add(&self.header.aside, -n)
+        if state == SLOT_FREE and s.pid:    # killed while deciding to stand aside: unlock
+            __sync_bool_compare_and_swap(&self.header.aside_lock, s.pid, 0)
         self.slot(i).pid = pid
         self.slot(i).state = state
         self.slot(i).heartbeat = 0

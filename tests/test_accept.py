@@ -155,14 +155,17 @@ def test_workers_with_no_work_stand_aside_and_two_always_watch(serve):
     server, workers = four_workers_on_one_core(serve)
     (listener,) = listening_inodes(server.port)
     assert watching(workers, listener) == 4
-    load = burst(server.port)
     seen = []
-    try:
-        while load.poll() is None:
-            seen.append(watching(workers, listener))
-    finally:
-        load.kill()
-        load.wait()
+    for _ in range(3):                          # (a machine busy with other work may delay
+        load = burst(server.port)               # the workers past 10 ms: taken as stuck,
+        try:                                    # they are relied on by nobody)
+            while load.poll() is None:
+                seen.append(watching(workers, listener))
+        finally:
+            load.kill()
+            load.wait()
+        if min(seen) < 4:
+            break
     assert min(seen) < 4, seen                  # some stood aside (most of the time, two)
     # two always watch (but for a moment's dip, while one moves to the back of the queue)
     assert seen.count(1) + seen.count(0) <= len(seen) // 50, seen
