@@ -100,8 +100,10 @@ def sleep(req):
 @app.get("/stuck")
 def stuck(req):
     """Blocks its worker (an inline handler), once it has written its pid to ?note=."""
-    with open(req.query["note"], "w") as f:
+    note = req.query["note"]
+    with open(note + ".part", "w") as f:    # renamed once written: never seen empty
         f.write(str(os.getpid()))
+    os.replace(note + ".part", note)
     time.sleep(float(req.query.get("s", "3")))
     return "unstuck"
 
