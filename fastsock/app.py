@@ -37,6 +37,45 @@ def _runnable(handler, options: dict, runner, app: "App"):
     return handler
 
 
+class _Dispatch:
+    """The tables dispatch looks a request up in (app.pxd gives them C attributes, and
+    dispatch a typed Request: its fields are read as a struct's, not looked up by name)."""
+
+    def __init__(self, by_id: dict, lookup, match):
+        self.by_id, self.lookup, self.match = by_id, lookup, match
+
+    def dispatch(self, req):
+        if req is None:         # (compiled, req is a typed Request: checked, but None passes)
+            raise TypeError("dispatch takes a Request, not None")
+        found = self.lookup(req.path)
+        params = None
+        if found is None:
+            route, params = self.match(req.path)
+            if route is None:
+                return _NOT_FOUND
+            found = self.by_id[route.id]
+        route_id, by_method, route = found
+        req.route_id = route_id
+        method_id = req.method_id
+        handler = by_method[method_id] if method_id else by_method[0].get(req.method)
+        if handler is None:
+            return Response(b"Method Not Allowed\n", 405, headers=[("Allow", route.allowed())],
+                            content_type="text/plain; charset=utf-8")
+        try:
+            if params is None:
+                result = handler(req)
+            else:
+                req.path_params = params
+                result = handler(req, **params)
+            t = type(result)
+            if (t is str or t is bytes or t is Response or t is dict or t is list
+                    or t is Deferred):
+                return result
+            return to_response(result)
+        except Exception as e:
+            return error_response(req, e)
+
+
 def _method_table(route: Route, runner=None, app: "App | None" = None) -> tuple:
     """The route's handlers indexed by method id (METHOD_NAMES), HEAD answered by the GET
     handler unless it has its own; [0] is a dict for methods without an id. The server's own
@@ -168,37 +207,7 @@ class App:
         by_id.update({route.id: (route.id, _method_table(route), route) for route in reserved})
         lookup = {route.template: by_id[route.id]
                   for route in (*self.router.exact.values(), *reserved)}.get
-        match = self.router.match_pattern
-
-        def dispatch(req):
-            found = lookup(req.path)
-            params = None
-            if found is None:
-                route, params = match(req.path)
-                if route is None:
-                    return _NOT_FOUND
-                found = by_id[route.id]
-            route_id, by_method, route = found
-            req.route_id = route_id
-            method_id = req.method_id
-            handler = by_method[method_id] if method_id else by_method[0].get(req.method)
-            if handler is None:
-                return Response(b"Method Not Allowed\n", 405, headers=[("Allow", route.allowed())],
-                                content_type="text/plain; charset=utf-8")
-            try:
-                if params is None:
-                    result = handler(req)
-                else:
-                    req.path_params = params
-                    result = handler(req, **params)
-                t = type(result)
-                if (t is str or t is bytes or t is Response or t is dict or t is list
-                        or t is Deferred):
-                    return result
-                return to_response(result)
-            except Exception as e:
-                return error_response(req, e)
-        return dispatch
+        return _Dispatch(by_id, lookup, self.router.match_pattern).dispatch
 
     def body_streams(self, runner, default_limit: int) -> Callable | None:
         """For the server: req -> BodyIn when req's route streams its body in (stream=True),
