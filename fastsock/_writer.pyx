@@ -155,6 +155,10 @@ for _code in range(100, 600):
 cdef bytes CT_TEXT = b"Content-Type: text/plain; charset=utf-8\r\n"
 cdef bytes CT_BYTES = b"Content-Type: application/octet-stream\r\n"
 cdef bytes CT_JSON = b"Content-Type: application/json\r\n"
+# the start of a str, bytes or JSON answer: one write
+cdef bytes START_TEXT = _STATUS_LINES[200] + CT_TEXT
+cdef bytes START_BYTES = _STATUS_LINES[200] + CT_BYTES
+cdef bytes START_JSON = _STATUS_LINES[200] + CT_JSON
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes CONN_CLOSE = b"Connection: close\r\n"
 cdef bytes CONN_KEEP = b"Connection: keep-alive\r\n"
@@ -163,34 +167,52 @@ cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef frozenset _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
-cdef inline int _write_length(OutBuffer out, Py_ssize_t n) except -1:
+cdef enum:
+    TAIL_ROOM = 192             # the end of a usual head: Content-Length, Connection, Date
+    DATE_MAX = 96               # a Date line longer than this is written on its own
+
+
+cdef inline char* _put(char* p, const char* src, Py_ssize_t n) noexcept:
+    memcpy(p, src, n)
+    return p + n
+
+
+cdef int _write_tail(OutBuffer out, Py_ssize_t length, bint keep_alive, bint http11,
+                     list extra_headers, bytes date_line) except -1:
+    """The end of the head: Content-Length (unless length < 0), the server's own header lines,
+    the Date line and the blank line, made on the stack and written at once (one write of the
+    buffer's, not five, per response)."""
+    cdef char tail[TAIL_ROOM]
     cdef char digits[24]
+    cdef char* p = tail
     cdef int i = 24
-    if n == 0:
-        i -= 1
-        digits[i] = c'0'
-    while n > 0:
-        i -= 1
-        digits[i] = c'0' + n % 10
-        n //= 10
-    out.write(b"Content-Length: ", 16)
-    out.write(digits + i, 24 - i)
-    out.write(b"\r\n", 2)
-    return 0
-
-
-cdef inline int _write_tail(OutBuffer out, bint keep_alive, bint http11, list extra_headers,
-                            bytes date_line) except -1:
-    """The server's own header lines and the end of the head."""
+    cdef Py_ssize_t date_n = PyBytes_GET_SIZE(date_line)
+    if length >= 0:
+        if length == 0:
+            i -= 1
+            digits[i] = c'0'
+        while length > 0:
+            i -= 1
+            digits[i] = c'0' + length % 10
+            length //= 10
+        p = _put(p, "Content-Length: ", 16)
+        p = _put(p, digits + i, 24 - i)
+        p = _put(p, "\r\n", 2)
     if not keep_alive:
-        out.write_bytes(CONN_CLOSE)
+        p = _put(p, PyBytes_AS_STRING(CONN_CLOSE), PyBytes_GET_SIZE(CONN_CLOSE))
     elif not http11:
-        out.write_bytes(CONN_KEEP)
-    if extra_headers:
-        _write_headers(out, extra_headers)
-    out.write_bytes(date_line)
-    out.write(b"\r\n", 2)
-    return 0
+        p = _put(p, PyBytes_AS_STRING(CONN_KEEP), PyBytes_GET_SIZE(CONN_KEEP))
+    if extra_headers or date_n > DATE_MAX:
+        out.write(tail, p - tail)
+        p = tail
+        if extra_headers:
+            _write_headers(out, extra_headers)
+        if date_n > DATE_MAX:
+            out.write_bytes(date_line)
+            date_n = 0
+    p = _put(p, PyBytes_AS_STRING(date_line), date_n)
+    p = _put(p, "\r\n", 2)
+    return out.write(tail, p - tail)
 
 
 cdef int _check_value(bytes value_b, object name) except -1:
@@ -265,16 +287,13 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 body_n = PyUnicode_GET_LENGTH(result)
             else:
                 body = PyUnicode_AsUTF8String(result)
-            out.write_bytes(<bytes>_STATUS_LINES[200])
-            out.write_bytes(CT_TEXT)
+            out.write_bytes(START_TEXT)
         elif t is bytes:
             body = <bytes>result
-            out.write_bytes(<bytes>_STATUS_LINES[200])
-            out.write_bytes(CT_BYTES)
+            out.write_bytes(START_BYTES)
         elif t is dict or t is list:
             body = json_bytes(result)
-            out.write_bytes(<bytes>_STATUS_LINES[200])
-            out.write_bytes(CT_JSON)
+            out.write_bytes(START_JSON)
         elif t is Response:
             resp = <Response>result
             status = resp.status
@@ -295,25 +314,24 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                     out.write_bytes(TE_CHUNKED)
                 else:
                     keep_alive = False           # HTTP/1.0: the body ends when the connection does
-                _write_tail(out, keep_alive, http11, extra_headers, date_line)
+                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
                 return resp.body
             body = <bytes>resp.body
             if status == 204 or status == 304:
-                _write_tail(out, keep_alive, http11, extra_headers, date_line)
+                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
                 return None
             if head_length is not None:     # HEAD, answered without a body: GET's length
                 out.write(b"Content-Length: ", 16)
                 out.write_bytes(head_length)
                 out.write(b"\r\n", 2)
-                _write_tail(out, keep_alive, http11, extra_headers, date_line)
+                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
                 return None
         else:
             raise TypeError(f"cannot send a {t.__name__} as a response")
         if body is not None:
             body_p = PyBytes_AS_STRING(body)
             body_n = PyBytes_GET_SIZE(body)
-        _write_length(out, body_n)
-        _write_tail(out, keep_alive, http11, extra_headers, date_line)
+        _write_tail(out, body_n, keep_alive, http11, extra_headers, date_line)
     except BaseException:
         out.end = mark
         out.total = total
@@ -386,10 +404,7 @@ cdef int write_error(OutBuffer out, int status, bytes date_line) except -1:
         _ERROR_BODIES[status] = body
     out.write_bytes(<bytes>_STATUS_LINES[status])
     out.write_bytes(CT_TEXT)
-    _write_length(out, PyBytes_GET_SIZE(body))
-    out.write_bytes(CONN_CLOSE)
-    out.write_bytes(date_line)
-    out.write(b"\r\n", 2)
+    _write_tail(out, PyBytes_GET_SIZE(body), False, True, None, date_line)
     out.write_bytes(body)
     return 0
 

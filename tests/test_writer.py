@@ -13,6 +13,39 @@ def test_the_date_line_is_the_callers():
     assert error_response(400, DATE).count(DATE) == 1
 
 
+@pytest.mark.parametrize("keep_alive, http11, extra, date, connection, middle", [
+    (True, True, None, DATE, b"", b""),
+    (False, True, None, DATE, b"Connection: close\r\n", b""),
+    (True, False, None, DATE, b"Connection: keep-alive\r\n", b""),
+    (False, True, [("X-Request-ID", "abc")], DATE, b"Connection: close\r\n",
+     b"X-Request-ID: abc\r\n"),
+    (True, True, None, b"Date: " + b"x" * 200 + b"\r\n", b"", b""),     # longer than its room
+    (True, False, [("A", "1"), ("B", "2")], b"Date: " + b"y" * 200 + b"\r\n",
+     b"Connection: keep-alive\r\n", b"A: 1\r\nB: 2\r\n"),
+])
+def test_the_end_of_the_head_in_its_order(keep_alive, http11, extra, date, connection, middle):
+    # length, the server's Connection line, its extra lines, the Date line, the blank line
+    out = serialize("hello", keep_alive=keep_alive, http11=http11, extra_headers=extra,
+                    date_line=date)
+    assert out == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Length: 5\r\n" + connection + middle + date + b"\r\nhello")
+    for status, reason in ((204, b"No Content"), (304, b"Not Modified")):   # no length
+        out = serialize(Response(b"", status=status), keep_alive=keep_alive, http11=http11,
+                        extra_headers=extra, date_line=date)
+        assert out == (b"HTTP/1.1 %d %s\r\nContent-Type: application/octet-stream\r\n"
+                       % (status, reason) + connection + middle + date + b"\r\n")
+
+
+def test_lengths_of_every_size_are_written_whole():
+    for n in (0, 1, 9, 10, 99, 100, 12345, 1 << 20):
+        out = serialize(b"a" * n)
+        assert f"\r\nContent-Length: {n}\r\n".encode() in out and out.endswith(
+            b"\r\n\r\n" + b"a" * n)
+    assert error_response(400, DATE) == (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 16\r\nConnection: close\r\n" + DATE + b"\r\n400 Bad Request\n")
+
+
 def test_json_results_are_framed_as_json():
     out = serialize({"a": [1, 2]})
     assert out.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
