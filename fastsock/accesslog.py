@@ -22,7 +22,11 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
 
-    def __call__(self, req, status: int, nbytes: int, seconds: float):
+    def log(self, req, status: int, nbytes: int, seconds: float):
+        """The line of one answered request (the loop calls it once the response is
+        written: Request.on_complete)."""
+        if req is None:         # (compiled, req is a typed Request: checked, but None passes)
+            raise TypeError("log takes a Request, not None")
         request_id = req.request_id
         now = time.time()
         second = int(now)

@@ -7,7 +7,6 @@ after --max-requests. A request pays for no layer that is switched off.
 """
 from __future__ import annotations
 
-import itertools
 import os
 from typing import Callable
 
@@ -78,23 +77,34 @@ def with_request_ids(dispatch: Dispatch, access_log: Callable, log_health: bool)
     """Give each request an id (the client's X-Request-ID, or a new one), echo it on the
     response, and have the loop log the request once its response is written. Health checks
     are out of the log unless log_health."""
-    prefix = os.urandom(6).hex() + "-"
-    counter = itertools.count(1)
-    first_app_route = RouteId.FIRST_APP_ROUTE
-    none = RouteId.ROUTE_NONE
+    return _WithIds(dispatch, access_log, log_health).dispatch
 
-    def dispatch_with_id(req):
+
+class _WithIds:
+    """with_request_ids' layer (dispatch.pxd gives it C attributes, and dispatch a typed
+    Request: its fields are read as a struct's, not looked up by name)."""
+
+    def __init__(self, inner: Dispatch, access_log: Callable, log_health: bool):
+        self.inner, self.access_log, self.log_health = inner, access_log, log_health
+        self.prefix = os.urandom(6).hex() + "-"
+        self.issued = 0
+        self.first_app_route = RouteId.FIRST_APP_ROUTE
+        self.route_none = RouteId.ROUTE_NONE
+
+    def dispatch(self, req):
+        if req is None:         # (compiled, req is a typed Request: checked, but None passes)
+            raise TypeError("dispatch takes a Request, not None")
         rid = req.request_id
         if rid is None:
-            rid = req.request_id = prefix + hex(next(counter))[2:]    # no format spec
-        result = dispatch(req)
-        if req.route_id >= first_app_route or req.route_id == none:
+            self.issued += 1
+            rid = req.request_id = f"{self.prefix}{self.issued:x}"
+        result = self.inner(req)
+        if req.route_id >= self.first_app_route or req.route_id == self.route_none:
             req.response_headers = [("X-Request-ID", rid)]
-            req.on_complete = access_log
-        elif log_health:
-            req.on_complete = access_log
+            req.on_complete = self.access_log
+        elif self.log_health:
+            req.on_complete = self.access_log
         return result
-    return dispatch_with_id
 
 
 def with_forwarded(dispatch: Dispatch, proxies) -> Dispatch:

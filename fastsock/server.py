@@ -190,7 +190,8 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         main, metrics = dispatch.build(
             app, config,
             ready=lambda: shared.ready,
-            exposition=exposition_for(config, app, shared), access_log=access_log,
+            exposition=exposition_for(config, app, shared),
+            access_log=access_log.log if access_log is not None else None,
             proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
             max_requests=max_requests, retire=loop.retire, runner=runner)
         loop.on_head = app.body_streams(runner, config.max_body_size)
