@@ -8,7 +8,9 @@ import os
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
 
-from fastsock._sys cimport __sync_bool_compare_and_swap, __sync_fetch_and_add
+from fastsock._sys cimport (
+    __builtin_popcountll, __sync_bool_compare_and_swap, __sync_fetch_and_add,
+)
 
 # request duration buckets, in seconds: sub-millisecond resolution at the bottom
 DURATION_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -121,18 +123,14 @@ cdef class SharedState:
 
     def set_slot(self, int i, long long pid, long long state):
         cdef Slot* s = self.slot(i)
-        cdef long long bits = s.aside, n = 0
-        if state == SLOT_FREE and bits:     # gone while standing aside: its share goes too
+        if state == SLOT_FREE and s.aside:  # gone while standing aside: its share goes too
+            __sync_fetch_and_add(&self.header.aside, -__builtin_popcountll(s.aside))
             s.aside = 0
-            while bits:
-                n += bits & 1
-                bits >>= 1
-            __sync_fetch_and_add(&self.header.aside, -n)
         if state == SLOT_FREE and s.pid:    # killed while deciding to stand aside: unlock
             __sync_bool_compare_and_swap(&self.header.aside_lock, s.pid, 0)
-        self.slot(i).pid = pid
-        self.slot(i).state = state
-        self.slot(i).heartbeat = 0
+        s.pid = pid
+        s.state = state
+        s.heartbeat = 0
 
     def heartbeat(self, int i):
         """When slot i's loop last turned (time.monotonic()), or 0 before its first turn."""

@@ -116,3 +116,4 @@ cdef extern from * nogil:
     bint __sync_bool_compare_and_swap(long long* ptr, long long old, long long new)
     void __sync_lock_release(long long* ptr)
     long long __sync_fetch_and_add(long long* ptr, long long value)
+    int __builtin_popcountll(unsigned long long x)     # set bits
