@@ -9,7 +9,8 @@ from fastsock._writer cimport OutBuffer
 cdef struct Limits:
     double header_timeout           # to receive a request head, from accept or its first byte
     double keepalive_timeout        # idle between requests; also the write timer
-    double body_timeout             # to receive a request body
+    double body_timeout             # a request body's grace period
+    double min_body_rate            # bytes/s a body averages after its grace period (0: none)
     double graceful_timeout         # for in-flight work once draining starts
     Py_ssize_t output_high_water    # stop reading while this much output waits
     Py_ssize_t max_request_line
@@ -93,6 +94,9 @@ cdef class Connection:
     cdef ConnState state
     cdef double deadline
     cdef double since               # when it was accepted or last went idle
+    cdef double body_since          # when the request body being read began
+    cdef unsigned long long rx_total    # bytes ever read, and when the body began
+    cdef unsigned long long body_rx
     cdef int close_reason           # CLOSE_* (see _shared.pxd) for when it ends
     cdef char* rbuf
     cdef Py_ssize_t rstart, rend, rcap
@@ -124,6 +128,9 @@ cdef class Connection:
     cdef void settle(self) noexcept
     cdef void linger(self) noexcept
     cdef int on_timeout(self) except -2
+    cdef void _start_body(self) noexcept
+    cdef bint _body_on_time(self) noexcept
+    cdef double _write_deadline(self) noexcept
     cdef void release(self)
     cdef void _release_input(self) noexcept
     cdef object client(self)

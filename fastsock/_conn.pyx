@@ -247,6 +247,7 @@ cdef class Connection:
     cdef int received(self, Py_ssize_t n) except -1:
         """n bytes were read into read_space()."""
         self.rend += n
+        self.rx_total += n
         if self.state == C_PROXY:
             self._proxy_header()
         return 0
@@ -277,6 +278,7 @@ cdef class Connection:
         cdef Py_ssize_t used
         cdef Py_ssize_t high_water = self.ctx.limits.output_high_water
         cdef int r = NEED_DATA
+        cdef bint need_data = False     # what is buffered can never be a whole request
         if self.stream is not None:
             if self.out.pending() < high_water and type(self.stream) is not Feed:
                 self._pump()
@@ -291,6 +293,7 @@ cdef class Connection:
             r = self.parser.parse(self.rbuf + self.rstart, self.rend - self.rstart, &used)
             self.rstart += used
             if r == NEED_DATA:
+                need_data = True
                 break
             if r == SEND_CONTINUE:
                 write_continue(self.out)
@@ -299,6 +302,8 @@ cdef class Connection:
                 self._on_head()
                 if self.body_in is not None:
                     return self._stream_body_in()
+                if self.state >= C_CLOSING or self.stream is not None:
+                    break       # answered before its body: nothing after it is parsed
                 continue
             if r == PARSE_ERROR:
                 self.refuse(self.parser.error, fs_error_table[<int>self.parser.error].status)
@@ -306,9 +311,10 @@ cdef class Connection:
             self._respond(self.parser.take_request())
             if self.state >= C_CLOSING or self.stream is not None or self.state == C_WAIT:
                 break
-        if (self.input_ended and r == NEED_DATA and self.state < C_CLOSING
-                and self.stream is None and self.state != C_WAIT):
-            # half-closed: every whole request is answered; a partial one can never complete
+        if (self.input_ended and (need_data or self.rend == self.rstart)
+                and self.state < C_CLOSING and self.stream is None and self.state != C_WAIT):
+            # half-closed: every whole request is answered (one held back by output not yet
+            # sent is parsed once it is); a partial one can never complete
             self.state, self.close_reason = C_CLOSING, CLOSE_CLIENT
         if self.rstart == self.rend:
             self.rstart = self.rend = 0
@@ -352,7 +358,7 @@ cdef class Connection:
         self.body_in = <BodyIn?>found
         self.body_in.conn = self
         self.parser.max_body_size = self.body_in.limit
-        self.deadline = self.ctx.now + self.ctx.limits.body_timeout
+        self._start_body()
         req.body = b""                      # it is req.stream()'s
         self.body_unread = True             # until the body is all in (an answer before
         self._respond(req)                  # that closes the connection: _write_result)
@@ -392,7 +398,6 @@ cdef class Connection:
                     self.refuse(E_BODY_TOO_LARGE, 413)
                     break
                 body.push(chunk)
-                self.deadline = self.ctx.now + self.ctx.limits.body_timeout    # progress
             if r == REQUEST_READY:
                 self.body_in = None
                 self.body_unread = False
@@ -496,13 +501,17 @@ cdef class Connection:
     cdef int _pump(self) except -1:
         """Pull one chunk of a streamed body: the loop sends it before asking for the next,
         so each chunk leaves as soon as it is made (an event stream is not held back)."""
-        try:
-            chunk = next(self.stream)
-        except StopIteration:
-            return self._end_stream()
-        except Exception:
-            return self._cut_stream("streamed response failed")
-        return self._stream_chunk(chunk)
+        cdef Py_ssize_t before = self.out.pending()
+        while True:                 # an empty chunk sends nothing: pull the next one now, as
+            try:                    # no send (nor its EPOLLOUT) would come to ask for it
+                chunk = next(self.stream)
+            except StopIteration:
+                return self._end_stream()
+            except Exception:
+                return self._cut_stream("streamed response failed")
+            self._stream_chunk(chunk)
+            if self.stream is None or self.out.pending() != before:
+                return 0
 
     cdef int _stream_chunk(self, object chunk) except -1:
         try:
@@ -587,20 +596,20 @@ cdef class Connection:
         if self.rend == self.rstart:
             self._release_input()
         if self.state == C_WAIT:
-            if self.body_in is None:        # (a streamed body runs on the body timer, set
-                self.deadline = NEVER       # at the head and renewed as it comes)
+            if self.body_in is None:        # (a streamed body runs on the body deadline,
+                self.deadline = NEVER       # set at the head: _start_body)
             return
         if self.state >= C_CLOSING:
             if self.state != C_LINGER and self.state != C_CLOSED:
-                self.deadline = ctx.now + ctx.limits.keepalive_timeout     # write timer
+                self.deadline = self._write_deadline()
             return
         if self.stream is not None or self.out.pending():
             self.state = C_WRITE
-            self.deadline = ctx.now + ctx.limits.keepalive_timeout
+            self.deadline = self._write_deadline()
         elif self.parser.in_body():
             if self.state != C_BODY:
                 self.state = C_BODY
-                self.deadline = ctx.now + ctx.limits.body_timeout
+                self._start_body()
         elif self.state == C_PROXY:
             pass
         elif self.rend > self.rstart:
@@ -612,9 +621,45 @@ cdef class Connection:
             self.since = ctx.now
             self.deadline = ctx.now + ctx.limits.keepalive_timeout
 
+    cdef double _write_deadline(self) noexcept:
+        """While output waits, the client must take some within the keep-alive timeout
+        (renewed at each send). A stream with nothing to send waits for its producer: no
+        server timer (an event stream may be quiet for minutes; the handler's timeout and
+        the client's leaving still end it)."""
+        if self.out.pending():
+            return self.ctx.now + self.ctx.limits.keepalive_timeout
+        return NEVER
+
+    cdef void _start_body(self) noexcept:
+        """A request body begins: its grace period starts (see _body_on_time)."""
+        self.body_since = self.ctx.now
+        self.body_rx = self.rx_total
+        self.deadline = self.ctx.now + self.ctx.limits.body_timeout
+
+    cdef bint _body_on_time(self) noexcept:
+        """The body's deadline passed: is it still arriving at --min-body-rate on average
+        since it began (as Kestrel's MinRequestBodyDataRate)? Then the deadline moves to when
+        that average would fall below the rate. No timer is renewed per byte: a client
+        dripping a byte now and then cannot hold the request for ever."""
+        cdef double rate = self.ctx.limits.min_body_rate
+        cdef double due
+        if self.body_in is not None and self.body_in.full():
+            self._start_body()              # the handler is behind, not the client
+            return True
+        if rate <= 0:
+            return False
+        due = self.body_since + <double>(self.rx_total - self.body_rx) / rate
+        if due > self.ctx.now:
+            self.deadline = due
+            return True
+        return False
+
     cdef int on_timeout(self) except -2:
-        """The deadline passed: -1 when a 408 was queued (drive it), else the CLOSE_* reason
-        to close it with."""
+        """The deadline passed: -1 when a 408 was queued (drive it), -3 when the deadline
+        moved (a body still on time), else the CLOSE_* reason to close it with."""
+        if (self.state == C_WAIT and self.body_in is not None) or self.state == C_BODY:
+            if self._body_on_time():
+                return -3
         if self.state == C_WAIT:            # a streamed body stopped coming
             error_log.info("request timeout from %s:%s (streamed body)", *self.client())
             return CLOSE_BODY_TIMEOUT
@@ -729,7 +774,7 @@ cdef class Connection:
     def expire(self):
         """As if the deadline passed: -> "drive" when a 408 was queued, else the close reason."""
         r = self.on_timeout()
-        return "drive" if r == -1 else r
+        return "drive" if r == -1 else "later" if r == -3 else r
 
 
 cdef inline void _close_iterator(object it):

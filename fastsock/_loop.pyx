@@ -402,6 +402,29 @@ cdef class Loop:
         if self.ctx.slot.state == SLOT_RUNNING:
             self.ctx.slot.state = SLOT_RETIRING
 
+    def close_in_child(self):
+        """In a process forked from this worker (a handler's os.fork, or multiprocessing's
+        default start method): close the copies of the worker's sockets, so that a client
+        sees the end of its response when the worker closes it, and nothing of the worker's
+        is accepted or served from here. No epoll_ctl: the epoll set is the worker's too."""
+        cdef Connection c
+        cdef Listener l
+        for c in self.conns.values():
+            if c.fd >= 0:
+                close(c.fd)
+                c.fd = -1
+        self.conns = {}
+        for l in self.listeners:
+            if l.fd >= 0:
+                l.sock.detach()             # closed here, not again by the socket object
+                close(l.fd)
+                l.fd = -1
+        for fd in (self.epfd, self.wake_fd, self.spare_fd):
+            if fd >= 0:
+                close(fd)
+        self.epfd = self.wake_fd = self.spare_fd = -1
+        self.running = False
+
     cdef void _start_drain(self):
         self.draining = True
         self.drain_deadline = monotonic() + self.ctx.limits.graceful_timeout
@@ -452,7 +475,7 @@ cdef class Loop:
                 reason = c.on_timeout()
                 if reason == -1:
                     self._drive(c)
-                else:
+                elif reason != -3:          # (-3: still on time, a new deadline set)
                     self._close(c, reason)
             except Exception:
                 error_log.exception("connection from %s:%s failed", *c.client())
@@ -772,7 +795,10 @@ cdef class Loop:
         self.ctx.slot.closed[reason] += 1
         c.release()
         del self.conns[c.fd]
-        close(c.fd)                         # also removes it from the epoll set
+        # out of the epoll set first: close() removes it only when no other process holds
+        # the socket (a handler's forked child may), and the registration points at c
+        epoll_ctl(self.epfd, EPOLL_CTL_DEL, c.fd, NULL)
+        close(c.fd)
         c.fd = -1
         self.closed.append(c)
         self.ctx.slot.conns -= 1

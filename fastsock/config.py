@@ -64,7 +64,11 @@ class Config:
         10.0, "seconds to receive a request head, from accept or from its first byte")
     keepalive_timeout: float = _opt(
         75.0, "seconds an idle keep-alive connection is kept (above AWS ALB's 60 s)")
-    body_timeout: float = _opt(30.0, "seconds to receive a request body")
+    body_timeout: float = _opt(
+        30.0, "seconds a request body may take before --min-body-rate applies to it")
+    min_body_rate: float = _opt(
+        240.0, "bytes per second a request body must average once --body-timeout has "
+        "passed (0: the body must be whole by then)")
     max_request_line: int = _opt(8192, "longest request line in bytes (414 past it)")
     max_header_bytes: int = _opt(65536, "largest header block in bytes (431 past it)")
     max_header_count: int = _opt(100, "most header fields in a request (431 past it)")
@@ -93,7 +97,8 @@ class Config:
 
     def limits(self) -> dict:
         """The fields a worker's loop needs, as its typed Limits struct takes them."""
-        names = ("header_timeout", "keepalive_timeout", "body_timeout", "graceful_timeout",
+        names = ("header_timeout", "keepalive_timeout", "body_timeout", "min_body_rate",
+                 "graceful_timeout",
                  "output_high_water", "max_request_line", "max_header_bytes",
                  "max_header_count", "max_body_size", "max_chunk_ext", "proxy_protocol")
         return {**{name: getattr(self, name) for name in names},

@@ -207,6 +207,8 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         loop.listen(metrics_sock, metrics)
     signal.signal(signal.SIGTERM, lambda *_: loop.drain())
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+    # a handler that forks: its child holds none of the worker's sockets
+    os.register_at_fork(after_in_child=loop.close_in_child)
     loop.run()
     try:
         hooks.run_lifecycle(getattr(app, "shutdown", ()), runner)
