@@ -210,8 +210,11 @@ class _Cycle:
     async def __anext__(self):          # never pulled: send() pushes into the feed
         raise StopAsyncIteration
 
-    def close(self) -> None:            # the connection will not stream (HEAD)
+    def close(self) -> None:
+        """The connection will not stream (HEAD): to the app that is the client gone (issue
+        19): receive() answers http.disconnect and its next send raises, so the task ends."""
         self.closed = True
+        self.gone()
 
     # -- the connection's and the task's calls
 
