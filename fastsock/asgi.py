@@ -210,8 +210,11 @@ class _Cycle:
     async def __anext__(self):          # never pulled: send() pushes into the feed
         raise StopAsyncIteration
 
-    def close(self) -> None:            # the connection will not stream (HEAD)
+    def close(self) -> None:
+        """The connection will not stream (HEAD): to the app that is the client gone (issue
+        19): receive() answers http.disconnect and its next send raises, so the task ends."""
         self.closed = True
+        self.gone()
 
     # -- the connection's and the task's calls
 
@@ -267,7 +270,7 @@ class _Cycle:
             self.timer.cancel()
         req = self.req
         if exc is not None:
-            if self.is_gone and isinstance(exc, OSError):
+            if self.is_gone and _from_disconnect(exc):
                 error_log.debug("%s %s: the client went away", req.method, req.path)
             else:
                 error_log.error("ASGI app failed: %s %s", req.method, req.path, exc_info=exc)
@@ -281,6 +284,18 @@ class _Cycle:
                                     req.method, req.path)
                 self.deferred.complete(SERVER_ERROR)
         self._wake_receive()
+
+
+def _from_disconnect(exc: BaseException) -> bool:
+    """The app's exception is send()'s OSError, or one raised while handling it (Starlette's
+    ClientDisconnect): the client gone, not a failure worth a traceback."""
+    for _ in range(4):
+        if exc is None:
+            return False
+        if isinstance(exc, OSError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _retrieve(task) -> None:

@@ -238,29 +238,7 @@ class Runner:
     def _in_threads(self, iterator):
         """A plain iterator from a thread-pool handler, pulled in the pool (submit) chunk by
         chunk: a generator that blocks between chunks never stalls the loop."""
-        end = object()
-
-        async def pull():
-            try:
-                while True:
-                    arrived = self.aio.create_future()
-                    self.submit(functools.partial(self._next_chunk, iterator, end, arrived))
-                    chunk = await arrived
-                    if chunk is end:
-                        return
-                    yield chunk
-            finally:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    close()
-        return pull()
-
-    def _next_chunk(self, iterator, end, arrived) -> None:     # on a pool thread
-        try:
-            outcome = (next(iterator, end), None)
-        except BaseException as e:
-            outcome = (None, e)
-        self.loop.call_soon_threadsafe(_settle, (arrived, outcome))
+        return _PooledIterator(self, iterator)
 
     def close(self) -> None:
         for _ in self._threads:
@@ -274,6 +252,76 @@ def _settle(pulled) -> None:            # on the loop's thread
             arrived.set_exception(exc)
         else:
             arrived.set_result(chunk)
+
+
+_END = object()
+
+
+class _PooledIterator:
+    """A plain iterator as an async one whose next() runs in the pool. Its close() (the end,
+    the client gone, HEAD) runs exactly once, in the pool: a generator cannot be closed while
+    a thread is inside its next() ("generator already executing", and its finally would never
+    run), so a close asked for meanwhile is done by that thread once next() returns."""
+
+    __slots__ = ("runner", "iterator", "lock", "busy", "closing")
+
+    def __init__(self, runner: Runner, iterator):
+        self.runner, self.iterator = runner, iterator
+        self.lock = threading.Lock()
+        self.busy = False               # a pool thread is inside next()
+        self.closing = False            # close() was asked for (or the iterator ended)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        with self.lock:
+            if self.closing:
+                raise StopAsyncIteration
+            self.busy = True
+        arrived = self.runner.aio.create_future()
+        self.runner.submit(functools.partial(self._next, arrived))
+        chunk = await arrived
+        if chunk is _END:
+            raise StopAsyncIteration
+        return chunk
+
+    def _next(self, arrived) -> None:           # on a pool thread
+        chunk = exc = None
+        try:
+            chunk = next(self.iterator, _END)
+        except BaseException as e:
+            exc = e
+        with self.lock:
+            self.busy = False
+            abandoned = self.closing
+            over = chunk is _END or exc is not None
+            self.closing = True if over else abandoned
+        if abandoned or over:
+            self._close()               # here, in the thread that iterated it
+        if not abandoned:
+            self.runner.loop.call_soon_threadsafe(_settle, (arrived, (chunk, exc)))
+
+    def close(self) -> None:
+        """On the loop's thread: HEAD (the connection calls it) or the stream's end."""
+        with self.lock:
+            if self.closing:
+                return
+            self.closing = True
+            if self.busy:
+                return                  # the thread inside next() closes it
+        self.runner.submit(self._close)
+
+    async def aclose(self) -> None:     # the pump's end: done, failed or cancelled
+        self.close()
+
+    def _close(self) -> None:
+        close = getattr(self.iterator, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                error_log.exception("closing a streamed response failed")
 
 
 class _ThreadJob:

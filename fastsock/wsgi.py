@@ -305,8 +305,10 @@ class _Stream:
     async def __anext__(self):          # never pulled
         raise StopAsyncIteration
 
-    def close(self) -> None:            # the connection will not stream (HEAD)
-        self.call.attach(None)
+    def close(self) -> None:
+        """The connection will not stream (HEAD): to the app's thread that is the client gone
+        (issue 19), so its next chunk raises, the iterable is closed and the thread is free."""
+        self.call.gone()
 
 
 class _Input:

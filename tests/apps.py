@@ -264,3 +264,51 @@ async def upload_slow(req):
 @app.post("/upload-early", stream=True)
 async def upload_early(req):
     return "no thanks"
+
+
+# --- generators abandoned mid-stream: each records its end in the file named by ?mark=
+
+def _mark(path: str, text: str) -> None:
+    before = open(path).read() if os.path.exists(path) else ""     # a second end shows
+    with open(path + ".part", "w") as f:    # renamed once written: never seen empty
+        f.write(before + text)
+    os.replace(path + ".part", path)
+
+
+def _ticks(mark: str, every: float):
+    try:
+        yield "tick\n"
+        while True:
+            time.sleep(every)               # blocks inside next(): where the client leaves
+            yield "tick\n"
+    finally:
+        _mark(mark, f"finally in {threading.current_thread().name}\n")
+
+
+class _Ticking:
+    """A plain iterator with close(): seen even when no chunk was ever pulled (HEAD)."""
+
+    def __init__(self, mark: str):
+        self.mark = mark
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        time.sleep(0.3)
+        return "tick\n"
+
+    def close(self):
+        _mark(self.mark, f"closed in {threading.current_thread().name}\n")
+
+
+@app.get("/threaded/ticks", threaded=True)
+def threaded_ticks(req):
+    if req.query.get("closing"):
+        return _Ticking(req.query["mark"])
+    return _ticks(req.query["mark"], 0.3)
+
+
+@app.get("/inline/ticks")
+def inline_ticks(req):
+    return _ticks(req.query["mark"], 0.02)

@@ -116,6 +116,30 @@ async def app(scope, receive, send):
         except OSError as e:
             note(params.get("name", "stream"), f"{type(e).__name__} after {sent}")
         return
+    if path == "/forever":          # an endless stream; ?name=NOTE&listen=1
+        params = dict(p.split("=") for p in query.split("&") if p)
+        name = params.get("name", "forever")
+        outcome = "returned"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        try:
+            await send({"type": "http.response.body", "body": b"data: x\n\n",
+                        "more_body": True})
+            if params.get("listen"):    # as Starlette listens: the request, then the end
+                while (message := await receive())["type"] == "http.request":
+                    pass
+                note(name + "-receive", message["type"])
+            while True:
+                await asyncio.sleep(0.05)
+                await send({"type": "http.response.body", "body": b"data: x\n\n",
+                            "more_body": True})
+        except OSError as e:
+            outcome = type(e).__name__
+            raise
+        finally:
+            note(name, f"{os.getpid()} {outcome}")
+    if path == "/tasks":            # this worker's tasks besides this request's own
+        return await _text(send, b"%d %d" % (os.getpid(), len(asyncio.all_tasks()) - 1))
     if path == "/wait-disconnect":  # the body is in; waits for http.disconnect
         await _read_body(receive)
         message = await receive()

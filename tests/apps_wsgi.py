@@ -152,8 +152,21 @@ def app(environ, start_response):
         import threading
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [threading.current_thread().name.encode()]
+    if path == "/forever":          # an endless event stream; its finally noted as ?name=
+        name = query.partition("=")[2] or "forever"
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        return _forever(name)
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found"]
+
+
+def _forever(name):
+    try:
+        while True:
+            yield b"data: x\n\n"
+            time.sleep(0.05)
+    finally:
+        note(name, "finally")
 
 
 class _Wrapped:

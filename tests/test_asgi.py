@@ -287,3 +287,52 @@ def test_the_access_log_has_the_app_requests_with_their_ids(tmp_path):
         assert line["path"] == "/hello" and line["status"] == 200
     finally:
         s.stop()
+
+
+def tasks_by_worker(server) -> tuple[int, int]:
+    pid, count = httpx.get(server.url + "/tasks").text.split()
+    return int(pid), int(count)
+
+
+def wait_for_tasks(server, pids: set, baseline: int, timeout: float = 5.0) -> dict:
+    """Each worker's task count once it is back at baseline (the request's task ends a
+    moment after its finally noted it); -> the last count seen from each pid."""
+    seen: dict = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, count = tasks_by_worker(server)
+        seen[pid] = count
+        if all(seen.get(p) == baseline for p in pids):
+            break
+        time.sleep(0.02)
+    return seen
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("how", ["head", "leave"])
+def test_an_endless_stream_that_is_not_sent_ends_the_apps_task(serve, tmp_path, workers, how):
+    server = serve("--workers", str(workers), app=APP, env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+    baseline = tasks_by_worker(server)[1]       # lifespan's: the same in every worker
+    socks = [server.connect() for _ in range(3)]
+    for i, s in enumerate(socks):
+        listen = "&listen=1" if how == "head" and i == 0 else ""
+        method = "HEAD" if how == "head" else "GET"
+        s.sendall(f"{method} /forever?name=s{i}{listen} HTTP/1.1\r\nHost: t\r\n\r\n"
+                  "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    for s in socks:
+        reader = Reader(s)
+        if how == "head":
+            status, headers, _ = reader.response(head_only=True)
+            assert status == 200 and headers["content-type"] == "text/event-stream"
+            assert reader.response()[2] == b"ok\n"     # the next answer: no body between
+        else:
+            while b"data: x" not in reader.buf:
+                reader._more()
+        s.close()
+    ends = [wait_for_text(tmp_path / f"s{i}", 5).split() for i in range(3)]
+    assert [outcome for _, outcome in ends] == ["ClientDisconnected"] * 3, server.log()
+    if how == "head":
+        assert wait_for_text(tmp_path / "s0-receive") == "http.disconnect"
+    pids = {int(pid) for pid, _ in ends}
+    seen = wait_for_tasks(server, pids, baseline)
+    assert all(seen.get(p) == baseline for p in pids), (baseline, seen)

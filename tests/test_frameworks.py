@@ -2,6 +2,7 @@
 workers over real sockets: their routes, bodies both ways, the route label from the framework
 (never the raw path), and prometheus_client metrics summed across workers."""
 import os
+import time
 
 import httpx
 import pytest
@@ -78,5 +79,54 @@ def test_django_smoke(tmp_path, attr):
         assert r.json() == {"method": "POST", "body": "payload", "query": "1"}
         assert httpx.get(s.url + "/missing").status_code == 404
         assert httpx.get(s.url + "/healthz").text == "ok\n"
+    finally:
+        s.stop()
+
+
+TICKS_APP = '''
+import asyncio
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+app = FastAPI()
+
+
+@app.api_route("/ticks", methods=["GET", "HEAD"])
+async def ticks():
+    async def forever():
+        while True:
+            yield "tick\\n"
+            await asyncio.sleep(0.05)
+    return StreamingResponse(forever(), media_type="text/plain")
+
+
+@app.get("/tasks")
+async def tasks():
+    return PlainTextResponse(str(len(asyncio.all_tasks()) - 1))
+'''
+
+
+@pytest.mark.parametrize("how", ["head", "leave"])
+def test_a_fastapi_stream_not_sent_ends_quietly(tmp_path, how):
+    # Starlette turns send()'s OSError into its ClientDisconnect: still the client gone, not
+    # an app failure with a traceback
+    (tmp_path / "ticks_app.py").write_text(TICKS_APP)
+    s = start_server(tmp_path, "--workers", "1", app="ticks_app:app",
+                     env={"PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}"})
+    try:
+        baseline = int(httpx.get(s.url + "/tasks").text)
+        with s.connect() as c:
+            c.sendall(f"{'HEAD' if how == 'head' else 'GET'} /ticks HTTP/1.1\r\nHost: t\r\n"
+                      "\r\n".encode())
+            got = b""
+            while b"\r\n\r\n" not in got or (how == "leave" and b"tick" not in got):
+                got += c.recv(65536)
+            assert got.startswith(b"HTTP/1.1 200")
+        deadline = time.monotonic() + 5        # the task ends once its next send raises
+        while int(httpx.get(s.url + "/tasks").text) != baseline and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert int(httpx.get(s.url + "/tasks").text) == baseline
+        assert "ASGI app failed" not in s.log(), s.log()
     finally:
         s.stop()

@@ -103,3 +103,42 @@ def test_a_client_that_leaves_stops_the_async_generator(serve, tmp_path):
         got += s.recv(65536)
     s.close()
     assert wait_for_text(mark) == "closed"
+
+
+def wait_for_mark(path, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("path", ["/threaded/ticks", "/inline/ticks"])
+def test_a_client_that_leaves_closes_a_plain_generator_once(serve, tmp_path, workers, path):
+    # threaded: the client's close is seen (the next chunk's write is reset) while a pool
+    # thread is inside next(): the generator is closed there once next() returns
+    server = serve("--workers", str(workers), "--threads", "4")
+    mark = tmp_path / "mark"
+    s = server.connect()
+    s.sendall(f"GET {path}?mark={mark} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    got = b""
+    while b"tick" not in got:
+        got += s.recv(65536)
+    s.close()
+    thread = "fastsock-handler" if path.startswith("/threaded") else "MainThread"
+    assert wait_for_mark(mark) == f"finally in {thread}\n", server.log()
+    assert "generator already executing" not in server.log()
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_head_closes_a_plain_iterator_from_the_pool(serve, tmp_path, workers):
+    server = serve("--workers", str(workers), "--threads", "4")
+    mark = tmp_path / "mark"
+    with server.connect() as s:
+        s.sendall(f"HEAD /threaded/ticks?closing=1&mark={mark} HTTP/1.1\r\nHost: t\r\n\r\n"
+                  "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        reader = Reader(s)
+        assert reader.response(head_only=True)[0] == 200
+        assert reader.response()[2] == b"ok\n"         # the next answer: no body between
+    assert wait_for_mark(mark) == "closed in fastsock-handler\n", server.log()

@@ -232,3 +232,55 @@ def test_a_wsgi_app_needs_threads():
          "--host", "127.0.0.1", "--threads", "0"], cwd=ROOT, capture_output=True, text=True,
         timeout=30)
     assert proc.returncode == 3 and "--threads must be above 0" in proc.stderr
+
+
+def get_when_free(server, path: str, timeout: float = 5.0):
+    """GET path, asked again while it is a 503 (pool full), up to the deadline: a thread's
+    end is counted on the loop a moment after the app's close() has noted it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = httpx.get(server.url + path)
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.02)
+
+
+def endless_server(serve, tmp_path, workers: int):
+    # as many threads as streams, and no queue: one stream still held makes the GET a 503
+    return serve("--workers", str(workers), "--threads", "2", "--thread-backlog", "0",
+                 app="tests.apps_wsgi:app", env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_head_on_an_endless_stream_closes_it_and_frees_its_thread(serve, tmp_path, workers):
+    server = endless_server(serve, tmp_path, workers)
+    socks = [server.connect() for _ in range(2)]
+    for i, s in enumerate(socks):
+        s.sendall(f"HEAD /forever?name=head-{i} HTTP/1.1\r\nHost: t\r\n\r\n"
+                  "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    for s in socks:
+        reader = Reader(s)
+        status, headers, _ = reader.response(head_only=True)
+        assert status == 200 and headers["content-type"] == "text/event-stream"
+        assert reader.response()[2] == b"ok\n"         # the next answer: no body between
+        s.close()
+    for i in range(2):
+        assert wait_for_text(tmp_path / f"head-{i}", 5) == "finally", server.log()
+    assert get_when_free(server, "/hello").status_code == 200
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_client_leaving_an_endless_stream_closes_it_and_frees_its_thread(serve, tmp_path,
+                                                                           workers):
+    server = endless_server(serve, tmp_path, workers)
+    socks = [server.connect() for _ in range(2)]
+    for i, s in enumerate(socks):
+        s.sendall(f"GET /forever?name=left-{i} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    for s in socks:
+        data = b""
+        while b"data: x" not in data:
+            data += s.recv(65536)
+        s.close()
+    for i in range(2):
+        assert wait_for_text(tmp_path / f"left-{i}", 5) == "finally", server.log()
+    assert get_when_free(server, "/hello").status_code == 200
