@@ -362,6 +362,10 @@ cdef class Loop:
                 self._close(c, CLOSE_CLIENT)    # works: cancel it, as nginx and uvicorn do
             else:
                 c.missed = EPOLLIN              # the next request: read after the response
+        elif c.stream is not None and ev & (EPOLLRDHUP | EPOLLHUP):
+            # gone (or half-closed) while its response streams: the producer is told (as
+            # nginx's 499 and uvicorn's disconnect); a quiet stream would wait for ever
+            self._close(c, CLOSE_CLIENT)
         elif ev & (EPOLLIN | EPOLLHUP):
             self._on_readable(c, ev & (EPOLLRDHUP | EPOLLHUP))
         elif ev & EPOLLOUT:

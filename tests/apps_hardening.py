@@ -45,11 +45,16 @@ def fork(req):
 def quiet(req):
     """An event stream quiet for ?s= seconds between its first and last chunk."""
     seconds = float(req.query.get("s", "2"))
+    name = req.query.get("name")
 
     async def events():
-        yield "first\n"
-        await asyncio.sleep(seconds)
-        yield "last\n"
+        try:
+            yield "first\n"
+            await asyncio.sleep(seconds)
+            yield "last\n"
+        finally:
+            if name:
+                note(name, "ended")
     return Response(events())
 
 

@@ -89,6 +89,21 @@ def test_a_stream_quiet_longer_than_the_keepalive_timeout_is_not_cut(serve, tmp_
 
 
 @WORKERS
+def test_a_client_leaving_a_quiet_stream_is_noticed_at_once(serve, tmp_path, workers):
+    """No timer runs while a stream has nothing to send: its client's leaving must end it."""
+    server = start(serve, tmp_path, workers)
+    with server.connect() as s:
+        s.sendall(b"GET /quiet?s=60&name=left HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.settimeout(5)
+        got = b""
+        while b"first" not in got:
+            data = s.recv(65536)
+            assert data, got
+            got += data
+    assert wait_for_text(tmp_path / "left", timeout=5) == "ended"
+
+
+@WORKERS
 def test_empty_chunks_do_not_stall_a_stream(serve, tmp_path, workers):
     server = start(serve, tmp_path, workers)
     with server.connect() as s:
