@@ -37,11 +37,12 @@ cdef struct Header:
     long long aside         # listeners workers stand aside from now (atomic add and sub)
 
 cdef struct ReqCell:
-    long long key           # 0: empty; else route << 24 | method << 16 | status
+    long long key           # 0: empty; else KEY_USED (_shared.pyx) | route << 24
+                            # | method << 16 | status
     long long count
 
 cdef struct DurCell:
-    long long key           # 0: empty; else route << 8 | method
+    long long key           # 0: empty; else KEY_USED | route << 8 | method
     long long count
     double sum
     long long buckets[N_BOUNDS + 1]     # not cumulative; the last is +Inf

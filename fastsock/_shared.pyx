@@ -24,6 +24,15 @@ CLOSE_REASONS = ("client", "keepalive_timeout", "header_timeout", "body_timeout"
                  "server")
 assert len(CLOSE_REASONS) == N_CLOSE_REASONS
 
+cdef extern from *:
+    """
+    #define FS_KEY_USED (1LL << 62)
+    """
+    # Set in every key of the label tables, whose empty cells hold key 0: else route 0 (none)
+    # with method 0 (other) makes duration key 0, taken for an empty cell. Route ids are
+    # non-negative ints, below bit 62 even shifted by 24.
+    const long long KEY_USED "FS_KEY_USED"
+
 
 cdef inline unsigned long long _mix(unsigned long long k) noexcept nogil:
     k ^= k >> 33
@@ -35,7 +44,9 @@ cdef inline unsigned long long _mix(unsigned long long k) noexcept nogil:
 cdef inline long long* _cell(char* table, size_t stride, unsigned long long mask,
                              long long key) noexcept nogil:
     """Open addressing in a fixed table whose cells start with their key: the cell for key,
-    claimed if it is new; NULL when the table is full."""
+    claimed if it is new; NULL when the table is full. key is never 0, the empty marker (a
+    key 0 would be handed the first empty cell unclaimed, whose counts the next key to claim
+    it inherits): callers set KEY_USED."""
     cdef unsigned long long i = _mix(key) & mask, probes = 0
     cdef long long* k
     while probes <= mask:
@@ -55,14 +66,15 @@ cdef void count_request(Slot* s, int route, int method, int status, double secon
     A full table counts the request as untracked."""
     cdef int b = 0
     cdef ReqCell* r = <ReqCell*>_cell(<char*>s.req_cells, sizeof(ReqCell), REQ_CELLS - 1,
-                                      (<long long>route << 24) | (method << 16) | status)
+                                      KEY_USED | (<long long>route << 24) | (method << 16)
+                                      | status)
     cdef DurCell* d
     if r == NULL:
         s.untracked += 1
         return
     r.count += 1
     d = <DurCell*>_cell(<char*>s.dur_cells, sizeof(DurCell), DUR_CELLS - 1,
-                        (<long long>route << 8) | method)
+                        KEY_USED | (<long long>route << 8) | method)
     if d == NULL:
         return
     while b < N_BOUNDS and seconds > BOUNDS[b]:
@@ -151,8 +163,10 @@ cdef class SharedState:
     # ---- the scrape's side: a snapshot summed over every slot ever used
 
     def snapshot(self):
-        """-> dict of sums over all slots, plus per-slot pids of live workers."""
+        """-> dict of sums over all slots, plus per-slot pids of live workers. Requests are
+        keyed (route, method, status), durations (route, method)."""
         cdef int i, j, b
+        cdef long long key
         cdef Slot* s
         cdef DurCell* d
         requests, durations, closed, parse_errors, workers = {}, {}, [0] * N_CLOSE_REASONS, {}, {}
@@ -175,13 +189,17 @@ cdef class SharedState:
                 if s.parse_errors[j]:
                     parse_errors[j] = parse_errors.get(j, 0) + s.parse_errors[j]
             for j in range(REQ_CELLS):
-                if s.req_cells[j].key:
-                    k = s.req_cells[j].key
+                key = s.req_cells[j].key
+                if key:
+                    key ^= KEY_USED
+                    k = (key >> 24, (key >> 16) & 0xFF, key & 0xFFFF)
                     requests[k] = requests.get(k, 0) + s.req_cells[j].count
             for j in range(DUR_CELLS):
                 d = &s.dur_cells[j]
                 if d.key:
-                    entry = durations.setdefault(d.key, [0, 0.0, [0] * (N_BOUNDS + 1)])
+                    key = d.key ^ KEY_USED
+                    entry = durations.setdefault((key >> 8, key & 0xFF),
+                                                 [0, 0.0, [0] * (N_BOUNDS + 1)])
                     entry[0] += d.count
                     entry[1] += d.sum
                     for b in range(N_BOUNDS + 1):

@@ -7,85 +7,127 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import sys
 from dataclasses import dataclass, field
+
+# Ceilings of the option table. A number past one would be accepted by Python and then fail
+# (or turn a timer off) in C after the fork, crash-looping the workers.
+SECONDS_MAX = 365 * 24 * 3600   # a year: past any real timeout, far below the loop's NEVER
+SIZE_MAX = sys.maxsize // 4     # sizes are Py_ssize_t in C, which adds two of them (request
+                                # line + header block; a chunk's size to the body so far)
+INT_MAX = 2 ** 31 - 1           # a C int (listen backlog), and the bound for other counts
+WORKERS_MAX = 1024              # each takes two shared-memory slots (itself and its rolling
+                                # replacement), ~330 KB and an eventfd each
+PORT_MAX = 65535
 
 
 def _opt(default, help: str, **kw):
+    """One option. Its checks, read by Config._check: numbers are within low..high (a float
+    also above `above` when given), or exactly `off`; a str is one of `choices`, or with
+    low/high, one of `words` or a whole number in range (--workers)."""
     return field(default=default, metadata={"help": help, **kw})
+
+
+def _seconds(default, help: str, low=None, **kw):
+    """A timeout or delay: finite, at most SECONDS_MAX; above 0, or at least `low`."""
+    bounds = {"low": 0, "above": 0} if low is None else {"low": low}
+    return _opt(default, help, high=SECONDS_MAX, **bounds, **kw)
+
+
+def _count(default, help: str, low=1, high=INT_MAX, **kw):
+    return _opt(default, help, low=low, high=high, **kw)
 
 
 @dataclass(frozen=True)
 class Config:
     app: str = _opt("", "the application, as MODULE:ATTRIBUTE", positional=True)
     host: str = _opt("0.0.0.0", "address to listen on")
-    port: int = _opt(8000, "TCP port to listen on")
+    port: int = _count(8000, "TCP port to listen on (0: any free one)", low=0, high=PORT_MAX)
     uds: str = _opt("", "serve on this Unix socket path instead of host:port")
-    workers: str = _opt(
-        "auto", "worker processes: a number, or auto (the cgroup CPU quota and affinity)")
-    backlog: int = _opt(2048, "listen backlog")
+    workers: str = _count(
+        "auto", "worker processes: a number, or auto (the cgroup CPU quota and affinity)",
+        high=WORKERS_MAX, words=("auto",))
+    backlog: int = _count(2048, "listen backlog")
     accept: str = _opt(
         "exclusive", "how workers share new connections: exclusive (one socket; a connection "
         "wakes one idle worker) or reuseport (a SO_REUSEPORT socket per worker, spread by the "
-        "kernel's hash; see the README for the trade-off)")
-    max_requests: int = _opt(0, "recycle a worker after this many requests (0: never)")
-    max_requests_jitter: int = _opt(
-        0, "add 0..N to --max-requests per worker, so workers do not recycle together")
+        "kernel's hash; see the README for the trade-off)", choices=("exclusive", "reuseport"))
+    max_requests: int = _count(0, "recycle a worker after this many requests (0: never)", low=0)
+    max_requests_jitter: int = _count(
+        0, "add 0..N to --max-requests per worker, so workers do not recycle together", low=0)
     interface: str = _opt(
         "auto", "what the application is: auto (detected), fastsock (an App), wsgi (PEP 3333) "
-        "or asgi (ASGI 3)")
+        "or asgi (ASGI 3)", choices=("auto", "fastsock", "wsgi", "asgi"))
     root_path: str = _opt(
         "", "the path prefix the app is mounted under behind a proxy (ASGI root_path, WSGI "
         "SCRIPT_NAME)")
     lifespan: str = _opt(
         "auto", "ASGI lifespan events per worker: auto (used when the app takes them), on "
-        "(required: the worker does not start without) or off")
+        "(required: the worker does not start without) or off", choices=("auto", "on", "off"))
     preload: bool = _opt(
         True, "import the app once, in the master, before forking the workers (off: each "
         "worker imports it after the fork, for apps that must not be imported before it)")
-    threads: int = _opt(
-        32, "threads per worker for handlers that run in the thread pool (0: no pool)")
+    threads: int = _count(
+        32, "threads per worker for handlers that run in the thread pool (0: no pool)", low=0)
     run_sync: str = _opt(
         "inline", "where plain (non-async) handlers run by default: inline (on the worker's "
-        "loop, fastest; a blocking one stalls the worker) or thread (in the pool)")
-    thread_backlog: int = _opt(
-        1024, "requests that may queue for a busy thread pool; past it, 503 with Retry-After")
-    handler_timeout: float = _opt(
+        "loop, fastest; a blocking one stalls the worker) or thread (in the pool)",
+        choices=("inline", "thread"))
+    thread_backlog: int = _count(
+        1024, "requests that may queue for a busy thread pool; past it, 503 with Retry-After",
+        low=0)
+    handler_timeout: float = _seconds(
         0.0, "seconds an async or thread-pool handler may take before a 504 (0: no limit); a "
-        "route's own timeout wins")
-    timeout: float = _opt(
+        "route's own timeout wins", off=0)
+    timeout: float = _seconds(
         30.0, "watchdog: a worker whose loop has not turned for this many seconds (a handler "
-        "blocking it) has its stack logged and is replaced (0: off)")
-    shutdown_delay: float = _opt(
-        0.0, "on SIGTERM, seconds to keep accepting (readiness already 503) before draining")
-    graceful_timeout: float = _opt(
+        "blocking it) has its stack logged and is replaced (0: off)",
+        off=0, low=2)           # a loop turns at least once a second when idle
+    shutdown_delay: float = _seconds(
+        0.0, "on SIGTERM, seconds to keep accepting (readiness already 503) before draining",
+        low=0)
+    graceful_timeout: float = _seconds(
         30.0, "seconds in-flight requests get to finish once draining starts")
-    header_timeout: float = _opt(
+    header_timeout: float = _seconds(
         10.0, "seconds to receive a request head, from accept or from its first byte")
-    keepalive_timeout: float = _opt(
+    keepalive_timeout: float = _seconds(
         75.0, "seconds an idle keep-alive connection is kept (above AWS ALB's 60 s)")
-    body_timeout: float = _opt(
+    body_timeout: float = _seconds(
         30.0, "seconds a request body may take before --min-body-rate applies to it")
     min_body_rate: float = _opt(
         240.0, "bytes per second a request body must average once --body-timeout has "
-        "passed (0: the body must be whole by then)")
-    max_request_line: int = _opt(8192, "longest request line in bytes (414 past it)")
-    max_header_bytes: int = _opt(65536, "largest header block in bytes (431 past it)")
-    max_header_count: int = _opt(100, "most header fields in a request (431 past it)")
-    max_body_size: int = _opt(1048576, "largest request body in bytes (413 past it)")
-    max_chunk_ext: int = _opt(1024, "longest chunk extension in bytes (400 past it)")
-    output_high_water: int = _opt(
-        1048576, "stop reading a connection while this many response bytes wait to be sent")
+        "passed (0: the body must be whole by then)", low=0, high=SIZE_MAX)
+    max_request_line: int = _count(8192, "longest request line in bytes (414 past it)",
+                                   high=SIZE_MAX)
+    max_header_bytes: int = _count(65536, "largest header block in bytes (431 past it)",
+                                   high=SIZE_MAX)
+    max_header_count: int = _count(100, "most header fields in a request (431 past it)",
+                                   high=SIZE_MAX)
+    max_body_size: int = _count(1048576, "largest request body in bytes (413 past it)",
+                                high=SIZE_MAX)
+    max_chunk_ext: int = _count(1024, "longest chunk extension in bytes (400 past it)",
+                                high=SIZE_MAX)
+    output_high_water: int = _count(
+        1048576, "stop reading a connection while this many response bytes wait to be sent",
+        high=SIZE_MAX)
     metrics: bool = _opt(True, "count requests and serve Prometheus metrics")
-    metrics_path: str = _opt("/metrics", "path of the Prometheus metrics")
-    metrics_port: int = _opt(
-        0, "serve the metrics on this port only (0: on the main port)")
-    healthz_path: str = _opt("/healthz", "liveness path, answered by the server ('' = off)")
-    readyz_path: str = _opt("/readyz", "readiness path, answered by the server ('' = off)")
-    access_log: str = _opt("off", "access log to stdout: off, text, json, or on (in --log-format)")
+    metrics_path: str = _opt("/metrics", "path of the Prometheus metrics", path=True)
+    metrics_port: int = _count(
+        0, "serve the metrics on this port only (0: on the main port)", low=0, high=PORT_MAX)
+    healthz_path: str = _opt("/healthz", "liveness path, answered by the server ('' = off)",
+                             path=True)
+    readyz_path: str = _opt("/readyz", "readiness path, answered by the server ('' = off)",
+                            path=True)
+    access_log: str = _opt("off", "access log to stdout: off, text, json, or on (in --log-format)",
+                           choices=("off", "on", "text", "json"))
     log_health: bool = _opt(False, "also write health checks to the access log")
-    log_level: str = _opt("info", "error log (stderr) level: debug, info, warning, error")
-    log_format: str = _opt("text", "error log (stderr) format: text, or json (one object a line)")
+    log_level: str = _opt("info", "error log (stderr) level: debug, info, warning, error",
+                          choices=("debug", "info", "warning", "error", "critical"),
+                          any_case=True)
+    log_format: str = _opt("text", "error log (stderr) format: text, or json (one object a line)",
+                           choices=("text", "json"))
     log_config: str = _opt(
         "", "a logging dictConfig file (.json, .yaml) applied after the defaults: its handlers, "
         "formatters and levels win")
@@ -105,58 +147,96 @@ class Config:
                 "count_requests": self.metrics}
 
     def __post_init__(self):
-        if self.workers != "auto" and not (self.workers.isdigit() and int(self.workers) > 0):
-            raise ValueError(f"--workers must be a positive number or auto, not {self.workers!r}")
-        if self.accept not in ("exclusive", "reuseport"):
-            raise ValueError(f"--accept must be exclusive or reuseport, not {self.accept!r}")
-        if self.log_format not in ("text", "json"):
-            raise ValueError(f"--log-format must be text or json, not {self.log_format!r}")
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _checked(f, getattr(self, f.name)))
+        # what no single option's entry can say
         if self.access_log == "on":
             object.__setattr__(self, "access_log", self.log_format)
-        if self.access_log not in ("off", "text", "json"):
-            raise ValueError(
-                f"--access-log must be off, on, text or json, not {self.access_log!r}")
-        if self.interface not in ("auto", "fastsock", "wsgi", "asgi"):
-            raise ValueError(f"--interface must be auto, fastsock, wsgi or asgi, not "
-                             f"{self.interface!r}")
-        if self.lifespan not in ("auto", "on", "off"):
-            raise ValueError(f"--lifespan must be auto, on or off, not {self.lifespan!r}")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
-            raise ValueError(f"--root-path must start with '/' and not end with one, not "
-                             f"{self.root_path!r}")
-        if self.run_sync not in ("inline", "thread"):
-            raise ValueError(f"--run-sync must be inline or thread, not {self.run_sync!r}")
+            raise OptionError("root_path", f"must start with '/' and not end with one, not "
+                                           f"{self.root_path!r}")
         if self.run_sync == "thread" and self.threads == 0:
-            raise ValueError("--run-sync thread needs a thread pool (--threads above 0)")
-        for name in ("threads", "thread_backlog", "handler_timeout", "timeout", "shutdown_delay", "max_requests", "max_requests_jitter", "metrics_port"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        for name in ("healthz_path", "readyz_path", "metrics_path"):
-            if getattr(self, name) and not getattr(self, name).startswith("/"):
-                raise ValueError(f"{name} must start with '/'")
-        for name in ("header_timeout", "keepalive_timeout", "body_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if 0 < self.timeout < 2:      # a loop turns at least once a second when idle
-            raise ValueError("timeout must be 0 (off) or at least 2 seconds")
-        if self.graceful_timeout <= 0:
-            raise ValueError("graceful_timeout must be positive")
-        for name in ("max_request_line", "max_header_bytes", "max_header_count",
-                     "max_body_size", "max_chunk_ext", "output_high_water", "backlog"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
+            raise OptionError("run_sync", "thread needs a thread pool (--threads above 0)")
         if self.forwarded_allow_ips:
             from fastsock.proxy import Proxies
             Proxies(self.forwarded_allow_ips)       # ValueError names a bad entry
-        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
-            raise ValueError(f"unknown log level {self.log_level!r}")
+
+
+class OptionError(ValueError):
+    """A bad option value: `label` (the field, flag or variable) and what is wrong with it."""
+
+    def __init__(self, field: str, problem: str, label: str = ""):
+        self.field, self.problem = field, problem
+        super().__init__(f"{label or field} {problem}")
+
+
+def _show(value) -> str:
+    """The bad value, for one line of stderr: a huge number shortened."""
+    try:
+        text = repr(value)
+    except ValueError:                              # an int past Python's digits limit
+        return "a number too long to print"
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
+
+
+def _expected(f: dataclasses.Field) -> str:
+    """What a numeric option takes, from its entry: "must be <this>, not ..."."""
+    m = f.metadata
+    off = f"{m['off']} (off) or " if "off" in m else ""
+    if f.type == "float":
+        least = ("a positive number of seconds" if m.get("above") == 0
+                 else f"at least {m['low']} seconds")
+        return f"{off}{least}, at most {m['high']}"
+    words = "".join(f"{w} or " for w in m.get("words", ()))
+    return f"{off}{words}a whole number from {m['low']} to {m['high']}"
+
+
+def _checked(f: dataclasses.Field, value):
+    """value as the Config holds it, checked against its entry; else OptionError."""
+    m = f.metadata
+    if f.type == "bool":
+        if type(value) is not bool:
+            raise OptionError(f.name, f"must be True or False, not {_show(value)}")
+        return value
+    if f.type == "str" and "words" in m:            # --workers: a word, or a number as text
+        if type(value) is int:
+            value = str(value)                       # fastsock.run(app, workers=4)
+        if value in m["words"]:
+            return value
+        if not (isinstance(value, str) and value.isascii() and value.isdigit()
+                and len(value) < 10 and m["low"] <= int(value) <= m["high"]):
+            raise OptionError(f.name, f"must be {_expected(f)}, not {_show(value)}")
+        return value
+    if f.type == "str":
+        if not isinstance(value, str):
+            raise OptionError(f.name, f"must be a string, not {_show(value)}")
+        if "choices" in m and (value.lower() if m.get("any_case") else value) not in m["choices"]:
+            *most, last = m["choices"]
+            raise OptionError(f.name, f"must be {', '.join(most)} or {last}, not {_show(value)}")
+        if m.get("path") and value and not value.startswith("/"):
+            raise OptionError(f.name, f"must start with '/', not {_show(value)}")
+        return value
+    # a number: NaN fails every comparison below, and inf is past every ceiling
+    if isinstance(value, bool) or not isinstance(value, int if f.type == "int" else (int, float)):
+        raise OptionError(f.name, f"must be {_expected(f)}, not {_show(value)}")
+    if f.type == "float":
+        try:
+            value = float(value)
+        except OverflowError:                       # an int too big for a double
+            raise OptionError(f.name, f"must be {_expected(f)}, not {_show(value)}") from None
+    if value == m.get("off"):
+        return value
+    if not (m["low"] <= value <= m["high"] and value > m.get("above", -math.inf)):
+        raise OptionError(f.name, f"must be {_expected(f)}, not {_show(value)}")
+    return value
 
 
 def env_name(name: str) -> str:
     return "FASTSOCK_" + name.upper()
 
 
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _parse_bool(raw: str) -> bool:
@@ -168,6 +248,22 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def _from_text(f: dataclasses.Field, raw: str):
+    """A flag's or a variable's text as the field's type; OptionError if it is not one."""
+    try:
+        if f.type == "int":
+            return int(raw)
+        if f.type == "float":
+            return float(raw)
+        if f.type == "bool":
+            return _parse_bool(raw)
+    except ValueError:
+        expected = ("true or false (1/0, yes/no, on/off)" if f.type == "bool"
+                    else _expected(f))
+        raise OptionError(f.name, f"must be {expected}, not {_show(raw)}") from None
+    return raw
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastsock",
@@ -177,36 +273,33 @@ def build_parser() -> argparse.ArgumentParser:
     from fastsock import __version__
     parser.add_argument("--version", action="version", version=f"fastsock {__version__}")
     for f in dataclasses.fields(Config):
-        kind = _TYPES[f.type]
-        env = env_name(f.name)
-        help_text = f"{f.metadata['help']} [env {env}; default {f.default!r}]"
+        help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {f.default!r}]"
         if f.metadata.get("positional"):
             parser.add_argument(f.name, nargs="?", default=None, help=help_text)
-        elif kind is bool:
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+        elif f.type == "bool":
+            parser.add_argument(flag_name(f.name), dest=f.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind,
-                                default=None, help=help_text)
+        else:       # kept as text: converted and checked with the variables (from_args)
+            parser.add_argument(flag_name(f.name), dest=f.name, default=None, help=help_text)
     return parser
 
 
 def from_args(argv: list[str] | None = None, environ: dict | None = None) -> Config:
-    """Flags, then FASTSOCK_* variables, then defaults. Raises ValueError on a bad value."""
+    """Flags, then FASTSOCK_* variables, then defaults. A bad value raises OptionError (a
+    ValueError) naming the flag or the variable it came from."""
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
-    values = {}
-    for f in dataclasses.fields(Config):
-        value = getattr(args, f.name)
-        if value is None and env_name(f.name) in environ:
-            raw = environ[env_name(f.name)]
-            kind = _TYPES[f.type]
-            if kind is bool:
-                kind = _parse_bool
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {f.type}")
-        if value is not None:
-            values[f.name] = value
-    return Config(**values)
+    values, given_as = {}, {}
+    try:
+        for f in dataclasses.fields(Config):
+            value = getattr(args, f.name)
+            if value is not None:
+                given_as[f.name] = f.name if f.metadata.get("positional") else flag_name(f.name)
+            elif env_name(f.name) in environ:
+                value, given_as[f.name] = environ[env_name(f.name)], env_name(f.name)
+            else:
+                continue
+            values[f.name] = _from_text(f, value) if isinstance(value, str) else value
+        return Config(**values)
+    except OptionError as e:
+        raise OptionError(e.field, e.problem, given_as.get(e.field, e.field)) from None

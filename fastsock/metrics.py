@@ -40,22 +40,20 @@ class CoreCollector:
         snap = self.shared.snapshot()
         requests = CounterMetricFamily("fastsock_requests", "HTTP requests answered.",
                                        labels=["method", "route", "status"])
-        for key, count in sorted(snap["requests"].items()):
-            requests.add_metric([METHOD_NAMES[(key >> 16) & 0xFF], self._route(key >> 24),
-                                 str(key & 0xFFFF)], count)
+        for (route, method, status), count in sorted(snap["requests"].items()):
+            requests.add_metric([METHOD_NAMES[method], self._route(route), str(status)], count)
         yield requests
 
         duration = HistogramMetricFamily(
             "fastsock_request_duration_seconds",
             "Time from a whole request to its response written, in seconds.",
             labels=["method", "route"])
-        for key, (count, total, buckets) in sorted(snap["durations"].items()):
+        for (route, method), (count, total, buckets) in sorted(snap["durations"].items()):
             acc, cumulative = 0, []
             for le, n in zip(_LE, buckets):
                 acc += n
                 cumulative.append((le, acc))
-            duration.add_metric([METHOD_NAMES[key & 0xFF], self._route(key >> 8)], cumulative,
-                                total)
+            duration.add_metric([METHOD_NAMES[method], self._route(route)], cumulative, total)
         yield duration
 
         yield GaugeMetricFamily("fastsock_requests_in_flight", "Requests being handled.",

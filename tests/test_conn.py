@@ -199,3 +199,24 @@ def test_a_large_body_goes_out_whole_and_in_order_without_a_copy(body):
     assert rest.startswith(encoded) and rest[len(encoded):].startswith(b"HTTP/1.1 200 OK")
     assert rest.endswith(b"small")
     assert pooled_buffers() == pooled       # the body never grew a buffer to be freed
+
+
+def test_no_route_and_an_unknown_method_are_counted_as_their_own_key():
+    """Issue 19: route 0 (none) and method 0 (other) made the duration key 0, which is the
+    shared table's empty marker: counted into a cell no key held, and inherited by the next
+    key to claim it (here one aimed at that cell: the route and method a client picks)."""
+    from tests.test_metrics import _mix
+    aimed = next(r for r in range(16, 10_000) if _mix(r << 8 | 5) & 255 == 0)   # DELETE
+
+    def dispatch(req):
+        if req.path == "/aimed":
+            req.route_id = aimed
+            return Response("no", 405)
+        return Response("none", 404)            # no route: route_id stays ROUTE_NONE (0)
+    conn, shared = connection(dispatch)
+    assert statuses(conn.feed(b"BREW /pot HTTP/1.1\r\nHost: h\r\n\r\n" * 10)) == [404] * 10
+    assert statuses(conn.feed(b"DELETE /aimed HTTP/1.1\r\nHost: h\r\n\r\n")) == [405]
+    snap = shared.snapshot()
+    assert {key: count for key, (count, _sum, _buckets) in snap["durations"].items()} == \
+        {(0, 0): 10, (aimed, 5): 1}
+    assert snap["requests"] == {(0, 0, 404): 10, (aimed, 5, 405): 1}
