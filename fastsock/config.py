@@ -98,7 +98,7 @@ class Config:
         30.0, "seconds a request body may take before --min-body-rate applies to it")
     min_body_rate: float = _opt(
         240.0, "bytes per second a request body must average once --body-timeout has "
-        "passed (0: the body must be whole by then)", low=0, high=SIZE_MAX)
+        "passed (0: the body must be whole by then)", low=0, high=1e12, unit="bytes per second")
     max_request_line: int = _count(8192, "longest request line in bytes (414 past it)",
                                    high=SIZE_MAX)
     max_header_bytes: int = _count(65536, "largest header block in bytes (431 past it)",
@@ -184,8 +184,9 @@ def _expected(f: dataclasses.Field) -> str:
     m = f.metadata
     off = f"{m['off']} (off) or " if "off" in m else ""
     if f.type == "float":
-        least = ("a positive number of seconds" if m.get("above") == 0
-                 else f"at least {m['low']} seconds")
+        unit = m.get("unit", "seconds")
+        least = (f"a positive number of {unit}" if m.get("above") == 0
+                 else f"at least {m['low']} {unit}")
         return f"{off}{least}, at most {m['high']}"
     words = "".join(f"{w} or " for w in m.get("words", ()))
     return f"{off}{words}a whole number from {m['low']} to {m['high']}"
