@@ -27,6 +27,11 @@ cdef class OutBuffer:
     cdef void release(self) noexcept
     cdef inline Py_ssize_t pending(self) noexcept:
         return self.end - self.start + self.tail_n
+    # A mark counts bytes ever written, not a place in the buffer: a slide or a flatten moves
+    # bytes, never the count, so rollback(mark) drops exactly what was written since.
+    cdef inline unsigned long long mark(self) noexcept:
+        return self.total
+    cdef int rollback(self, unsigned long long mark) except -1
 
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,

@@ -119,6 +119,24 @@ cdef class OutBuffer:
             self.data = NULL
             self.cap = self.start = self.end = 0
 
+    cdef int rollback(self, unsigned long long mark) except -1:
+        """Drop the bytes written since mark(), wherever they now sit (the end of the buffer,
+        the tail). None of them may be sent yet: its callers (write_response) never send
+        between mark and rollback, so this is a bug, refused rather than half undone."""
+        cdef Py_ssize_t n = <Py_ssize_t>(self.total - mark)
+        if mark > self.total or n > self.pending():
+            raise AssertionError("rollback of bytes already sent")
+        if self.tail_n:                     # written last: dropped first
+            if n < self.tail_n:
+                self.tail_n -= n
+                n = 0
+            else:
+                n -= self.tail_n
+                self.tail, self.tail_p, self.tail_n = None, NULL, 0
+        self.end -= n
+        self.total = mark
+        return 0
+
     cdef void consume(self, Py_ssize_t n) noexcept:
         cdef Py_ssize_t buffered = self.end - self.start
         if n < buffered:
@@ -134,6 +152,35 @@ cdef class OutBuffer:
     def getvalue(self):
         head = PyBytes_FromStringAndSize(self.data + self.start, self.end - self.start)
         return head + PyBytes_FromStringAndSize(self.tail_p, self.tail_n) if self.tail_n else head
+
+    # ---- for tests only: tests/test_writer.py drives the buffer against a model of it
+    def _test_write(self, bytes b):
+        self.write_bytes(b)
+
+    def _test_write_tail(self, bytes b):
+        self.write_tail(b, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    def _test_consume(self, Py_ssize_t n):
+        """As a send of n bytes (at most pending()) would."""
+        assert 0 <= n <= self.pending()
+        self.consume(n)
+
+    def _test_flatten(self):
+        if self.tail_n:
+            self._flatten()
+
+    def _test_release(self):
+        self.release()
+
+    def _test_mark(self):
+        return self.mark()
+
+    def _test_rollback(self, unsigned long long mark):
+        self.rollback(mark)
+
+    def _test_state(self):
+        """(pending bytes, bytes ever written)"""
+        return self.pending(), self.total
 
 
 _REASONS = {
@@ -273,13 +320,9 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     cdef const char* body_p = NULL
     cdef Py_ssize_t body_n = 0
     cdef Response resp
-    cdef Py_ssize_t mark
-    cdef unsigned long long total
+    cdef unsigned long long mark = out.mark()    # not out.end: a write may slide the buffer
     cdef int status
     cdef bytes head_length = None
-    if out.tail_n:
-        out._flatten()
-    mark, total = out.end, out.total
     try:
         if t is str:
             if PyUnicode_IS_ASCII(result):      # its bytes are its UTF-8: no copy to make
@@ -333,8 +376,7 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
             body_n = PyBytes_GET_SIZE(body)
         _write_tail(out, body_n, keep_alive, http11, extra_headers, date_line)
     except BaseException:
-        out.end = mark
-        out.total = total
+        out.rollback(mark)                  # nothing was sent meanwhile: all of it goes
         raise
     if not head_only:
         if body_n >= BUFFER_SIZE:           # large: sent from the body object itself

@@ -264,3 +264,29 @@ async def upload_slow(req):
 @app.post("/upload-early", stream=True)
 async def upload_early(req):
     return "no thanks"
+
+
+# --- the writer under stress: refused heads after the output slid, bodiless streams
+
+@app.get("/sized/{n:int}")
+def sized(req, n):
+    """n bytes that name their request (?i=): a byte out of place shows."""
+    tag = f"<{req.query.get('i', '')}>".encode()
+    return (tag * (n // len(tag) + 1))[:n]
+
+
+@app.get("/refused")
+def refused(req):
+    """?pad= bytes of good header, then a Location from the query (?to=), which the writer
+    refuses when it holds a CR or LF."""
+    return Response("moved", 302, headers=[("X-Pad", "p" * int(req.query.get("pad", "0"))),
+                                           ("Location", req.query.get("to", "/"))])
+
+
+@app.get("/refused-later", threaded=True)
+def refused_later(req):
+    """/refused, once the test has opened and closed the FIFO at ?fifo=: the test picks the
+    moment (when the output before it is stuck in a full socket)."""
+    with open(req.query["fifo"], "rb") as f:
+        f.read()
+    return refused(req)

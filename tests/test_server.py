@@ -1,9 +1,12 @@
 """A real server process, real sockets: HTTP semantics end to end."""
 import asyncio
+import errno
 import json
+import os
 import random
 import socket
 import time
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -249,3 +252,54 @@ def test_back_pressure_bounds_output_and_loses_nothing(server):
         for _ in range(40):
             assert len(reader.response()[2]) == 1 << 20
     assert grown < 16 * 1024, f"server RSS grew {grown} KiB"
+
+
+
+def _sized(n: int, i: int) -> bytes:
+    tag = b"<%d>" % i
+    return (tag * (n // len(tag) + 1))[:n]
+
+
+def _release(fifo, timeout: float = 10.0) -> None:
+    """Once a handler waits to read the FIFO, open it and close it: the handler goes on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)     # ENXIO until it is read
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    os.close(fd)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_refused_head_after_the_output_slid_leaves_nothing_of_it(serve, tmp_path, workers):
+    """Issue 19: output piles up for a client that reads slowly, so the buffer slides the
+    unsent bytes to its front while a response is written; a head the writer then refuses
+    (a LF in Location) must be taken back exactly: the good responses, then a 500 in its
+    place, nothing else."""
+    # a high output bound: the server answers all of the pipeline before the refused one
+    server = serve("--workers", workers, "--output-high-water", str(64 << 20))
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    # 7.5 MB of responses, more than the sockets hold: a partial send leaves most of them
+    # buffered, the sent part at the front; 15,000-byte bodies are copied into the buffer
+    n, size = 500, 15000
+    reqs = [get(b"/sized/%d?i=%d" % (size, i)) for i in range(n)]
+    # the refused head is written when the test says, and its 8 MiB of good header do not
+    # fit after the rest: the buffer slides first
+    reqs.append(get(b"/refused-later?pad=%d&to=/a%%0Ab&fifo=%s" % (8 << 20, bytes(fifo))))
+    reqs.append(get(b"/n/0", b"Connection: close\r\n"))
+    with server.connect(timeout=30) as s:
+        s.sendall(b"".join(reqs))
+        _release(fifo)              # the server has written everything before it, and sent
+        reader = Reader(s, timeout=30)          # what the sockets took: now read it all
+        for i in range(n):
+            assert reader.response() == (200, ANY, _sized(size, i)), f"response {i}"
+        status, headers, body = reader.response()
+        assert (status, body) == (500, b"Internal Server Error\n")
+        assert "location" not in headers and "x-pad" not in headers
+        assert reader.response()[::2] == (200, b"n=0")
+        assert reader.buf == b"" and read_until_close(s) == b""
