@@ -107,6 +107,20 @@ def test_connection_close_and_http10(server):
         assert read_until_close(s).endswith(b"n=3")
 
 
+@pytest.mark.parametrize("fields", [b"Connection: keep-alive, close\r\n",
+                                    b"Connection: close, keep-alive\r\n",
+                                    b"Connection: keep-alive\r\nConnection: close\r\n"])
+def test_http10_close_wins_over_keep_alive(server, fields):
+    """Issue 19: close anywhere in Connection closes, even beside an HTTP/1.0 keep-alive:
+    the answer says so, the connection ends, and what was pipelined after is not answered."""
+    with server.connect() as s:
+        s.sendall(b"GET /n/1 HTTP/1.0\r\n" + fields + b"\r\n" + get(b"/n/2"))
+        reader = Reader(s)
+        status, headers, body = reader.response()
+        assert (status, headers["connection"], body) == (200, "close", b"n=1")
+        assert reader.buf == b"" and read_until_close(s) == b""
+
+
 @pytest.mark.parametrize("size", [0, 1, 65535, 65536, 300_000, 1 << 20])
 def test_bodies_content_length_and_chunked(server, size):
     payload = random.Random(size).randbytes(size)
