@@ -36,6 +36,7 @@ cdef class OutBuffer:
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
                            bint http11, list extra_headers, bytes date_line)
+cdef void close_stream(object it)
 cdef int write_chunk(OutBuffer out, object chunk) except -1
 cdef int write_stream_end(OutBuffer out) except -1
 cdef int write_raw_chunk(OutBuffer out, object chunk) except -1

@@ -18,7 +18,10 @@ cdef extern from "Python.h":
 from fastsock._message cimport Response, json_bytes
 from fastsock._parser cimport fs_init_char_classes, is_token, is_field_value
 
+import logging
+
 fs_init_char_classes()
+error_log = logging.getLogger("fastsock.error")
 
 EPOCH_DATE_LINE = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
 
@@ -353,6 +356,10 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 head_length = _write_headers(
                     out, resp.headers, head_only and resp.body == b"")
             if type(resp.body) is not bytes:     # an iterator: stream it chunked
+                if status == 204 or status == 304:  # bodiless: no framing, never pulled
+                    _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
+                    close_stream(resp.body)
+                    return None
                 if http11:
                     out.write_bytes(TE_CHUNKED)
                 else:
@@ -384,6 +391,17 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
         else:
             out.write(body_p, body_n)
     return None
+
+
+cdef void close_stream(object it):
+    """A streamed body that will not be pulled (any more): its close(), if it has one (the
+    WSGI and ASGI adapters' streams take it as "no body will be sent")."""
+    close = getattr(it, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            error_log.exception("closing a streamed response failed")
 
 
 cdef inline bytes _chunk_bytes(object chunk):

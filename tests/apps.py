@@ -290,3 +290,35 @@ def refused_later(req):
     with open(req.query["fifo"], "rb") as f:
         f.read()
     return refused(req)
+
+
+STREAMS = {}        # name -> what became of a /bodiless stream: "pulled", "closed"
+
+
+class _NotedStream:
+    """An iterator of chunks that notes in STREAMS when it is pulled and when it is closed."""
+
+    def __init__(self, name):
+        self.name, self.chunks = name, iter([b"never", b"sent"])
+        STREAMS[name] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        STREAMS[self.name].append("pulled")
+        return next(self.chunks)
+
+    def close(self):
+        STREAMS[self.name].append("closed")
+
+
+@app.route("/bodiless/{status:int}", methods=["GET", "HEAD"])
+def bodiless(req, status):
+    """A streamed body with the status asked for (?name= names it in STREAMS)."""
+    return Response(_NotedStream(req.query["name"]), status)
+
+
+@app.get("/streams")
+def streams(req):
+    return STREAMS.get(req.query["name"])

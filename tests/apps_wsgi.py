@@ -152,6 +152,10 @@ def app(environ, start_response):
         import threading
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [threading.current_thread().name.encode()]
+    if path == "/bodiless":         # ?status=204&name=NOTE: a streamed body it must not send
+        params = dict(p.split("=") for p in query.split("&") if p)
+        start_response(f"{params['status']} Whatever", [])
+        return _Closing(params["name"], [b"never ", b"sent"])
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found"]
 

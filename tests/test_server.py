@@ -218,6 +218,23 @@ def test_streaming_response_chunked(server):
     assert b"Transfer-Encoding" not in data and data.endswith(b"chunk 9\n")
 
 
+@pytest.mark.parametrize("method, status", [("GET", 204), ("GET", 304), ("HEAD", 204),
+                                            ("HEAD", 200)])
+def test_a_bodiless_answer_never_streams_its_body(server, method, status):
+    """Issue 19: a 204 or 304 (or any answer to HEAD) whose body is an iterator: no body and
+    no framing for one on the wire, so the response pipelined after it is read right; the
+    iterator is closed, never pulled."""
+    name = f"{method}-{status}".encode()
+    with server.connect() as s:
+        s.sendall(method.encode() + b" /bodiless/%d?name=%s HTTP/1.1\r\nHost: t\r\n\r\n"
+                  % (status, name) + get(b"/streams?name=" + name))
+        reader = Reader(s)
+        got, headers, _ = reader.response(head_only=True)
+        assert (got, reader.response()[::2]) == (status, (200, b'["closed"]'))
+        if status != 200:
+            assert "transfer-encoding" not in headers and "content-length" not in headers
+
+
 def test_stream_that_fails_midway_cuts_the_connection(server):
     with server.connect() as s:
         s.sendall(get(b"/stream-fails"))

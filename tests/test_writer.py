@@ -89,6 +89,33 @@ def test_streams_http11_chunked_and_http10_until_close():
     assert b"Connection: close\r\n" in plain and plain.endswith(b"\r\n\r\nabcd")
 
 
+class _Closable:
+    def __init__(self):
+        self.closed = self.pulled = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.pulled = True
+        raise StopIteration
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("status", [204, 304])
+@pytest.mark.parametrize("http11", [True, False])
+def test_a_bodiless_status_with_a_streamed_body_is_framed_as_none(status, http11):
+    # issue 19: no chunked framing and no body; the stream is closed, never pulled
+    body = _Closable()
+    out = serialize(Response(body, status), http11=http11, date_line=DATE)
+    assert out == (b"HTTP/1.1 %d %s\r\nContent-Type: application/octet-stream\r\n"
+                   % (status, b"No Content" if status == 204 else b"Not Modified")
+                   + (b"" if http11 else b"Connection: keep-alive\r\n") + DATE + b"\r\n")
+    assert body.closed and not body.pulled
+
+
 @pytest.mark.parametrize("bad", [None, 1, 1.5, {"a": 1}])
 def test_a_stream_chunk_that_is_not_text_or_bytes_is_refused(bad):
     with pytest.raises(TypeError):
