@@ -38,6 +38,7 @@ cdef str SLASH = "/"
 fs_init_char_classes()
 
 # (name, status, metric label) of every ParseError, indexed by its value; [0] is E_NONE
+# (module state written only at import, as fs_char_class above: read-only for every thread)
 cdef list _errors = []
 cdef int _e
 for _e in range(<int>N_PARSE_ERRORS):

@@ -29,6 +29,8 @@ EPOCH_DATE_LINE = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
 # Buffers of BUFFER_SIZE for connections' input and output, taken when data arrives and given
 # back when a connection goes idle or closes: an idle keep-alive connection holds none (as in
 # nginx), and a busy one takes from here rather than from malloc. At most POOL_MAX are kept.
+# Shared by every thread of the worker (a buffer can be given back by a dealloc anywhere):
+# safe because take_buffer and give_buffer run no Python code, so the GIL makes each whole.
 cdef char* _pool[POOL_MAX]
 cdef int _pooled = 0
 
@@ -454,6 +456,7 @@ cdef int write_continue(OutBuffer out) except -1:
     return 0
 
 
+# a cache: each get or set is one dict operation under the GIL, and racers store the same body
 cdef dict _ERROR_BODIES = {}
 
 cdef int write_error(OutBuffer out, int status, bytes date_line) except -1:

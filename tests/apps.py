@@ -322,3 +322,33 @@ def bodiless(req, status):
 @app.get("/streams")
 def streams(req):
     return STREAMS.get(req.query["name"])
+
+
+# --- JSON encoded on the loop and in pool threads at once
+
+class Yielding(dict):
+    """A dict whose items() lets other threads run (time.sleep(0) gives up the GIL): the
+    JSON encoder calls it in the middle of a body."""
+
+    def items(self):
+        time.sleep(0)
+        return super().items()
+
+
+def json_value(tag: str, size: int) -> dict:
+    """A body that names its request all through, with size bytes of padding after a part
+    whose encoding lets other threads run."""
+    return {"tag": tag, "before": [tag, 1, 2.5, None], "mid": Yielding({"tag": tag}),
+            "pad": "p" * size, "after": {"tag": tag, "mid": Yielding(t=[tag])}}
+
+
+@app.get("/json/loop")
+def json_loop(req):
+    """Encoded by the writer, on the worker's loop."""
+    return json_value(req.query["tag"], int(req.query["size"]))
+
+
+@app.get("/json/thread", threaded=True)
+def json_thread(req):
+    """Encoded by Response(), in a pool thread."""
+    return Response(json_value(req.query["tag"], int(req.query["size"])))

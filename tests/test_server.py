@@ -5,6 +5,7 @@ import json
 import os
 import random
 import socket
+import threading
 import time
 from unittest.mock import ANY
 
@@ -334,3 +335,35 @@ def test_a_refused_head_after_the_output_slid_leaves_nothing_of_it(serve, tmp_pa
         assert "location" not in headers and "x-pad" not in headers
         assert reader.response()[::2] == (200, b"n=0")
         assert reader.buf == b"" and read_until_close(s) == b""
+
+
+def test_json_encoded_on_the_loop_and_in_threads_at_once_is_each_its_own(serve):
+    """Issue 19: the loop encodes handlers' dicts while pool threads encode Response(dict);
+    with the GIL changing hands mid-encode, no client gets another's body (large ones too)."""
+    from tests.apps import json_value
+
+    server = serve("--workers", "1", "--threads", "8")
+    clients, per_client = 12, 30
+
+    def expected(tag, size):
+        return json.dumps(json_value(tag, size), separators=(",", ":")).encode()
+
+    def client(c, wrong):
+        with server.connect(timeout=30) as s:
+            reader = Reader(s, timeout=30)
+            for i in range(per_client):
+                route = ("loop", "thread")[(c + i) % 2]
+                tag, size = f"c{c}r{i}", (3 << 19 if i % 10 == 3 else 50 + c)
+                s.sendall(get(f"/json/{route}?tag={tag}&size={size}".encode()))
+                status, headers, body = reader.response()
+                if (status, body) != (200, expected(tag, size)):
+                    wrong.append((route, tag, status, body[:100]))
+                    return
+
+    wrong = []
+    threads = [threading.Thread(target=client, args=(c, wrong)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
