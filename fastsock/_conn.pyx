@@ -22,7 +22,7 @@ from fastsock._sys cimport (
 from fastsock._writer cimport (
     OutBuffer, take_buffer, give_buffer, BUFFER_SIZE, write_response, write_chunk,
     write_raw_chunk, write_stream_end, write_continue,
-    write_error,
+    write_error, close_stream,
 )
 from fastsock._writer import EPOCH_DATE_LINE
 
@@ -171,7 +171,7 @@ cdef class Feed:
     def closed(self):
         return self.conn is None
 
-    def close(self):                # the connection is going: see _close_iterator
+    def close(self):                # the connection is going: see close_stream
         self.conn = None
         if self.on_cancel is not None:
             self.on_cancel()
@@ -467,7 +467,7 @@ cdef class Connection:
                                     ctx.date_line)
         if stream is not None:
             if head_only:
-                _close_iterator(stream)
+                close_stream(stream)
             else:
                 self.stream = stream
                 self.stream_chunked = http11
@@ -526,7 +526,7 @@ cdef class Connection:
     cdef int _end_stream(self) except -1:
         if self.stream_chunked:
             write_stream_end(self.out)
-        _close_iterator(self.stream)
+        close_stream(self.stream)
         self.stream = None
         return 0
 
@@ -536,7 +536,7 @@ cdef class Connection:
         out and the terminator never does; delimited by the close (HTTP/1.0) any end would look
         whole, so what is queued is dropped."""
         error_log.exception(why)
-        _close_iterator(self.stream)
+        close_stream(self.stream)
         self.stream = None
         if not self.stream_chunked:
             self.out.consume(self.out.pending())
@@ -689,7 +689,7 @@ cdef class Connection:
             self.body_in = None
         self._cancel_deferred()
         if self.stream is not None:
-            _close_iterator(self.stream)
+            close_stream(self.stream)
             self.stream = None
         self.state = C_CLOSED
         self.out.consume(self.out.pending())
@@ -776,11 +776,3 @@ cdef class Connection:
         r = self.on_timeout()
         return "drive" if r == -1 else "later" if r == -3 else r
 
-
-cdef inline void _close_iterator(object it):
-    close = getattr(it, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            error_log.exception("closing a streamed response failed")

@@ -38,6 +38,7 @@ cdef str SLASH = "/"
 fs_init_char_classes()
 
 # (name, status, metric label) of every ParseError, indexed by its value; [0] is E_NONE
+# (module state written only at import, as fs_char_class above: read-only for every thread)
 cdef list _errors = []
 cdef int _e
 for _e in range(<int>N_PARSE_ERRORS):
@@ -391,7 +392,8 @@ cdef class RequestParser:
         req.query_off = (q + 1 - line) if q != NULL else -1
         req.query_len = tn - pn - 1 if q != NULL else 0
         req.is_http11 = self.minor == 1
-        req.keep_alive = (not self.conn_close) if self.minor == 1 else self.conn_keep_alive
+        # close wins wherever it appears (beside an HTTP/1.0 keep-alive too)
+        req.keep_alive = not self.conn_close and (self.minor == 1 or self.conn_keep_alive)
         req.ua_off, req.ua_len = self.ua_off, self.ua_len
         req.rid_off, req.rid_len = self.rid_off, self.rid_len
         self.pending = req

@@ -15,7 +15,7 @@ from fastsock._sys cimport (
 # request duration buckets, in seconds: sub-millisecond resolution at the bottom
 DURATION_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-cdef double BOUNDS[N_BOUNDS]
+cdef double BOUNDS[N_BOUNDS]           # written only at import: read-only for every thread
 for _i, _b in enumerate(DURATION_BOUNDS):
     BOUNDS[_i] = _b
 assert len(DURATION_BOUNDS) == N_BOUNDS

@@ -27,10 +27,16 @@ cdef class OutBuffer:
     cdef void release(self) noexcept
     cdef inline Py_ssize_t pending(self) noexcept:
         return self.end - self.start + self.tail_n
+    # A mark counts bytes ever written, not a place in the buffer: a slide or a flatten moves
+    # bytes, never the count, so rollback(mark) drops exactly what was written since.
+    cdef inline unsigned long long mark(self) noexcept:
+        return self.total
+    cdef int rollback(self, unsigned long long mark) except -1
 
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
                            bint http11, list extra_headers, bytes date_line)
+cdef void close_stream(object it)
 cdef int write_chunk(OutBuffer out, object chunk) except -1
 cdef int write_stream_end(OutBuffer out) except -1
 cdef int write_raw_chunk(OutBuffer out, object chunk) except -1

@@ -18,7 +18,10 @@ cdef extern from "Python.h":
 from fastsock._message cimport Response, json_bytes
 from fastsock._parser cimport fs_init_char_classes, is_token, is_field_value
 
+import logging
+
 fs_init_char_classes()
+error_log = logging.getLogger("fastsock.error")
 
 EPOCH_DATE_LINE = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
 
@@ -26,6 +29,8 @@ EPOCH_DATE_LINE = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
 # Buffers of BUFFER_SIZE for connections' input and output, taken when data arrives and given
 # back when a connection goes idle or closes: an idle keep-alive connection holds none (as in
 # nginx), and a busy one takes from here rather than from malloc. At most POOL_MAX are kept.
+# Shared by every thread of the worker (a buffer can be given back by a dealloc anywhere):
+# safe because take_buffer and give_buffer run no Python code, so the GIL makes each whole.
 cdef char* _pool[POOL_MAX]
 cdef int _pooled = 0
 
@@ -119,6 +124,24 @@ cdef class OutBuffer:
             self.data = NULL
             self.cap = self.start = self.end = 0
 
+    cdef int rollback(self, unsigned long long mark) except -1:
+        """Drop the bytes written since mark(), wherever they now sit (the end of the buffer,
+        the tail). None of them may be sent yet: its callers (write_response) never send
+        between mark and rollback, so this is a bug, refused rather than half undone."""
+        cdef Py_ssize_t n = <Py_ssize_t>(self.total - mark)
+        if mark > self.total or n > self.pending():
+            raise AssertionError("rollback of bytes already sent")
+        if self.tail_n:                     # written last: dropped first
+            if n < self.tail_n:
+                self.tail_n -= n
+                n = 0
+            else:
+                n -= self.tail_n
+                self.tail, self.tail_p, self.tail_n = None, NULL, 0
+        self.end -= n
+        self.total = mark
+        return 0
+
     cdef void consume(self, Py_ssize_t n) noexcept:
         cdef Py_ssize_t buffered = self.end - self.start
         if n < buffered:
@@ -134,6 +157,35 @@ cdef class OutBuffer:
     def getvalue(self):
         head = PyBytes_FromStringAndSize(self.data + self.start, self.end - self.start)
         return head + PyBytes_FromStringAndSize(self.tail_p, self.tail_n) if self.tail_n else head
+
+    # ---- for tests only: tests/test_writer.py drives the buffer against a model of it
+    def _test_write(self, bytes b):
+        self.write_bytes(b)
+
+    def _test_write_tail(self, bytes b):
+        self.write_tail(b, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    def _test_consume(self, Py_ssize_t n):
+        """As a send of n bytes (at most pending()) would."""
+        assert 0 <= n <= self.pending()
+        self.consume(n)
+
+    def _test_flatten(self):
+        if self.tail_n:
+            self._flatten()
+
+    def _test_release(self):
+        self.release()
+
+    def _test_mark(self):
+        return self.mark()
+
+    def _test_rollback(self, unsigned long long mark):
+        self.rollback(mark)
+
+    def _test_state(self):
+        """(pending bytes, bytes ever written)"""
+        return self.pending(), self.total
 
 
 _REASONS = {
@@ -273,13 +325,9 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     cdef const char* body_p = NULL
     cdef Py_ssize_t body_n = 0
     cdef Response resp
-    cdef Py_ssize_t mark
-    cdef unsigned long long total
+    cdef unsigned long long mark = out.mark()    # not out.end: a write may slide the buffer
     cdef int status
     cdef bytes head_length = None
-    if out.tail_n:
-        out._flatten()
-    mark, total = out.end, out.total
     try:
         if t is str:
             if PyUnicode_IS_ASCII(result):      # its bytes are its UTF-8: no copy to make
@@ -310,6 +358,10 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 head_length = _write_headers(
                     out, resp.headers, head_only and resp.body == b"")
             if type(resp.body) is not bytes:     # an iterator: stream it chunked
+                if status == 204 or status == 304:  # bodiless: no framing, never pulled
+                    _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
+                    close_stream(resp.body)
+                    return None
                 if http11:
                     out.write_bytes(TE_CHUNKED)
                 else:
@@ -333,8 +385,7 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
             body_n = PyBytes_GET_SIZE(body)
         _write_tail(out, body_n, keep_alive, http11, extra_headers, date_line)
     except BaseException:
-        out.end = mark
-        out.total = total
+        out.rollback(mark)                  # nothing was sent meanwhile: all of it goes
         raise
     if not head_only:
         if body_n >= BUFFER_SIZE:           # large: sent from the body object itself
@@ -342,6 +393,17 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
         else:
             out.write(body_p, body_n)
     return None
+
+
+cdef void close_stream(object it):
+    """A streamed body that will not be pulled (any more): its close(), if it has one (the
+    WSGI and ASGI adapters' streams take it as "no body will be sent")."""
+    close = getattr(it, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            error_log.exception("closing a streamed response failed")
 
 
 cdef inline bytes _chunk_bytes(object chunk):
@@ -394,6 +456,7 @@ cdef int write_continue(OutBuffer out) except -1:
     return 0
 
 
+# a cache: each get or set is one dict operation under the GIL, and racers store the same body
 cdef dict _ERROR_BODIES = {}
 
 cdef int write_error(OutBuffer out, int status, bytes date_line) except -1:

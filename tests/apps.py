@@ -312,3 +312,91 @@ def threaded_ticks(req):
 @app.get("/inline/ticks")
 def inline_ticks(req):
     return _ticks(req.query["mark"], 0.02)
+
+
+# --- the writer under stress: refused heads after the output slid, bodiless streams
+
+@app.get("/sized/{n:int}")
+def sized(req, n):
+    """n bytes that name their request (?i=): a byte out of place shows."""
+    tag = f"<{req.query.get('i', '')}>".encode()
+    return (tag * (n // len(tag) + 1))[:n]
+
+
+@app.get("/refused")
+def refused(req):
+    """?pad= bytes of good header, then a Location from the query (?to=), which the writer
+    refuses when it holds a CR or LF."""
+    return Response("moved", 302, headers=[("X-Pad", "p" * int(req.query.get("pad", "0"))),
+                                           ("Location", req.query.get("to", "/"))])
+
+
+@app.get("/refused-later", threaded=True)
+def refused_later(req):
+    """/refused, once the test has opened and closed the FIFO at ?fifo=: the test picks the
+    moment (when the output before it is stuck in a full socket)."""
+    with open(req.query["fifo"], "rb") as f:
+        f.read()
+    return refused(req)
+
+
+STREAMS = {}        # name -> what became of a /bodiless stream: "pulled", "closed"
+
+
+class _NotedStream:
+    """An iterator of chunks that notes in STREAMS when it is pulled and when it is closed."""
+
+    def __init__(self, name):
+        self.name, self.chunks = name, iter([b"never", b"sent"])
+        STREAMS[name] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        STREAMS[self.name].append("pulled")
+        return next(self.chunks)
+
+    def close(self):
+        STREAMS[self.name].append("closed")
+
+
+@app.route("/bodiless/{status:int}", methods=["GET", "HEAD"])
+def bodiless(req, status):
+    """A streamed body with the status asked for (?name= names it in STREAMS)."""
+    return Response(_NotedStream(req.query["name"]), status)
+
+
+@app.get("/streams")
+def streams(req):
+    return STREAMS.get(req.query["name"])
+
+
+# --- JSON encoded on the loop and in pool threads at once
+
+class Yielding(dict):
+    """A dict whose items() lets other threads run (time.sleep(0) gives up the GIL): the
+    JSON encoder calls it in the middle of a body."""
+
+    def items(self):
+        time.sleep(0)
+        return super().items()
+
+
+def json_value(tag: str, size: int) -> dict:
+    """A body that names its request all through, with size bytes of padding after a part
+    whose encoding lets other threads run."""
+    return {"tag": tag, "before": [tag, 1, 2.5, None], "mid": Yielding({"tag": tag}),
+            "pad": "p" * size, "after": {"tag": tag, "mid": Yielding(t=[tag])}}
+
+
+@app.get("/json/loop")
+def json_loop(req):
+    """Encoded by the writer, on the worker's loop."""
+    return json_value(req.query["tag"], int(req.query["size"]))
+
+
+@app.get("/json/thread", threaded=True)
+def json_thread(req):
+    """Encoded by Response(), in a pool thread."""
+    return Response(json_value(req.query["tag"], int(req.query["size"])))

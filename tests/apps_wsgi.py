@@ -156,6 +156,10 @@ def app(environ, start_response):
         name = query.partition("=")[2] or "forever"
         start_response("200 OK", [("Content-Type", "text/event-stream")])
         return _forever(name)
+    if path == "/bodiless":         # ?status=204&name=NOTE: a streamed body it must not send
+        params = dict(p.split("=") for p in query.split("&") if p)
+        start_response(f"{params['status']} Whatever", [])
+        return _Closing(params["name"], [b"never ", b"sent"])
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found"]
 

@@ -1,6 +1,9 @@
 """The message room without sockets: Request's lazy views, Response's bodies, the JSON encoder
 handlers' dicts and lists go through, and the route ids shared with the router and metrics."""
+import gc
 import json
+import threading
+import time
 
 import pytest
 
@@ -109,7 +112,65 @@ def test_json_deep_circular_and_unknown_values():
         json_encode(loop)
     with pytest.raises(TypeError):
         json_encode({"a": object()})
-    assert json_encode({"a": 1}) == b'{"a":1}'        # the shared buffer is fine afterwards
+    assert json_encode({"a": 1}) == b'{"a":1}'        # the encoder is fine afterwards
+
+
+@pytest.mark.parametrize("size", [2030, 2040, 2045, 2046, 2047, 2048, 2049, 5000, 1 << 21])
+def test_json_past_the_stack_buffer_of_every_size(size):
+    value = {"s": "x" * (size - 8), "l": [1, "y" * (size // 3)]}
+    assert json_encode(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
+class _Yielding(dict):
+    """json.dumps' encoder calls items() of a dict subclass: here other threads get to run."""
+
+    def items(self):
+        time.sleep(0)               # gives up the GIL
+        return super().items()
+
+
+class _Collected:
+    """Found by the cycle collector when it runs (an allocation can run it): its __del__ runs
+    Python code, and other threads get to run."""
+
+    def __init__(self):
+        self.me = self
+
+    def __del__(self):
+        time.sleep(0)
+
+
+def test_json_from_many_threads_at_once_is_each_its_own():
+    # issue 19: threads and the loop encode at once; each body must be its own, large too
+    def value(t):
+        return {"t": t, "a": [t] * 5, "mid": _Yielding({"t": t, "u": [t, "x" * t]}),
+                "pad": "p" * (3 << 20 if t % 4 == 0 else 100 * t), "z": {"t": t}}
+
+    values = [value(t) for t in range(8)]
+    expected = [json.dumps(v, separators=(",", ":")).encode() for v in values]
+    wrong, start = [], threading.Barrier(len(values))
+
+    def run(t):
+        start.wait()
+        for i in range(30):
+            if i % 5 == 0:
+                _Collected()        # garbage for the collector, found mid-encode
+            got = json_encode(values[t])
+            if got != expected[t]:
+                wrong.append((t, i, got[:80]))
+                return
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(50)            # the collector runs often
+    try:
+        threads = [threading.Thread(target=run, args=(t,)) for t in range(len(values))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        gc.set_threshold(*threshold)
+    assert wrong == []
 
 
 def test_route_ids_are_one_enum_for_router_and_metrics():

@@ -97,6 +97,23 @@ def test_connection_semantics(split, raw, keep_alive):
 
 
 @pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("version", [b"1.0", b"1.1"])
+@pytest.mark.parametrize("fields", [
+    b"Connection: keep-alive, close\r\n",
+    b"Connection: close, keep-alive\r\n",
+    b"Connection: Keep-Alive,CLOSE\r\n",
+    b"Connection: keep-alive\r\nConnection: close\r\n",
+    b"Connection: close\r\nConnection: keep-alive\r\n",
+])
+def test_close_wins_wherever_it_appears(split, version, fields):
+    # issue 19: an HTTP/1.0 keep-alive next to a close was kept open
+    raw = b"GET / HTTP/" + version + b"\r\nHost: x\r\n" + fields + b"\r\n"
+    after = b"GET /2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"    # its own request
+    (req, req2), _ = feed(raw + after, split)
+    assert not req.keep_alive and req2.keep_alive
+
+
+@pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("raw, path, query", [
     (b"GET http://example.com/x/y?z=1 HTTP/1.1\r\nHost: example.com\r\n\r\n", "/x/y", b"z=1"),
     (b"GET https://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n", "/", b""),

@@ -1,9 +1,13 @@
 """A real server process, real sockets: HTTP semantics end to end."""
 import asyncio
+import errno
 import json
+import os
 import random
 import socket
+import threading
 import time
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -104,6 +108,20 @@ def test_connection_close_and_http10(server):
         assert read_until_close(s).endswith(b"n=3")
 
 
+@pytest.mark.parametrize("fields", [b"Connection: keep-alive, close\r\n",
+                                    b"Connection: close, keep-alive\r\n",
+                                    b"Connection: keep-alive\r\nConnection: close\r\n"])
+def test_http10_close_wins_over_keep_alive(server, fields):
+    """Issue 19: close anywhere in Connection closes, even beside an HTTP/1.0 keep-alive:
+    the answer says so, the connection ends, and what was pipelined after is not answered."""
+    with server.connect() as s:
+        s.sendall(b"GET /n/1 HTTP/1.0\r\n" + fields + b"\r\n" + get(b"/n/2"))
+        reader = Reader(s)
+        status, headers, body = reader.response()
+        assert (status, headers["connection"], body) == (200, "close", b"n=1")
+        assert reader.buf == b"" and read_until_close(s) == b""
+
+
 @pytest.mark.parametrize("size", [0, 1, 65535, 65536, 300_000, 1 << 20])
 def test_bodies_content_length_and_chunked(server, size):
     payload = random.Random(size).randbytes(size)
@@ -201,6 +219,23 @@ def test_streaming_response_chunked(server):
     assert b"Transfer-Encoding" not in data and data.endswith(b"chunk 9\n")
 
 
+@pytest.mark.parametrize("method, status", [("GET", 204), ("GET", 304), ("HEAD", 204),
+                                            ("HEAD", 200)])
+def test_a_bodiless_answer_never_streams_its_body(server, method, status):
+    """Issue 19: a 204 or 304 (or any answer to HEAD) whose body is an iterator: no body and
+    no framing for one on the wire, so the response pipelined after it is read right; the
+    iterator is closed, never pulled."""
+    name = f"{method}-{status}".encode()
+    with server.connect() as s:
+        s.sendall(method.encode() + b" /bodiless/%d?name=%s HTTP/1.1\r\nHost: t\r\n\r\n"
+                  % (status, name) + get(b"/streams?name=" + name))
+        reader = Reader(s)
+        got, headers, _ = reader.response(head_only=True)
+        assert (got, reader.response()[::2]) == (status, (200, b'["closed"]'))
+        if status != 200:
+            assert "transfer-encoding" not in headers and "content-length" not in headers
+
+
 def test_stream_that_fails_midway_cuts_the_connection(server):
     with server.connect() as s:
         s.sendall(get(b"/stream-fails"))
@@ -249,3 +284,86 @@ def test_back_pressure_bounds_output_and_loses_nothing(server):
         for _ in range(40):
             assert len(reader.response()[2]) == 1 << 20
     assert grown < 16 * 1024, f"server RSS grew {grown} KiB"
+
+
+
+def _sized(n: int, i: int) -> bytes:
+    tag = b"<%d>" % i
+    return (tag * (n // len(tag) + 1))[:n]
+
+
+def _release(fifo, timeout: float = 10.0) -> None:
+    """Once a handler waits to read the FIFO, open it and close it: the handler goes on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)     # ENXIO until it is read
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    os.close(fd)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_refused_head_after_the_output_slid_leaves_nothing_of_it(serve, tmp_path, workers):
+    """Issue 19: output piles up for a client that reads slowly, so the buffer slides the
+    unsent bytes to its front while a response is written; a head the writer then refuses
+    (a LF in Location) must be taken back exactly: the good responses, then a 500 in its
+    place, nothing else."""
+    # a high output bound: the server answers all of the pipeline before the refused one
+    server = serve("--workers", workers, "--output-high-water", str(64 << 20))
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    # 7.5 MB of responses, more than the sockets hold: a partial send leaves most of them
+    # buffered, the sent part at the front; 15,000-byte bodies are copied into the buffer
+    n, size = 500, 15000
+    reqs = [get(b"/sized/%d?i=%d" % (size, i)) for i in range(n)]
+    # the refused head is written when the test says, and its 8 MiB of good header do not
+    # fit after the rest: the buffer slides first
+    reqs.append(get(b"/refused-later?pad=%d&to=/a%%0Ab&fifo=%s" % (8 << 20, bytes(fifo))))
+    reqs.append(get(b"/n/0", b"Connection: close\r\n"))
+    with server.connect(timeout=30) as s:
+        s.sendall(b"".join(reqs))
+        _release(fifo)              # the server has written everything before it, and sent
+        reader = Reader(s, timeout=30)          # what the sockets took: now read it all
+        for i in range(n):
+            assert reader.response() == (200, ANY, _sized(size, i)), f"response {i}"
+        status, headers, body = reader.response()
+        assert (status, body) == (500, b"Internal Server Error\n")
+        assert "location" not in headers and "x-pad" not in headers
+        assert reader.response()[::2] == (200, b"n=0")
+        assert reader.buf == b"" and read_until_close(s) == b""
+
+
+def test_json_encoded_on_the_loop_and_in_threads_at_once_is_each_its_own(serve):
+    """Issue 19: the loop encodes handlers' dicts while pool threads encode Response(dict);
+    with the GIL changing hands mid-encode, no client gets another's body (large ones too)."""
+    from tests.apps import json_value
+
+    server = serve("--workers", "1", "--threads", "8")
+    clients, per_client = 12, 30
+
+    def expected(tag, size):
+        return json.dumps(json_value(tag, size), separators=(",", ":")).encode()
+
+    def client(c, wrong):
+        with server.connect(timeout=30) as s:
+            reader = Reader(s, timeout=30)
+            for i in range(per_client):
+                route = ("loop", "thread")[(c + i) % 2]
+                tag, size = f"c{c}r{i}", (3 << 19 if i % 10 == 3 else 50 + c)
+                s.sendall(get(f"/json/{route}?tag={tag}&size={size}".encode()))
+                status, headers, body = reader.response()
+                if (status, body) != (200, expected(tag, size)):
+                    wrong.append((route, tag, status, body[:100]))
+                    return
+
+    wrong = []
+    threads = [threading.Thread(target=client, args=(c, wrong)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []

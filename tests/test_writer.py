@@ -1,10 +1,16 @@
 """The writer room without sockets: every response shape it frames, and what it refuses."""
+import random
+
 import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from fastsock._message import Response
-from fastsock._writer import EPOCH_DATE_LINE, error_response, serialize
+from fastsock._writer import EPOCH_DATE_LINE, OutBuffer, error_response, serialize
 
 DATE = b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
+# a write's size: small, or past the 16 KiB a buffer starts with
+SIZES = st.one_of(st.integers(0, 600), st.integers(16_000, 40_000))
 
 
 def test_the_date_line_is_the_callers():
@@ -83,6 +89,33 @@ def test_streams_http11_chunked_and_http10_until_close():
     assert b"Connection: close\r\n" in plain and plain.endswith(b"\r\n\r\nabcd")
 
 
+class _Closable:
+    def __init__(self):
+        self.closed = self.pulled = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.pulled = True
+        raise StopIteration
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("status", [204, 304])
+@pytest.mark.parametrize("http11", [True, False])
+def test_a_bodiless_status_with_a_streamed_body_is_framed_as_none(status, http11):
+    # issue 19: no chunked framing and no body; the stream is closed, never pulled
+    body = _Closable()
+    out = serialize(Response(body, status), http11=http11, date_line=DATE)
+    assert out == (b"HTTP/1.1 %d %s\r\nContent-Type: application/octet-stream\r\n"
+                   % (status, b"No Content" if status == 204 else b"Not Modified")
+                   + (b"" if http11 else b"Connection: keep-alive\r\n") + DATE + b"\r\n")
+    assert body.closed and not body.pulled
+
+
 @pytest.mark.parametrize("bad", [None, 1, 1.5, {"a": 1}])
 def test_a_stream_chunk_that_is_not_text_or_bytes_is_refused(bad):
     with pytest.raises(TypeError):
@@ -92,3 +125,77 @@ def test_a_stream_chunk_that_is_not_text_or_bytes_is_refused(bad):
 def test_head_keeps_the_length_and_drops_the_body():
     out = serialize("hello", head_only=True)
     assert b"Content-Length: 5\r\n" in out and out.endswith(b"\r\n\r\n")
+
+
+class OutBufferMachine(RuleBasedStateMachine):
+    """OutBuffer against a model (the bytes waiting to be sent, the count ever written) under
+    writes small and large (> 16 KiB: it grows, and slides what is unsent to its front),
+    partial sends, large bodies by reference, marks and rollbacks (issue 19)."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = OutBuffer()
+        self.unsent = bytearray()
+        self.total = 0
+        self.marks = []             # (the buffer's mark, the model's total then)
+        self.writes = 0
+
+    def _bytes(self, n):            # each write its own bytes: one out of place shows
+        self.writes += 1
+        return random.Random(self.writes).randbytes(n)
+
+    @rule(n=SIZES)
+    def write(self, n):
+        b = self._bytes(n)
+        self.out._test_write(b)
+        self.unsent += b
+        self.total += n
+
+    @rule(n=SIZES)
+    def write_tail(self, n):
+        b = self._bytes(n)
+        self.out._test_write_tail(b)
+        self.unsent += b
+        self.total += n
+
+    @rule(data=st.data())
+    def send(self, data):
+        n = data.draw(st.integers(0, len(self.unsent)), label="sent")
+        self.out._test_consume(n)
+        del self.unsent[:n]
+
+    @rule()
+    def flatten(self):
+        self.out._test_flatten()
+
+    @rule()
+    def release(self):
+        self.out._test_release()
+
+    @rule()
+    def mark(self):
+        self.marks.append((self.out._test_mark(), self.total))
+
+    @precondition(lambda self: self.marks)
+    @rule(data=st.data())
+    def rollback(self, data):
+        mark, total = data.draw(st.sampled_from(self.marks), label="mark")
+        if self.total - total > len(self.unsent):
+            # some of it is sent: write_response never asks that; refused, nothing changed
+            with pytest.raises(AssertionError):
+                self.out._test_rollback(mark)
+            return
+        self.out._test_rollback(mark)
+        del self.unsent[len(self.unsent) - (self.total - total):]
+        self.total = total
+        self.marks = [m for m in self.marks if m[1] <= total]
+
+    @invariant()
+    def matches_the_model(self):
+        assert self.out.getvalue() == self.unsent
+        assert self.out._test_state() == (len(self.unsent), self.total)
+
+
+OutBufferMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40,
+                                              deadline=None)
+test_out_buffer_against_a_model = OutBufferMachine.TestCase

@@ -134,6 +134,20 @@ def test_an_iterable_is_streamed_as_it_is_made_and_closed(server, outdir):
     assert wait_for_text(outdir / "streamed") == "closed after 3"
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_bodiless_status_sends_no_body_of_a_streamed_iterable(server, outdir, status):
+    # issue 19: no chunked framing after a 204 or 304: the next response is read right
+    name = f"bodiless-{status}"
+    with server.connect(timeout=10) as s:
+        s.sendall(b"GET /bodiless?status=%d&name=%s HTTP/1.1\r\nHost: t\r\n\r\n"
+                  % (status, name.encode()) + b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = Reader(s)
+        got, headers, _ = reader.response()
+        assert (got, reader.response()[::2]) == (status, (200, b"hello"))
+        assert "transfer-encoding" not in headers and "content-length" not in headers
+    assert wait_for_text(outdir / name).startswith("closed")
+
+
 def test_close_is_called_when_the_client_leaves_mid_response(server, outdir):
     s = server.connect()
     s.sendall(b"GET /stream?n=100&delay=0.1&name=left-mid HTTP/1.1\r\nHost: t\r\n\r\n")
