@@ -114,6 +114,7 @@ cdef class Connection:
     cdef object stream              # the iterator a streamed response body comes from
     cdef bint input_ended           # the client half-closed: answer what is here, then close
     cdef bint stream_chunked        # ... framed as chunks (HTTP/1.1), else by closing (1.0)
+    cdef Py_ssize_t stream_left     # ... or by the app's Content-Length: bytes still due (-1)
     cdef object peer
     cdef sockaddr_storage addr
 
@@ -144,6 +145,7 @@ cdef class Connection:
     cdef void _pushed(self)
     cdef void output_drained(self)
     cdef int _cut_stream(self, str why) except -1
+    cdef int _broken_length(self, str why) except -1
     cdef int _proxy_header(self) except -1
     cdef int _on_head(self) except -1
     cdef int _stream_body_in(self) except -1

@@ -14,14 +14,14 @@ from fastsock._parser cimport (
 from fastsock._proxy cimport parse_proxy_header
 from fastsock._shared cimport (
     SharedState, count_request, CLOSE_CLIENT, CLOSE_KEEPALIVE, CLOSE_HEADER_TIMEOUT,
-    CLOSE_BODY_TIMEOUT, CLOSE_ERROR, CLOSE_SERVER,
+    CLOSE_BODY_TIMEOUT, CLOSE_ERROR, CLOSE_SERVER, CLOSE_LENGTH,
 )
 from fastsock._sys cimport (
     monotonic, sockaddr_in, sockaddr_in6, AF_INET, AF_INET6, inet_ntop, ntohs,
 )
 from fastsock._writer cimport (
     OutBuffer, take_buffer, give_buffer, BUFFER_SIZE, write_response, write_chunk,
-    write_raw_chunk, write_stream_end, write_continue,
+    write_raw_chunk, write_counted_chunk, write_stream_end, write_continue,
     write_error, close_stream,
 )
 from fastsock._writer import EPOCH_DATE_LINE
@@ -452,6 +452,7 @@ cdef class Connection:
         cdef int status = 200
         cdef double elapsed
         cdef unsigned long long mark
+        cdef Py_ssize_t owed
         if self.body_in is not None:        # answered before its streamed body was all in:
             self.body_in.finish("answered before the body was read")   # the connection
             self.body_in = None             # closes after this response (body_unread)
@@ -459,19 +460,22 @@ cdef class Connection:
         mark = self.out.total
         try:
             stream = write_response(self.out, result, keep_alive, head_only, http11,
-                                    req.response_headers, ctx.date_line)
+                                    req.response_headers, ctx.date_line, &owed)
         except Exception:
             error_log.exception("invalid response for %s %s", req.method, req.path)
+            if type(result) is Response and type((<Response>result).body) is not bytes:
+                close_stream((<Response>result).body)   # never to be pulled: told so
             result = SERVER_ERROR
             stream = write_response(self.out, result, keep_alive, head_only, http11, None,
-                                    ctx.date_line)
+                                    ctx.date_line, &owed)
         if stream is not None:
             if head_only:
                 close_stream(stream)
             else:
                 self.stream = stream
-                self.stream_chunked = http11
-                if not http11:
+                self.stream_left = owed
+                self.stream_chunked = http11 and owed < 0
+                if not http11 and owed < 0:
                     keep_alive = False      # HTTP/1.0: the stream ends with the connection
                 if hasattr(stream, "__anext__"):
                     # an async iterator: its chunks are pushed in from the asyncio loop
@@ -514,8 +518,15 @@ cdef class Connection:
                 return 0
 
     cdef int _stream_chunk(self, object chunk) except -1:
+        cdef Py_ssize_t n
         try:
-            if self.stream_chunked:
+            if self.stream_left >= 0:
+                n = write_counted_chunk(self.out, chunk, self.stream_left)
+                if n > self.stream_left:
+                    self.stream_left = 0
+                    return self._broken_length("more bytes than its Content-Length")
+                self.stream_left -= n
+            elif self.stream_chunked:
                 write_chunk(self.out, chunk)
             else:
                 write_raw_chunk(self.out, chunk)
@@ -524,10 +535,22 @@ cdef class Connection:
         return 0
 
     cdef int _end_stream(self) except -1:
+        if self.stream_left > 0:
+            return self._broken_length("fewer bytes than its Content-Length")
         if self.stream_chunked:
             write_stream_end(self.out)
         close_stream(self.stream)
         self.stream = None
+        return 0
+
+    cdef int _broken_length(self, str why) except -1:
+        """A streamed body broke the length its app declared. Fewer bytes: what was sent goes
+        out, then the connection closes, so the client sees a body shorter than its head said
+        (never one that looks whole). More: cut at the declared length, then closed."""
+        error_log.error("streamed response: %s (%d bytes still due)", why, self.stream_left)
+        close_stream(self.stream)
+        self.stream = None
+        self.state, self.close_reason = C_REFUSED, CLOSE_LENGTH
         return 0
 
     cdef int _cut_stream(self, str why) except -1:
@@ -538,7 +561,7 @@ cdef class Connection:
         error_log.exception(why)
         close_stream(self.stream)
         self.stream = None
-        if not self.stream_chunked:
+        if not self.stream_chunked and self.stream_left < 0:
             self.out.consume(self.out.pending())
         self.state, self.close_reason = C_REFUSED, CLOSE_ERROR
         return 0

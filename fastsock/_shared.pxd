@@ -7,7 +7,7 @@ cdef enum:
     N_BOUNDS = 16           # histogram bucket bounds (DURATION_BOUNDS in _shared.pyx); +Inf extra
     REQ_CELLS = 1024        # (route, method, status) request counters per slot; a power of 2
     DUR_CELLS = 256         # (route, method) duration histograms per slot; a power of 2
-    N_CLOSE_REASONS = 6
+    N_CLOSE_REASONS = 7
     N_PARSE_REASONS = 64
     APP_METRICS_BYTES = 262144   # per slot, for application metrics (fastsock.appmetrics)
 
@@ -18,6 +18,7 @@ cdef enum:                  # why a connection closed
     CLOSE_BODY_TIMEOUT = 3
     CLOSE_ERROR = 4         # refused request, bad PROXY header, I/O error, failed stream
     CLOSE_SERVER = 5        # Connection: close, HTTP/1.0, draining
+    CLOSE_LENGTH = 6        # a streamed body broke the Content-Length its app declared
 
 cdef enum:
     SLOT_FREE = 0

@@ -21,7 +21,7 @@ for _i, _b in enumerate(DURATION_BOUNDS):
 assert len(DURATION_BOUNDS) == N_BOUNDS
 
 CLOSE_REASONS = ("client", "keepalive_timeout", "header_timeout", "body_timeout", "error",
-                 "server")
+                 "server", "response_length")
 assert len(CLOSE_REASONS) == N_CLOSE_REASONS
 
 cdef extern from *:

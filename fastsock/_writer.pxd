@@ -35,10 +35,12 @@ cdef class OutBuffer:
 
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
-                           bint http11, list extra_headers, bytes date_line)
+                           bint http11, list extra_headers, bytes date_line,
+                           Py_ssize_t* owed)
 cdef void close_stream(object it)
 cdef int write_chunk(OutBuffer out, object chunk) except -1
 cdef int write_stream_end(OutBuffer out) except -1
 cdef int write_raw_chunk(OutBuffer out, object chunk) except -1
+cdef Py_ssize_t write_counted_chunk(OutBuffer out, object chunk, Py_ssize_t left) except -1
 cdef int write_continue(OutBuffer out) except -1
 cdef int write_error(OutBuffer out, int status, bytes date_line) except -1

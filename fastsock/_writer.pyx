@@ -284,11 +284,13 @@ cdef inline bint _is_framing(bytes name_b):
     return name_b.lower() in _FRAMING
 
 
-cdef object _write_headers(OutBuffer out, list headers, bint keep_length=False):
+cdef Py_ssize_t _write_headers(OutBuffer out, list headers) except -2:
     """The handler's header lines, each checked (names tokens, values without controls), as
-    str or bytes. The framing ones are dropped; but with keep_length (a body-less answer to
-    HEAD), a Content-Length of digits is returned: the one GET would have had."""
-    cdef bytes name_b, value_b, length = None
+    str or bytes. The framing ones are the server's to write: dropped, but the Content-Length
+    the app declared is returned (-1: none), a promise the server keeps (see write_response);
+    one that is not a number, or two that disagree, make the response invalid."""
+    cdef bytes name_b, value_b
+    cdef Py_ssize_t length = -1, declared
     cdef const unsigned char* p
     cdef Py_ssize_t i, n
     for name, value in headers:
@@ -303,9 +305,13 @@ cdef object _write_headers(OutBuffer out, list headers, bint keep_length=False):
                 raise ValueError(f"invalid response header name {name!r}")
         _check_value(value_b, name)
         if _is_framing(name_b):
-            if keep_length and n == 14 and value_b.isdigit() and \
-                    name_b.lower() == b"content-length":
-                length = value_b
+            if n == 14 and name_b.lower() == b"content-length":
+                if not value_b.isdigit() or PyBytes_GET_SIZE(value_b) > 18:
+                    raise ValueError(f"invalid response Content-Length {value!r}")
+                declared = int(value_b)
+                if length >= 0 and declared != length:
+                    raise ValueError("two response Content-Length values that disagree")
+                length = declared
             continue
         out.write_bytes(name_b)
         out.write(b": ", 2)
@@ -315,11 +321,18 @@ cdef object _write_headers(OutBuffer out, list headers, bint keep_length=False):
 
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
-                           bint http11, list extra_headers, bytes date_line):
+                           bint http11, list extra_headers, bytes date_line,
+                           Py_ssize_t* owed):
     """Append the response for a handler's result (str, bytes, dict/list as JSON, or
     Response). extra_headers: (name, value) pairs the server adds. Returns the iterator to
-    stream the body from, or None when the response is complete. On error nothing is left in
-    the buffer and the exception propagates."""
+    stream the body from, or None when the response is complete; owed[0] is then the length
+    a streamed body declared (Content-Length framing: the caller counts what it sends), or -1
+    (chunked, or delimited by the close). On error nothing is left in the buffer and the
+    exception propagates.
+
+    An app's Content-Length is kept: a whole body of another length is an invalid response
+    (nothing of it is sent); HEAD gets the declared length without the body; 204 and 304
+    carry neither a body nor its framing."""
     cdef type t = type(result)
     cdef bytes body = None, ct
     cdef const char* body_p = NULL
@@ -327,7 +340,8 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     cdef Response resp
     cdef unsigned long long mark = out.mark()    # not out.end: a write may slide the buffer
     cdef int status
-    cdef bytes head_length = None
+    cdef Py_ssize_t declared = -1
+    owed[0] = -1
     try:
         if t is str:
             if PyUnicode_IS_ASCII(result):      # its bytes are its UTF-8: no copy to make
@@ -355,29 +369,28 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 out.write_bytes(ct)
                 out.write(b"\r\n", 2)
             if resp.headers:
-                head_length = _write_headers(
-                    out, resp.headers, head_only and resp.body == b"")
-            if type(resp.body) is not bytes:     # an iterator: stream it chunked
-                if status == 204 or status == 304:  # bodiless: no framing, never pulled
-                    _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
+                declared = _write_headers(out, resp.headers)
+            if status == 204 or status == 304:      # bodiless: no framing, never pulled
+                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
+                if type(resp.body) is not bytes:
                     close_stream(resp.body)
-                    return None
-                if http11:
+                return None
+            if head_only and declared >= 0:     # HEAD: the length GET would have had
+                _write_tail(out, declared, keep_alive, http11, extra_headers, date_line)
+                return resp.body if type(resp.body) is not bytes else None
+            if type(resp.body) is not bytes:     # an iterator: stream it
+                if declared >= 0:               # framed by the app's length, counted
+                    owed[0] = declared
+                elif http11:
                     out.write_bytes(TE_CHUNKED)
                 else:
                     keep_alive = False           # HTTP/1.0: the body ends when the connection does
-                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
+                _write_tail(out, declared, keep_alive, http11, extra_headers, date_line)
                 return resp.body
             body = <bytes>resp.body
-            if status == 204 or status == 304:
-                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
-                return None
-            if head_length is not None:     # HEAD, answered without a body: GET's length
-                out.write(b"Content-Length: ", 16)
-                out.write_bytes(head_length)
-                out.write(b"\r\n", 2)
-                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
-                return None
+            if declared >= 0 and not head_only and declared != PyBytes_GET_SIZE(body):
+                raise ValueError(f"a body of {PyBytes_GET_SIZE(body)} bytes with "
+                                 f"Content-Length: {declared}")
         else:
             raise TypeError(f"cannot send a {t.__name__} as a response")
         if body is not None:
@@ -446,6 +459,16 @@ cdef int write_raw_chunk(OutBuffer out, object chunk) except -1:
     return 0
 
 
+cdef Py_ssize_t write_counted_chunk(OutBuffer out, object chunk, Py_ssize_t left) except -1:
+    """One piece of a body framed by its Content-Length, of which `left` bytes are still due:
+    at most that many are written. Returns the piece's whole length (more than left: the app
+    sent more than it declared)."""
+    cdef bytes b = _chunk_bytes(chunk)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    out.write(PyBytes_AS_STRING(b), n if n <= left else left)
+    return n
+
+
 cdef int write_stream_end(OutBuffer out) except -1:
     out.write(b"0\r\n\r\n", 5)
     return 0
@@ -478,14 +501,18 @@ def serialize(result, bint keep_alive=True, bint head_only=False, bint http11=Tr
               list extra_headers=None, bytes date_line=EPOCH_DATE_LINE):
     """The bytes the server would send for a handler's result (streamed bodies drained)."""
     cdef OutBuffer out = OutBuffer()
-    it = write_response(out, result, keep_alive, head_only, http11, extra_headers, date_line)
+    cdef Py_ssize_t owed
+    it = write_response(out, result, keep_alive, head_only, http11, extra_headers, date_line,
+                        &owed)
     if it is not None and not head_only:
         for chunk in it:
-            if http11:
+            if owed >= 0:
+                owed -= min(owed, write_counted_chunk(out, chunk, owed))
+            elif http11:
                 write_chunk(out, chunk)
             else:
                 write_raw_chunk(out, chunk)
-        if http11:
+        if http11 and owed < 0:
             write_stream_end(out)
     return out.getvalue()
 
