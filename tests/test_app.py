@@ -73,8 +73,21 @@ def test_serializer_refuses_cr_lf_and_bad_names(name, value):
 
 
 def test_handler_framing_headers_are_the_servers():
-    out = serialize(Response("abc", headers=[("Content-Length", "99"), ("X-Ok", "1")]))
-    assert b"Content-Length: 3\r\n" in out and b"99" not in out and b"X-Ok: 1\r\n" in out
+    out = serialize(Response("abc", headers=[("Transfer-Encoding", "chunked"),
+                                             ("Connection", "upgrade"), ("X-Ok", "1")]))
+    assert b"Content-Length: 3\r\n" in out and b"X-Ok: 1\r\n" in out
+    assert b"chunked" not in out and b"upgrade" not in out
+
+
+def test_a_handlers_content_length_is_a_promise():
+    out = serialize(Response("abc", headers=[("Content-Length", "3")]))
+    assert out.count(b"Content-Length: 3\r\n") == 1
+    for bad in ("99", "-3", "3x", "0x3", ""):
+        with pytest.raises(ValueError):
+            serialize(Response("abc", headers=[("Content-Length", bad)]))
+    with pytest.raises(ValueError, match="disagree"):
+        serialize(Response(iter([b"abc"]), headers=[("Content-Length", "3"),
+                                                    ("content-length", "4")]))
 
 
 def test_error_response_closes():
