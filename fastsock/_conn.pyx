@@ -282,7 +282,10 @@ cdef class Connection:
         if self.stream is not None:
             if self.out.pending() < high_water and type(self.stream) is not Feed:
                 self._pump()
-            return 0
+            if self.stream is not None or self.out.pending():
+                return 0
+            # the stream ended and wrote nothing (framed by its Content-Length: no chunked
+            # terminator whose send would call us again): what is buffered behind it is next
         if self.body_in is not None:
             return self._stream_body_in()
         if self.state >= C_CLOSING or self.state == C_PROXY or self.state == C_WAIT:
