@@ -45,6 +45,8 @@ cdef class Context:
     cdef int waiting                # connections in C_WAIT: the loop runs asyncio while > 0
     cdef object on_resume           # callable(conn) once a deferred response is written (the
                                     # loop sends it), or None (feed() in tests)
+    cdef object on_later            # callable(conn): drive it again at the loop's next turn,
+                                    # after the other connections' events; or None
     cdef public object on_stream    # callable(feed, async_iterator): push its chunks, or None
     cdef public object on_head      # callable(req) -> BodyIn when its route streams its body
                                     # (it is then dispatched at once), or None; None: no

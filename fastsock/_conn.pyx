@@ -35,6 +35,7 @@ cdef enum:
     METHOD_HEAD = 2             # METHOD_NAMES index of HEAD
 
 cdef double LINGER_SECONDS = 2.0
+cdef int EMPTY_PULLS = 16           # empty chunks pulled in one go before the others' turn
 cdef double NEVER = 1e18             # a deadline that does not come
 cdef Response SERVER_ERROR = Response(b"Internal Server Error\n", 500,
                                       content_type="text/plain; charset=utf-8")
@@ -71,7 +72,9 @@ cdef class Deferred:
     comes, is dropped."""
 
     cpdef complete(self, object result):
-        if self.done:
+        if self.done:                   # cancelled, or answered (504): never to be sent
+            if type(result) is Response and type((<Response>result).body) is not bytes:
+                close_stream((<Response>result).body)   # ... its producer told so
             return
         self.done = True
         self.on_cancel = None           # the handler's: it often holds this Deferred (a cycle)
@@ -509,8 +512,12 @@ cdef class Connection:
         """Pull one chunk of a streamed body: the loop sends it before asking for the next,
         so each chunk leaves as soon as it is made (an event stream is not held back)."""
         cdef Py_ssize_t before = self.out.pending()
-        while True:                 # an empty chunk sends nothing: pull the next one now, as
-            try:                    # no send (nor its EPOLLOUT) would come to ask for it
+        cdef int pulls
+        # an empty chunk sends nothing, so no send (nor its EPOLLOUT) would come to ask for
+        # the next one: pull on now; a stream that keeps yielding nothing (polling) is asked
+        # again at the loop's next turn, after every other connection's events
+        for pulls in range(EMPTY_PULLS):
+            try:
                 chunk = next(self.stream)
             except StopIteration:
                 return self._end_stream()
@@ -519,6 +526,9 @@ cdef class Connection:
             self._stream_chunk(chunk)
             if self.stream is None or self.out.pending() != before:
                 return 0
+        if self.ctx.on_later is not None:
+            self.ctx.on_later(self)
+        return 0
 
     cdef int _stream_chunk(self, object chunk) except -1:
         cdef Py_ssize_t n

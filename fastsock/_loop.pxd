@@ -36,6 +36,8 @@ cdef class Loop:
     cdef object on_tick             # callable once a tick (the access log's flush), or None
     cdef public object aio          # the worker's asyncio loop, or None (set when made)
     cdef bint in_aio                # the asyncio loop is running the thread now
+    cdef bint aio_stopping          # its stop() is asked for: once (uvloop queues each one,
+                                    # and a second would stop its next run)
     cdef object aio_tick            # the asyncio timer handle of the next tick, while in_aio
     cdef public int tasks           # handler tasks and thread jobs not finished (even those
                                     # whose client left): asyncio runs until they are done

@@ -68,6 +68,7 @@ cdef class Loop:
         aio: the worker's asyncio loop, run while handlers wait (None: none ever do)."""
         self.ctx = Context(limits, shared, slot)
         self.ctx.on_resume = self._resumed
+        self.ctx.on_later = self._later
         self.aio = aio
         self.listeners = []
         self.conns = {}
@@ -226,6 +227,7 @@ cdef class Loop:
         never pays for asyncio."""
         aio = self.aio
         self.in_aio = True
+        self.aio_stopping = False
         aio.add_reader(self.epfd, self._aio_readable)
         self.aio_tick = aio.call_later(max(0.0, self.next_tick - monotonic()), self._aio_tick)
         try:
@@ -257,7 +259,9 @@ cdef class Loop:
         if self.drain_requested and not self.draining:
             self._start_drain()
         if not self.running or not (self.ctx.waiting or self.tasks):
-            self.aio.stop()
+            if not self.aio_stopping:
+                self.aio_stopping = True
+                self.aio.stop()
 
     @property
     def on_head(self):
@@ -319,6 +323,11 @@ cdef class Loop:
             error_log.exception("connection from %s:%s failed", *c.client())
             self._close(c, CLOSE_ERROR)
 
+    def _later(self, Connection c):
+        """c has more to do that must wait for the others (a stream polling with empty
+        chunks): drive it at the next turn, through the inbox."""
+        self.call_soon_threadsafe(self._resumed, c)
+
     def call_soon_threadsafe(self, fn, arg):
         """From any thread: fn(arg) on the loop's thread, at its next turn (how a thread
         pool hands results back without an asyncio loop). One eventfd write per batch."""
@@ -330,10 +339,11 @@ cdef class Loop:
 
     cdef int _run_inbox(self) except -1:
         cdef unsigned long long n
+        cdef Py_ssize_t k
         read(self.wake_fd, &n, 8)
         self.wake_armed = False             # before taking: a later append writes again
         inbox = self.inbox
-        while inbox:
+        for k in range(len(inbox)):         # what came meanwhile waits for the next turn
             fn, arg = inbox.popleft()
             try:
                 fn(arg)
@@ -693,6 +703,9 @@ cdef class Loop:
             self._drive(c)
             if c.fd < 0 or c.state == C_LINGER:
                 return 0                    # closed, or _drive drained it already
+            if hangup and c.stream is not None:     # ... or while its response streams
+                self._close(c, CLOSE_CLIENT)
+                return 0
             if c.state == C_WAIT and c.body_in is None:
                 if hangup:                  # half-closed while its handler works: as above
                     self._close(c, CLOSE_CLIENT)

@@ -98,7 +98,8 @@ class Config:
         30.0, "seconds a request body may take before --min-body-rate applies to it")
     min_body_rate: float = _opt(
         240.0, "bytes per second a request body must average once --body-timeout has "
-        "passed (0: the body must be whole by then)", low=0, high=1e12, unit="bytes per second")
+        "passed (0: the body must be whole by then)", off=0, low=1, high=1e12,
+        unit="bytes per second")
     max_request_line: int = _count(8192, "longest request line in bytes (414 past it)",
                                    high=SIZE_MAX)
     max_header_bytes: int = _count(65536, "largest header block in bytes (431 past it)",

@@ -193,6 +193,7 @@ class Runner:
             except BaseException:
                 error_log.exception("a job in the thread pool failed")
             finally:
+                job = None              # an idle thread holds nothing of its last job
                 call_soon(ended, None)
 
     def _job_ended(self, _) -> None:

@@ -40,7 +40,6 @@ class WSGIApp:
         self.app, self.runner = app, runner
         self.labels = RouteLabels(app)
         self.max_body_size = config.max_body_size
-        self.body_timeout = config.body_timeout
         self.startup = self.shutdown = ()
         host, port = (config.uds, "0") if config.uds else (config.host, str(config.port))
         # what every environ holds: copied, then the request's own keys set
@@ -120,7 +119,7 @@ class _Call:
         req = self.req
         body_in = req.body_stream
         if body_in is not None:
-            wsgi_input = _Input(body_in, self.loop, self.adapter.body_timeout)
+            wsgi_input = _Input(body_in, self.loop)
         else:
             wsgi_input = io.BytesIO(req.body) if req.body else _NO_BODY
         result = None
@@ -313,10 +312,12 @@ class _Stream:
 
 class _Input:
     """wsgi.input of a streamed body: read from the connection as the app asks (each chunk
-    fetched on the loop's thread, so the connection reads on only as the app takes)."""
+    fetched on the loop's thread, so the connection reads on only as the app takes). A read
+    waits as long as the connection's body deadline lets the body come: when it passes (or the
+    client goes), the connection ends the body and the read raises ClientDisconnected."""
 
-    def __init__(self, body_in: BodyIn, loop, timeout: float):
-        self.body_in, self.loop, self.timeout = body_in, loop, timeout
+    def __init__(self, body_in: BodyIn, loop):
+        self.body_in, self.loop = body_in, loop
         self.buffer = b""
         self.done = False
         self.arrived: queue.SimpleQueue = queue.SimpleQueue()
@@ -326,10 +327,7 @@ class _Input:
         if self.done:
             return b""
         self.loop.call_soon_threadsafe(self._take, None)
-        try:
-            chunk = self.arrived.get(timeout=self.timeout + 1)
-        except queue.Empty:
-            raise ClientDisconnected("the request body did not arrive in time") from None
+        chunk = self.arrived.get()
         if chunk is _END:
             self.done = True
             return b""

@@ -84,3 +84,16 @@ def pid(req):
 @app.get("/kb/{n:int}")
 def kilobytes(req, n):
     return b"K" * (n << 10)
+
+
+def wsgi_drip(environ, start_response):
+    """A WSGI app reading a streamed body whole; notes ?name= when the read is cut."""
+    name = environ["QUERY_STRING"].partition("=")[2]
+    try:
+        body = environ["wsgi.input"].read()
+    except OSError:
+        if name:
+            note(name, "cut")
+        raise
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%d" % len(body)]

@@ -153,6 +153,28 @@ def test_a_drip_fed_streamed_body_is_cut_by_the_minimum_rate(serve, tmp_path, wo
 
 
 @WORKERS
+def test_a_drip_fed_body_to_a_wsgi_app_frees_its_thread(serve, tmp_path, workers):
+    """Two drip-fed uploads with --threads 2: both cut by the minimum rate, their threads
+    free again for the next request."""
+    server = start(serve, tmp_path, workers, "--body-timeout", "1", "--threads", "2",
+                   "--thread-backlog", "0", app="tests.apps_hardening:wsgi_drip")
+    head = b"POST /?name=%s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with server.connect() as a, server.connect() as b:
+        a.sendall(head % b"a")
+        assert _drip(b, head % b"b", 0.3, limit=15) != b"(still open)"
+        assert wait_for_text(tmp_path / "a", timeout=5) == "cut"
+        assert wait_for_text(tmp_path / "b", timeout=5) == "cut"
+    deadline = time.monotonic() + 5         # the note comes just before the job's end
+    while True:
+        with server.connect() as s:
+            s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+            status, _, body = Reader(s).response()
+        if status != 503 or time.monotonic() > deadline:
+            break
+    assert status == 200 and body == b"3"
+
+
+@WORKERS
 def test_a_drip_fed_whole_body_gets_408(serve, tmp_path, workers):
     server = start(serve, tmp_path, workers, "--body-timeout", "1", app="tests.apps:app")
     with server.connect() as s:
