@@ -475,14 +475,15 @@ cdef class Connection:
             stream = write_response(self.out, result, keep_alive, head_only, http11, None,
                                     ctx.date_line, &owed)
         if stream is not None:
+            if not http11 and owed < 0:
+                keep_alive = False          # HTTP/1.0: the stream ends with the connection
+                                            # (HEAD too: its head said "Connection: close")
             if head_only:
                 close_stream(stream)
             else:
                 self.stream = stream
                 self.stream_left = owed
                 self.stream_chunked = http11 and owed < 0
-                if not http11 and owed < 0:
-                    keep_alive = False      # HTTP/1.0: the stream ends with the connection
                 if hasattr(stream, "__anext__"):
                     # an async iterator: its chunks are pushed in from the asyncio loop
                     self.stream = Feed.__new__(Feed)

@@ -377,6 +377,8 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 return None
             if head_only and declared >= 0:     # HEAD: the length GET would have had
                 _write_tail(out, declared, keep_alive, http11, extra_headers, date_line)
+                if type(resp.body) is not bytes:
+                    owed[0] = declared          # (the caller keeps the connection by it)
                 return resp.body if type(resp.body) is not bytes else None
             if type(resp.body) is not bytes:     # an iterator: stream it
                 if declared >= 0:               # framed by the app's length, counted
