@@ -165,3 +165,20 @@ def test_pipelined_behind_a_polling_length_framed_stream(serve, tmp_path, worker
         assert ra.response()[2] == b"seen\n"
         assert ra.response()[2] == b"hello"
         assert wait_for_text(tmp_path / "pc") == "closed"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_owning_async_body_is_aclosed_on_a_kept_connection_half_closed_with_the_request(
+        serve, tmp_path, workers):
+    """As above, on a connection that served a request first: the request and its FIN come in
+    one read (_on_readable's hangup), the stream's pump task is cancelled before its first
+    step, so its finally (aclose) never runs."""
+    server = start(serve, tmp_path, workers)
+    for i in range(5):
+        with server.connect() as s:
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert Reader(s).response()[2] == b"hello"
+            s.sendall(f"GET /abody?name=k{i} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            s.shutdown(socket.SHUT_WR)
+            read_until_close(s)
+        assert wait_for_text(tmp_path / f"k{i}", timeout=3) == "aclosed"
