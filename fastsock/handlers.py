@@ -208,12 +208,24 @@ class Runner:
         if attach is not None:
             attach(feed)
             return
-        task = self.aio.create_task(self._pump(feed, stream))
+        began: list = []
+        task = self.aio.create_task(self._pump(feed, stream, began))
         feed.on_cancel = task.cancel
         self.loop.tasks += 1
-        task.add_done_callback(lambda _: self.loop.task_done())
+        task.add_done_callback(functools.partial(self._pump_ended, stream, began))
 
-    async def _pump(self, feed, stream) -> None:
+    def _pump_ended(self, stream, began: list, _task) -> None:
+        # a task cancelled before its first step (the client went at once) never ran _pump,
+        # nor its finally: the stream is told here
+        aclose = getattr(stream, "aclose", None)
+        if not began and aclose is not None:
+            self.loop.tasks += 1
+            task = self.aio.create_task(_quietly(aclose()))
+            task.add_done_callback(lambda _: self.loop.task_done())
+        self.loop.task_done()
+
+    async def _pump(self, feed, stream, began: list) -> None:
+        began.append(True)
         try:
             async for chunk in stream:
                 if not feed.write(chunk):           # no room (or the client is gone)
@@ -244,6 +256,13 @@ class Runner:
     def close(self) -> None:
         for _ in self._threads:
             self._jobs.put(None)
+
+
+async def _quietly(aw) -> None:
+    try:
+        await aw
+    except Exception:
+        pass
 
 
 def _settle(pulled) -> None:            # on the loop's thread
