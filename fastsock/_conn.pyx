@@ -84,6 +84,11 @@ cdef class Deferred:
         else:
             self.result = result        # completed before the connection took it
 
+    @property
+    def is_done(self):
+        """Completed or cancelled: a result handed in now is never sent."""
+        return self.done
+
     cdef void cancel(self):
         self.conn = None
         self.done = True

@@ -65,18 +65,20 @@ def error_response(req, exc: BaseException) -> Response:
     return SERVER_ERROR
 
 
-def complete(deferred: Deferred, req, result, exc, pull_in_threads=None) -> None:
+def complete(deferred: Deferred, req, result, exc, runner: Runner, threaded: bool = False) -> None:
     """A handler's outcome as its response: the exception it raised (error_response), else its
-    result (to_response); a plain iterator body is pulled through pull_in_threads when given.
-    A result that cannot be sent is one 500."""
+    result (to_response); a plain iterator body of a threaded handler is pulled in the pool.
+    A result that cannot be sent is one 500; one that comes too late (a 504 went, or the
+    client) has its body closed: close() by the connection, aclose() here."""
     try:
         if exc is not None:
             response = error_response(req, exc)
         else:
             response = to_response(result)
-            if pull_in_threads is not None and type(response) is Response and \
-                    hasattr(response.body, "__next__"):
-                response.body = pull_in_threads(response.body)
+            if threaded and type(response) is Response and hasattr(response.body, "__next__"):
+                response.body = runner._in_threads(response.body)
+        if deferred.is_done and type(response) is Response:
+            runner.aclose_unsent(response.body)
         deferred.complete(response)
     except Exception as e:
         error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
@@ -146,7 +148,7 @@ class Runner:
                 deferred.complete(SHUTTING_DOWN)    # only reaches a client still there
             else:
                 exc = task.exception()
-                complete(deferred, req, None if exc is not None else task.result(), exc)
+                complete(deferred, req, None if exc is not None else task.result(), exc, self)
         finally:
             self.loop.task_done()
 
@@ -217,12 +219,23 @@ class Runner:
     def _pump_ended(self, stream, began: list, _task) -> None:
         # a task cancelled before its first step (the client went at once) never ran _pump,
         # nor its finally: the stream is told here
-        aclose = getattr(stream, "aclose", None)
-        if not began and aclose is not None:
+        if not began:
+            self._aclose(stream)
+        self.loop.task_done()
+
+    def aclose_unsent(self, body) -> None:
+        """An async body that will never be pulled: its aclose(). (A body with close() is
+        the connection's to close: close_stream.)"""
+        if getattr(body, "close", None) is None:
+            self._aclose(body)
+
+    def _aclose(self, body) -> None:
+        """body.aclose(), if it has one, as a task the loop waits for."""
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
             self.loop.tasks += 1
             task = self.aio.create_task(_quietly(aclose()))
             task.add_done_callback(lambda _: self.loop.task_done())
-        self.loop.task_done()
 
     async def _pump(self, feed, stream, began: list) -> None:
         began.append(True)
@@ -367,7 +380,7 @@ class _ThreadJob:
             self.timer.cancel()
             self.runner.loop.task_done()
         result, exc = outcome
-        complete(self.deferred, self.req, result, exc, self.runner._in_threads)
+        complete(self.deferred, self.req, result, exc, self.runner, threaded=True)
 
 
 class RequestStream:

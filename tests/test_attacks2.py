@@ -79,7 +79,7 @@ def test_an_owning_async_body_is_aclosed_when_its_client_half_closes_with_the_re
         assert wait_for_text(tmp_path / f"a{i}", timeout=3) == "aclosed"
 
 
-@pytest.mark.parametrize("workers", [1])
+@pytest.mark.parametrize("workers", [1, 2])
 def test_an_owning_async_body_returned_after_a_504_is_aclosed(serve, tmp_path, workers):
     """Deferred.complete closes the body of a result that comes after its 504 (close_stream),
     but an async iterator has aclose(), not close(): the producer is never told."""
@@ -90,7 +90,7 @@ def test_an_owning_async_body_returned_after_a_504_is_aclosed(serve, tmp_path, w
         assert wait_for_text(tmp_path / "late", timeout=3) == "aclosed"
 
 
-@pytest.mark.parametrize("workers", [1])
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_started_generator_returned_after_a_504_is_closed(serve, tmp_path, workers):
     server = start(serve, tmp_path, workers, "--threads", "2")
     with server.connect() as s:
@@ -99,7 +99,7 @@ def test_a_started_generator_returned_after_a_504_is_closed(serve, tmp_path, wor
         assert wait_for_text(tmp_path / "glate", timeout=3) == "closed"
 
 
-@pytest.mark.parametrize("workers", [1])
+@pytest.mark.parametrize("workers", [1, 2])
 def test_http10_keep_alive_with_a_declared_length(serve, tmp_path, workers):
     server = start(serve, tmp_path, workers)
     with server.connect() as s:
@@ -132,7 +132,7 @@ def test_http10_keep_alive_head_of_an_undeclared_stream_closes_as_its_head_says(
         assert r.buf == b"" and s.recv(100) == b""     # a socket.timeout here: the bug
 
 
-@pytest.mark.parametrize("workers", [1])
+@pytest.mark.parametrize("workers", [1, 2])
 def test_pipelined_behind_a_declared_stream_and_head(serve, tmp_path, workers):
     server = start(serve, tmp_path, workers)
     with server.connect() as s:
