@@ -21,6 +21,7 @@ INT_MAX = 2 ** 31 - 1           # a C int (listen backlog), and the bound for ot
 WORKERS_MAX = 1024              # each takes two shared-memory slots (itself and its rolling
                                 # replacement), ~330 KB and an eventfd each
 PORT_MAX = 65535
+TIMER_MIN = 0.1                 # seconds: the shortest header, keep-alive or body timeout
 
 
 def _opt(default, help: str, **kw):
@@ -90,12 +91,16 @@ class Config:
         low=0)
     graceful_timeout: float = _seconds(
         30.0, "seconds in-flight requests get to finish once draining starts")
+    # the loop ticks at a quarter of the shortest of these three: below TIMER_MIN it would spin
     header_timeout: float = _seconds(
-        10.0, "seconds to receive a request head, from accept or from its first byte")
+        10.0, "seconds to receive a request head, from accept or from its first byte",
+        low=TIMER_MIN)
     keepalive_timeout: float = _seconds(
-        75.0, "seconds an idle keep-alive connection is kept (above AWS ALB's 60 s)")
+        75.0, "seconds an idle keep-alive connection is kept (above AWS ALB's 60 s)",
+        low=TIMER_MIN)
     body_timeout: float = _seconds(
-        30.0, "seconds a request body may take before --min-body-rate applies to it")
+        30.0, "seconds a request body may take before --min-body-rate applies to it",
+        low=TIMER_MIN)
     min_body_rate: float = _opt(
         240.0, "bytes per second a request body must average once --body-timeout has "
         "passed (0: the body must be whole by then)", off=0, low=1, high=1e12,

@@ -14,6 +14,7 @@ from tests.conftest import ROOT
 # every numeric option, found from the table itself so that a new one is covered too
 NUMERIC = [f.name for f in dataclasses.fields(Config) if f.type in ("int", "float")] + ["workers"]
 BAD = ["nan", "inf", "-inf", "-1", "99999999999999999999"]
+TINY = "1e-9"                   # a timer that would make the loop's tick spin
 STARTED = ("serving on", "started worker")     # the master's lines once it forks
 
 
@@ -132,7 +133,7 @@ def test_valid_edges_are_still_accepted():
 
 @pytest.mark.parametrize("args, env, says", [
     (["--port", "80x"], {}, "--port must be a whole number"),
-    (["--header-timeout", "soon"], {}, "--header-timeout must be a positive number"),
+    (["--header-timeout", "soon"], {}, "--header-timeout must be at least 0.1 seconds"),
     ([], {"FASTSOCK_METRICS": "maybe"}, "FASTSOCK_METRICS must be"),
     ([], {"FASTSOCK_ACCEPT": "roundrobin"}, "FASTSOCK_ACCEPT must be exclusive or reuseport"),
     (["--workers", "0"], {}, "--workers must be"),
@@ -153,3 +154,11 @@ def test_config_refuses_a_value_of_the_wrong_type():
         Config(max_body_size=1.5)
     with pytest.raises(ValueError, match="^metrics must be True or False"):
         Config(metrics="no")
+
+
+@pytest.mark.parametrize("name", ["header_timeout", "keepalive_timeout", "body_timeout"])
+def test_a_timer_too_short_for_the_loops_tick_is_refused(name):
+    status, stderr = run_until_exit_or_start([*base_args(name), flag(name) + "=" + TINY])
+    assert_refused(status, stderr, flag(name))
+    with pytest.raises(ValueError, match=f"^{name} must be at least 0.1 seconds"):
+        Config(**{name: 1e-9})
