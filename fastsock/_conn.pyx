@@ -37,8 +37,8 @@ cdef enum:
 cdef double LINGER_SECONDS = 2.0
 cdef int EMPTY_PULLS = 16           # empty chunks pulled in one go before the others' turn
 cdef double NEVER = 1e18             # a deadline that does not come
-cdef Response SERVER_ERROR = Response(b"Internal Server Error\n", 500,
-                                      content_type="text/plain; charset=utf-8")
+from fastsock import responses
+cdef Response SERVER_ERROR = responses.SERVER_ERROR
 STATE_NAMES = ("proxy", "head", "body", "idle", "wait", "write", "closing", "refused", "linger",
                "closed")
 

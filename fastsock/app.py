@@ -10,11 +10,11 @@ from fastsock import hooks
 from fastsock.handlers import (
     HTTPError, RequestStream, error_response, is_async, to_response,
 )
+from fastsock.responses import NOT_FOUND, method_not_allowed
 from fastsock.routing import Route, Router
 
 __all__ = ["App", "HTTPError"]
 
-_NOT_FOUND = Response(b"Not Found\n", 404, content_type="text/plain; charset=utf-8")
 
 
 def _runnable(handler, options: dict, runner, app: "App"):
@@ -52,15 +52,14 @@ class _Dispatch:
         if found is None:
             route, params = self.match(req.path)
             if route is None:
-                return _NOT_FOUND
+                return NOT_FOUND
             found = self.by_id[route.id]
         route_id, by_method, route = found
         req.route_id = route_id
         method_id = req.method_id
         handler = by_method[method_id] if method_id else by_method[0].get(req.method)
         if handler is None:
-            return Response(b"Method Not Allowed\n", 405, headers=[("Allow", route.allowed())],
-                            content_type="text/plain; charset=utf-8")
+            return method_not_allowed(route.allowed())
         try:
             if params is None:
                 result = handler(req)

@@ -15,17 +15,14 @@ import asyncio
 import logging
 
 from fastsock._conn import Deferred
-from fastsock._message import Response
 from fastsock.dispatch import answer_reserved
-from fastsock.handlers import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN
+from fastsock.responses import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN, WEBSOCKET_REFUSED
 from fastsock.interfaces import ClientDisconnected, app_response, stream_large_bodies
 from fastsock.routelabels import RouteLabels
 
 error_log = logging.getLogger("fastsock.error")
 
 ASGI = {"version": "3.0", "spec_version": "2.4"}
-WEBSOCKET_REFUSED = Response(b"WebSocket is not supported by this server\n", 501,
-                             content_type="text/plain; charset=utf-8")
 _DISCONNECT = {"type": "http.disconnect"}
 
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from fastsock._message import Response, RouteId
+from fastsock._message import RouteId
 from fastsock.config import Config
+from fastsock.responses import HEALTH_OK, NOT_FOUND, NOT_READY, method_not_allowed
 from fastsock.routing import Route
 
-_TEXT = "text/plain; charset=utf-8"
-HEALTH_OK = Response(b"ok\n", 200, content_type=_TEXT)
-NOT_READY = Response(b"not ready\n", 503, content_type=_TEXT)
-NOT_FOUND = Response(b"Not Found\n", 404, content_type=_TEXT)
 
 Dispatch = Callable[[object], object]
 
@@ -55,8 +52,7 @@ def answer_reserved(reserved: list[Route]) -> Callable[[object], object]:
             return None
         req.route_id = route.id
         if req.method not in ("GET", "HEAD"):
-            return Response(b"Method Not Allowed\n", 405, headers=[("Allow", "GET, HEAD")],
-                            content_type=_TEXT)
+            return method_not_allowed("GET, HEAD")
         return route.handlers["GET"](req)
     return answer
 

@@ -18,15 +18,12 @@ import threading
 
 from fastsock._conn import BodyIn, Deferred
 from fastsock._message import BadRequest, Response
+from fastsock.responses import (
+    GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR, SHUTTING_DOWN, TEXT,
+)
 
 error_log = logging.getLogger("fastsock.error")
 
-_TEXT = "text/plain; charset=utf-8"
-SERVER_ERROR = Response(b"Internal Server Error\n", 500, content_type=_TEXT)
-GATEWAY_TIMEOUT = Response(b"Gateway Timeout\n", 504, content_type=_TEXT)
-SHUTTING_DOWN = Response(b"Service Unavailable\n", 503, content_type=_TEXT)
-POOL_FULL = Response(b"Service Unavailable: every thread is busy\n", 503,
-                     headers=[("Retry-After", "1")], content_type=_TEXT)
 
 
 class HTTPError(Exception):
@@ -60,7 +57,7 @@ def error_response(req, exc: BaseException) -> Response:
         return Response(exc.body, exc.status, headers=exc.headers)
     if isinstance(exc, BadRequest):
         error_log.info("bad request: %s %s: %s", req.method, req.path, exc)
-        return Response(f"{exc}\n", 400, content_type=_TEXT)
+        return Response(f"{exc}\n", 400, content_type=TEXT)
     error_log.error("handler failed: %s %s", req.method, req.path, exc_info=exc)
     return SERVER_ERROR
 

@@ -20,7 +20,7 @@ from urllib.parse import unquote_to_bytes
 from fastsock import __version__
 from fastsock._conn import BodyIn, Deferred
 from fastsock.dispatch import answer_reserved
-from fastsock.handlers import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR
+from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR
 from fastsock.interfaces import ClientDisconnected, app_response, stream_large_bodies
 from fastsock.routelabels import RouteLabels
 
