@@ -6,6 +6,10 @@ Deferred at once; the connection waits (reading nothing more, so pipelined respo
 order) until the runner completes it on the loop's thread. A client that leaves first cancels an
 asyncio task (CancelledError inside it); a thread cannot be stopped, so its result is dropped.
 A timeout (per route, or --handler-timeout) answers 504 and cancels the task.
+
+The runner also carries the bodies that stream between those handlers and the loop: a request
+body read as it arrives (RequestStream), a response body pushed as it is made (start_feed).
+What a handler's result or exception becomes as a response is results.py's.
 """
 from __future__ import annotations
 
