@@ -43,9 +43,9 @@ extensions = [
 ]
 # Plain Python modules that run once per request (the dispatcher and its layers, the access
 # log, the WSGI and ASGI adapters) are compiled as they are, too: the .py stays the source, the
-# compiled copy is what imports. Measured: ~20% fewer instructions per request
-# (bench/instructions.py). FASTSOCK_PURE=1 leaves them pure Python, as they are read: for pdb,
-# coverage and tracebacks that show their lines (the core is compiled all the same).
+# compiled copy is what imports. Measured (bench/instructions.py): 3,150 instructions per hello
+# request compiled, 4,860 pure. FASTSOCK_PURE=1 leaves them pure Python, as they are read: for
+# pdb, coverage and tracebacks that show their lines (the core is compiled all the same).
 COMPILED_PY = ("app", "dispatch", "accesslog", "adapters.common", "adapters.asgi",
                "adapters.wsgi")
 pure = os.environ.get("FASTSOCK_PURE") == "1"
