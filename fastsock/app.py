@@ -7,14 +7,12 @@ from typing import Callable, Iterable
 from fastsock._conn import BodyIn, Deferred
 from fastsock._message import METHOD_NAMES, Request, Response
 from fastsock import hooks
-from fastsock.handlers import (
-    HTTPError, RequestStream, error_response, is_async, to_response,
-)
 from fastsock.responses import NOT_FOUND, method_not_allowed
+from fastsock.results import HTTPError, error_response, to_response
 from fastsock.routing import Route, Router
+from fastsock.runner import RequestStream, is_async
 
 __all__ = ["App", "HTTPError"]
-
 
 
 def _runnable(handler, options: dict, runner, app: "App"):
@@ -200,13 +198,17 @@ class App:
         """The function that answers a request: the reserved routes (the server's own, which
         win over the app's), then the app's routes by one dict lookup, then its patterns.
         Built once: a request costs one call here and one to its handler. runner: the
-        worker's handlers.Runner, for handlers that do not run inline."""
+        worker's runner.Runner, for handlers that do not run inline."""
         by_id = {route.id: (route.id, _method_table(route, runner, self), route)
                  for route in self.router.routes()}
         by_id.update({route.id: (route.id, _method_table(route), route) for route in reserved})
         lookup = {route.template: by_id[route.id]
                   for route in (*self.router.exact.values(), *reserved)}.get
         return _Dispatch(by_id, lookup, self.router.match_pattern).dispatch
+
+    def route_names(self) -> dict[int, str]:
+        """route id -> template: the metrics' route label."""
+        return self.router.names()
 
     def body_streams(self, runner, default_limit: int) -> Callable | None:
         """For the server: req -> BodyIn when req's route streams its body in (stream=True),
@@ -230,5 +232,6 @@ class App:
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options) -> None:
         """Serve this app from a script: `fastsock.run(app, ...)` under another name."""
-        import fastsock
-        fastsock.run(self, host=host, port=port, **options)
+        from fastsock.config import Config
+        from fastsock.server import serve       # the server only when one is started
+        serve(Config(host=host, port=port, **options), self)

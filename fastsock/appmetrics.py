@@ -1,9 +1,11 @@
 """Application metrics: Counters, Gauges, Histograms and Summaries that app code defines with
 prometheus_client appear in /metrics summed across workers, with no files and nothing to set up.
 
-`install()` (done by fastsock before it imports the app) makes prometheus_client keep every
-value in the worker's own area of the master's shared memory: one writer per area, no locks
-between processes. A scrape reads all areas and sums by metric and labels. A respawned worker
+`install()`, done when a server starts (before the command imports the app, and in serve()),
+makes prometheus_client keep every value in the worker's own area of the master's shared memory
+(the values of metrics already made too: a script's, before it calls `fastsock.run(app)`): one
+writer per area, no locks between processes. Importing fastsock changes nothing in
+prometheus_client. A scrape reads all areas and sums by metric and labels. A respawned worker
 takes over a free area and continues its values, so counters never go back; gauges count only
 from live workers.
 """
@@ -14,7 +16,7 @@ import struct
 import threading
 import weakref
 
-from prometheus_client import values
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Summary, values
 from prometheus_client.metrics_core import Metric
 
 _HEAD = struct.Struct("<Q")           # bytes used in the area
@@ -121,8 +123,34 @@ class SharedValue:
 
 
 def install() -> None:
-    """Route every prometheus_client metric created from now on through shared memory."""
+    """Route every prometheus_client metric created from now on through shared memory, and
+    those of the default registry made before (their values kept)."""
     values.ValueClass = SharedValue
+    for collector in list(REGISTRY._collector_to_names):    # (no public way to list them)
+        if isinstance(collector, (Counter, Gauge, Histogram, Summary)):
+            # a labelled one's values are its children's (made by labels())
+            for metric in (collector, *getattr(collector, "_metrics", {}).values()):
+                _remake_values(metric)
+
+
+def _remake_values(metric) -> None:
+    """A metric's values made again with the value class now installed, holding what they
+    held (prometheus_client makes them in _metric_init, with the class of that moment)."""
+    before = _values_of(metric)
+    if not before or isinstance(before[0], SharedValue):
+        return
+    created = getattr(metric, "_created", None)
+    metric._metric_init()
+    for old, new in zip(before, _values_of(metric)):
+        new.set(old.get())
+    if created is not None:
+        metric._created = created
+
+
+def _values_of(metric) -> list:
+    """A Counter's or Gauge's value, a Summary's count and sum, a Histogram's sum and buckets."""
+    found = [getattr(metric, name, None) for name in ("_value", "_count", "_sum")]
+    return [v for v in found if v is not None] + list(getattr(metric, "_buckets", ()))
 
 
 class AppCollector:

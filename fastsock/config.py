@@ -164,7 +164,7 @@ class Config:
         if self.run_sync == "thread" and self.threads == 0:
             raise OptionError("run_sync", "thread needs a thread pool (--threads above 0)")
         if self.forwarded_allow_ips:
-            from fastsock.proxy import Proxies
+            from fastsock.forwarded import Proxies
             Proxies(self.forwarded_allow_ips)       # ValueError names a bad entry
 
 
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a fastsock App, a WSGI app or an ASGI app. Every option can also be "
                     "set by the environment variable shown beside it.",
     )
-    from fastsock import __version__
+    from fastsock.version import __version__
     parser.add_argument("--version", action="version", version=f"fastsock {__version__}")
     for f in dataclasses.fields(Config):
         help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {f.default!r}]"

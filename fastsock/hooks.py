@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
-from fastsock.handlers import is_async
+from fastsock.runner import is_async
 
 
 def wrap(handler: Callable, app) -> Callable:

@@ -14,7 +14,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
-from fastsock import __version__
+from fastsock.version import __version__
 from fastsock._message import METHOD_NAMES, Response
 from fastsock._parser import PARSE_ERRORS
 from fastsock._shared import CLOSE_REASONS, DURATION_BOUNDS, SharedState

@@ -20,8 +20,8 @@ import httpx
 
 from fastsock._conn import Connection, Context
 from fastsock.config import Config
-from fastsock.handlers import Runner
 from fastsock.hooks import run_lifecycle
+from fastsock.runner import Runner
 
 __all__ = ["TestClient"]
 

@@ -11,9 +11,8 @@ command -v clang >/dev/null || { echo "fuzz/run.sh needs clang: apt-get install 
 # the parsers built for libFuzzer, apart from the normal in-place build
 build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT
-mkdir "$build/fastsock"
 cp setup.py "$build/"
-cp fastsock/*.pyx fastsock/*.pxd fastsock/*.py "$build/fastsock/"
+tar -c --exclude='*.so' --exclude='*.c' --exclude=__pycache__ fastsock | tar -x -C "$build"
 (cd "$build" && CC=clang LDSHARED="clang -shared" FASTSOCK_FUZZ=1 \
     python setup.py -q build_ext --inplace --force >/dev/null)
 # libFuzzer as a shared library, preloaded so its symbols are global when the parsers load

@@ -3,9 +3,11 @@ worker's death, no files anywhere."""
 import os
 import signal
 import subprocess
+import sys
 
 import httpx
 
+from tests.conftest import ROOT, free_port
 from tests.test_metrics import samples
 from tests.test_process import children, ready, wait_until
 from tests.tools import prometheus_bin
@@ -48,3 +50,51 @@ def test_app_metrics_summed_over_workers_without_files(serve, tmp_path):
     server.stop()
     assert list(scratch.iterdir()) == []
     assert not any(p.is_file() and p.name.endswith(".db") for p in tmp_path.rglob("*"))
+
+
+def test_metrics_a_script_made_before_fastsock_run_are_summed_over_workers(tmp_path):
+    """fastsock.run(app) installs the shared values when it starts: a script's metrics, made
+    before (even before fastsock was imported), are taken over with what they held."""
+    port = free_port()
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from prometheus_client import Counter, Gauge\n"
+        "HITS = Counter('script_hits', 'Hits.', ['path'])\n"
+        "HITS.labels(path='/before').inc(5)\n"        # in the master: each worker's copy
+        "STARTED = Gauge('script_started', 'Set before run().')\n"
+        "STARTED.set(1)\n"
+        "import fastsock\n"
+        "app = fastsock.App()\n"
+        "@app.get('/hit')\n"
+        "def hit(req):\n"
+        "    HITS.labels(path='/hit').inc()\n"
+        "    return 'ok'\n"
+        f"fastsock.run(app, port={port}, workers=2)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _status(url + "/readyz") == 200, what="readiness")
+        n = 60
+        with httpx.Client(base_url=url) as c:
+            for _ in range(n):                  # new connections: both workers take some
+                assert c.get("/hit", headers={"Connection": "close"}).text == "ok"
+        text = httpx.get(url + "/metrics").text
+        assert samples(text, "script_hits_total") == {'{path="/before"}': 10.0,
+                                                       '{path="/hit"}': float(n)}, text
+        assert samples(text, "script_started") == {"": 2.0}     # a gauge: summed over both
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url).status_code
+    except httpx.HTTPError:
+        return 0

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fastsock.workers import cgroup_cpu_limit, default_workers
+from fastsock.cpus import cgroup_cpu_limit, default_workers
 
 HOST_CPUS = set(range(64))                      # a big node
 

@@ -8,7 +8,7 @@ from fastsock._message import RouteId
 from fastsock._parser import RequestParser
 from fastsock.config import Config
 from fastsock import dispatch as dispatch_mod
-from fastsock.proxy import Proxies
+from fastsock.forwarded import Proxies
 
 
 def request(raw: bytes, client=("10.0.0.9", 1234)):

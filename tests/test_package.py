@@ -57,8 +57,8 @@ def test_the_sdist_holds_the_sources_and_the_license_and_no_binaries(built):
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for needed in ("LICENSE", "README.md", "setup.py", "pyproject.toml", "fastsock/py.typed",
-                   "fastsock/_loop.pyx", "fastsock/_loop.pxd", "fastsock/asgi.pxd",
-                   "fastsock/wsgi.py", "fastsock/_loop.pyi"):
+                   "fastsock/_loop.pyx", "fastsock/_loop.pxd", "fastsock/adapters/asgi.pxd",
+                   "fastsock/adapters/wsgi.py", "fastsock/_loop.pyi"):
         assert needed in names, needed
     assert not [n for n in names if n.endswith(".so")], "compiled files in the sdist"
     # the C that Cython generated from those sources rides along, as Cython advises
@@ -71,7 +71,7 @@ def test_the_wheel_from_the_sdist_is_typed_licensed_and_compiled(built):
     assert "fastsock/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE")
                for n in names), names
-    compiled = {n.split("/")[1].split(".")[0] for n in names if n.endswith(".so")}
+    compiled = {n.rsplit("/", 1)[1].split(".")[0] for n in names if n.endswith(".so")}
     assert {"_parser", "_loop", "_conn", "app", "wsgi", "asgi"} <= compiled, compiled
     meta = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()

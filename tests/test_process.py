@@ -274,7 +274,7 @@ def test_sigquit_is_a_fast_exit(serve):
 
 
 def test_workers_auto_follows_the_cpus_this_process_may_use(serve):
-    from fastsock.workers import default_workers
+    from fastsock.cpus import default_workers
     server = serve("--workers", "auto")
     wait_until(lambda: ready(server) == 200, what="readiness")
     assert len(children(server.proc.pid)) == default_workers()

@@ -1,9 +1,9 @@
 """WSGI (PEP 3333) applications — Flask, Django, ... — served by fastsock.
 
 Each request runs `app(environ, start_response)` in the worker's thread pool, so the loop keeps
-serving while the app blocks. A body of up to interfaces.STREAM_ABOVE bytes is read whole before
-the app starts; a larger or chunked one is streamed: `wsgi.input` reads it from the connection as the
-app asks, under --max-body-size (413 past it), never gathered whole. A response whose length is
+serving while the app blocks. A body of up to common.STREAM_ABOVE bytes is read whole before
+the app starts; a larger or chunked one is streamed: `wsgi.input` reads it from the connection as
+the app asks, under --max-body-size (413 past it), never gathered whole. A response whose length is
 known (a list, or a Content-Length up to GATHER_UP_TO) goes out whole; any other is streamed
 chunked from the same thread as the app yields it, with back-pressure. The iterable's close() is
 called in every case — done, failed, or the client gone — in the thread that iterated it.
@@ -17,12 +17,12 @@ import sys
 import threading
 from urllib.parse import unquote_to_bytes
 
-from fastsock import __version__
 from fastsock._conn import BodyIn, Deferred
+from fastsock.adapters.common import ClientDisconnected, app_response, stream_large_bodies
+from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved
 from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR
-from fastsock.interfaces import ClientDisconnected, app_response, stream_large_bodies
-from fastsock.routelabels import RouteLabels
+from fastsock.version import __version__
 
 error_log = logging.getLogger("fastsock.error")
 

@@ -5,7 +5,7 @@ asyncio loop runs for the worker's whole life (an ASGI app may keep tasks of its
 the epoll loop turning inside it. The response goes out whole when the app sends its body in
 one message (Content-Length), else chunked as it is sent, with back-pressure: send() waits while
 the client is behind. The request body is read whole up to --max-body-size, or, past
-interfaces.STREAM_ABOVE bytes or chunked, streamed to receive() as it arrives. When the client goes,
+common.STREAM_ABOVE bytes or chunked, streamed to receive() as it arrives. When the client goes,
 receive() answers http.disconnect and send() raises ClientDisconnected (an OSError), as ASGI
 2.4 says.
 """
@@ -15,10 +15,10 @@ import asyncio
 import logging
 
 from fastsock._conn import Deferred
+from fastsock.adapters.common import ClientDisconnected, app_response, stream_large_bodies
+from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved
 from fastsock.responses import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN, WEBSOCKET_REFUSED
-from fastsock.interfaces import ClientDisconnected, app_response, stream_large_bodies
-from fastsock.routelabels import RouteLabels
 
 error_log = logging.getLogger("fastsock.error")
 

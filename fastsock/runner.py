@@ -6,6 +6,10 @@ Deferred at once; the connection waits (reading nothing more, so pipelined respo
 order) until the runner completes it on the loop's thread. A client that leaves first cancels an
 asyncio task (CancelledError inside it); a thread cannot be stopped, so its result is dropped.
 A timeout (per route, or --handler-timeout) answers 504 and cancels the task.
+
+The runner also carries the bodies that stream between those handlers and the loop: a request
+body read as it arrives (RequestStream), a response body pushed as it is made (start_feed).
+What a handler's result or exception becomes as a response is results.py's.
 """
 from __future__ import annotations
 
@@ -17,49 +21,11 @@ import queue
 import threading
 
 from fastsock._conn import BodyIn, Deferred
-from fastsock._message import BadRequest, Response
-from fastsock.responses import (
-    GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR, SHUTTING_DOWN, TEXT,
-)
+from fastsock._message import Response
+from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR, SHUTTING_DOWN
+from fastsock.results import error_response, to_response
 
 error_log = logging.getLogger("fastsock.error")
-
-
-
-class HTTPError(Exception):
-    """Raise from a handler to answer with a status: `raise HTTPError(403, "no")`."""
-
-    def __init__(self, status: int, body="", headers=None):
-        super().__init__(status, body)
-        self.status, self.body, self.headers = status, body, headers
-
-
-def to_response(result):
-    """What a handler may return, made into something the writer sends: str, bytes,
-    dict/list (JSON) and Response go as they are."""
-    t = type(result)
-    if t is str or t is bytes or t is Response or t is dict or t is list:
-        return result
-    if t is tuple:
-        body, status, *rest = result
-        if type(body) is Response:
-            body.status = status
-            return body
-        return Response(body, status, headers=rest[0] if rest else None)
-    if result is None:
-        return Response(None, 204)
-    return Response(result)     # bytes-like, or an iterator to stream
-
-
-def error_response(req, exc: BaseException) -> Response:
-    """The response for what a handler raised (the traceback of a bug is logged once)."""
-    if isinstance(exc, HTTPError):
-        return Response(exc.body, exc.status, headers=exc.headers)
-    if isinstance(exc, BadRequest):
-        error_log.info("bad request: %s %s: %s", req.method, req.path, exc)
-        return Response(f"{exc}\n", 400, content_type=TEXT)
-    error_log.error("handler failed: %s %s", req.method, req.path, exc_info=exc)
-    return SERVER_ERROR
 
 
 def complete(deferred: Deferred, req, result, exc, runner: Runner, threaded: bool = False) -> None:

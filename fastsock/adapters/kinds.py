@@ -1,17 +1,13 @@
 """Which kind of application the server was given — a fastsock App, a WSGI (PEP 3333) or an
-ASGI 3 application — and the adapter each worker serves the other two through."""
+ASGI 3 application — and the app a worker serves for each: an App as it is, the other two
+through their adapter."""
 from __future__ import annotations
 
 import inspect
 
-from fastsock._conn import BodyIn
-from fastsock._message import Response
-
-STREAM_ABOVE = 65536        # a body with a larger Content-Length (or chunked) is streamed in
-
-
-class ClientDisconnected(OSError):
-    """What a WSGI or ASGI app gets for reading or sending after the client went away."""
+from fastsock.adapters.asgi import ASGIApp
+from fastsock.adapters.protocol import ServableApp
+from fastsock.adapters.wsgi import WSGIApp
 
 
 def kind_of(app, interface: str = "auto") -> str:
@@ -20,7 +16,7 @@ def kind_of(app, interface: str = "auto") -> str:
         if interface != "fastsock" and not callable(app):
             raise ValueError(f"a {type(app).__name__} is not callable: not a {interface} app")
         return interface
-    if hasattr(app, "dispatcher") and hasattr(app, "router"):
+    if isinstance(app, ServableApp):
         return "fastsock"
     if not callable(app):
         raise ValueError(f"a {type(app).__name__} is not an application (a fastsock App, a "
@@ -54,37 +50,11 @@ def _is_coroutine_function(app) -> bool:
         inspect.iscoroutinefunction(call)
 
 
-def for_worker(app, config, runner, workers: int):
+def adapt(app, config, runner, workers: int) -> ServableApp:
     """The app as a worker serves it: an App as it is, the others through their adapter."""
     kind = kind_of(app, config.interface)
     if kind == "asgi":
-        from fastsock.asgi import ASGIApp
         return ASGIApp(app, config, runner)
     if kind == "wsgi":
-        from fastsock.wsgi import WSGIApp
         return WSGIApp(app, config, runner, workers)
     return app
-
-
-def stream_large_bodies(limit: int):
-    """The on_head of a WSGI or ASGI app: req -> BodyIn for a body streamed to the app as it
-    arrives (a large or chunked one, up to limit), None for one read whole first."""
-    def on_head(req):
-        length = req.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) <= STREAM_ABOVE:
-            return None
-        body_in = BodyIn(limit)
-        req.body_stream = body_in
-        return body_in
-    return on_head
-
-
-def app_response(status: int, headers, body) -> Response:
-    """A WSGI or ASGI app's response as the writer takes it: its headers as they are (the
-    writer checks each), no Content-Type of the server's."""
-    response = Response.__new__(Response)
-    response.status = status
-    response.headers = headers if type(headers) is list else list(headers)
-    response.body = body
-    response.content_type = None
-    return response

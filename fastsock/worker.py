@@ -1,0 +1,128 @@
+"""One worker process, forked by the master: the app set up for this worker, one event loop
+serving it until it drains or is told to stop, then the app's shutdown hooks."""
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import gc
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+
+from fastsock import appmetrics, dispatch, hooks
+from fastsock._loop import Loop
+from fastsock._message import RouteId
+from fastsock._shared import SharedState
+from fastsock.accesslog import AccessLog
+from fastsock.adapters.kinds import adapt
+from fastsock.adapters.protocol import ServableApp
+from fastsock.config import Config
+from fastsock.forwarded import Proxies
+from fastsock.loading import load_app
+from fastsock.metrics import CoreCollector, Exposition
+from fastsock.runner import Runner
+
+log = logging.getLogger("fastsock.error")
+
+# the signals the master waits for: blocked there, so in a worker just forked too, which
+# unblocks them once its own handlers are set
+SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD}
+WATCHDOG_SIGNAL = signal.SIGUSR1    # the master asking a stuck worker for its threads' stacks
+
+
+def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, slot: int,
+               metrics_sock: socket.socket | None = None, workers: int = 1) -> int:
+    """The body of a forked worker: one loop until it drains or is told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)        # a terminal's ^C is the master's to handle
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, lambda *_: os._exit(0))
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # the watchdog's signal: every thread's stack to stderr, from C, even while a handler
+    # holds the loop's thread
+    faulthandler.register(WATCHDOG_SIGNAL, file=sys.stderr, all_threads=True)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG: die with the master
+    except (OSError, AttributeError):
+        pass
+    appmetrics.attach(shared.app_area(slot))
+    max_requests = config.max_requests
+    if max_requests:
+        max_requests += random.randint(0, config.max_requests_jitter)
+    access_log = AccessLog(config.access_log) if config.access_log != "off" else None
+    exclusive = workers > 1
+    if config.accept == "reuseport":
+        sock, exclusive = worker_socket(config, sock), False
+    loop = Loop(config.limits(), shared, slot, exclusive=exclusive,
+                on_tick=access_log.flush if access_log is not None else None)
+    # async handlers and thread-pool completions run on an asyncio loop, made when needed
+    runner = Runner(loop, threads=config.threads, backlog=config.thread_backlog,
+                    timeout=config.handler_timeout,
+                    threads_by_default=config.run_sync == "thread")
+    loop.on_stream = runner.start_feed
+    try:
+        # what can keep the app from starting: the master stops instead of respawning it
+        step = "import the app"
+        if isinstance(app, str):        # --no-preload: this worker imports the app itself
+            app = load_app(app, config.interface)
+        step = "set up the app"
+        app = adapt(app, config, runner, workers)
+        step = "run a startup hook"
+        hooks.run_lifecycle(app.startup, runner)
+        step = "set up the app's routes and hooks"
+        main, metrics = dispatch.build(
+            app, config,
+            ready=lambda: shared.ready,
+            exposition=exposition_for(config, app, shared),
+            access_log=access_log.log if access_log is not None else None,
+            proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
+            max_requests=max_requests, retire=loop.retire, runner=runner)
+        loop.on_head = app.body_streams(runner, config.max_body_size)
+    except Exception:
+        log.exception("cannot %s in worker %d", step, os.getpid())
+        shared.set_slot(slot, os.getpid(), SharedState.START_FAILED)
+        return 1
+    # what the app made at import and start-up lives as long as the worker: out of the
+    # collector's full passes (faster ones under load, and pages stay shared after the fork)
+    gc.freeze()
+    loop.listen(sock, main)
+    if metrics_sock is not None and metrics is not None:
+        loop.listen(metrics_sock, metrics)
+    signal.signal(signal.SIGTERM, lambda *_: loop.drain())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+    # a handler that forks: its child holds none of the worker's sockets
+    os.register_at_fork(after_in_child=loop.close_in_child)
+    loop.run()
+    try:
+        hooks.run_lifecycle(app.shutdown, runner)
+    except Exception:
+        log.exception("a shutdown hook failed in worker %d", os.getpid())
+    runner.close()
+    return 0
+
+
+def exposition_for(config: Config, app: ServableApp, shared: SharedState
+                   ) -> Exposition | None:
+    if not config.metrics:
+        return None
+    names = {RouteId.ROUTE_HEALTHZ: config.healthz_path, RouteId.ROUTE_READYZ: config.readyz_path,
+             RouteId.ROUTE_METRICS: config.metrics_path}
+    names.update(app.route_names())
+
+    def areas():
+        return [(shared.app_area(i), shared.slot_state(i) != SharedState.FREE)
+                for i in range(shared.nslots)]
+    return Exposition(CoreCollector(shared, names), appmetrics.AppCollector(areas))
+
+
+def worker_socket(config: Config, master_sock: socket.socket) -> socket.socket:
+    """--accept reuseport: this worker's own socket in the port's SO_REUSEPORT group."""
+    sock = socket.socket(master_sock.family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(master_sock.getsockname())
+    sock.listen(config.backlog)
+    master_sock.close()
+    return sock
