@@ -9,6 +9,6 @@ __all__ = ["App", "BadRequest", "HTTPError", "Request", "Response", "run"]
 def run(app, host: str = "127.0.0.1", port: int = 8000, **options) -> None:
     """Serve an app from a script; options are Config fields (see `fastsock --help`)."""
     from fastsock.config import Config
-    from fastsock.server import serve       # the server only when one is started
+    from fastsock.server import serve  # the server only when one is started
 
     serve(Config(host=host, port=port, **options), app)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from json.encoder import encode_basestring as _json_str   # the C string encoder
+from json.encoder import encode_basestring as _json_str  # the C string encoder
 
 PIPE_BUF = 4096
 _THREE_DIGITS = [f"{i:03}" for i in range(1000)]    # "000".."999": no format spec per line

@@ -1,12 +1,12 @@
 """App: route decorators, and the dispatch callable the server's loop calls for every request."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from types import SimpleNamespace
-from typing import Callable, Iterable
 
+from fastsock import hooks
 from fastsock._conn import BodyIn, Deferred
 from fastsock._message import METHOD_NAMES, Request, Response
-from fastsock import hooks
 from fastsock.responses import NOT_FOUND, method_not_allowed
 from fastsock.results import HTTPError, error_response, to_response
 from fastsock.routing import Route, Router
@@ -15,7 +15,7 @@ from fastsock.runner import RequestStream, is_async
 __all__ = ["App", "HTTPError"]
 
 
-def _runnable(handler, options: dict, runner, app: "App"):
+def _runnable(handler, options: dict, runner, app: App):
     """The handler as the dispatcher calls it: as it is (inline), or started on the runner's
     asyncio loop or thread pool, returning a Deferred; inside the app's hooks when it has any."""
     handler = app._hooked(handler)
@@ -73,7 +73,7 @@ class _Dispatch:
             return error_response(req, e)
 
 
-def _method_table(route: Route, runner=None, app: "App | None" = None) -> tuple:
+def _method_table(route: Route, runner=None, app: App | None = None) -> tuple:
     """The route's handlers indexed by method id (METHOD_NAMES), HEAD answered by the GET
     handler unless it has its own; [0] is a dict for methods without an id. The server's own
     routes (app None) are neither hooked nor run elsewhere."""
@@ -233,5 +233,5 @@ class App:
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options) -> None:
         """Serve this app from a script: `fastsock.run(app, ...)` under another name."""
         from fastsock.config import Config
-        from fastsock.server import serve       # the server only when one is started
+        from fastsock.server import serve  # the server only when one is started
         serve(Config(host=host, port=port, **options), self)

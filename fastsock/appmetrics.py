@@ -27,7 +27,7 @@ _area: memoryview | None = None       # this worker's area; None in the master
 _offsets: dict[str, int] = {}         # key -> offset of its value in _area
 _generation = 0                       # changes when a worker attaches, so values re-bind
 _lock = threading.Lock()
-_values: "weakref.WeakSet[SharedValue]" = weakref.WeakSet()
+_values: weakref.WeakSet[SharedValue] = weakref.WeakSet()
 
 
 def _entries(area: memoryview):

@@ -8,13 +8,12 @@ after --max-requests. A request pays for no layer that is switched off.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from fastsock._message import RouteId
 from fastsock.config import Config
 from fastsock.responses import HEALTH_OK, NOT_FOUND, NOT_READY, method_not_allowed
 from fastsock.routing import Route
-
 
 Dispatch = Callable[[object], object]
 

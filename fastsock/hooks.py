@@ -9,7 +9,7 @@ called, an async one awaited).
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from fastsock.runner import is_async
 

@@ -9,15 +9,14 @@ import os
 import platform
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
-from fastsock.version import __version__
 from fastsock._message import METHOD_NAMES, Response
 from fastsock._parser import PARSE_ERRORS
 from fastsock._shared import CLOSE_REASONS, DURATION_BOUNDS, SharedState
+from fastsock.version import __version__
 
 UNMATCHED = "unmatched"
 CLK_TCK = os.sysconf("SC_CLK_TCK")

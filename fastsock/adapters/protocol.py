@@ -3,7 +3,8 @@ WSGI and ASGI adapters give it to the apps they wrap. The server reads the app t
 and nothing else."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:                       # for the annotations only: no import at run time
     from fastsock._conn import BodyIn
