@@ -158,8 +158,8 @@ def main() -> None:
               f"{r['new_p50']:>10.2f}{r['new_p99']:>10.2f}{r['idle_p50']:>10.2f}"
               f"{r['idle_p99']:>10.2f}", flush=True)
     if "fastsock" in results and "nginx" in results:
-        print(f"fastsock/nginx: KiB per idle connection "
-              f"{results['fastsock']['kib_per_conn'] / max(results['nginx']['kib_per_conn'], 0.01):.2f}x")
+        ratio = results["fastsock"]["kib_per_conn"] / max(results["nginx"]["kib_per_conn"], 0.01)
+        print(f"fastsock/nginx: KiB per idle connection {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def gunicorn(app: str):
 
 
 GROUPS = {
-    "wsgi": {"fastsock": fastsock("flask_hello:app"), "gunicorn-gthread": gunicorn("flask_hello:app"),
+    "wsgi": {"fastsock": fastsock("flask_hello:app"),
+             "gunicorn-gthread": gunicorn("flask_hello:app"),
              "granian": granian("flask_hello:app", "wsgi")},
     "fastapi": {"fastsock": fastsock("fastapi_hello:app"), "uvicorn": uvicorn("fastapi_hello:app"),
                 "granian": granian("fastapi_hello:app", "asgi")},

@@ -234,8 +234,10 @@ def main() -> int:
           f"{platform.python_implementation()} {platform.python_version()}; "
           f"server on core {SERVER_CORE}, wrk -t1 -c{args.connections} on core {CLIENT_CORE}, "
           f"{args.duration}s per run" + (f", median of {args.repeat}" if args.repeat > 1 else ""))
-    print("| server             | req/s   | p99 ms | server CPU µs/req | of it user | pipelined req/s (16 deep) |")
-    print("|--------------------|---------|--------|-------------------|------------|---------------------------|")
+    print("| server             | req/s   | p99 ms | server CPU µs/req | of it user "
+          "| pipelined req/s (16 deep) |")
+    print("|--------------------|---------|--------|-------------------|------------"
+          "|---------------------------|")
     for r in results.values():
         print(f"| {r['name']:<18} | {r['rps']:>7.0f} | {r['p99_ms']:>6.2f} | {r['cpu_us']:>17.2f} "
               f"| {r['user_us']:>10.2f} "

@@ -212,7 +212,7 @@ def chart(results: list[dict], path: Path, title: str) -> None:
     fig, grid = plt.subplots(2, 3, figsize=(12, 7))
     axes = list(grid.flat)
     axes[-1].axis("off")
-    for ax, (key, label) in zip(axes, panels):
+    for ax, (key, label) in zip(axes, panels, strict=False):   # one axis more: left blank
         for accept in dict.fromkeys(r["accept"] for r in results):
             rows = [r for r in results if r["accept"] == accept]
             xs = [r["workers"] for r in rows]

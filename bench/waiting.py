@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def measure(start, duration: int, connections: int) -> dict:
         proc.terminate()
         try:
             proc.wait(10)
-        except Exception:
+        except subprocess.TimeoutExpired:
             proc.kill()
         cleanup()
     return {"rps": result["rps"], "p99_ms": result["p99_ms"], "bad": result["bad"],

@@ -69,7 +69,7 @@ class _Dispatch:
                     or t is Deferred):
                 return result
             return to_response(result)
-        except Exception as e:
+        except Exception as e:          # noqa: BLE001  (a handler's error: its response)
             return error_response(req, e)
 
 

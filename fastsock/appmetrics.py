@@ -141,7 +141,7 @@ def _remake_values(metric) -> None:
         return
     created = getattr(metric, "_created", None)
     metric._metric_init()
-    for old, new in zip(before, _values_of(metric)):
+    for old, new in zip(before, _values_of(metric), strict=False):
         new.set(old.get())
     if created is not None:
         metric._created = created
@@ -169,7 +169,7 @@ class AppCollector:
                     continue
                 if metric_name not in families:
                     families[metric_name] = Metric(metric_name, help_text, typ)
-                k = (metric_name, name, tuple(zip(labelnames, labelvalues)))
+                k = (metric_name, name, tuple(zip(labelnames, labelvalues, strict=False)))
                 sums[k] = sums.get(k, 0.0) + _DOUBLE.unpack_from(area, offset)[0]
         buckets: dict[tuple, list] = {}
         for (metric_name, name, labels), value in sorted(sums.items()):

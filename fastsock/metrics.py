@@ -47,9 +47,9 @@ class CoreCollector:
             "fastsock_request_duration_seconds",
             "Time from a whole request to its response written, in seconds.",
             labels=["method", "route"])
-        for (route, method), (count, total, buckets) in sorted(snap["durations"].items()):
+        for (route, method), (_count, total, buckets) in sorted(snap["durations"].items()):
             acc, cumulative = 0, []
-            for le, n in zip(_LE, buckets):
+            for le, n in zip(_LE, buckets, strict=False):
                 acc += n
                 cumulative.append((le, acc))
             duration.add_metric([METHOD_NAMES[method], self._route(route)], cumulative, total)
@@ -70,7 +70,7 @@ class CoreCollector:
                                 value=snap["open"])
         closed = CounterMetricFamily("fastsock_connections_closed", "Connections closed.",
                                      labels=["reason"])
-        for reason, n in zip(CLOSE_REASONS, snap["closed"]):
+        for reason, n in zip(CLOSE_REASONS, snap["closed"], strict=False):
             closed.add_metric([reason], n)
         yield closed
         errors = CounterMetricFamily("fastsock_parse_errors",

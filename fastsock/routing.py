@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from fastsock._message import RouteId
+
 Handler = Callable
 
 # {name} matches one segment, {name:int} digits (passed as int), {name:path} the rest
@@ -13,9 +15,6 @@ _CONVERTERS = {
     "path": (r".+", str),
 }
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
-
-
-from fastsock._message import RouteId
 
 
 class Route:

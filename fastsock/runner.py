@@ -43,14 +43,14 @@ def complete(deferred: Deferred, req, result, exc, runner: Runner, threaded: boo
         if deferred.is_done and type(response) is Response:
             runner.aclose_unsent(response.body)
         deferred.complete(response)
-    except Exception as e:
+    except Exception as e:              # noqa: BLE001  (any failure here is one 500)
         error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
         deferred.complete(SERVER_ERROR)
 
 
 def is_async(handler) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None))
+        getattr(handler, "__call__", None))     # noqa: B004  (the method, to inspect it)
 
 
 class Runner:
@@ -80,7 +80,7 @@ class Runner:
     def hold_aio(self) -> None:
         """The asyncio loop runs the worker's thread from now on (the epoll loop turning
         inside it), not only while handlers wait: for an app with tasks of its own (ASGI)."""
-        self.aio
+        self.aio                        # noqa: B018  (the property makes the loop)
         self.loop.tasks += 1
 
     def run_async(self, handler, timeout: float | None):
@@ -155,7 +155,7 @@ class Runner:
                 return
             try:
                 job()
-            except BaseException:
+            except BaseException:       # noqa: BLE001  (logged: the pool thread lives on)
                 error_log.exception("a job in the thread pool failed")
             finally:
                 job = None              # an idle thread holds nothing of its last job
@@ -208,12 +208,13 @@ class Runner:
                     if feed.closed:
                         return
                     room = self.aio.create_future()
-                    feed.on_drain = lambda: room.done() or room.set_result(None)
+                    # (B023: called while this room is awaited; the next round sets its own)
+                    feed.on_drain = lambda: room.done() or room.set_result(None)  # noqa: B023
                     await room
             feed.end()
         except asyncio.CancelledError:
             raise
-        except Exception as e:
+        except Exception as e:          # noqa: BLE001  (the app's body: logged, stream failed)
             error_log.error("streamed response failed", exc_info=e)
             feed.fail("streamed response failed")
         finally:
@@ -221,7 +222,7 @@ class Runner:
             if aclose is not None:
                 try:
                     await aclose()
-                except Exception:
+                except Exception:       # noqa: BLE001  (the app's aclose(): the stream is over)
                     pass
 
     def _in_threads(self, iterator):
@@ -237,7 +238,7 @@ class Runner:
 async def _quietly(aw) -> None:
     try:
         await aw
-    except Exception:
+    except Exception:                   # noqa: BLE001  (quietly: an unsent body's aclose())
         pass
 
 
@@ -286,7 +287,7 @@ class _PooledIterator:
         chunk = exc = None
         try:
             chunk = next(self.iterator, _END)
-        except BaseException as e:
+        except BaseException as e:      # noqa: BLE001  (the app's iterator: handed to the loop)
             exc = e
         with self.lock:
             self.busy = False
@@ -316,7 +317,7 @@ class _PooledIterator:
         if close is not None:
             try:
                 close()
-            except Exception:
+            except Exception:           # noqa: BLE001  (the app's close(): logged)
                 error_log.exception("closing a streamed response failed")
 
 
@@ -334,7 +335,7 @@ class _ThreadJob:
     def run(self) -> None:                  # on a pool thread
         try:
             outcome = (self.handler(self.req, **self.params), None)
-        except BaseException as e:
+        except BaseException as e:          # noqa: BLE001  (the handler's: handed to the loop)
             outcome = (None, e)
         self.runner.loop.call_soon_threadsafe(self.done, outcome)
 
@@ -361,7 +362,8 @@ class RequestStream:
             if chunk is not None:
                 return chunk
             arrived = self.aio.create_future()
-            self.body_in.waiter = lambda: arrived.done() or arrived.set_result(None)
+            # (B023: called while this future is awaited; the next round sets its own)
+            self.body_in.waiter = lambda: arrived.done() or arrived.set_result(None)  # noqa: B023
             await arrived
 
 

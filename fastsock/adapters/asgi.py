@@ -258,7 +258,7 @@ class _Cycle:
             cancelled = True
             if not self.complete:
                 self.deferred.complete(SHUTTING_DOWN)   # only reaches a client still there
-        except Exception as e:
+        except Exception as e:          # noqa: BLE001  (the app's error: ended() answers it)
             exc = e
         self.ended(exc, cancelled)
 

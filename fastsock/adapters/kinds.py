@@ -45,7 +45,7 @@ def _takes(app, n: int) -> bool:
 def _is_coroutine_function(app) -> bool:
     if inspect.iscoroutinefunction(app):
         return True
-    call = getattr(type(app), "__call__", None)
+    call = getattr(type(app), "__call__", None)    # noqa: B004  (the method, to inspect it)
     return call is not None and not inspect.isfunction(app) and \
         inspect.iscoroutinefunction(call)
 

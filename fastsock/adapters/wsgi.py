@@ -127,7 +127,7 @@ class _Call:
             environ = self.environ = self.adapter.environ(req, wsgi_input)
             result = self.adapter.app(environ, self.start_response)
             self._respond(result, environ)
-        except Exception as e:
+        except Exception as e:          # noqa: BLE001  (the app's error: logged, then a 500)
             if self.is_gone and isinstance(e, OSError):
                 error_log.debug("%s %s: the client went away", req.method, req.path)
             else:
@@ -138,7 +138,7 @@ class _Call:
             if close is not None:
                 try:
                     close()
-                except Exception:
+                except Exception:       # noqa: BLE001  (the app's close(): logged)
                     error_log.exception("WSGI close() failed: %s %s", req.method, req.path)
 
     def start_response(self, status, headers, exc_info=None):
