@@ -23,7 +23,9 @@ _HEAD = struct.Struct("<Q")           # bytes used in the area
 _ENTRY = struct.Struct("<I")          # key length; then the key, padded to 8; then a double
 _DOUBLE = struct.Struct("<d")
 
-_area: memoryview | None = None       # this worker's area; None in the master
+# this worker's area; None in the master. (A value bound to an offset implies the area: those
+# uses say `type: ignore[arg-type]`, which mypy cannot follow.)
+_area: memoryview | None = None
 _offsets: dict[str, int] = {}         # key -> offset of its value in _area
 _generation = 0                       # changes when a worker attaches, so values re-bind
 _lock = threading.Lock()
@@ -92,7 +94,7 @@ class SharedValue:
             self._generation = _generation
             self._offset = _offset_of(self._key)
             if self._offset is not None and self._local:
-                _DOUBLE.pack_into(_area, self._offset, self._local)
+                _DOUBLE.pack_into(_area, self._offset, self._local)  # type: ignore[arg-type]
         return self._offset
 
     def inc(self, amount):
@@ -101,7 +103,8 @@ class SharedValue:
             if offset is None:
                 self._local += amount
             else:
-                _DOUBLE.pack_into(_area, offset, _DOUBLE.unpack_from(_area, offset)[0] + amount)
+                total = _DOUBLE.unpack_from(_area, offset)[0] + amount  # type: ignore[arg-type]
+                _DOUBLE.pack_into(_area, offset, total)  # type: ignore[arg-type]
 
     def set(self, value, timestamp=None):
         with _lock:
@@ -109,14 +112,16 @@ class SharedValue:
             if offset is None:
                 self._local = value
             else:
-                _DOUBLE.pack_into(_area, offset, value)
+                _DOUBLE.pack_into(_area, offset, value)  # type: ignore[arg-type]
 
     def set_exemplar(self, exemplar):
         pass
 
     def get(self):
         offset = self._bind()
-        return self._local if offset is None else _DOUBLE.unpack_from(_area, offset)[0]
+        if offset is None:
+            return self._local
+        return _DOUBLE.unpack_from(_area, offset)[0]  # type: ignore[arg-type]
 
     def get_exemplar(self):
         return None

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # Ceilings of the option table. A number past one would be accepted by Python and then fail
@@ -291,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def from_args(argv: list[str] | None = None, environ: dict | None = None) -> Config:
+def from_args(argv: list[str] | None = None,
+              environ: Mapping[str, str] | None = None) -> Config:
     """Flags, then FASTSOCK_* variables, then defaults. A bad value raises OptionError (a
     ValueError) naming the flag or the variable it came from."""
     environ = os.environ if environ is None else environ

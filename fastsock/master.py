@@ -178,15 +178,16 @@ class Master:
                 if self.replacement is not None:
                     self.replacing = self.rolling.pop(0)
         elif self.replacement is not None:
+            assert self.replacing is not None               # set with replacement, above
             new = self.workers.get(self.replacement)
             if new is None:                                 # it died: try that one again
                 self.rolling.insert(0, self.replacing)
                 self.replacement = None
             elif self.shared.slot_state(new.slot) in SERVING:
-                old = self.workers.get(self.replacing)
-                if old is not None:
-                    old.retiring = True
-                    os.kill(old.pid, signal.SIGTERM)
+                retired = self.workers.get(self.replacing)
+                if retired is not None:
+                    retired.retiring = True
+                    os.kill(retired.pid, signal.SIGTERM)
                 self.replacement = None
 
     def update_ready(self) -> None:

@@ -82,7 +82,7 @@ class Router:
     def match_pattern(self, path: str):
         """-> (route, params) of the first parameterised route that matches, or (None, None)."""
         for route in self.patterns:
-            m = route.pattern.match(path)
+            m = route.pattern.match(path)   # type: ignore[union-attr]  # patterns: those with one
             if m is not None:
                 conv = route.converters
                 try:

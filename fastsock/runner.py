@@ -91,7 +91,9 @@ class Runner:
         def start(req, **params):
             deferred = Deferred()
             task = self.aio.create_task(handler(req, **params))
-            deferred.on_cancel = task.cancel
+            # the stub's on_cancel is Callable[[], None]: any callable() will do (its result is
+            # dropped), task.cancel's bool too
+            deferred.on_cancel = task.cancel    # type: ignore[assignment]
             self.loop.tasks += 1
             timer = self.aio.call_later(timeout, self._expire, deferred, task) if timeout \
                 else None
@@ -208,8 +210,7 @@ class Runner:
                     if feed.closed:
                         return
                     room = self.aio.create_future()
-                    # (B023: called while this room is awaited; the next round sets its own)
-                    feed.on_drain = lambda: room.done() or room.set_result(None)  # noqa: B023
+                    feed.on_drain = functools.partial(_wake, room)
                     await room
             feed.end()
         except asyncio.CancelledError:
@@ -233,6 +234,12 @@ class Runner:
     def close(self) -> None:
         for _ in self._threads:
             self._jobs.put(None)
+
+
+def _wake(future: asyncio.Future) -> None:
+    """A one-shot callback (on_drain, a body's waiter): the future it was made for, done."""
+    if not future.done():
+        future.set_result(None)
 
 
 async def _quietly(aw) -> None:
@@ -330,9 +337,10 @@ class _ThreadJob:
     def __init__(self, runner: Runner, handler, req, params: dict):
         self.runner, self.handler, self.req, self.params = runner, handler, req, params
         self.deferred = Deferred()
-        self.timer = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def run(self) -> None:                  # on a pool thread
+        outcome: tuple[object, BaseException | None]
         try:
             outcome = (self.handler(self.req, **self.params), None)
         except BaseException as e:          # noqa: BLE001  (the handler's: handed to the loop)
@@ -362,8 +370,7 @@ class RequestStream:
             if chunk is not None:
                 return chunk
             arrived = self.aio.create_future()
-            # (B023: called while this future is awaited; the next round sets its own)
-            self.body_in.waiter = lambda: arrived.done() or arrived.set_result(None)  # noqa: B023
+            self.body_in.waiter = functools.partial(_wake, arrived)
             await arrived
 
 

@@ -62,7 +62,7 @@ def listen_socket(config: Config, reuseport: bool = False) -> socket.socket:
         except FileNotFoundError:
             pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        addr = config.uds
+        addr: str | tuple[str, int] = config.uds
     else:
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 
 import h11
 import httpx
 
 from fastsock._conn import Connection, Context
+from fastsock._message import Request
 from fastsock.config import Config
 from fastsock.hooks import run_lifecycle
 from fastsock.runner import Runner
@@ -55,7 +57,8 @@ class _AppTransport(httpx.BaseTransport):
                              timeout=config.handler_timeout,
                              threads_by_default=config.run_sync == "thread")
         self.limits = config.limits()
-        self.dispatch = self.on_head = None
+        self.dispatch: Callable[[Request], object] | None = None     # start() makes them
+        self.on_head = None
         self.started = False
 
     def start(self) -> None:
@@ -74,14 +77,15 @@ class _AppTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.start()
         ctx = Context(self.limits)
-        ctx.on_stream = self.runner.start_feed
-        ctx.on_head = self.on_head
+        # Context's stub lacks its public on_stream and on_head, and waiting (a property)
+        ctx.on_stream = self.runner.start_feed  # type: ignore[attr-defined]
+        ctx.on_head = self.on_head  # type: ignore[attr-defined]
         conn = Connection(ctx, self._with_client)
         out = conn.feed(_serialize(request))
         # a task or thread job: let it finish, within the client's read timeout
         wait = (request.extensions.get("timeout") or {}).get("read")
         deadline = None if wait is None else time.monotonic() + wait
-        while ctx.waiting or self.tasks.tasks:
+        while ctx.waiting or self.tasks.tasks:  # type: ignore[attr-defined]
             if deadline is not None and time.monotonic() > deadline:
                 raise httpx.ReadTimeout(f"the app did not answer within {wait} s",
                                         request=request)
@@ -92,6 +96,7 @@ class _AppTransport(httpx.BaseTransport):
 
     def _with_client(self, req):
         req.client = self.client
+        assert self.dispatch is not None            # handle_request() started the app
         return self.dispatch(req)
 
 

@@ -16,8 +16,11 @@ if TYPE_CHECKING:                       # for the annotations only: no import at
 @runtime_checkable
 class ServableApp(Protocol):
     # hooks run in each worker, sync or async: before it serves, and once it has drained
-    startup: Iterable[Callable[[], object]]
-    shutdown: Iterable[Callable[[], object]]
+    # (read-only here: an attribute of any iterable type will do)
+    @property
+    def startup(self) -> Iterable[Callable[[], object]]: ...
+    @property
+    def shutdown(self) -> Iterable[Callable[[], object]]: ...
 
     def dispatcher(self, reserved: Iterable[Route], runner: Runner | None
                    ) -> Callable[[Request], object]:
