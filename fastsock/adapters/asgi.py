@@ -121,6 +121,16 @@ class _Cycle:
     def __init__(self, req, deferred, scope, labels, aio):
         self.req, self.deferred, self.scope, self.labels, self.aio = (
             req, deferred, scope, labels, aio)
+        # the rest as the compiled class's C attributes start (asgi.pxd), and as the pure
+        # build (FASTSOCK_PURE=1) needs them
+        self.task: asyncio.Task | None = None           # set by dispatch, at once
+        self.timer: asyncio.TimerHandle | None = None
+        self.status: int | None = None                  # with started
+        self.headers = None
+        self.feed = None
+        self.recv_waiter: asyncio.Future | None = None
+        self.send_waiter: asyncio.Future | None = None
+        self.body_done = self.is_gone = self.started = self.complete = self.closed = False
 
     # -- what the app calls
 
@@ -153,7 +163,7 @@ class _Cycle:
     async def send(self, message):
         kind = message["type"]
         if kind == "http.response.body":
-            if not self.started or self.complete:
+            if not self.started or self.complete:   # (started: status is an int, below)
                 raise RuntimeError("ASGI: http.response.body " + (
                     "after the response was complete" if self.started
                     else "before http.response.start"))
@@ -163,12 +173,12 @@ class _Cycle:
             more = message.get("more_body", False)
             if self.feed is None and not self.closed:
                 if not more:
-                    response = app_response(self.status, self.headers, body)
+                    response = app_response(self.status, self.headers, body)  # type: ignore[arg-type]
                     self._finish()
                     self.deferred.complete(response)
                     return
                 # streamed: the connection writes the head, then attach_feed() gives the way in
-                self.deferred.complete(app_response(self.status, self.headers, self))
+                self.deferred.complete(app_response(self.status, self.headers, self))  # type: ignore[arg-type]
             feed = self.feed
             if feed is None:                # HEAD (no body is sent), or the client went
                 if not more:
@@ -245,7 +255,7 @@ class _Cycle:
         """--handler-timeout: 504 unless the response has begun, and the task cancelled."""
         if self.feed is None:
             self.deferred.complete(GATEWAY_TIMEOUT)
-        self.task.cancel()
+        self.task.cancel()  # type: ignore[union-attr]
 
     async def run(self, app):
         """The app's call, and what follows it: its outcome handled here, in the task,
@@ -283,7 +293,7 @@ class _Cycle:
         self._wake_receive()
 
 
-def _from_disconnect(exc: BaseException) -> bool:
+def _from_disconnect(exc: BaseException | None) -> bool:
     """The app's exception is send()'s OSError, or one raised while handling it (Starlette's
     ClientDisconnect): the client gone, not a failure worth a traceback."""
     for _ in range(4):
@@ -306,8 +316,8 @@ class _Lifespan:
     def __init__(self, app, state: dict, aio: asyncio.AbstractEventLoop):
         self.app, self.state, self.aio = app, state, aio
         self.inbox: asyncio.Queue = asyncio.Queue()
-        self.reply = None
-        self.task = None
+        self.reply: asyncio.Future | None = None
+        self.task: asyncio.Task | None = None
         self.received = False           # the app took an event: it speaks lifespan
 
     async def receive(self):

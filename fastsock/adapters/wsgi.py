@@ -15,6 +15,7 @@ import logging
 import queue
 import sys
 import threading
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
 from fastsock._conn import BodyIn, Deferred
@@ -23,6 +24,9 @@ from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved
 from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR
 from fastsock.version import __version__
+
+if TYPE_CHECKING:                       # for the annotations only: no import at run time
+    import asyncio
 
 error_log = logging.getLogger("fastsock.error")
 
@@ -106,18 +110,23 @@ class _Call:
 
     def __init__(self, adapter: WSGIApp, req, deferred, loop):
         self.adapter, self.req, self.deferred, self.loop = adapter, req, deferred, loop
-        self.status = self.headers = self.timer = self.environ = None
+        self.status: int | None = None
+        self.headers: list[tuple[str, str]] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.environ: dict | None = None
         self.head_sent = False          # the response is the loop's: no exc_info may change it
         self.is_gone = False
         self.pending: list = []         # write()'s data before the head went out
         self.feed = None
-        self.room = None                # a threading.Event, once the response streams
+        # once the response streams (the methods of that path say type: ignore[union-attr])
+        self.room: threading.Event | None = None
 
     # -- on a pool thread
 
     def run(self) -> None:
         req = self.req
         body_in = req.body_stream
+        wsgi_input: _Input | io.BytesIO | _NoBody
         if body_in is not None:
             wsgi_input = _Input(body_in, self.loop)
         else:
@@ -157,7 +166,8 @@ class _Call:
             raise TypeError(f"WSGI: headers must be a list, not {type(headers).__name__}")
         self.status, self.headers = int(status[:3]), headers
         # the app has routed the request by now (Flask forgets it once it returns)
-        self.req.route_id = self.adapter.labels.for_environ(self.environ)
+        # (environ is set before the app runs)
+        self.req.route_id = self.adapter.labels.for_environ(self.environ)  # type: ignore[arg-type]
         return self.write
 
     def write(self, data) -> None:
@@ -206,6 +216,8 @@ class _Call:
         self._to_loop(self._complete, app_response(self.status, self.headers, body))
 
     def _send_streamed(self, chunks: list, iterator, environ) -> None:
+        if self.status is None:
+            raise RuntimeError("WSGI: the app yielded its body without calling start_response")
         self.room = threading.Event()
         self.head_sent = True
         self._to_loop(self._complete, app_response(self.status, self.headers, _Stream(self)))
@@ -223,14 +235,14 @@ class _Call:
             raise ClientDisconnected("the client went away")
         if not isinstance(chunk, (bytes, bytearray, memoryview)):
             raise TypeError(f"WSGI: the app yielded a {type(chunk).__name__}, not bytes")
-        self.room.clear()
+        self.room.clear()  # type: ignore[union-attr]
         self._to_loop(self._write, chunk)
         self._wait_room()
         if self.is_gone:
             raise ClientDisconnected("the client went away")
 
     def _wait_room(self) -> None:
-        while not self.room.wait(1.0) and not self.is_gone:
+        while not self.room.wait(1.0) and not self.is_gone:  # type: ignore[union-attr]
             pass
 
     def _to_loop(self, fn, arg) -> None:
@@ -245,7 +257,7 @@ class _Call:
     def _write(self, chunk) -> None:
         feed = self.feed
         if feed is None or feed.write(chunk) or feed.closed:
-            self.room.set()
+            self.room.set()  # type: ignore[union-attr]
         else:
             feed.on_drain = self.room.set
 
@@ -272,7 +284,7 @@ class _Call:
         self.feed = feed
         if feed is not None:
             feed.on_cancel = self.gone
-        self.room.set()
+        self.room.set()  # type: ignore[union-attr]
 
     def gone(self) -> None:
         """The client went away: the app's thread stops at its next chunk (or read)."""
@@ -337,6 +349,7 @@ class _Input:
         return chunk
 
     def _take(self, _=None) -> None:    # on the loop's thread
+        chunk: object
         try:
             chunk = self.body_in.take()
         except StopAsyncIteration:
@@ -379,7 +392,8 @@ class _Input:
         return line
 
     def readlines(self, hint: int = -1) -> list[bytes]:
-        lines, total = [], 0
+        lines: list[bytes] = []
+        total = 0
         while True:
             line = self.readline()
             if not line:
