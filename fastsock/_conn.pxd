@@ -1,5 +1,6 @@
 # One connection's protocol state, apart from the loop that does its I/O.
 
+from fastsock._handoff cimport Endpoint, Deferred, BodyIn, Feed
 from fastsock._message cimport Request
 from fastsock._parser cimport RequestParser, ParseError
 from fastsock._shared cimport Slot, SharedState
@@ -53,42 +54,7 @@ cdef class Context:
                                     # route streams, and heads are not announced
 
 
-cdef class Deferred:
-    cdef Connection conn
-    cdef object result
-    cdef bint done
-    cdef public object on_cancel    # callable() run when the client goes first, or None
-    cpdef complete(self, object result)
-    cdef void cancel(self)
-
-
-cdef enum:
-    BODY_IN_HIGH_WATER = 1048576    # a streamed request body: stop reading past this unread
-
-
-cdef class BodyIn:
-    cdef Connection conn
-    cdef object chunks              # a deque of bytes not yet taken by the handler
-    cdef readonly Py_ssize_t limit  # the route's body limit (413 past it)
-    cdef readonly Py_ssize_t total
-    cdef Py_ssize_t buffered
-    cdef bint done
-    cdef object error               # why it ended early, or None
-    cdef public object waiter       # callable() to wake the handler waiting for a chunk
-    cdef int push(self, bytes chunk) except -1
-    cdef void finish(self, object error)
-    cdef inline bint full(self) noexcept:
-        return self.buffered >= BODY_IN_HIGH_WATER
-
-
-cdef class Feed:
-    cdef Connection conn
-    cdef public object on_drain     # callable() once the output has room again, or None
-    cdef public object on_cancel    # callable() when the client goes first, or None
-    cdef void drained(self)
-
-
-cdef class Connection:
+cdef class Connection(Endpoint):
     cdef int fd                     # the loop's; the connection itself never does I/O
     cdef unsigned int interest      # the loop's epoll registration
     cdef unsigned int missed        # the loop's: input events that came while its handler
@@ -141,12 +107,13 @@ cdef class Connection:
     cdef int _respond(self, Request req) except -1
     cdef int _write_result(self, Request req, object result, double t0) except -1
     cdef int resume(self, object result) except -1
+    cdef void pushed(self)
+    cdef int stream_chunk(self, object chunk) except -1
+    cdef int end_stream(self) except -1
+    cdef int cut_stream(self, str why) except -1
+    cdef bint has_room(self) noexcept
     cdef int _pump(self) except -1
-    cdef int _stream_chunk(self, object chunk) except -1
-    cdef int _end_stream(self) except -1
-    cdef void _pushed(self)
     cdef void output_drained(self)
-    cdef int _cut_stream(self, str why) except -1
     cdef int _broken_length(self, str why) except -1
     cdef int _proxy_header(self) except -1
     cdef int _on_head(self) except -1

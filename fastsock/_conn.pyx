@@ -27,7 +27,6 @@ from fastsock._writer cimport (
 from fastsock._writer import EPOCH_DATE_LINE
 
 import logging
-from collections import deque
 
 error_log = logging.getLogger("fastsock.error")
 
@@ -62,135 +61,6 @@ cdef class Context:
     @property
     def waiting(self):
         return self.waiting
-
-
-cdef class Deferred:
-    """A response that comes later. Dispatch returns one when the handler runs elsewhere (an
-    asyncio task, a thread); the connection waits (C_WAIT) and reads no further request, so
-    pipelined responses stay in order. complete(result) — on the loop's thread — writes the
-    response; if the client goes first, on_cancel() is called instead and the result, when it
-    comes, is dropped."""
-
-    cpdef complete(self, object result):
-        if self.done:                   # cancelled, or answered (504): never to be sent
-            if type(result) is Response and type((<Response>result).body) is not bytes:
-                close_stream((<Response>result).body)   # ... its producer told so
-            return
-        self.done = True
-        self.on_cancel = None           # the handler's: it often holds this Deferred (a cycle)
-        if self.conn is not None:
-            conn, self.conn = self.conn, None
-            conn.resume(result)
-        else:
-            self.result = result        # completed before the connection took it
-
-    @property
-    def is_done(self):
-        """Completed or cancelled: a result handed in now is never sent."""
-        return self.done
-
-    cdef void cancel(self):
-        self.conn = None
-        self.done = True
-        if self.on_cancel is not None:
-            on_cancel, self.on_cancel = self.on_cancel, None
-            try:
-                on_cancel()
-            except Exception:
-                error_log.exception("cancelling a handler failed")
-
-
-cdef class BodyIn:
-    """A request body streamed to its handler as it arrives (a route with stream=True): the
-    connection pushes chunks in; the handler takes them with take() (through req.stream()).
-    Past BODY_IN_HIGH_WATER bytes not taken, the connection stops reading: back-pressure on
-    the client. The route's limit is enforced on the total (413)."""
-
-    def __init__(self, Py_ssize_t limit):
-        self.chunks = deque()
-        self.limit = limit
-
-    cdef int push(self, bytes chunk) except -1:
-        self.chunks.append(chunk)
-        self.buffered += len(chunk)
-        self.total += len(chunk)
-        self._wake()
-        return 0
-
-    cdef void finish(self, object error):
-        """The body is whole (error None), or will never be (why)."""
-        self.done = True
-        self.error = error
-        self.conn = None
-        self._wake()
-
-    def _wake(self):
-        if self.waiter is not None:
-            waiter, self.waiter = self.waiter, None
-            waiter()
-
-    def take(self):
-        """-> the next chunk, or None when none is here yet (set waiter, then ask again);
-        StopAsyncIteration at the end; ConnectionError if the body will never be whole."""
-        cdef bint was_full
-        if self.chunks:
-            was_full = self.full()
-            chunk = self.chunks.popleft()
-            self.buffered -= len(chunk)
-            if was_full and not self.full() and self.conn is not None:
-                self.conn._pushed()         # room again: the loop reads on
-            return chunk
-        if self.done:
-            if self.error is not None:
-                raise ConnectionError(self.error)
-            raise StopAsyncIteration
-        return None
-
-
-cdef class Feed:
-    """The way into a connection for a body streamed from elsewhere (an async iterator run
-    on the asyncio loop): write() each chunk, then end() or fail(), all on the loop's thread.
-    write() answers whether the output has room; when it has not, wait until on_drain() is
-    called. If the client goes first, on_cancel() is called and writes are dropped."""
-
-    def write(self, chunk):
-        cdef Connection c = self.conn
-        if c is None:
-            return False
-        c._stream_chunk(chunk)
-        c._pushed()
-        return self.conn is not None and c.out.pending() < c.ctx.limits.output_high_water
-
-    def end(self):
-        cdef Connection c = self.conn
-        if c is not None:
-            self.conn, self.on_cancel = None, None
-            c._end_stream()
-            c._pushed()
-
-    def fail(self, str why="streamed response failed"):
-        cdef Connection c = self.conn
-        if c is not None:
-            self.conn, self.on_cancel = None, None
-            c._cut_stream(why)
-            c._pushed()
-
-    @property
-    def closed(self):
-        return self.conn is None
-
-    def close(self):                # the connection is going: see close_stream
-        self.conn = None
-        if self.on_cancel is not None:
-            self.on_cancel()
-
-    cdef void drained(self):
-        if self.on_drain is not None:
-            waiter, self.on_drain = self.on_drain, None
-            try:
-                waiter()
-            except Exception:
-                error_log.exception("resuming a stream failed")
 
 
 cdef class Connection:
@@ -428,15 +298,17 @@ cdef class Connection:
             self.ctx.slot.in_flight -= 1
             d.cancel()
 
-    cdef void _pushed(self):
+    cdef void pushed(self):
         """A pushed chunk or end is in the output: let the loop send it."""
         if self.ctx.on_resume is not None:
             self.ctx.on_resume(self)
 
+    cdef bint has_room(self) noexcept:
+        return self.out.pending() < self.ctx.limits.output_high_water
+
     cdef void output_drained(self):
         """The loop sent output: a pushed stream waiting for room may go on."""
-        if self.stream is not None and type(self.stream) is Feed and \
-                self.out.pending() < self.ctx.limits.output_high_water:
+        if self.stream is not None and type(self.stream) is Feed and self.has_room():
             (<Feed>self.stream).drained()
 
     cdef int resume(self, object result) except -1:
@@ -494,7 +366,7 @@ cdef class Connection:
                     self.stream = Feed.__new__(Feed)
                     (<Feed>self.stream).conn = self
                     if ctx.on_stream is None:
-                        self._cut_stream("an async stream needs the server's asyncio loop")
+                        self.cut_stream("an async stream needs the server's asyncio loop")
                     else:
                         ctx.on_stream(self.stream, stream)
         if not keep_alive:
@@ -526,17 +398,17 @@ cdef class Connection:
             try:
                 chunk = next(self.stream)
             except StopIteration:
-                return self._end_stream()
+                return self.end_stream()
             except Exception:
-                return self._cut_stream("streamed response failed")
-            self._stream_chunk(chunk)
+                return self.cut_stream("streamed response failed")
+            self.stream_chunk(chunk)
             if self.stream is None or self.out.pending() != before:
                 return 0
         if self.ctx.on_later is not None:
             self.ctx.on_later(self)
         return 0
 
-    cdef int _stream_chunk(self, object chunk) except -1:
+    cdef int stream_chunk(self, object chunk) except -1:
         cdef Py_ssize_t n
         try:
             if self.stream_left >= 0:
@@ -550,10 +422,10 @@ cdef class Connection:
             else:
                 write_raw_chunk(self.out, chunk)
         except Exception:
-            return self._cut_stream("streamed response yielded an invalid chunk")
+            return self.cut_stream("streamed response yielded an invalid chunk")
         return 0
 
-    cdef int _end_stream(self) except -1:
+    cdef int end_stream(self) except -1:
         if self.stream_left > 0:
             return self._broken_length("fewer bytes than its Content-Length")
         if self.stream_chunked:
@@ -572,7 +444,7 @@ cdef class Connection:
         self.state, self.close_reason = C_REFUSED, CLOSE_LENGTH
         return 0
 
-    cdef int _cut_stream(self, str why) except -1:
+    cdef int cut_stream(self, str why) except -1:
         """The head is gone already: all that is left is to cut the connection, so the client
         sees a broken body rather than one that looks whole. Chunked, the good chunks still go
         out and the terminator never does; delimited by the close (HTTP/1.0) any end would look

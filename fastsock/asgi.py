@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastsock._conn import Deferred
+from fastsock._handoff import Deferred
 from fastsock.dispatch import answer_reserved
 from fastsock.responses import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN, WEBSOCKET_REFUSED
 from fastsock.interfaces import ClientDisconnected, app_response, stream_large_bodies

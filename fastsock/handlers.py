@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 
-from fastsock._conn import BodyIn, Deferred
+from fastsock._handoff import BodyIn, Deferred
 from fastsock._message import BadRequest, Response
 from fastsock.responses import (
     GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR, SHUTTING_DOWN, TEXT,

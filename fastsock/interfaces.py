@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from fastsock._conn import BodyIn
+from fastsock._handoff import BodyIn
 from fastsock._message import Response
 
 STREAM_ABOVE = 65536        # a body with a larger Content-Length (or chunked) is streamed in

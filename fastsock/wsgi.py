@@ -18,7 +18,7 @@ import threading
 from urllib.parse import unquote_to_bytes
 
 from fastsock import __version__
-from fastsock._conn import BodyIn, Deferred
+from fastsock._handoff import BodyIn, Deferred
 from fastsock.dispatch import answer_reserved
 from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR
 from fastsock.interfaces import ClientDisconnected, app_response, stream_large_bodies
