@@ -11,9 +11,7 @@ from libc.string cimport memset
 
 from fastsock._bridge cimport Bridge
 from fastsock._accept cimport AcceptPolicy, accept_policy, ACCEPT_BATCH, SHARED_ACCEPT_BATCH
-from fastsock._conn cimport (
-    Context, Connection, Limits, C_LINGER, C_CLOSED, C_IDLE, C_HEAD, C_WAIT,
-)
+from fastsock._conn cimport Context, Connection, Limits
 from fastsock._shared cimport (
     SharedState, Slot, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
     CLOSE_SERVER,
@@ -231,7 +229,7 @@ cdef class Loop(Bridge):
             return
         try:
             self._drive(c)
-            if c.missed and c.fd >= 0 and c.state != C_WAIT:
+            if c.missed and c.fd >= 0 and not c.in_handler():
                 c.missed = 0
                 self._on_readable(c, False)
         except Exception:
@@ -252,12 +250,12 @@ cdef class Loop(Bridge):
             return 0                        # closed earlier in this batch
         if ev & EPOLLERR:
             self._close(c, CLOSE_ERROR)
-        elif c.state == C_WAIT and c.body_in is None:
+        elif c.awaits_handler():
             if ev & (EPOLLRDHUP | EPOLLHUP):    # gone (or half-closed) while its handler
                 self._close(c, CLOSE_CLIENT)    # works: cancel it, as nginx and uvicorn do
             else:
                 c.missed = EPOLLIN              # the next request: read after the response
-        elif c.stream is not None and ev & (EPOLLRDHUP | EPOLLHUP):
+        elif c.streams_out() and ev & (EPOLLRDHUP | EPOLLHUP):
             # gone (or half-closed) while its response streams: the producer is told (as
             # nginx's 499 and uvicorn's disconnect); a quiet stream would wait for ever
             self._close(c, CLOSE_CLIENT)
@@ -345,8 +343,7 @@ cdef class Loop(Bridge):
     cdef void _close_idle(self):
         cdef Connection c
         idle = [c for c in self.conns.values()
-                if (c.state == C_IDLE or (c.state == C_HEAD and c.rend == c.rstart))
-                and self.ctx.now - c.since >= DRAIN_IDLE_GRACE]
+                if c.is_idle() and self.ctx.now - c.since >= DRAIN_IDLE_GRACE]
         for c in idle:
             self._close(c, CLOSE_SERVER)
         if not self.conns:
@@ -367,7 +364,7 @@ cdef class Loop(Bridge):
                     self._watch(l)
                 except OSError:
                     error_log.exception("watching a listener failed; trying again next tick")
-        expired = [c for c in self.conns.values() if c.deadline <= self.ctx.now]
+        expired = [c for c in self.conns.values() if c.expired(self.ctx.now)]
         for c in expired:
             if c.fd < 0:
                 continue
@@ -465,17 +462,17 @@ cdef class Loop(Bridge):
         cdef Py_ssize_t room
         cdef char* p
         cdef int reads = 0
-        if c.input_ended:                   # nothing more to read: a hang-up, or room to send
+        if c.input_closed():                # nothing more to read: a hang-up, or room to send
             return self._drive(c)
         while True:
-            if c.state == C_LINGER:
+            if c.lingers():
                 return self._discard(c)
             reads += 1
             if reads > MAX_READS:           # a fast sender: let the others have a turn, and
                 return self._rearm(c)       # have epoll report this one again
             p = c.read_space(&room)
             if p == NULL:                   # refused (head too large), or out of memory
-                if c.state == C_CLOSED:
+                if c.is_closed():
                     self._close(c, c.close_reason)
                 else:
                     self._drive(c)
@@ -493,16 +490,16 @@ cdef class Loop(Bridge):
                 return 0
             self.ctx.slot.request_bytes += n
             c.received(n)
-            if c.state == C_CLOSED:
+            if c.is_closed():
                 self._close(c, c.close_reason)
                 return 0
             self._drive(c)
-            if c.fd < 0 or c.state == C_LINGER:
+            if c.fd < 0 or c.lingers():
                 return 0                    # closed, or _drive drained it already
-            if hangup and c.stream is not None:     # ... or while its response streams
+            if hangup and c.streams_out():  # ... or while its response streams
                 self._close(c, CLOSE_CLIENT)
                 return 0
-            if c.state == C_WAIT and c.body_in is None:
+            if c.awaits_handler():
                 if hangup:                  # half-closed while its handler works: as above
                     self._close(c, CLOSE_CLIENT)
                 elif n == room:             # more is there: read it after the response
@@ -557,7 +554,7 @@ cdef class Loop(Bridge):
             self.ctx.slot.response_bytes += n
             if n < pending:
                 break                       # the socket buffer is full: wait for EPOLLOUT
-        if c.stream is not None:
+        if c.streams_out():
             c.output_drained()              # a pushed stream waiting for room goes on
         if c.finished():
             if not c.must_linger():
@@ -568,7 +565,7 @@ cdef class Loop(Bridge):
             want = EPOLLIN
         else:
             want = (EPOLLOUT if c.out.pending() else 0) | (EPOLLIN if c.wants_read() else 0)
-            if want == 0 and c.state == C_WAIT and c.body_in is None:
+            if want == 0 and c.awaits_handler():
                 # its handler works: the watch stays, what comes is noted (c.missed) and read
                 # after the response — two epoll_ctl calls fewer per deferred request
                 want = c.interest & EPOLLIN
@@ -583,7 +580,7 @@ cdef class Loop(Bridge):
                 error_log.warning("epoll_ctl failed for a connection: errno %d", errno)
                 self._close(c, CLOSE_ERROR)
                 return 0
-        if c.state == C_LINGER:
+        if c.lingers():
             self._discard(c)                # what came before our shutdown: no new edge for it
         return 0
 
