@@ -167,3 +167,25 @@ cdef class AcceptPolicy:
         if self.spare_fd >= 0:
             close(self.spare_fd)
             self.spare_fd = -1
+
+    # ------------------------------------------------------------------ Python API, for tests
+
+    def stands_aside(self, int tag, double now):
+        """stand_aside() for the listener of tag: the decision alone, no epoll."""
+        return self.stand_aside((<long long>1) << tag, now)
+
+    def requeues(self, int tag):
+        """balance() for the listener of tag: -> whether this worker goes to the back."""
+        return self.balance((<long long>1) << tag)
+
+
+def policy_over(SharedState shared, int slot, list slots):
+    """Tests: the balancing policy of the worker in slot, over slots written as given: one
+    (state, watching, conns, woke) per slot (the decisions without a server)."""
+    cdef Slot* s
+    for i, (state, watching, conns, woke) in enumerate(slots):
+        s = shared.slot(i)
+        s.pid, s.state, s.watching, s.conns, s.woke = 1000 + i, state, watching, conns, woke
+    p = accept_policy(shared, slot, True)
+    p.me.watching = slots[slot][1]
+    return p
