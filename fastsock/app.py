@@ -4,7 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Callable, Iterable
 
-from fastsock._conn import BodyIn, Deferred
+from fastsock._handoff import BodyIn, Deferred
 from fastsock._message import METHOD_NAMES, Request, Response
 from fastsock import hooks
 from fastsock.responses import NOT_FOUND, method_not_allowed

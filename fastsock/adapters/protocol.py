@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol, runtime_checkable
 
 if TYPE_CHECKING:                       # for the annotations only: no import at run time
-    from fastsock._conn import BodyIn
+    from fastsock._handoff import BodyIn
     from fastsock._message import Request
     from fastsock.routing import Route
     from fastsock.runner import Runner

@@ -17,7 +17,7 @@ import sys
 import threading
 from urllib.parse import unquote_to_bytes
 
-from fastsock._conn import BodyIn, Deferred
+from fastsock._handoff import BodyIn, Deferred
 from fastsock.adapters.common import ClientDisconnected, app_response, stream_large_bodies
 from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved
