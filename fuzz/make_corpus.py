@@ -1,10 +1,10 @@
 """Write the seed corpus: one request per file, valid ones and refused ones, in the style of
-gunicorn's tests/requests/. Run once when tests/vectors.py grows; the files are kept in git.
+gunicorn's tests/requests/. Run once when tests/support/vectors.py grows; the files are kept in git.
 
     python fuzz/make_corpus.py
 
 valid/NAME.http     a request the parser must accept, whole or split anywhere
-invalid/STATUS-NAME.http   one it must refuse with STATUS (from tests/vectors.py), followed
+invalid/STATUS-NAME.http   one it must refuse with STATUS (from tests/support/vectors.py), followed
                            by a request for /smuggled that must never be parsed
 """
 import re

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
-from tests.garbage import freed_since_last_call
+from tests.support.garbage import freed_since_last_call
 
 OUT = Path(os.environ.get("FASTSOCK_TEST_DIR", "/tmp"))
 LIFESPAN = os.environ.get("ASGI_LIFESPAN", "")
@@ -177,6 +177,6 @@ async def app(scope, receive, send):
         return
     if path == "/pid":
         return await _text(send, str(os.getpid()).encode())
-    if path == "/garbage":          # objects requests left in cycles (tests/garbage.py)
+    if path == "/garbage":          # objects requests left in cycles (tests/support/garbage.py)
         return await _text(send, str(freed_since_last_call()).encode())
     await _text(send, b"not found", 404)

@@ -1,4 +1,4 @@
-"""Apps for tests/test_attacks.py: hostile-review regressions."""
+"""Apps for tests/integration/test_attacks.py: hostile-review regressions."""
 import asyncio
 import os
 import threading

@@ -1,4 +1,4 @@
-"""Apps for tests/test_attacks2.py: hostile review of polling streams, FIN while streaming,
+"""Apps for tests/integration/test_attacks2.py: hostile review of polling streams, FIN while streaming,
 results completed after their request was dropped."""
 import asyncio
 import os

@@ -1,4 +1,4 @@
-"""The apps of the response matrix (tests/test_matrix.py, issue 19): one route per response kind
+"""The apps of the response matrix (tests/integration/test_matrix.py, issue 19): one route per response kind
 and handler kind, for the native App (`app`), WSGI (`wsgi_app`) and ASGI (`asgi_app`).
 
 Every request names its body's size (?n=BYTES) and a marker (?mark=NAME): a producer that

@@ -3,7 +3,7 @@ import os
 import time
 
 from fastsock import App, HTTPError, Response
-from tests.garbage import freed_since_last_call
+from tests.support.garbage import freed_since_last_call
 
 app = App()
 
@@ -213,7 +213,7 @@ async def async_json(req):
 
 @app.get("/garbage")
 def garbage(req):
-    """How many objects requests left in reference cycles (tests/garbage.py)."""
+    """How many objects requests left in reference cycles (tests/support/garbage.py)."""
     return str(freed_since_last_call())
 
 

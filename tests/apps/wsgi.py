@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from wsgiref.validate import validator
 
-from tests.garbage import freed_since_last_call
+from tests.support.garbage import freed_since_last_call
 
 OUT = Path(os.environ.get("FASTSOCK_TEST_DIR", "/tmp"))
 
@@ -145,7 +145,7 @@ def app(environ, start_response):
     if path == "/str-body":
         start_response("200 OK", [])
         return ["a str is not bytes"]
-    if path == "/garbage":          # objects requests left in cycles (tests/garbage.py)
+    if path == "/garbage":          # objects requests left in cycles (tests/support/garbage.py)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(freed_since_last_call()).encode()]
     if path == "/thread":

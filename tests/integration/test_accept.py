@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from tests.conftest import Reader, wait_for_text
-from tests.test_process import children, ready, wait_until
+from tests.support.servers import children, ready
+from tests.support.sockets import Reader
+from tests.support.waiting import wait_for_text, wait_until
 
 
 def open_fds(pid: int) -> int:
@@ -318,7 +319,7 @@ def test_a_port_held_by_another_process_is_refused(serve, tmp_path):
     port = holder.getsockname()[1]
     try:
         for accept in ("exclusive", "reuseport"):
-            r = subprocess.run([sys.executable, "-m", "fastsock", "tests.apps:app", "--host",
+            r = subprocess.run([sys.executable, "-m", "fastsock", "tests.apps.native:app", "--host",
                                 "127.0.0.1", "--port", str(port), "--workers", "1",
                                 "--accept", accept], capture_output=True, text=True,
                                timeout=20)

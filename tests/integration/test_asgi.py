@@ -11,13 +11,11 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import (
-    ROOT, Reader, free_port, garbage_left, read_until_close, start_server, wait_for_text,
-)
-from tests.test_process import children
-from tests.test_uploads import post
+from tests.support.servers import ROOT, children, free_port, start_server
+from tests.support.sockets import Reader, garbage_left, post, read_until_close
+from tests.support.waiting import wait_for_text
 
-APP = "tests.apps_asgi:app"
+APP = "tests.apps.asgi:app"
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Reader
+from tests.support.sockets import Reader
 
-APP = "tests.apps_attacks:app"
+APP = "tests.apps.attacks:app"
 
 
 @pytest.fixture(params=[1, 2])

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from tests.conftest import Reader, read_until_close, wait_for_text
+from tests.support.sockets import Reader, read_until_close
+from tests.support.waiting import wait_for_text
 
-APP = "tests.apps_attacks2:app"
+APP = "tests.apps.attacks2:app"
 
 
 def start(serve, tmp_path, workers, *args):

@@ -7,12 +7,12 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Reader, read_until_close
+from tests.support.sockets import Reader, read_until_close
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from tests.conftest import start_server
+    from tests.support.servers import start_server
     s = start_server(tmp_path_factory.mktemp("boundary"), "--workers", "2")
     yield s
     s.stop()

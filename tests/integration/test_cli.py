@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fastsock.config import Config, from_args
-from tests.conftest import ROOT, free_port, start_server
+from tests.support.servers import ROOT, free_port, start_server
 
 
 def run_cli(*args, env=None, timeout=20):
@@ -29,10 +29,10 @@ def test_help_lists_every_option_with_its_variable():
 
 @pytest.mark.parametrize("spec, message", [
     ("no_such_module_xyz:app", "cannot import module 'no_such_module_xyz'"),
-    ("tests.apps:no_such_attr", "has no attribute 'no_such_attr'"),
-    ("tests.apps", "MODULE:ATTRIBUTE"),
-    ("tests.conftest:free_port", "neither a fastsock App, a WSGI app"),
-    ("tests.conftest:ROOT", "is not an application"),
+    ("tests.apps.native:no_such_attr", "has no attribute 'no_such_attr'"),
+    ("tests.apps.native", "MODULE:ATTRIBUTE"),
+    ("tests.support.servers:free_port", "neither a fastsock App, a WSGI app"),
+    ("tests.support.servers:ROOT", "is not an application"),
 ])
 def test_bad_application_is_a_clear_error(spec, message):
     r = run_cli(spec, "--port", str(free_port()))
@@ -45,19 +45,19 @@ def test_port_in_use_is_a_clear_error():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        r = run_cli("tests.apps:app", "--host", "127.0.0.1", "--port", str(port))
+        r = run_cli("tests.apps.native:app", "--host", "127.0.0.1", "--port", str(port))
     assert r.returncode == 1
     assert "address already in use" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bad_option_value_is_a_clear_error():
-    r = run_cli("tests.apps:app", env={"FASTSOCK_HEADER_TIMEOUT": "soon"})
+    r = run_cli("tests.apps.native:app", env={"FASTSOCK_HEADER_TIMEOUT": "soon"})
     assert r.returncode == 2 and "FASTSOCK_HEADER_TIMEOUT" in r.stderr
-    r = run_cli("tests.apps:app", "--workers", "many")
+    r = run_cli("tests.apps.native:app", "--workers", "many")
     assert r.returncode == 2 and "--workers" in r.stderr
-    r = run_cli("tests.apps:app", "--forwarded-allow-ips", "10.0.0.0/8,bogus")
+    r = run_cli("tests.apps.native:app", "--forwarded-allow-ips", "10.0.0.0/8,bogus")
     assert r.returncode == 2 and "'bogus' is not an address" in r.stderr
-    r = run_cli("tests.apps:app", "--timeout", "0.5")
+    r = run_cli("tests.apps.native:app", "--timeout", "0.5")
     assert r.returncode == 2 and "timeout must be 0 (off) or at least 2 seconds" in r.stderr
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fastsock.config import Config, from_args
-from tests.conftest import ROOT
+from tests.support.servers import ROOT
 
 # every numeric option, found from the table itself so that a new one is covered too
 NUMERIC = [f.name for f in dataclasses.fields(Config) if f.type in ("int", "float")] + ["workers"]
@@ -25,7 +25,7 @@ def flag(name: str) -> str:
 def run_until_exit_or_start(args, env=None):
     """-> (exit status, stderr). Stops at the first sign of a server starting (it never exits
     on its own then): status None."""
-    proc = subprocess.Popen([sys.executable, "-m", "fastsock", "tests.apps:app", *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "fastsock", "tests.apps.native:app", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
     lines = []
@@ -85,9 +85,9 @@ def test_config_refuses_a_bad_number_naming_the_field(name, value):
     ("metrics_port", "70000"),
 ])
 def test_run_refuses_a_bad_number_before_any_worker(name, value):
-    code = (f"import sys, fastsock, tests.apps\n"
+    code = (f"import sys, fastsock, tests.apps.native\n"
             f"try:\n"
-            f"    fastsock.run(tests.apps.app, port=0, workers='1', {name}={value})\n"
+            f"    fastsock.run(tests.apps.native.app, port=0, workers='1', {name}={value})\n"
             f"except ValueError as e:\n"
             f"    sys.exit(f'ValueError: {{e}}')\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,

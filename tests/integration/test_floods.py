@@ -8,8 +8,9 @@ import time
 
 import httpx
 
-from tests.conftest import Reader, free_port, read_until_close
-from tests.test_process import children, wait_until
+from tests.support.servers import children, free_port
+from tests.support.sockets import Reader, read_until_close
+from tests.support.waiting import wait_until
 
 
 def tree_cpu_seconds(pid: int) -> float:

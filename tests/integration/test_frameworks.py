@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import start_server
+from tests.support.servers import start_server
 
 
 def routes_in_metrics(server) -> set[str]:
@@ -71,7 +71,7 @@ def test_app_metrics_are_summed_across_workers(example):
 
 @pytest.mark.parametrize("attr", ["app", "asgi"])
 def test_django_smoke(tmp_path, attr):
-    s = start_server(tmp_path, "--workers", "2", app=f"tests.django_app:{attr}")
+    s = start_server(tmp_path, "--workers", "2", app=f"tests.apps.django_app:{attr}")
     try:
         r = httpx.get(s.url + "/hello/world")
         assert r.status_code == 200 and r.text == "hello world"

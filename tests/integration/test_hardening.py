@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from tests.conftest import Reader, read_until_close, wait_for_text
+from tests.support.sockets import Reader, read_until_close
+from tests.support.waiting import wait_for_text
 
-APP = "tests.apps_hardening:app"
+APP = "tests.apps.hardening:app"
 WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
 
 
@@ -157,7 +158,7 @@ def test_a_drip_fed_body_to_a_wsgi_app_frees_its_thread(serve, tmp_path, workers
     """Two drip-fed uploads with --threads 2: both cut by the minimum rate, their threads
     free again for the next request."""
     server = start(serve, tmp_path, workers, "--body-timeout", "1", "--threads", "2",
-                   "--thread-backlog", "0", app="tests.apps_hardening:wsgi_drip")
+                   "--thread-backlog", "0", app="tests.apps.hardening:wsgi_drip")
     head = b"POST /?name=%s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
     with server.connect() as a, server.connect() as b:
         a.sendall(head % b"a")
@@ -176,7 +177,7 @@ def test_a_drip_fed_body_to_a_wsgi_app_frees_its_thread(serve, tmp_path, workers
 
 @WORKERS
 def test_a_drip_fed_whole_body_gets_408(serve, tmp_path, workers):
-    server = start(serve, tmp_path, workers, "--body-timeout", "1", app="tests.apps:app")
+    server = start(serve, tmp_path, workers, "--body-timeout", "1", app="tests.apps.native:app")
     with server.connect() as s:
         got = _drip(s, b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
                     0.3, limit=15)
@@ -207,7 +208,7 @@ def test_a_body_at_a_fair_rate_may_take_longer_than_the_grace_period(serve, tmp_
 def test_a_reserved_route_answered_before_a_streamed_body_is_dispatched_once(serve, tmp_path,
                                                                              workers, expect):
     """A WSGI app's bodies stream in; the server's own routes answer at once, unread."""
-    server = start(serve, tmp_path, workers, "--threads", "2", app="tests.apps_wsgi:app")
+    server = start(serve, tmp_path, workers, "--threads", "2", app="tests.apps.wsgi:app")
     with server.connect() as s:
         s.sendall(b"POST /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
                   + expect + b"\r\n3\r\nabc\r\n0\r\n\r\n")

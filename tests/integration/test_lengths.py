@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from tests.conftest import Reader, read_until_close, wait_for_text
+from tests.support.sockets import Reader, read_until_close
+from tests.support.waiting import wait_for_text
 
-APPS = {"native": "tests.apps_lengths:app", "wsgi": "tests.apps_lengths:wsgi_app",
-        "asgi": "tests.apps_lengths:asgi_app"}
+APPS = {"native": "tests.apps.lengths:app", "wsgi": "tests.apps.lengths:wsgi_app",
+        "asgi": "tests.apps.lengths:asgi_app"}
 MiB = 1 << 20
 
 

@@ -8,10 +8,10 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
-from tests.test_process import children, wait_until
+from tests.support.servers import ROOT, children, free_port
+from tests.support.waiting import wait_until
 
-APP = "tests.apps_lifecycle:app"
+APP = "tests.apps.lifecycle:app"
 
 
 def pids(tmp_path, what: str) -> set[int]:
@@ -71,7 +71,7 @@ def test_an_async_hook_around_a_plain_handler_stops_the_start(tmp_path):
 
 @pytest.fixture(scope="module")
 def hooked(tmp_path_factory):
-    from tests.conftest import start_server
+    from tests.support.servers import start_server
     tmp = tmp_path_factory.mktemp("hooked")
     s = start_server(tmp, app=APP, env={"LIFECYCLE_DIR": str(tmp)})
     yield s

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_process import children, ready, wait_until
+from tests.support.servers import ROOT, children, ready
+from tests.support.waiting import wait_until
 
 
 def json_lines(text: str) -> list[dict]:
@@ -85,7 +85,7 @@ def test_a_bad_log_config_is_refused_at_start_in_one_line(tmp_path, content, say
     if content is not None:
         config.write_text(content)
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "fastsock", "tests.apps:app", "--port", "0",
+    r = subprocess.run([sys.executable, "-m", "fastsock", "tests.apps.native:app", "--port", "0",
                         "--log-config", str(config)], cwd=ROOT, capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 2, r.stderr
@@ -95,7 +95,7 @@ def test_a_bad_log_config_is_refused_at_start_in_one_line(tmp_path, content, say
 
 
 def test_a_bad_log_format_is_refused():
-    r = subprocess.run([sys.executable, "-m", "fastsock", "tests.apps:app", "--log-format",
+    r = subprocess.run([sys.executable, "-m", "fastsock", "tests.apps.native:app", "--log-format",
                         "xml"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert r.stderr.strip() == "fastsock: error: --log-format must be text or json, not 'xml'"

@@ -1,6 +1,6 @@
 """Issue 19, "Must hold 3": every response kind x method x handler kind x client behaviour, over
 real sockets, against one server per interface (native App, WSGI, ASGI; --workers 2
---threads 4). Apps: tests/apps_matrix.py.
+--threads 4). Apps: tests/apps/matrix.py.
 
   native  handler inline | async | thread  x  bytes, str, json (whole), iterator (generator),
           asynciter (async generator), file (a plain iterator reading a file in blocks, with
@@ -40,8 +40,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import apps_matrix as apps
-from tests.conftest import Reader, read_until_close, start_server
+from tests.apps import matrix as apps
+from tests.support.servers import start_server
+from tests.support.sockets import Reader, read_until_close
 
 WORKERS, THREADS = 2, 4
 SIZE = apps.SIZE                    # 3 MiB: three times the output's high water mark
@@ -122,10 +123,10 @@ def cells_of(handlers_kinds: list[tuple[str, list[Kind]]]) -> list[Cell]:
 
 
 SERVERS = {
-    "native": ("tests.apps_matrix:app",
+    "native": ("tests.apps.matrix:app",
                [(r, native_kinds(r)) for r in ("inline", "async", "thread")]),
-    "wsgi": ("tests.apps_matrix:wsgi_app", [("wsgi", WSGI_KINDS)]),
-    "asgi": ("tests.apps_matrix:asgi_app", [("asgi", ASGI_KINDS)]),
+    "wsgi": ("tests.apps.matrix:wsgi_app", [("wsgi", WSGI_KINDS)]),
+    "asgi": ("tests.apps.matrix:asgi_app", [("asgi", ASGI_KINDS)]),
 }
 
 

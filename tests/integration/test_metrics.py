@@ -10,19 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import Reader, free_port, read_until_close
-from tests.test_process import children, ready, wait_until
-from tests.tools import prometheus_bin
-
-
-def samples(text: str, name: str) -> dict:
-    """{label string: value} for one metric in Prometheus text format."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            key, _, value = line.rpartition(" ")
-            out[key[len(name):]] = float(value)
-    return out
+from tests.support.servers import children, free_port, ready
+from tests.support.sockets import Reader, read_until_close
+from tests.support.waiting import wait_until
+from tests.support.tools import prometheus_bin
 
 
 def test_text_format_passes_promtool_and_has_every_family(serve):
@@ -141,7 +132,7 @@ def test_real_prometheus_scrapes_exact_counts_from_two_workers(serve, tmp_path):
         assert query('up{job="fastsock"}') == 1.0
         assert query("fastsock_workers") == 2.0
         # every query of the Grafana dashboard runs against the real server's data
-        from tests.test_monitoring import dashboard_queries
+        from tests.support.metrics import dashboard_queries
         for q in dashboard_queries(job="fastsock", rate="1m", range_="5m"):
             r = httpx.get(api, params={"query": q}).json()
             assert r["status"] == "success", (q, r)
@@ -150,23 +141,15 @@ def test_real_prometheus_scrapes_exact_counts_from_two_workers(serve, tmp_path):
         prom.wait(10)
 
 
-def _mix(k: int) -> int:
-    """The shared tables' hash (_mix in fastsock/_shared.pyx)."""
-    k &= (1 << 64) - 1
-    k ^= k >> 33
-    k = (k * 0xff51afd7ed558ccd) & ((1 << 64) - 1)
-    return k ^ (k >> 33)
-
-
 def routes_aimed_at_cell_0() -> list[tuple[str, str]]:
-    """(method, path) of tests.apps' routes whose duration cell, keyed route << 8 | method as
+    """(method, path) of tests.apps.native's routes whose duration cell, keyed route << 8 | method as
     before issue 19, is the first cell a key 0 finds (cell 0 of 256): the cell such requests
     used to fill without claiming, until one of these claimed it with their counts."""
     from fastsock._message import METHOD_NAMES
-    from tests.apps import app
+    from tests.apps.native import app
     return [(method, path) for route, path in app.router.names().items() if "{" not in path
             for m, method in enumerate(METHOD_NAMES[1:7], 1)
-            if _mix(route << 8 | m) & 255 == 0]
+            if mix(route << 8 | m) & 255 == 0]
 
 
 def histograms(text: str) -> dict:
@@ -182,7 +165,7 @@ def test_requests_with_no_route_and_an_unknown_method_do_not_land_in_other_serie
     empty-cell marker: those requests were counted into an unclaimed cell, shown nowhere, and
     handed to whichever series claimed that cell next."""
     aimed = routes_aimed_at_cell_0()
-    assert aimed, "no route of tests.apps is keyed into cell 0: this test would aim at nothing"
+    assert aimed, "no route of tests.apps.native is keyed into cell 0: this test would aim at nothing"
     victims = [*aimed, ("GET", "/")]
     server = serve("--workers", workers)
     wait_until(lambda: ready(server) == 200, what="readiness")

@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port, read_until_close
-from tests.tools import need, need_root
+from tests.support.servers import ROOT, free_port
+from tests.support.sockets import read_until_close
+from tests.support.tools import need, need_root
 
 
 def wait_for_log(server, text, timeout=5.0, stream="stdout"):
@@ -157,7 +158,7 @@ def test_unix_socket(serve, tmp_path):
     stale.bind(path)
     stale.close()
     r = None
-    proc = subprocess.Popen([sys.executable, "-m", "fastsock", "tests.apps:app", "--uds", path,
+    proc = subprocess.Popen([sys.executable, "-m", "fastsock", "tests.apps.native:app", "--uds", path,
                              "--workers", "1"], cwd=ROOT, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
@@ -189,7 +190,7 @@ def test_systemd_socket_activation(tmp_path):
     metrics_port = free_port()
     proc = subprocess.Popen(
         ["bash", "-c", f'exec 3<&{fd} {fd}<&-; LISTEN_PID=$$ LISTEN_FDS=1 exec "{sys.executable}" '
-                     f'-m fastsock tests.apps:app --port 1 --workers 1 --host 127.0.0.1 '
+                     f'-m fastsock tests.apps.native:app --port 1 --workers 1 --host 127.0.0.1 '
                      f'--metrics-port {metrics_port}'],
         cwd=ROOT, pass_fds=(fd,), stderr=subprocess.PIPE)
     os.close(fd)

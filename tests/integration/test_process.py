@@ -9,33 +9,10 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import read_until_close
-from tests.load import Load
-
-
-def wait_until(predicate, timeout=10.0, what="condition", server=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}" +
-                         (f"; server log:\n{server.log()}" if server else ""))
-
-
-def children(pid: int) -> list[int]:
-    from pathlib import Path
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        out += [int(p) for p in task.read_text().split()]
-    return out
-
-
-def ready(server) -> int:
-    try:
-        return server.get("/readyz").status_code
-    except httpx.HTTPError:
-        return 0
+from tests.support.servers import children, ready
+from tests.support.sockets import read_until_close
+from tests.support.waiting import wait_until
+from tests.support.load import Load
 
 
 def test_two_workers_serve_and_readyz_waits_for_both(serve):
@@ -217,7 +194,7 @@ def test_watchdog_logs_a_stuck_workers_stack_and_replaces_it(serve):
     assert time.monotonic() - t0 < 10
     log = server.log()
     assert "its loop has not turned for" in log
-    assert "tests/apps.py" in log and "in sleep" in log, log      # where it was stuck
+    assert "tests/apps/native.py" in log and "in sleep" in log, log      # where it was stuck
     wait_until(lambda: ready(server) == 200, what="readiness after the watchdog")
     assert load.errors == []
 

@@ -12,7 +12,7 @@ from unittest.mock import ANY
 import httpx
 import pytest
 
-from tests.conftest import Reader, read_until_close
+from tests.support.sockets import Reader, read_until_close
 
 
 def get(path: bytes = b"/", extra: bytes = b"") -> bytes:
@@ -340,7 +340,7 @@ def test_a_refused_head_after_the_output_slid_leaves_nothing_of_it(serve, tmp_pa
 def test_json_encoded_on_the_loop_and_in_threads_at_once_is_each_its_own(serve):
     """Issue 19: the loop encodes handlers' dicts while pool threads encode Response(dict);
     with the GIL changing hands mid-encode, no client gets another's body (large ones too)."""
-    from tests.apps import json_value
+    from tests.apps.native import json_value
 
     server = serve("--workers", "1", "--threads", "8")
     clients, per_client = 12, 30

@@ -2,8 +2,8 @@
 connection closed, and the request hidden behind it never answered."""
 import pytest
 
-from tests.conftest import read_until_close
-from tests.vectors import SMUGGLED, VECTORS
+from tests.support.sockets import read_until_close
+from tests.support.vectors import SMUGGLED, VECTORS
 
 
 @pytest.mark.parametrize("name, raw, status", VECTORS, ids=[v[0] for v in VECTORS])

@@ -8,12 +8,13 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Reader, wait_for_text
+from tests.support.sockets import Reader
+from tests.support.waiting import wait_for_text
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from tests.conftest import start_server
+    from tests.support.servers import start_server
     s = start_server(tmp_path_factory.mktemp("streams"), "--workers", "1",
                      app="examples.sse:app")
     yield s

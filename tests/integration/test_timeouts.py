@@ -3,7 +3,7 @@ import resource
 import socket
 import time
 
-from tests.conftest import Reader, read_until_close
+from tests.support.sockets import Reader, read_until_close
 
 
 def cpu_seconds(pid: int) -> float:

@@ -10,27 +10,17 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Reader, read_until_close, wait_for_text
-from tests.test_process import children
+from tests.support.servers import children
+from tests.support.sockets import Reader, read_until_close
+from tests.support.waiting import wait_for_text
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from tests.conftest import start_server
+    from tests.support.servers import start_server
     s = start_server(tmp_path_factory.mktemp("uploads"), "--workers", "1")
     yield s
     s.stop()
-
-
-def post(sock, path: str, body: bytes, chunked: bool = False, extra: bytes = b"") -> None:
-    if chunked:
-        pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
-        data = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-        head = b"Transfer-Encoding: chunked\r\n"
-    else:
-        data, head = body, b"Content-Length: %d\r\n" % len(body)
-    sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n" + head + extra
-                 + b"\r\n" + data)
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -127,7 +117,7 @@ def test_pipelined_requests_after_a_streamed_body_and_100_continue(server):
 
 
 def test_streamed_bodies_in_the_test_client():
-    from tests.apps import app
+    from tests.apps.native import app
     from fastsock.testing import TestClient
     with TestClient(app) as client:
         got = client.post("/upload", content=b"q" * 100_000).json()

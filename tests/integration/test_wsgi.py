@@ -11,10 +11,9 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import (
-    ROOT, Reader, free_port, garbage_left, read_until_close, start_server, wait_for_text,
-)
-from tests.test_uploads import post
+from tests.support.servers import ROOT, free_port, start_server
+from tests.support.sockets import Reader, garbage_left, post, read_until_close
+from tests.support.waiting import wait_for_text
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def outdir(tmp_path_factory):
 def server(tmp_path_factory, outdir):
     s = start_server(tmp_path_factory.mktemp("wsgi"), "--workers", "2", "--threads", "4",
                      "--root-path", "/api", "--max-body-size", str(8 << 20),
-                     app="tests.apps_wsgi:app",
+                     app="tests.apps.wsgi:app",
                      env={"FASTSOCK_TEST_DIR": str(outdir)})
     yield s
     s.stop()
@@ -232,7 +231,7 @@ def test_a_plain_wsgi_app_is_one_bounded_route_label(server):
 
 
 def test_interface_wsgi_is_taken_as_told(tmp_path):
-    s = start_server(tmp_path, "--interface", "wsgi", app="tests.apps_wsgi:app",
+    s = start_server(tmp_path, "--interface", "wsgi", app="tests.apps.wsgi:app",
                      env={"FASTSOCK_TEST_DIR": str(tmp_path)})
     try:
         assert httpx.get(s.url + "/hello").text == "hello"
@@ -242,7 +241,7 @@ def test_interface_wsgi_is_taken_as_told(tmp_path):
 
 def test_a_wsgi_app_needs_threads():
     proc = subprocess.run(
-        [sys.executable, "-m", "fastsock", "tests.apps_wsgi:app", "--port", str(free_port()),
+        [sys.executable, "-m", "fastsock", "tests.apps.wsgi:app", "--port", str(free_port()),
          "--host", "127.0.0.1", "--threads", "0"], cwd=ROOT, capture_output=True, text=True,
         timeout=30)
     assert proc.returncode == 3 and "--threads must be above 0" in proc.stderr
@@ -262,7 +261,7 @@ def get_when_free(server, path: str, timeout: float = 5.0):
 def endless_server(serve, tmp_path, workers: int):
     # as many threads as streams, and no queue: one stream still held makes the GET a 503
     return serve("--workers", str(workers), "--threads", "2", "--thread-backlog", "0",
-                 app="tests.apps_wsgi:app", env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+                 app="tests.apps.wsgi:app", env={"FASTSOCK_TEST_DIR": str(tmp_path)})
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -8,7 +8,7 @@ graceful stop, the worker's "definitely" and "indirectly lost" bytes must be the
 runs: what CPython leaves at exit is a constant; a leak per request would grow 4x. Memcheck's
 invalid read/write errors must be zero.
 
-    python tests/memcheck.py [--rounds 25]
+    python tests/scripts/memcheck.py [--rounds 25]
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from tests.conftest import Reader, free_port, read_until_close  # noqa: E402
+from tests.support.servers import free_port  # noqa: E402
+from tests.support.sockets import Reader, read_until_close  # noqa: E402
 
 
 def one_round(port: int) -> None:
@@ -61,7 +62,7 @@ def run(rounds: int) -> dict:
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="fastsock-memcheck-"))
     cmd = ["valgrind", "--tool=memcheck", "--leak-check=full", "--errors-for-leak-kinds=none",
-           f"--log-file={tmp}/vg.%p", sys.executable, "-m", "fastsock", "tests.apps:app",
+           f"--log-file={tmp}/vg.%p", sys.executable, "-m", "fastsock", "tests.apps.native:app",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "error"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONMALLOC": "malloc"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,7 +11,7 @@ half-close, and slow readers of a large response. Afterwards:
   between the end of the first fifth of the run and the end;
 - the workers' open fds are back to their baseline once the clients are gone.
 
-    python tests/soak.py [--duration 120] [--workers 2] [--rss-bound 8]
+    python tests/scripts/soak.py [--duration 120] [--workers 2] [--rss-bound 8]
 """
 from __future__ import annotations
 
@@ -28,10 +28,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from tests.conftest import Reader, free_port, read_until_close  # noqa: E402
-from tests.vectors import VECTORS  # noqa: E402
+from tests.support.servers import free_port  # noqa: E402
+from tests.support.sockets import Reader, read_until_close  # noqa: E402
+from tests.support.vectors import VECTORS  # noqa: E402
 
 
 class Tally:
@@ -196,7 +197,7 @@ def main() -> int:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="fastsock-soak-", suffix=".log", delete=False)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fastsock", "tests.apps:app", "--host", "127.0.0.1", "--port",
+        [sys.executable, "-m", "fastsock", "tests.apps.native:app", "--host", "127.0.0.1", "--port",
          str(port), "--workers", str(args.workers), "--header-timeout", "5"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     failures: list[str] = []

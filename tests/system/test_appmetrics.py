@@ -6,9 +6,10 @@ import subprocess
 
 import httpx
 
-from tests.test_metrics import samples
-from tests.test_process import children, ready, wait_until
-from tests.tools import prometheus_bin
+from tests.support.metrics import samples
+from tests.support.servers import children, ready
+from tests.support.waiting import wait_until
+from tests.support.tools import prometheus_bin
 
 
 def test_app_metrics_summed_over_workers_without_files(serve, tmp_path):

@@ -20,8 +20,8 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
-from tests.tools import need, need_root, prometheus_bin
+from tests.support.servers import ROOT, free_port
+from tests.support.tools import need, need_root, prometheus_bin
 
 CACHE = Path(os.environ.get("FASTSOCK_CI_CACHE", "/var/cache/fastsock-ci"))
 STANDIN = "fastsock-standin:bookworm"
@@ -183,7 +183,7 @@ def test_compose_stack_comes_up_and_prometheus_scrapes_the_app(engine, app_image
     context = tmp_path / "prometheus-image"
     context.mkdir()
     shutil.copy(prometheus_bin("prometheus"), context / "prometheus")
-    shutil.copy(ROOT / "tests/containers/prometheus.Dockerfile", context / "Dockerfile")
+    shutil.copy(ROOT / "tests/system/containers/prometheus.Dockerfile", context / "Dockerfile")
     client.images.build(path=str(context), tag="fastsock-prometheus:standin",
                         buildargs={"BASE_IMAGE": STANDIN}, rm=True)
     import compose
@@ -192,7 +192,7 @@ def test_compose_stack_comes_up_and_prometheus_scrapes_the_app(engine, app_image
     env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "APP_PORT": str(app_port),
            "PROMETHEUS_PORT": str(prom_port)}
     cmd = [binary, "-p", "fastsock-test", "-f", "docker-compose.yml", "-f",
-           "tests/containers/compose.offline.yml"]
+           "tests/system/containers/compose.offline.yml"]
     warnings.warn("compose test: Grafana is left out — its image cannot be pulled offline; "
                   "app and Prometheus (a local stand-in image) run for real")
     try:

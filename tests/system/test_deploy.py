@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.tools import need
+from tests.support.tools import need
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EC2 = ROOT / "deploy" / "ec2"
 
 
@@ -208,7 +208,7 @@ def test_the_prometheus_rule_is_rendered_from_the_alert_rules(tmp_path):
     # and the operator's Prometheus would load it: promtool checks the spec as a rules file
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump(rule["spec"]))
-    from tests.tools import prometheus_bin
+    from tests.support.tools import prometheus_bin
     code, out = run(prometheus_bin("promtool"), "check", "rules", str(path))
     assert code == 0 and "SUCCESS" in out, out
 
@@ -369,7 +369,7 @@ def test_systemd_units_verify(tmp_path):
 
 
 def test_promtool_checks_the_compose_config():
-    from tests.tools import prometheus_bin
+    from tests.support.tools import prometheus_bin
     code, out = run(prometheus_bin("promtool"), "check", "config", "prometheus.yml",
                     cwd=ROOT / "monitoring")
     assert code == 0, out

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.tools import prometheus_bin
+from tests.support.tools import prometheus_bin
 
-MONITORING = Path(__file__).resolve().parent.parent / "monitoring"
-DASHBOARD = MONITORING / "grafana" / "dashboards" / "fastsock.json"
+from tests.support.metrics import DASHBOARD, MONITORING, dashboard_queries  # noqa: E402
 
 
 def promtool(*args):
@@ -18,12 +17,6 @@ def promtool(*args):
                        cwd=MONITORING)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
-
-
-def dashboard_queries(job=".*", rate="1m", range_="1h"):
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [t["expr"].replace("$job", job).replace("$__rate_interval", rate)
-            .replace("$__range", range_) for p in panels for t in p["targets"]]
 
 
 def test_prometheus_config_and_rules():

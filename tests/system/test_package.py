@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import fastsock
-from tests.tools import need
+from tests.support.tools import need
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*cmd, cwd=ROOT, env=None, timeout=600):
@@ -161,7 +161,7 @@ def test_a_missing_tool_fails_its_test_with_one_line_saying_how_to_get_it(tmp_pa
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
     r = subprocess.run([str(bin_dir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "tests/test_deploy.py::test_cloud_init_schema"], cwd=ROOT,
+                        "tests/system/test_deploy.py::test_cloud_init_schema"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PATH": str(bin_dir)})
     assert r.returncode == 1, r.stdout + r.stderr

@@ -205,8 +205,8 @@ def test_no_route_and_an_unknown_method_are_counted_as_their_own_key():
     """Issue 19: route 0 (none) and method 0 (other) made the duration key 0, which is the
     shared table's empty marker: counted into a cell no key held, and inherited by the next
     key to claim it (here one aimed at that cell: the route and method a client picks)."""
-    from tests.test_metrics import _mix
-    aimed = next(r for r in range(16, 10_000) if _mix(r << 8 | 5) & 255 == 0)   # DELETE
+    from tests.support.metrics import mix
+    aimed = next(r for r in range(16, 10_000) if mix(r << 8 | 5) & 255 == 0)   # DELETE
 
     def dispatch(req):
         if req.path == "/aimed":

@@ -8,7 +8,7 @@ import pytest
 from fastsock._parser import RequestParser
 from fastsock._proxy import ProxyHeaderError, parse as parse_proxy
 
-CORPUS = Path(__file__).resolve().parent.parent / "fuzz" / "corpus"
+CORPUS = Path(__file__).resolve().parents[2] / "fuzz" / "corpus"
 VALID = sorted((CORPUS / "requests" / "valid").glob("*.http"))
 INVALID = sorted((CORPUS / "requests" / "invalid").glob("*.http"))
 GROWN = sorted((CORPUS / "requests" / "grown").glob("*"))

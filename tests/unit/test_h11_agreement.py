@@ -122,7 +122,7 @@ def h11_reads(chunks: list[bytes]):
 
 
 # derandomized: the same examples every run, so CI is red only for a change in the code; a
-# wider search: HYPOTHESIS_SEED=random python -m pytest tests/test_h11_agreement.py
+# wider search: HYPOTHESIS_SEED=random python -m pytest tests/unit/test_h11_agreement.py
 RANDOM = os.environ.get("HYPOTHESIS_SEED") == "random"
 SETTINGS = dict(deadline=None, derandomize=not RANDOM, database=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from fastsock._parser import PARSE_ERRORS, RequestParser
-from tests.vectors import SMUGGLED, VECTORS
+from tests.support.vectors import SMUGGLED, VECTORS
 
 SPLITS = ["whole", "bytewise", "random1", "random2", "random3"]
 

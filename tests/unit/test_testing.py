@@ -84,7 +84,7 @@ def test_async_threaded_errors_and_streams_as_the_server_runs_them(app):
 def test_hooks_and_lifecycle_run_in_the_client(tmp_path, monkeypatch):
     monkeypatch.setenv("LIFECYCLE_DIR", str(tmp_path))
     import importlib
-    import tests.apps_lifecycle as module
+    import tests.apps.lifecycle as module
     module = importlib.reload(module)
     with TestClient(module.app) as client:
         assert (tmp_path / f"startup-{os.getpid()}").exists()

@@ -1,0 +1,106 @@
+"""Raw-socket clients: whole responses read off a socket, a body posted, what is left in cycles."""
+from __future__ import annotations
+
+import socket
+import time
+
+
+def read_until_close(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+class Reader:
+    """Reads whole responses (Content-Length or chunked) off a raw socket, in order."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 5.0):
+        self.sock, self.buf = sock, b""
+        sock.settimeout(timeout)
+
+    def _more(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError(f"closed with {self.buf[:200]!r} unread")
+        self.buf += data
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._more()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self._more()
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def response(self, head_only: bool = False) -> tuple[int, dict, bytes]:
+        """-> (status, headers with lowercase names, body)."""
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.strip().lower().decode()] = v.strip().decode()
+        if head_only or status in (100, 204, 304):
+            return status, headers, b""
+        if "content-length" in headers:
+            return status, headers, self._take(int(headers["content-length"]))
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size = int(self._line(), 16)
+                if size == 0:
+                    assert self._line() == b""
+                    return status, headers, body
+                body += self._take(size)
+                assert self._take(2) == b"\r\n"
+        while True:                                 # delimited by the connection's close
+            try:
+                self._more()
+            except ConnectionError:
+                body, self.buf = self.buf, b""
+                return status, headers, body
+
+
+def garbage_left(server, path: str, n: int = 100) -> int:
+    """Objects that n requests to path left in reference cycles in the worker that served
+    them (the app's /garbage, asked on the same connection: tests/support/garbage.py)."""
+    with server.connect() as s:
+        reader = Reader(s)
+
+        def get(p: str) -> bytes:
+            s.sendall(f"GET {p} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            status, _, body = reader.response()
+            assert status == 200, (p, status, body)
+            return body
+
+        get("/garbage")
+        for _ in range(n):
+            get(path)
+        return int(get("/garbage"))
+
+
+def post(sock, path: str, body: bytes, chunked: bool = False, extra: bytes = b"") -> None:
+    if chunked:
+        pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+        data = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+        head = b"Transfer-Encoding: chunked\r\n"
+    else:
+        data, head = body, b"Content-Length: %d\r\n" % len(body)
+    sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n" + head + extra
+                 + b"\r\n" + data)
