@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from fastsock.config import Config, from_args
+from fastsock.config import Config
 from tests.support.servers import ROOT, free_port, start_server
 
 
@@ -59,13 +59,6 @@ def test_bad_option_value_is_a_clear_error():
     assert r.returncode == 2 and "'bogus' is not an address" in r.stderr
     r = run_cli("tests.apps.native:app", "--timeout", "0.5")
     assert r.returncode == 2 and "timeout must be 0 (off) or at least 2 seconds" in r.stderr
-
-
-def test_options_from_environment_and_flags():
-    cfg = from_args(["m:a", "--body-timeout", "5"],
-                    {"FASTSOCK_BODY_TIMEOUT": "9", "FASTSOCK_MAX_BODY_SIZE": "10"})
-    assert cfg.body_timeout == 5.0 and cfg.max_body_size == 10
-    assert from_args(["m:a"], {}).header_timeout == 10.0
 
 
 def test_env_configures_a_real_server(tmp_path):

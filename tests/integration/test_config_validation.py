@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fastsock.config import Config, from_args
+from fastsock.config import Config
 from tests.support.servers import ROOT
 
 # every numeric option, found from the table itself so that a new one is covered too
@@ -70,15 +70,6 @@ def test_a_bad_number_in_the_environment_is_refused_before_any_worker(name, valu
     assert_refused(status, stderr, variable)
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), -1, 10 ** 20])
-@pytest.mark.parametrize("name", NUMERIC)
-def test_config_refuses_a_bad_number_naming_the_field(name, value):
-    if name == "workers":
-        value = str(value)
-    with pytest.raises(ValueError, match=f"^{name} must "):
-        Config(**{name: value})
-
-
 @pytest.mark.parametrize("name, value", [
     ("header_timeout", "float('nan')"),
     ("max_body_size", "10 ** 20"),
@@ -120,17 +111,6 @@ def test_the_largest_accepted_values_fit_the_c_side():
         Config(max_body_size=largest["max_body_size"] + 1)
 
 
-def test_valid_edges_are_still_accepted():
-    cfg = from_args(["m:a", "--port", "65535", "--timeout", "0", "--handler-timeout", "0",
-                     "--threads", "0", "--max-requests", "0", "--shutdown-delay", "0",
-                     "--metrics-port", "0", "--header-timeout", "0.25", "--workers", "auto"],
-                    {"FASTSOCK_MAX_BODY_SIZE": " 10 ", "FASTSOCK_KEEPALIVE_TIMEOUT": "1e3"})
-    assert (cfg.port, cfg.timeout, cfg.header_timeout, cfg.max_body_size) == (65535, 0, 0.25, 10)
-    assert cfg.keepalive_timeout == 1000.0
-    assert Config(workers=3).workers == "3"         # fastsock.run(app, workers=3)
-    assert isinstance(Config(header_timeout=5).header_timeout, float)
-
-
 @pytest.mark.parametrize("args, env, says", [
     (["--port", "80x"], {}, "--port must be a whole number"),
     (["--header-timeout", "soon"], {}, "--header-timeout must be at least 0.1 seconds"),
@@ -147,18 +127,7 @@ def test_other_bad_values_say_which_option_in_one_line(args, env, says):
     assert line.startswith("fastsock: error: " + says), line
 
 
-def test_config_refuses_a_value_of_the_wrong_type():
-    with pytest.raises(ValueError, match="^port must be a whole number"):
-        Config(port="8080")
-    with pytest.raises(ValueError, match="^max_body_size must be a whole number"):
-        Config(max_body_size=1.5)
-    with pytest.raises(ValueError, match="^metrics must be True or False"):
-        Config(metrics="no")
-
-
 @pytest.mark.parametrize("name", ["header_timeout", "keepalive_timeout", "body_timeout"])
 def test_a_timer_too_short_for_the_loops_tick_is_refused(name):
     status, stderr = run_until_exit_or_start([*base_args(name), flag(name) + "=" + TINY])
     assert_refused(status, stderr, flag(name))
-    with pytest.raises(ValueError, match=f"^{name} must be at least 0.1 seconds"):
-        Config(**{name: 1e-9})

@@ -75,11 +75,6 @@ def test_idle_keep_alive_timeout(serve):
         assert 0.9 <= time.monotonic() - t0 < 2.5
 
 
-def test_keep_alive_default_outlasts_aws_alb():
-    from fastsock.config import Config
-    assert Config().keepalive_timeout > 60
-
-
 def test_body_timeout(serve):
     server = serve("--body-timeout", "1", "--header-timeout", "10")
     with server.connect() as s:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.support.servers import children
-from tests.support.sockets import Reader, read_until_close
+from tests.support.sockets import Reader, post, read_until_close
 from tests.support.waiting import wait_for_text
 
 

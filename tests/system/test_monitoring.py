@@ -3,7 +3,6 @@ and the Grafana dashboard, whose every query must parse and name metrics fastsoc
 import json
 import re
 import subprocess
-from pathlib import Path
 
 import yaml
 
