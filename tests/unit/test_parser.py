@@ -172,10 +172,6 @@ def test_malformed_and_smuggling_vectors_are_refused(split, name, raw, status):
     assert p.feed(SMUGGLED) == []                 # nothing is parsed after a refusal
 
 
-def test_at_least_forty_vectors():
-    assert len(VECTORS) >= 40
-
-
 # ---------------------------------------------------------------- limits
 
 @pytest.mark.parametrize("split", ["whole", "random1"])

@@ -73,13 +73,27 @@ def test_content_type_is_validated(content_type):
 
 
 def test_a_refused_response_leaves_nothing_behind():
-    # the writer rolls back what it wrote of a head it then refused
+    """The writer rolls back what it wrote of a head it then refused, in the one buffer of a
+    connection that already holds a larger answer (the buffer grew past 16 KiB for it): what
+    the connection sends is the answers before, a 500 for each refused one, and the answer
+    after, byte for byte (serialize() makes a fresh buffer per call: it cannot show this)."""
+    from fastsock._conn import Connection, Context
+    from fastsock.config import Config
+    big = "y" * 20000
+    refused = {"/bad-header": Response("x", headers=[("Ok-Before", "1"), ("Bad", "\n")]),
+               "/bad-status": Response("x", status=99), "/bad-type": 1.5}
     with pytest.raises(ValueError):
-        serialize(Response("x", headers=[("Ok", "1"), ("Bad", "\n")]))
+        serialize(refused["/bad-header"])
     with pytest.raises(ValueError):
-        serialize(Response("x", status=99))
+        serialize(refused["/bad-status"])
     with pytest.raises(TypeError):
-        serialize(1.5)
+        serialize(refused["/bad-type"])
+    conn = Connection(Context(Config().limits()), lambda req: refused.get(req.path, big))
+    paths = ["/big", *refused, "/big"]
+    out = conn.feed(b"".join(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % p.encode() for p in paths))
+    answer_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8"
+                  b"\r\nContent-Length: 22\r\n" + EPOCH_DATE_LINE + b"\r\nInternal Server Error\n")
+    assert out == serialize(big) + answer_500 * 3 + serialize(big)
 
 
 def test_streams_http11_chunked_and_http10_until_close():
