@@ -5,14 +5,14 @@ connection without reading the rest as a request; pipelining and 100-continue st
 import hashlib
 import json
 import os
-import time
 
 import httpx
 import pytest
 
+from tests.support.metrics import metric
 from tests.support.servers import children
-from tests.support.sockets import Reader, post, read_until_close
-from tests.support.waiting import wait_for_text
+from tests.support.sockets import Reader, post, read_until_close, server_has_read_all
+from tests.support.waiting import wait_for_text, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,8 @@ def test_a_chunk_size_line_split_across_reads_waits_for_its_end(server):
     with server.connect(timeout=10) as s:
         s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                   + b"%x\r\n" % 40000 + data[:40000] + b"\r\n" + b"75")
-        time.sleep(0.3)                         # "7530\r\n" = 30000, in two reads
+        # "7530\r\n" = 30000, in two reads: the server has read the first piece
+        wait_until(lambda: server_has_read_all(s), what="the server reading the first piece")
         s.sendall(b"30\r\n" + data[40000:] + b"\r\n0\r\n\r\n")
         status, _, raw = Reader(s, timeout=10).response()
     got = json.loads(raw)
@@ -87,7 +88,8 @@ def test_a_client_that_leaves_mid_body_cancels_the_handler(server, tmp_path):
     s = server.connect()
     s.sendall(b"POST /upload-slow?mark=" + str(mark).encode() + b" HTTP/1.1\r\nHost: t\r\n"
               b"Content-Length: 10000000\r\n\r\n" + b"z" * 100_000)
-    time.sleep(0.3)
+    wait_until(lambda: metric(server, "fastsock_requests_in_flight") >= 2,
+               what="the handler reading the body")
     s.close()
     assert wait_for_text(mark) == "cancelled"
     assert httpx.get(server.url + "/").text == "hello"

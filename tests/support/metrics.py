@@ -28,3 +28,9 @@ def dashboard_queries(job=".*", rate="1m", range_="1h"):
     panels = json.loads(DASHBOARD.read_text())["panels"]
     return [t["expr"].replace("$job", job).replace("$__rate_interval", rate)
             .replace("$__range", range_) for p in panels for t in p["targets"]]
+
+
+def metric(server, name: str) -> float:
+    """The sum of one family's samples, as the server reports it now (GET /metrics on its main
+    port: a gauge such as fastsock_requests_in_flight counts that request too)."""
+    return sum(samples(server.get("/metrics").text, name).values())

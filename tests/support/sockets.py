@@ -104,3 +104,27 @@ def post(sock, path: str, body: bytes, chunked: bool = False, extra: bytes = b""
         data, head = body, b"Content-Length: %d\r\n" % len(body)
     sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n" + head + extra
                  + b"\r\n" + data)
+
+
+def _tcp_queues(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, int] | None:
+    """(send queue, receive queue) of the TCP socket local -> remote on this host (IPv4), from
+    /proc/net/tcp; None when there is none."""
+    def addr(host: str, port: int) -> str:
+        return "%08X:%04X" % (int.from_bytes(socket.inet_aton(host), "little"), port)
+    want = (addr(*local), addr(*remote))
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if (fields[1], fields[2]) == want:
+                tx, rx = fields[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+def server_has_read_all(sock: socket.socket) -> bool:
+    """Whether every byte sent on this client socket was read by the server's process (our
+    send queue is empty and so is the receive queue of the server's end): the condition a test
+    waits on before it sends the next piece of a request that must arrive in two reads."""
+    mine = _tcp_queues(sock.getsockname()[:2], sock.getpeername()[:2])
+    theirs = _tcp_queues(sock.getpeername()[:2], sock.getsockname()[:2])
+    return mine is not None and theirs is not None and mine[0] == 0 and theirs[1] == 0

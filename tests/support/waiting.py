@@ -22,3 +22,10 @@ def wait_until(predicate, timeout=10.0, what="condition", server=None):
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}" +
                          (f"; server log:\n{server.log()}" if server else ""))
+
+
+def wait_for_log(server, text: str, timeout: float = 10.0, stream: str = "log") -> str:
+    """The server's error log (stream="log") or access log ("stdout") once it holds text."""
+    read = server.log if stream == "log" else server.stdout
+    wait_until(lambda: text in read(), timeout, what=f"{text!r} in the {stream}", server=server)
+    return read()
