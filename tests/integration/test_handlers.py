@@ -8,8 +8,9 @@ import time
 import httpx
 import pytest
 
-from tests.support.sockets import Reader, garbage_left
-from tests.support.waiting import wait_for_text
+from tests.support.metrics import metric
+from tests.support.sockets import Reader, delivered, garbage_left, server_has_read_all
+from tests.support.waiting import wait_for_text, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -60,21 +61,20 @@ def _whole(raw: bytes) -> bool:
 def test_a_thousand_async_handlers_overlap_on_one_worker(server):
     concurrency(server, reset=True)
     req = b"GET /async/sleep?s=0.5 HTTP/1.1\r\nHost: t\r\n\r\n"
-    answers, elapsed = ask_all(server.port, [req] * 1000)
+    answers, _ = ask_all(server.port, [req] * 1000)
     assert all(a.startswith(b"HTTP/1.1 200 ") and a.endswith(b"slept 0.5") for a in answers)
     assert concurrency(server)["max"] >= 900        # they ran side by side, counted inside
-    assert elapsed < 1.0, elapsed
 
 
 def test_health_answers_while_async_handlers_wait(server):
     with server.connect() as slow:
-        slow.sendall(b"GET /async/sleep?s=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.1)
-        t0 = time.monotonic()
+        slow.sendall(b"GET /async/sleep?s=5 HTTP/1.1\r\nHost: t\r\n\r\n")
+        # /metrics counts itself: 2 is the waiting handler and this request
+        wait_until(lambda: metric(server, "fastsock_requests_in_flight") >= 2, what="waiting")
         assert httpx.get(server.url + "/healthz").status_code == 200
         assert httpx.get(server.url + "/").text == "hello"
-        assert time.monotonic() - t0 < 0.5
-        assert Reader(slow).response()[2] == b"slept 1"
+        assert metric(server, "fastsock_requests_in_flight") >= 2     # answered meanwhile
+        assert Reader(slow, timeout=15).response()[2] == b"slept 5"
 
 
 def test_pipelined_responses_keep_their_order(server):
@@ -97,9 +97,9 @@ def test_requests_that_come_while_a_handler_waits_are_read_after_its_response(se
     once the response is out — none is lost, none is read early."""
     with server.connect() as s:
         s.sendall(b"GET /async/sleep?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.1)                             # its handler is waiting now
+        wait_until(lambda: server_has_read_all(s), what="the first request read")
         s.sendall(b"GET /n/1 HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.05)
+        wait_until(lambda: delivered(s), what="the second request in the server's socket")
         s.sendall(b"GET /threaded/sleep?s=0.1 HTTP/1.1\r\nHost: t\r\n\r\n")
         r = Reader(s)
         assert r.response()[2] == b"slept 0.3"
@@ -126,7 +126,7 @@ def test_a_client_that_leaves_cancels_its_handler(server, tmp_path, how):
     mark = tmp_path / "mark"
     s = server.connect()
     s.sendall(f"GET /async/wait?mark={mark} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    time.sleep(0.2)
+    wait_until(lambda: metric(server, "fastsock_requests_in_flight") >= 2, what="waiting")
     if how == "reset":
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     s.close()
@@ -138,9 +138,7 @@ def test_errors_timeouts_and_results_of_async_handlers(server):
     assert httpx.get(server.url + "/async/raise").status_code == 500
     r = httpx.get(server.url + "/async/forbidden")
     assert r.status_code == 403 and r.text == "async no entry"
-    t0 = time.monotonic()
-    assert httpx.get(server.url + "/async/slow").status_code == 504
-    assert time.monotonic() - t0 < 1.5
+    assert httpx.get(server.url + "/async/slow").status_code == 504    # its timeout, 0.3 of 5 s
     assert httpx.get(server.url + "/async/json").json()["async"] is True
     assert "async handler exploded" in server.log()
 
@@ -172,8 +170,6 @@ def test_a_busy_pool_queues_then_answers_503_with_retry_after(serve):
 def test_the_global_handler_timeout_answers_504_for_tasks_and_thread_jobs(serve):
     server = serve("--handler-timeout", "0.3", "--threads", "2")
     for path in ("/async/sleep?s=3", "/threaded/sleep?s=3"):
-        t0 = time.monotonic()
-        assert httpx.get(server.url + path, timeout=5).status_code == 504
-        assert time.monotonic() - t0 < 1.5
+        assert httpx.get(server.url + path, timeout=10).status_code == 504   # 0.3 of its 3 s
     assert httpx.get(server.url + "/async/sleep?s=0.05").text == "slept 0.05"
 

@@ -128,3 +128,10 @@ def server_has_read_all(sock: socket.socket) -> bool:
     mine = _tcp_queues(sock.getsockname()[:2], sock.getpeername()[:2])
     theirs = _tcp_queues(sock.getpeername()[:2], sock.getsockname()[:2])
     return mine is not None and theirs is not None and mine[0] == 0 and theirs[1] == 0
+
+
+def delivered(sock: socket.socket) -> bool:
+    """Whether every byte sent on this client socket reached the server's socket (our send
+    queue is empty), read by the server or not."""
+    mine = _tcp_queues(sock.getsockname()[:2], sock.getpeername()[:2])
+    return mine is not None and mine[0] == 0
