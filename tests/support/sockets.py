@@ -135,3 +135,15 @@ def delivered(sock: socket.socket) -> bool:
     queue is empty), read by the server or not."""
     mine = _tcp_queues(sock.getsockname()[:2], sock.getpeername()[:2])
     return mine is not None and mine[0] == 0
+
+
+def queues(sock: socket.socket) -> dict | None:
+    """The kernel's queues of a client socket and of the server's end of it, in bytes:
+    client_rx (arrived, unread by the client), client_tx (sent, not yet taken by the server's
+    end), server_rx (arrived, unread by the server), server_tx (written by the server, not yet
+    taken by the client's end); None if either end is gone."""
+    mine = _tcp_queues(sock.getsockname()[:2], sock.getpeername()[:2])
+    theirs = _tcp_queues(sock.getpeername()[:2], sock.getsockname()[:2])
+    if mine is None or theirs is None:
+        return None
+    return dict(client_tx=mine[0], client_rx=mine[1], server_tx=theirs[0], server_rx=theirs[1])
