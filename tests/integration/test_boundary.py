@@ -7,7 +7,8 @@ import time
 import httpx
 import pytest
 
-from tests.support.sockets import Reader, read_until_close
+from tests.support.sockets import CLOSE_WAIT, Reader, queues, read_until_close
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,9 @@ def test_a_half_closed_client_gets_a_large_response_whole(server):
     with server.connect() as s:
         get(s, "/mb/8")
         s.shutdown(socket.SHUT_WR)
-        time.sleep(0.2)                                 # the EOF is seen while output waits
+        # the EOF arrives while the output waits (the client has not read the 8 MiB)
+        wait_until(lambda: (q := queues(s)) is not None and q["server_tx"] > 0
+                   and q["server_state"] == CLOSE_WAIT, what="the FIN behind waiting output")
         raw = read_until_close(s, timeout=10)
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and len(body) == 8 << 20

@@ -4,7 +4,6 @@ file refused at start in one line."""
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -84,14 +83,12 @@ def test_a_bad_log_config_is_refused_at_start_in_one_line(tmp_path, content, say
     config = tmp_path / "logging.json"
     if content is not None:
         config.write_text(content)
-    t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "fastsock", "tests.apps.native:app", "--port", "0",
                         "--log-config", str(config)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=30)
+                       timeout=30)              # a hang guard: it must exit, not serve
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"fastsock: error: --log-config {config}: ") and says in line, line
-    assert time.monotonic() - t0 < 10
 
 
 def test_a_bad_log_format_is_refused():

@@ -106,9 +106,12 @@ def post(sock, path: str, body: bytes, chunked: bool = False, extra: bytes = b""
                  + b"\r\n" + data)
 
 
-def _tcp_queues(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, int] | None:
-    """(send queue, receive queue) of the TCP socket local -> remote on this host (IPv4), from
-    /proc/net/tcp; None when there is none."""
+CLOSE_WAIT = 8                      # a TCP state in /proc/net/tcp: the peer's FIN is in
+
+
+def _tcp_queues(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, int, int] | None:
+    """(send queue, receive queue, state) of the TCP socket local -> remote on this host
+    (IPv4), from /proc/net/tcp; None when there is none."""
     def addr(host: str, port: int) -> str:
         return "%08X:%04X" % (int.from_bytes(socket.inet_aton(host), "little"), port)
     want = (addr(*local), addr(*remote))
@@ -117,7 +120,7 @@ def _tcp_queues(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, i
             fields = line.split()
             if (fields[1], fields[2]) == want:
                 tx, rx = fields[4].split(":")
-                return int(tx, 16), int(rx, 16)
+                return int(tx, 16), int(rx, 16), int(fields[3], 16)
     return None
 
 
@@ -141,9 +144,11 @@ def queues(sock: socket.socket) -> dict | None:
     """The kernel's queues of a client socket and of the server's end of it, in bytes:
     client_rx (arrived, unread by the client), client_tx (sent, not yet taken by the server's
     end), server_rx (arrived, unread by the server), server_tx (written by the server, not yet
-    taken by the client's end); None if either end is gone."""
+    taken by the client's end), and server_state (the TCP state of the server's end, e.g.
+    CLOSE_WAIT); None if either end is gone."""
     mine = _tcp_queues(sock.getsockname()[:2], sock.getpeername()[:2])
     theirs = _tcp_queues(sock.getpeername()[:2], sock.getsockname()[:2])
     if mine is None or theirs is None:
         return None
-    return dict(client_tx=mine[0], client_rx=mine[1], server_tx=theirs[0], server_rx=theirs[1])
+    return dict(client_tx=mine[0], client_rx=mine[1], server_tx=theirs[0], server_rx=theirs[1],
+                server_state=theirs[2])
