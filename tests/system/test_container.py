@@ -160,14 +160,12 @@ def test_image_runs_healthy_and_stops_cleanly_under_load(engine, app_image):
         for t in threads:
             t.start()
         wait_for(lambda: len(answered) > 200, 20, "load")
-        t0 = time.monotonic()
         container.stop(timeout=30)
-        took = time.monotonic() - t0
         stop.set()
         for t in threads:
             t.join(15)
+        # 0, not 137: it stopped on SIGTERM within the grace period, not by docker's SIGKILL
         assert container.wait(timeout=10)["StatusCode"] == 0
-        assert took < 30, f"docker stop took {took:.1f}s: the grace period ran out"
         assert set(answered) == {200}
         # no request lost: every request fastsock took (its access log) was answered to the
         # client, and none of the failures was one it had taken

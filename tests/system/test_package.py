@@ -85,15 +85,17 @@ def test_the_installed_wheel_serves_the_example(built, tmp_path):
     package (not the source tree's)."""
     _, _, venv = built
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    # not the source tree's, even when the suite runs with PYTHONPATH pointing at it
+    installed = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code, where = run(str(venv / "bin" / "python"), "-c", "import fastsock; print(fastsock.__file__)",
-                      cwd=tmp_path)
+                      cwd=tmp_path, env=installed)
     assert code == 0 and where.startswith(str(venv)), where
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([str(venv / "bin" / "fastsock"), "examples.hello:app", "--port",
                              str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, env=installed)
     try:
         deadline, answer = time.monotonic() + 20, b""
         while time.monotonic() < deadline and not answer:
