@@ -20,8 +20,14 @@ from tests.support.tools import need
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# what the tools run here see: not the source tree the suite may run with (PYTHONPATH), or pip
+# finds fastsock "already satisfied" and the venv's python imports the tree's copy
+CLEAN = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def run(*cmd, cwd=ROOT, env=None, timeout=600):
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(cmd, cwd=cwd, env=CLEAN if env is None else env, capture_output=True,
+                       text=True, timeout=timeout)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -85,17 +91,15 @@ def test_the_installed_wheel_serves_the_example(built, tmp_path):
     package (not the source tree's)."""
     _, _, venv = built
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    # not the source tree's, even when the suite runs with PYTHONPATH pointing at it
-    installed = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code, where = run(str(venv / "bin" / "python"), "-c", "import fastsock; print(fastsock.__file__)",
-                      cwd=tmp_path, env=installed)
+                      cwd=tmp_path)
     assert code == 0 and where.startswith(str(venv)), where
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([str(venv / "bin" / "fastsock"), "examples.hello:app", "--port",
                              str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=installed)
+                            stderr=subprocess.STDOUT, env=CLEAN)
     try:
         deadline, answer = time.monotonic() + 20, b""
         while time.monotonic() < deadline and not answer:
@@ -147,7 +151,7 @@ def test_a_machine_without_a_compiler_gets_one_clear_line(built, tmp_path):
     (src,) = tmp_path.glob("fastsock-*")
     code, log = run(str(venv / "bin" / "pip"), "install", "-q", "setuptools", "Cython==3.3.1")
     assert code == 0, log
-    env = dict(os.environ, CC="/nonexistent/cc")
+    env = dict(CLEAN, CC="/nonexistent/cc")
     code, out = run(str(venv / "bin" / "python"), "setup.py", "-q", "build_ext",
                     "--build-temp", str(tmp_path / "t"), "--build-lib", str(tmp_path / "l"),
                     cwd=src, env=env)
