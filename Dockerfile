@@ -1,5 +1,5 @@
 # fastsock service image: a build stage compiles the wheel, the runtime stage has no compiler.
-# BASE_IMAGE lets a local stand-in replace python:3.12-slim (see tests/test_container.py).
+# BASE_IMAGE lets a local stand-in replace python:3.12-slim (see tests/system/test_container.py).
 ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build

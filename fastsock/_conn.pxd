@@ -1,5 +1,6 @@
 # One connection's protocol state, apart from the loop that does its I/O.
 
+from fastsock._handoff cimport Endpoint, Deferred, BodyIn, Feed
 from fastsock._message cimport Request
 from fastsock._parser cimport RequestParser, ParseError
 from fastsock._shared cimport Slot, SharedState
@@ -21,18 +22,49 @@ cdef struct Limits:
     bint proxy_protocol             # a PROXY protocol header comes first on every connection
     bint count_requests             # per-request counters and durations (metrics on)
 
-cdef enum ConnState:
-    C_PROXY = 0     # waiting for the PROXY protocol header: header deadline
-    C_HEAD = 1      # reading a request head: header deadline, from accept or its first byte
-    C_BODY = 2      # reading a request body: body deadline
-    C_IDLE = 3      # between requests: keep-alive deadline
-    C_WAIT = 4      # a handler works on the response elsewhere (asyncio, a thread): no deadline
-                    # here (the handler's timeout is its runner's); a hang-up cancels it
-    C_WRITE = 5     # a response is being written or streamed: write timer, renewed on progress
-    C_CLOSING = 6   # no more requests: send what is queued, then close
-    C_REFUSED = 7   # a request was refused: send the answer, then linger
-    C_LINGER = 8    # our side is shut; input is read and dropped until the client closes
-    C_CLOSED = 9    # done: the loop closes it
+# What a connection waits for: ONE table gives each state its value and its name (state_name,
+# STATE_NAMES). Order matters: every state from C_CLOSING on reads no further request. A hang-up
+# in C_WAIT or C_STREAM_IN cancels its handler.
+cdef extern from *:
+    """
+    #define FS_CONN_STATES(X) \
+        X(C_PROXY, "proxy")     /* waiting for the PROXY protocol header: header deadline */ \
+        X(C_HEAD, "head")       /* reading a request head: header deadline, from accept or its first byte */ \
+        X(C_BODY, "body")       /* reading a request body: body deadline */ \
+        X(C_IDLE, "idle")       /* between requests: keep-alive deadline */ \
+        X(C_WAIT, "wait")       /* a handler works elsewhere (asyncio, a thread): no deadline (its runner's) */ \
+        X(C_STREAM_IN, "stream_in") /* ... and the request's body streams to it as it comes: body deadline */ \
+        X(C_WRITE, "write")     /* a response is being written or streamed: write timer, renewed on progress */ \
+        X(C_CLOSING, "closing") /* no more requests: send what is queued, then close */ \
+        X(C_REFUSED, "refused") /* a request was refused: send the answer, then linger */ \
+        X(C_LINGER, "linger")   /* our side is shut; input is read and dropped until the client closes */ \
+        X(C_CLOSED, "closed")   /* done: the loop closes it */
+    typedef enum {
+    #define FS_ENUM(e, name) e,
+        FS_CONN_STATES(FS_ENUM)
+    #undef FS_ENUM
+        N_CONN_STATES
+    } fs_conn_state;
+    static const char* const fs_conn_state_names[] __attribute__((unused)) = {
+    #define FS_NAME(e, name) name,
+        FS_CONN_STATES(FS_NAME)
+    #undef FS_NAME
+    };
+    """
+    ctypedef enum ConnState "fs_conn_state":
+        C_PROXY
+        C_HEAD
+        C_BODY
+        C_IDLE
+        C_WAIT
+        C_STREAM_IN
+        C_WRITE
+        C_CLOSING
+        C_REFUSED
+        C_LINGER
+        C_CLOSED
+        N_CONN_STATES
+    const char* const fs_conn_state_names[]
 
 
 cdef class Context:
@@ -53,42 +85,7 @@ cdef class Context:
                                     # route streams, and heads are not announced
 
 
-cdef class Deferred:
-    cdef Connection conn
-    cdef object result
-    cdef bint done
-    cdef public object on_cancel    # callable() run when the client goes first, or None
-    cpdef complete(self, object result)
-    cdef void cancel(self)
-
-
-cdef enum:
-    BODY_IN_HIGH_WATER = 1048576    # a streamed request body: stop reading past this unread
-
-
-cdef class BodyIn:
-    cdef Connection conn
-    cdef object chunks              # a deque of bytes not yet taken by the handler
-    cdef readonly Py_ssize_t limit  # the route's body limit (413 past it)
-    cdef readonly Py_ssize_t total
-    cdef Py_ssize_t buffered
-    cdef bint done
-    cdef object error               # why it ended early, or None
-    cdef public object waiter       # callable() to wake the handler waiting for a chunk
-    cdef int push(self, bytes chunk) except -1
-    cdef void finish(self, object error)
-    cdef inline bint full(self) noexcept:
-        return self.buffered >= BODY_IN_HIGH_WATER
-
-
-cdef class Feed:
-    cdef Connection conn
-    cdef public object on_drain     # callable() once the output has room again, or None
-    cdef public object on_cancel    # callable() when the client goes first, or None
-    cdef void drained(self)
-
-
-cdef class Connection:
+cdef class Connection(Endpoint):
     cdef int fd                     # the loop's; the connection itself never does I/O
     cdef unsigned int interest      # the loop's epoll registration
     cdef unsigned int missed        # the loop's: input events that came while its handler
@@ -106,8 +103,8 @@ cdef class Connection:
     cdef RequestParser parser
     cdef Context ctx
     cdef object dispatch
-    cdef Deferred deferred          # what C_WAIT waits for
-    cdef BodyIn body_in             # the body streamed to the waiting handler, while it comes
+    cdef Deferred deferred          # what C_WAIT and C_STREAM_IN wait for
+    cdef BodyIn body_in             # the body streamed to the handler (C_STREAM_IN)
     cdef bint body_unread           # the streamed body of the request being answered is not
                                     # all in: a response now closes the connection (lingering),
                                     # and nothing after it is parsed
@@ -121,6 +118,38 @@ cdef class Connection:
     cdef sockaddr_storage addr
 
     cdef void setup(self, Context ctx, object dispatch, int fd)
+    cdef void _to(self, ConnState s) noexcept
+    cdef void _end(self, ConnState s, int reason) noexcept
+
+    # the loop's questions
+    cdef inline bint awaits_handler(self) noexcept:
+        """Its handler has the whole request: what comes now is the next request's."""
+        return self.state == C_WAIT
+
+    cdef inline bint in_handler(self) noexcept:
+        """A handler has its request (its body may still stream in)."""
+        return self.state == C_WAIT or self.state == C_STREAM_IN
+
+    cdef inline bint streams_out(self) noexcept:
+        return self.stream is not None
+
+    cdef inline bint input_closed(self) noexcept:
+        """The client half-closed: nothing more is read."""
+        return self.input_ended
+
+    cdef inline bint lingers(self) noexcept:
+        return self.state == C_LINGER
+
+    cdef inline bint is_closed(self) noexcept:
+        return self.state == C_CLOSED
+
+    cdef inline bint is_idle(self) noexcept:
+        """Between requests, with nothing of the next one here: closing it loses nothing."""
+        return self.state == C_IDLE or (self.state == C_HEAD and self.rend == self.rstart)
+
+    cdef inline bint expired(self, double now) noexcept:
+        return self.deadline <= now
+
     cdef char* read_space(self, Py_ssize_t* room) except? NULL
     cdef int received(self, Py_ssize_t n) except -1
     cdef int produce(self) except -1
@@ -141,12 +170,13 @@ cdef class Connection:
     cdef int _respond(self, Request req) except -1
     cdef int _write_result(self, Request req, object result, double t0) except -1
     cdef int resume(self, object result) except -1
+    cdef void pushed(self)
+    cdef int stream_chunk(self, object chunk) except -1
+    cdef int end_stream(self) except -1
+    cdef int cut_stream(self, str why) except -1
+    cdef bint has_room(self) noexcept
     cdef int _pump(self) except -1
-    cdef int _stream_chunk(self, object chunk) except -1
-    cdef int _end_stream(self) except -1
-    cdef void _pushed(self)
     cdef void output_drained(self)
-    cdef int _cut_stream(self, str why) except -1
     cdef int _broken_length(self, str why) except -1
     cdef int _proxy_header(self) except -1
     cdef int _on_head(self) except -1

@@ -1,29 +1,21 @@
 # Type stubs for the compiled connection (driven by the loop, or by feed() in tests).
+# Its hand-off types (Deferred, BodyIn, Feed) are in fastsock._handoff.
 from typing import Any, Callable
 
+from fastsock._handoff import Endpoint
 from fastsock._shared import SharedState
 
 STATE_NAMES: tuple[str, ...]
 
 class Context:
+    on_stream: Callable[[Any, Any], None] | None
+    on_head: Callable[[Any], Any] | None
     def __init__(self, limits: dict[str, Any], shared: SharedState | None = None,
                  slot: int = -1) -> None: ...
-
-class BodyIn:
-    limit: int
-    total: int
-    waiter: Callable[[], None] | None
-    def __init__(self, limit: int) -> None: ...
-    def take(self) -> bytes | None: ...
-
-class Deferred:
-    on_cancel: Callable[[], None] | None
-    def __init__(self) -> None: ...
-    def complete(self, result: Any) -> None: ...
     @property
-    def is_done(self) -> bool: ...
+    def waiting(self) -> int: ...
 
-class Connection:
+class Connection(Endpoint):
     def __init__(self, ctx: Context, dispatch: Callable[[Any], Any]) -> None: ...
     def feed(self, data: bytes) -> bytes: ...
     def end_of_input(self) -> bool: ...

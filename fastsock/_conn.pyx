@@ -6,7 +6,7 @@ produce(), sends what the output buffer holds, then settle() picks the state and
 from libc.stdlib cimport realloc
 from libc.string cimport memmove
 
-from fastsock._message cimport Request, Response
+from fastsock._message cimport Request, Response, M_HEAD
 from fastsock._parser cimport (
     RequestParser, ParseError, E_NONE, E_HEAD_TOO_LARGE, E_BODY_TOO_LARGE, NEED_DATA,
     SEND_CONTINUE, PARSE_ERROR, HEAD_READY, REQUEST_READY, fs_error_table,
@@ -27,20 +27,15 @@ from fastsock._writer cimport (
 from fastsock._writer import EPOCH_DATE_LINE
 
 import logging
-from collections import deque
 
 error_log = logging.getLogger("fastsock.error")
-
-cdef enum:
-    METHOD_HEAD = 2             # METHOD_NAMES index of HEAD
 
 cdef double LINGER_SECONDS = 2.0
 cdef int EMPTY_PULLS = 16           # empty chunks pulled in one go before the others' turn
 cdef double NEVER = 1e18             # a deadline that does not come
 from fastsock import responses
 cdef Response SERVER_ERROR = responses.SERVER_ERROR
-STATE_NAMES = ("proxy", "head", "body", "idle", "wait", "write", "closing", "refused", "linger",
-               "closed")
+STATE_NAMES = tuple([fs_conn_state_names[_i].decode("ascii") for _i in range(N_CONN_STATES)])
 
 
 cdef class Context:
@@ -64,135 +59,6 @@ cdef class Context:
         return self.waiting
 
 
-cdef class Deferred:
-    """A response that comes later. Dispatch returns one when the handler runs elsewhere (an
-    asyncio task, a thread); the connection waits (C_WAIT) and reads no further request, so
-    pipelined responses stay in order. complete(result) — on the loop's thread — writes the
-    response; if the client goes first, on_cancel() is called instead and the result, when it
-    comes, is dropped."""
-
-    cpdef complete(self, object result):
-        if self.done:                   # cancelled, or answered (504): never to be sent
-            if type(result) is Response and type((<Response>result).body) is not bytes:
-                close_stream((<Response>result).body)   # ... its producer told so
-            return
-        self.done = True
-        self.on_cancel = None           # the handler's: it often holds this Deferred (a cycle)
-        if self.conn is not None:
-            conn, self.conn = self.conn, None
-            conn.resume(result)
-        else:
-            self.result = result        # completed before the connection took it
-
-    @property
-    def is_done(self):
-        """Completed or cancelled: a result handed in now is never sent."""
-        return self.done
-
-    cdef void cancel(self):
-        self.conn = None
-        self.done = True
-        if self.on_cancel is not None:
-            on_cancel, self.on_cancel = self.on_cancel, None
-            try:
-                on_cancel()
-            except Exception:
-                error_log.exception("cancelling a handler failed")
-
-
-cdef class BodyIn:
-    """A request body streamed to its handler as it arrives (a route with stream=True): the
-    connection pushes chunks in; the handler takes them with take() (through req.stream()).
-    Past BODY_IN_HIGH_WATER bytes not taken, the connection stops reading: back-pressure on
-    the client. The route's limit is enforced on the total (413)."""
-
-    def __init__(self, Py_ssize_t limit):
-        self.chunks = deque()
-        self.limit = limit
-
-    cdef int push(self, bytes chunk) except -1:
-        self.chunks.append(chunk)
-        self.buffered += len(chunk)
-        self.total += len(chunk)
-        self._wake()
-        return 0
-
-    cdef void finish(self, object error):
-        """The body is whole (error None), or will never be (why)."""
-        self.done = True
-        self.error = error
-        self.conn = None
-        self._wake()
-
-    def _wake(self):
-        if self.waiter is not None:
-            waiter, self.waiter = self.waiter, None
-            waiter()
-
-    def take(self):
-        """-> the next chunk, or None when none is here yet (set waiter, then ask again);
-        StopAsyncIteration at the end; ConnectionError if the body will never be whole."""
-        cdef bint was_full
-        if self.chunks:
-            was_full = self.full()
-            chunk = self.chunks.popleft()
-            self.buffered -= len(chunk)
-            if was_full and not self.full() and self.conn is not None:
-                self.conn._pushed()         # room again: the loop reads on
-            return chunk
-        if self.done:
-            if self.error is not None:
-                raise ConnectionError(self.error)
-            raise StopAsyncIteration
-        return None
-
-
-cdef class Feed:
-    """The way into a connection for a body streamed from elsewhere (an async iterator run
-    on the asyncio loop): write() each chunk, then end() or fail(), all on the loop's thread.
-    write() answers whether the output has room; when it has not, wait until on_drain() is
-    called. If the client goes first, on_cancel() is called and writes are dropped."""
-
-    def write(self, chunk):
-        cdef Connection c = self.conn
-        if c is None:
-            return False
-        c._stream_chunk(chunk)
-        c._pushed()
-        return self.conn is not None and c.out.pending() < c.ctx.limits.output_high_water
-
-    def end(self):
-        cdef Connection c = self.conn
-        if c is not None:
-            self.conn, self.on_cancel = None, None
-            c._end_stream()
-            c._pushed()
-
-    def fail(self, str why="streamed response failed"):
-        cdef Connection c = self.conn
-        if c is not None:
-            self.conn, self.on_cancel = None, None
-            c._cut_stream(why)
-            c._pushed()
-
-    @property
-    def closed(self):
-        return self.conn is None
-
-    def close(self):                # the connection is going: see close_stream
-        self.conn = None
-        if self.on_cancel is not None:
-            self.on_cancel()
-
-    cdef void drained(self):
-        if self.on_drain is not None:
-            waiter, self.on_drain = self.on_drain, None
-            try:
-                waiter()
-            except Exception:
-                error_log.exception("resuming a stream failed")
-
-
 cdef class Connection:
     """One client connection, driven by its loop (or by feed() in tests)."""
 
@@ -212,10 +78,36 @@ cdef class Connection:
             RequestParser, lim.max_request_line, lim.max_header_bytes, lim.max_header_count,
             lim.max_body_size, lim.max_chunk_ext)
         self.parser.announce_heads = ctx.on_head is not None
-        self.state = C_PROXY if lim.proxy_protocol else C_HEAD
+        self.state = C_PROXY if lim.proxy_protocol else C_HEAD     # born in it, with:
         self.deadline = ctx.now + lim.header_timeout
         self.since = ctx.now
         self.close_reason = CLOSE_SERVER
+
+    # ---------------------------------------------------------------- states
+
+    cdef void _to(self, ConnState s) noexcept:
+        """Every change of state goes through here, and a state's deadline starts as it is
+        entered (settle() renews the write timer as output leaves). The PROXY header and the
+        head after it share one header deadline."""
+        cdef Context ctx = self.ctx
+        if s == C_HEAD:
+            if self.state != C_PROXY:
+                self.deadline = ctx.now + ctx.limits.header_timeout
+        elif s == C_BODY or s == C_STREAM_IN:
+            self._start_body()
+        elif s == C_IDLE:
+            self.since = ctx.now
+            self.deadline = ctx.now + ctx.limits.keepalive_timeout
+        elif s == C_WAIT:
+            self.deadline = NEVER
+        elif s == C_LINGER:
+            self.deadline = ctx.now + LINGER_SECONDS
+        self.state = s
+
+    cdef void _end(self, ConnState s, int reason) noexcept:
+        """To a state that reads no further request (C_CLOSING on), and why it will close."""
+        self._to(s)
+        self.close_reason = reason
 
     # ---------------------------------------------------------------- input
 
@@ -227,7 +119,7 @@ cdef class Connection:
         if self.rbuf == NULL:
             self.rbuf = take_buffer()
             if self.rbuf == NULL:
-                self.state, self.close_reason = C_CLOSED, CLOSE_ERROR
+                self._end(C_CLOSED, CLOSE_ERROR)
                 return NULL
             self.rcap = BUFFER_SIZE
         if self.rend == self.rcap:                  # make room: slide, then grow
@@ -245,7 +137,7 @@ cdef class Connection:
                 cap = min(self.rcap * 2, max_rbuf)
                 p = <char*>realloc(self.rbuf, cap)
                 if p == NULL:
-                    self.state, self.close_reason = C_CLOSED, CLOSE_ERROR
+                    self._end(C_CLOSED, CLOSE_ERROR)
                     return NULL
                 self.rbuf = p
                 self.rcap = cap
@@ -267,13 +159,13 @@ cdef class Connection:
             found = parse_proxy_header(self.rbuf + self.rstart, self.rend - self.rstart)
         except ValueError as e:
             error_log.info("refused connection from %s:%s: %s", *self.client(), e)
-            self.state, self.close_reason = C_CLOSED, CLOSE_ERROR
+            self._end(C_CLOSED, CLOSE_ERROR)
             return 0
         if found is None:
             return 0
         used, peer = found
         self.rstart += used
-        self.state = C_HEAD
+        self._to(C_HEAD)
         if peer is not None:
             self.peer = peer
         return 0
@@ -294,7 +186,7 @@ cdef class Connection:
                 return 0
             # the stream ended and wrote nothing (framed by its Content-Length: no chunked
             # terminator whose send would call us again): what is buffered behind it is next
-        if self.body_in is not None:
+        if self.state == C_STREAM_IN:
             return self._stream_body_in()
         if self.state >= C_CLOSING or self.state == C_PROXY or self.state == C_WAIT:
             return 0
@@ -311,7 +203,7 @@ cdef class Connection:
                 continue
             if r == HEAD_READY:
                 self._on_head()
-                if self.body_in is not None:
+                if self.state == C_STREAM_IN:
                     return self._stream_body_in()
                 if self.state >= C_CLOSING or self.stream is not None:
                     break       # answered before its body: nothing after it is parsed
@@ -320,13 +212,13 @@ cdef class Connection:
                 self.refuse(self.parser.error, fs_error_table[<int>self.parser.error].status)
                 break
             self._respond(self.parser.take_request())
-            if self.state >= C_CLOSING or self.stream is not None or self.state == C_WAIT:
+            if self.state >= C_CLOSING or self.stream is not None or self.in_handler():
                 break
         if (self.input_ended and (need_data or self.rend == self.rstart)
-                and self.state < C_CLOSING and self.stream is None and self.state != C_WAIT):
+                and self.state < C_CLOSING and self.stream is None and not self.in_handler()):
             # half-closed: every whole request is answered (one held back by output not yet
             # sent is parsed once it is); a partial one can never complete
-            self.state, self.close_reason = C_CLOSING, CLOSE_CLIENT
+            self._end(C_CLOSING, CLOSE_CLIENT)
         if self.rstart == self.rend:
             self.rstart = self.rend = 0
         return 0
@@ -336,7 +228,7 @@ cdef class Connection:
         cdef double t0 = ctx.now    # when epoll woke us: a pipelined request's time includes
                                     # its wait behind the ones before it, as its client sees it
         cdef Deferred d
-        self.state = C_WRITE
+        self._to(C_WRITE)
         req.client = self.client()
         ctx.slot.in_flight += 1
         try:
@@ -350,7 +242,7 @@ cdef class Connection:
             if not d.done:              # the handler runs elsewhere: wait for it
                 d.conn = self
                 self.deferred, self.waiting_req, self.started = d, req, t0
-                self.state = C_WAIT
+                self._to(C_STREAM_IN if self.body_in is not None else C_WAIT)
                 ctx.waiting += 1
                 return 0
             result = d.result
@@ -369,7 +261,6 @@ cdef class Connection:
         self.body_in = <BodyIn?>found
         self.body_in.conn = self
         self.parser.max_body_size = self.body_in.limit
-        self._start_body()
         req.body = b""                      # it is req.stream()'s
         self.body_unread = True             # until the body is all in (an answer before
         self._respond(req)                  # that closes the connection: _write_result)
@@ -412,6 +303,8 @@ cdef class Connection:
             if r == REQUEST_READY:
                 self.body_in = None
                 self.body_unread = False
+                if self.state == C_STREAM_IN:
+                    self._to(C_WAIT)        # the body is all in; the handler still works
                 body.finish(None)
                 break
             if r == NEED_DATA:
@@ -428,28 +321,30 @@ cdef class Connection:
             self.ctx.slot.in_flight -= 1
             d.cancel()
 
-    cdef void _pushed(self):
+    cdef void pushed(self):
         """A pushed chunk or end is in the output: let the loop send it."""
         if self.ctx.on_resume is not None:
             self.ctx.on_resume(self)
 
+    cdef bint has_room(self) noexcept:
+        return self.out.pending() < self.ctx.limits.output_high_water
+
     cdef void output_drained(self):
         """The loop sent output: a pushed stream waiting for room may go on."""
-        if self.stream is not None and type(self.stream) is Feed and \
-                self.out.pending() < self.ctx.limits.output_high_water:
+        if self.stream is not None and type(self.stream) is Feed and self.has_room():
             (<Feed>self.stream).drained()
 
     cdef int resume(self, object result) except -1:
         """The deferred response is here (on the loop's thread): write it, answer what was
         pipelined behind it, and let the loop send."""
         cdef Request req = self.waiting_req
-        if self.state != C_WAIT:
+        if not self.in_handler():
             return 0                    # closed meanwhile
         self.deferred, self.waiting_req = None, None
         self.ctx.waiting -= 1
         self.ctx.slot.in_flight -= 1
         self.ctx.now = monotonic()
-        self.state = C_WRITE
+        self._to(C_WRITE)
         self._write_result(req, result, self.started)
         if self.ctx.on_resume is not None:
             self.ctx.on_resume(self)
@@ -458,7 +353,7 @@ cdef class Connection:
     cdef int _write_result(self, Request req, object result, double t0) except -1:
         cdef Context ctx = self.ctx
         cdef bint http11 = req.is_http11
-        cdef bint head_only = req.method_id == METHOD_HEAD
+        cdef bint head_only = req.method_id == M_HEAD
         cdef bint keep_alive
         cdef int status = 200
         cdef double elapsed
@@ -494,12 +389,11 @@ cdef class Connection:
                     self.stream = Feed.__new__(Feed)
                     (<Feed>self.stream).conn = self
                     if ctx.on_stream is None:
-                        self._cut_stream("an async stream needs the server's asyncio loop")
+                        self.cut_stream("an async stream needs the server's asyncio loop")
                     else:
                         ctx.on_stream(self.stream, stream)
         if not keep_alive:
-            self.state = C_CLOSING
-            self.close_reason = CLOSE_SERVER
+            self._end(C_CLOSING, CLOSE_SERVER)
         if type(result) is Response:
             status = (<Response>result).status
         if ctx.limits.count_requests or req.on_complete is not None:
@@ -526,17 +420,17 @@ cdef class Connection:
             try:
                 chunk = next(self.stream)
             except StopIteration:
-                return self._end_stream()
+                return self.end_stream()
             except Exception:
-                return self._cut_stream("streamed response failed")
-            self._stream_chunk(chunk)
+                return self.cut_stream("streamed response failed")
+            self.stream_chunk(chunk)
             if self.stream is None or self.out.pending() != before:
                 return 0
         if self.ctx.on_later is not None:
             self.ctx.on_later(self)
         return 0
 
-    cdef int _stream_chunk(self, object chunk) except -1:
+    cdef int stream_chunk(self, object chunk) except -1:
         cdef Py_ssize_t n
         try:
             if self.stream_left >= 0:
@@ -550,10 +444,10 @@ cdef class Connection:
             else:
                 write_raw_chunk(self.out, chunk)
         except Exception:
-            return self._cut_stream("streamed response yielded an invalid chunk")
+            return self.cut_stream("streamed response yielded an invalid chunk")
         return 0
 
-    cdef int _end_stream(self) except -1:
+    cdef int end_stream(self) except -1:
         if self.stream_left > 0:
             return self._broken_length("fewer bytes than its Content-Length")
         if self.stream_chunked:
@@ -569,10 +463,10 @@ cdef class Connection:
         error_log.error("streamed response: %s (%d bytes still due)", why, self.stream_left)
         close_stream(self.stream)
         self.stream = None
-        self.state, self.close_reason = C_REFUSED, CLOSE_LENGTH
+        self._end(C_REFUSED, CLOSE_LENGTH)
         return 0
 
-    cdef int _cut_stream(self, str why) except -1:
+    cdef int cut_stream(self, str why) except -1:
         """The head is gone already: all that is left is to cut the connection, so the client
         sees a broken body rather than one that looks whole. Chunked, the good chunks still go
         out and the terminator never does; delimited by the close (HTTP/1.0) any end would look
@@ -582,7 +476,7 @@ cdef class Connection:
         self.stream = None
         if not self.stream_chunked and self.stream_left < 0:
             self.out.consume(self.out.pending())
-        self.state, self.close_reason = C_REFUSED, CLOSE_ERROR
+        self._end(C_REFUSED, CLOSE_ERROR)
         return 0
 
     cdef int refuse(self, ParseError error, int status) except -1:
@@ -592,7 +486,7 @@ cdef class Connection:
         error_log.info("refused request from %s:%s: %d %s", *self.client(), status,
                        fs_error_table[<int>error].name.decode("ascii") if error else "timeout")
         write_error(self.out, status, self.ctx.date_line)
-        self.state, self.close_reason = C_REFUSED, CLOSE_ERROR
+        self._end(C_REFUSED, CLOSE_ERROR)
         return 0
 
     # ---------------------------------------------------------------- state and deadlines
@@ -617,15 +511,14 @@ cdef class Connection:
                                          or self.body_unread)
 
     cdef void linger(self) noexcept:
-        self.state = C_LINGER
-        self.deadline = self.ctx.now + LINGER_SECONDS
+        self._to(C_LINGER)
 
     cdef bint wants_read(self) noexcept:
         """Reading pauses while a stream is sent, once no more requests will be read, and while
         the output is over its bound (back-pressure)."""
         return (self.stream is None and self.state < C_CLOSING and not self.input_ended
-                and (self.state != C_WAIT
-                     or (self.body_in is not None and not self.body_in.full()))
+                and self.state != C_WAIT
+                and (self.state != C_STREAM_IN or not self.body_in.full())
                 and self.out.pending() < self.ctx.limits.output_high_water)
 
     cdef void settle(self) noexcept:
@@ -637,31 +530,26 @@ cdef class Connection:
         self.out.release()
         if self.rend == self.rstart:
             self._release_input()
-        if self.state == C_WAIT:
-            if self.body_in is None:        # (a streamed body runs on the body deadline,
-                self.deadline = NEVER       # set at the head: _start_body)
+        if self.in_handler():               # (its deadline was set as it began: _to)
             return
         if self.state >= C_CLOSING:
             if self.state != C_LINGER and self.state != C_CLOSED:
                 self.deadline = self._write_deadline()
             return
         if self.stream is not None or self.out.pending():
-            self.state = C_WRITE
+            if self.state != C_WRITE:
+                self._to(C_WRITE)
             self.deadline = self._write_deadline()
         elif self.parser.in_body():
             if self.state != C_BODY:
-                self.state = C_BODY
-                self._start_body()
+                self._to(C_BODY)
         elif self.state == C_PROXY:
             pass
         elif self.rend > self.rstart:
             if self.state != C_HEAD:
-                self.state = C_HEAD
-                self.deadline = ctx.now + ctx.limits.header_timeout
+                self._to(C_HEAD)
         elif self.state == C_WRITE:         # a response is done and nothing else is here
-            self.state = C_IDLE
-            self.since = ctx.now
-            self.deadline = ctx.now + ctx.limits.keepalive_timeout
+            self._to(C_IDLE)
 
     cdef double _write_deadline(self) noexcept:
         """While output waits, the client must take some within the keep-alive timeout
@@ -699,10 +587,10 @@ cdef class Connection:
     cdef int on_timeout(self) except -2:
         """The deadline passed: -1 when a 408 was queued (drive it), -3 when the deadline
         moved (a body still on time), else the CLOSE_* reason to close it with."""
-        if (self.state == C_WAIT and self.body_in is not None) or self.state == C_BODY:
+        if self.state == C_STREAM_IN or self.state == C_BODY:
             if self._body_on_time():
                 return -3
-        if self.state == C_WAIT:            # a streamed body stopped coming
+        if self.in_handler():               # a streamed body stopped coming
             error_log.info("request timeout from %s:%s (streamed body)", *self.client())
             return CLOSE_BODY_TIMEOUT
         if self.state == C_HEAD or self.state == C_PROXY:
@@ -733,7 +621,7 @@ cdef class Connection:
         if self.stream is not None:
             close_stream(self.stream)
             self.stream = None
-        self.state = C_CLOSED
+        self._to(C_CLOSED)
         self.out.consume(self.out.pending())
         self.out.release()
         self._release_input()

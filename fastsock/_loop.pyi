@@ -2,9 +2,10 @@
 import socket
 from typing import Any, Callable
 
+from fastsock._bridge import Bridge
 from fastsock._shared import SharedState
 
-class Loop:
+class Loop(Bridge):
     def __init__(self, limits: dict[str, Any], shared: SharedState | None = None, slot: int = -1,
                  exclusive: bool = False, on_tick: Callable[[], None] | None = None,
                  aio: Any = None) -> None: ...
@@ -13,8 +14,5 @@ class Loop:
     def drain(self) -> None: ...
     def close_in_child(self) -> None: ...
     def retire(self) -> None: ...
-    tasks: int
-    def task_done(self) -> None: ...
-    def call_soon_threadsafe(self, fn: Callable[[Any], None], arg: Any) -> None: ...
     on_stream: Callable[[Any, Any], None] | None
     on_head: Callable[[Any], Any] | None

@@ -9,9 +9,9 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
 from libc.string cimport memset
 
-from fastsock._conn cimport (
-    Context, Connection, Limits, C_LINGER, C_CLOSED, C_IDLE, C_HEAD, C_WAIT,
-)
+from fastsock._bridge cimport Bridge
+from fastsock._accept cimport AcceptPolicy, accept_policy, ACCEPT_BATCH, SHARED_ACCEPT_BATCH
+from fastsock._conn cimport Context, Connection, Limits
 from fastsock._shared cimport (
     SharedState, Slot, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
     CLOSE_SERVER,
@@ -22,21 +22,14 @@ from fastsock._writer cimport OutBuffer
 import logging
 import os
 import socket as _socket
-from collections import deque
 from email.utils import formatdate
 
 error_log = logging.getLogger("fastsock.error")
-
-cdef double STUCK_AFTER = 0.01      # a worker neither waiting for events nor woken this
-                                    # recently is taken as stuck in a handler
 
 cdef enum:
     MAX_LISTENERS = 16          # epoll tags below this are listeners; above, connections
     WAKE_TAG = MAX_LISTENERS    # the eventfd threads wake the loop with
     NUDGE_TAG = MAX_LISTENERS + 1   # the eventfd other workers ask this one to watch again with
-    MIN_WATCHERS = 2            # workers that watch a shared listener, at least (one may be stuck)
-    ACCEPT_BATCH = 64           # accepts per wake-up when this worker has the listener alone
-    SHARED_ACCEPT_BATCH = 1     # ... when workers share it: one, then the next worker's turn
     MAX_READS = 16              # reads of one connection per event before the others' turn
 
 # while draining, a connection idle this long is closed; a busier one gets "Connection: close"
@@ -51,14 +44,11 @@ cdef class Listener:
     """A listening socket and the dispatch callable for the requests it brings."""
 
 
-cdef class Loop:
+cdef class Loop(Bridge):
     """One worker's loop over its listeners and connections (attributes in _loop.pxd)."""
 
     def __cinit__(self):
         self.epfd = -1
-        self.spare_fd = -1
-        self.wake_fd = -1
-        self.nudge_fd = -1
 
     def __init__(self, Limits limits, SharedState shared=None, int slot=-1, bint exclusive=False,
                  on_tick=None, aio=None):
@@ -80,25 +70,16 @@ cdef class Loop:
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
         if self.epfd < 0:
             raise OSError(errno, "epoll_create1")
-        self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
-        self.inbox = deque()
-        self.resumed = []
-        self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
-        if self.wake_fd < 0:
-            raise OSError(errno, "eventfd")
+        self._open_bridge()
         self._ctl(EPOLL_CTL_ADD, self.wake_fd, EPOLLIN, WAKE_TAG)
-        self.ctx.slot.watching = 0
-        if exclusive and shared is not None:
-            self.nudge_fd = shared.nudge_fd(slot)
-            self._ctl(EPOLL_CTL_ADD, self.nudge_fd, EPOLLIN, NUDGE_TAG)
+        self.accepts = accept_policy(self.ctx.shared, slot if shared is not None else 0,
+                                     exclusive and shared is not None)
+        if self.accepts.balancing():
+            self._ctl(EPOLL_CTL_ADD, self.accepts.nudge_fd, EPOLLIN, NUDGE_TAG)
 
     def __dealloc__(self):
-        if self.wake_fd >= 0:
-            close(self.wake_fd)
         if self.epfd >= 0:
             close(self.epfd)
-        if self.spare_fd >= 0:
-            close(self.spare_fd)
 
     def listen(self, sock, dispatch):
         """Accept connections on sock (bound and listening, maybe shared with other workers);
@@ -136,21 +117,13 @@ cdef class Loop:
         self._ctl(EPOLL_CTL_ADD, l.fd, EPOLLIN | (EPOLLEXCLUSIVE if self.exclusive else 0),
                   l.tag)
         l.watched = True
-        self.ctx.slot.watching |= 1 << l.tag
-        self._end_aside(l)
+        self.accepts.watching(1 << l.tag)
         return 0
-
-    cdef void _end_aside(self, Listener l):
-        """l is watched again, or closed: this worker no longer stands aside from it."""
-        cdef long long bit = 1 << l.tag
-        if self.ctx.slot.aside & bit:
-            self.ctx.slot.aside &= ~bit
-            __sync_fetch_and_add(&self.ctx.shared.header.aside, -1)
 
     cdef int _unwatch(self, Listener l) except -1:
         if l.watched:
             l.watched = False
-            self.ctx.slot.watching &= ~(1 << l.tag)
+            self.accepts.not_watching(1 << l.tag)
             self._ctl(EPOLL_CTL_DEL, l.fd, 0, 0)
         return 0
 
@@ -172,7 +145,7 @@ cdef class Loop:
                 if not self.running:
                     break
             if (ctx.waiting or self.tasks) and self.aio is not None:
-                self._run_aio()             # until no handler waits any more
+                self._run_aio(self.epfd)    # until no handler waits any more
                 continue
             timeout_ms = <int>((self.next_tick - ctx.now) * 1000) + 1
             self._turn(timeout_ms if timeout_ms > 0 else 0)
@@ -190,8 +163,8 @@ cdef class Loop:
             err = errno
         ctx.now = monotonic()
         ctx.slot.woke = ctx.now
-        if self.nudge_fd >= 0 and ctx.shared.header.aside:
-            self._keep_a_spare()
+        if self.accepts.someone_aside():
+            self.accepts.keep_a_spare(ctx.now)
         PyErr_CheckSignals()            # Python signal handlers run here
         if n < 0:
             if err != EINTR:
@@ -218,50 +191,18 @@ cdef class Loop:
             self._tick()
         return 0
 
-    # ------------------------------------------------------------------ handlers that wait
+    # ------------------------------------------------------------------ the bridge's hooks
 
-    cdef int _run_aio(self) except -1:
-        """While handlers wait (asyncio tasks, threads reporting through asyncio), the asyncio
-        loop runs the thread and this loop turns inside it: the epoll fd is one of its readers.
-        With nothing waiting, the thread is this loop's alone again: an app of plain handlers
-        never pays for asyncio."""
-        aio = self.aio
-        self.in_aio = True
-        self.aio_stopping = False
-        aio.add_reader(self.epfd, self._aio_readable)
-        self.aio_tick = aio.call_later(max(0.0, self.next_tick - monotonic()), self._aio_tick)
-        try:
-            aio.run_forever()
-        finally:
-            self.aio_tick.cancel()          # the latest of the chain: none is left behind
-            self.aio_tick = None
-            aio.remove_reader(self.epfd)
-            self.in_aio = False
-            self.ctx.now = monotonic()
-        if self.resumed:                    # stopped before its _send_resumed ran
-            self._send_resumed()
-        return 0
-
-    def _aio_readable(self):
-        self._turn(0)
-        self._aio_check()
-
-    def _aio_tick(self):
+    cdef double _timers(self):
         self.ctx.now = monotonic()
         if self.ctx.now >= self.next_tick:
             self._tick()
-        if self.in_aio:
-            self.aio_tick = self.aio.call_later(max(0.0, self.next_tick - self.ctx.now),
-                                                self._aio_tick)
-        self._aio_check()
+        return self.next_tick - self.ctx.now
 
-    cdef void _aio_check(self):
+    cdef bint _keep_aio(self):
         if self.drain_requested and not self.draining:
             self._start_drain()
-        if not self.running or not (self.ctx.waiting or self.tasks):
-            if not self.aio_stopping:
-                self.aio_stopping = True
-                self.aio.stop()
+        return self.running and (self.ctx.waiting or self.tasks)
 
     @property
     def on_head(self):
@@ -282,76 +223,18 @@ cdef class Loop:
         """callable(feed, async_iterator): how a body streamed from asyncio is pushed."""
         self.ctx.on_stream = value
 
-    def task_done(self):
-        """A task or thread job counted in `tasks` ended (its runner calls this)."""
-        self.tasks -= 1
-        if self.in_aio:
-            self._aio_check()
-
-    def _resumed(self, Connection c):
-        """A deferred response, or a pushed chunk, was written into c. It is sent once every
-        handler that is ready has run — at the end of this turn of the loop, or of this asyncio
-        iteration — not as it comes: the handlers' Python runs back to back, then the sends
-        (a FastAPI hello: 76 -> 56 µs of CPU per request, bench/interfaces.py)."""
-        if self.in_aio:
-            if not self.resumed:
-                self.aio.call_soon(self._send_resumed)
-        elif not self.in_turn:
-            self._resume(c)
-            return
-        self.resumed.append(c)
-
-    def _send_resumed(self):
-        cdef Connection c
-        while self.resumed:
-            resumed, self.resumed = self.resumed, []
-            for c in resumed:
-                self._resume(c)
-        if self.in_aio:
-            self._aio_check()
-
     cdef void _resume(self, Connection c):
         """Send what c has, then read what came for it while its handler worked."""
         if c.fd < 0:
             return
         try:
             self._drive(c)
-            if c.missed and c.fd >= 0 and c.state != C_WAIT:
+            if c.missed and c.fd >= 0 and not c.in_handler():
                 c.missed = 0
                 self._on_readable(c, False)
         except Exception:
             error_log.exception("connection from %s:%s failed", *c.client())
             self._close(c, CLOSE_ERROR)
-
-    def _later(self, Connection c):
-        """c has more to do that must wait for the others (a stream polling with empty
-        chunks): drive it at the next turn, through the inbox."""
-        self.call_soon_threadsafe(self._resumed, c)
-
-    def call_soon_threadsafe(self, fn, arg):
-        """From any thread: fn(arg) on the loop's thread, at its next turn (how a thread
-        pool hands results back without an asyncio loop). One eventfd write per batch."""
-        cdef unsigned long long one = 1
-        self.inbox.append((fn, arg))
-        if not self.wake_armed:
-            self.wake_armed = True
-            write(self.wake_fd, &one, 8)
-
-    cdef int _run_inbox(self) except -1:
-        cdef unsigned long long n
-        cdef Py_ssize_t k
-        read(self.wake_fd, &n, 8)
-        self.wake_armed = False             # before taking: a later append writes again
-        inbox = self.inbox
-        for k in range(len(inbox)):         # what came meanwhile waits for the next turn
-            fn, arg = inbox.popleft()
-            try:
-                fn(arg)
-            except Exception:
-                error_log.exception("a callback from a thread failed")
-        if self.in_aio:
-            self._aio_check()
-        return 0
 
     cdef int _on_event(self, epoll_event* e) except -1:
         cdef unsigned int ev = e.events
@@ -367,12 +250,12 @@ cdef class Loop:
             return 0                        # closed earlier in this batch
         if ev & EPOLLERR:
             self._close(c, CLOSE_ERROR)
-        elif c.state == C_WAIT and c.body_in is None:
+        elif c.awaits_handler():
             if ev & (EPOLLRDHUP | EPOLLHUP):    # gone (or half-closed) while its handler
                 self._close(c, CLOSE_CLIENT)    # works: cancel it, as nginx and uvicorn do
             else:
                 c.missed = EPOLLIN              # the next request: read after the response
-        elif c.stream is not None and ev & (EPOLLRDHUP | EPOLLHUP):
+        elif c.streams_out() and ev & (EPOLLRDHUP | EPOLLHUP):
             # gone (or half-closed) while its response streams: the producer is told (as
             # nginx's 499 and uvicorn's disconnect); a quiet stream would wait for ever
             self._close(c, CLOSE_CLIENT)
@@ -433,10 +316,11 @@ cdef class Loop:
                 l.sock.detach()             # closed here, not again by the socket object
                 close(l.fd)
                 l.fd = -1
-        for fd in (self.epfd, self.wake_fd, self.spare_fd):
+        for fd in (self.epfd, self.wake_fd):
             if fd >= 0:
                 close(fd)
-        self.epfd = self.wake_fd = self.spare_fd = -1
+        self.epfd = self.wake_fd = -1
+        self.accepts.close_in_child()
         self.running = False
 
     cdef void _start_drain(self):
@@ -452,15 +336,14 @@ cdef class Loop:
         for l in self.listeners:
             if l.fd >= 0:
                 self._unwatch(l)
-                self._end_aside(l)
+                self.accepts.end_aside(1 << l.tag)
                 l.sock.close()
                 l.fd = -1
 
     cdef void _close_idle(self):
         cdef Connection c
         idle = [c for c in self.conns.values()
-                if (c.state == C_IDLE or (c.state == C_HEAD and c.rend == c.rstart))
-                and self.ctx.now - c.since >= DRAIN_IDLE_GRACE]
+                if c.is_idle() and self.ctx.now - c.since >= DRAIN_IDLE_GRACE]
         for c in idle:
             self._close(c, CLOSE_SERVER)
         if not self.conns:
@@ -481,7 +364,7 @@ cdef class Loop:
                     self._watch(l)
                 except OSError:
                     error_log.exception("watching a listener failed; trying again next tick")
-        expired = [c for c in self.conns.values() if c.deadline <= self.ctx.now]
+        expired = [c for c in self.conns.values() if c.expired(self.ctx.now)]
         for c in expired:
             if c.fd < 0:
                 continue
@@ -522,16 +405,18 @@ cdef class Loop:
             fd = accept4(l.fd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
                 if errno == EMFILE or errno == ENFILE:
-                    self._shed(l)
+                    if not self.accepts.shed(l.fd, ctx.now):
+                        self._unwatch(l)    # until the next tick
                     return 0
                 if errno == ECONNABORTED or errno == EPROTO or errno == EINTR:
                     continue
                 if errno != EAGAIN:
                     error_log.warning("accept failed: errno %d", errno)
-                elif i == 0 and self.nudge_fd >= 0:
+                elif i == 0 and self.accepts.balancing():
                     # woken for a connection another worker took first: more workers wait
                     # for connections than there is work (or cores) for
-                    self._stand_aside(l)
+                    if self.accepts.stand_aside(1 << l.tag, ctx.now):
+                        self._unwatch(l)
                 break
             c = Connection.__new__(Connection)
             c.setup(ctx, l.dispatch, fd)
@@ -553,111 +438,19 @@ cdef class Loop:
             except Exception:
                 error_log.exception("connection from %s:%s failed", *c.client())
                 self._close(c, CLOSE_ERROR)
-        if accepted and self.nudge_fd >= 0:     # (a Loop without shared memory: no)
-            self._balance(l)
-        return 0
-
-    cdef int _stand_aside(self, Listener l) except -1:
-        """Stop watching l until the next tick, or until another worker calls this one back
-        (_balance, _keep_a_spare), if MIN_WATCHERS other workers watch it and are not stuck:
-        each new connection no longer wakes a worker of its own. One decides at a time."""
-        cdef Context ctx = self.ctx
-        cdef long long* lock = &ctx.shared.header.aside_lock
-        if not __sync_bool_compare_and_swap(lock, 0, ctx.slot.pid):
-            return 0                        # another is deciding: stay
-        try:
-            if self._responsive_others(1 << l.tag) >= MIN_WATCHERS:
-                self._unwatch(l)
-                ctx.slot.aside |= 1 << l.tag
-                __sync_fetch_and_add(&ctx.shared.header.aside, 1)
-        finally:
-            __sync_lock_release(lock)
-        return 0
-
-    cdef int _responsive_others(self, long long bit):
-        """Other running workers that watch the listener of bit and are not stuck: waiting
-        for events, or woken less than STUCK_AFTER ago."""
-        cdef Context ctx = self.ctx
-        cdef Slot* s
-        cdef int i, n = 0
-        for i in range(ctx.shared.nslots):
-            s = ctx.shared.slot(i)
-            if s != ctx.slot and s.state == SLOT_RUNNING and s.watching & bit and \
-                    (s.woke == 0 or ctx.now - s.woke < STUCK_AFTER):
-                n += 1
-        return n
-
-    cdef int _keep_a_spare(self) except -1:
-        """While some workers stand aside: if no other watcher of a listener is left that is
-        not stuck, call one back before this worker runs handlers (and maybe gets stuck too)."""
-        cdef Listener l
-        for l in self.listeners:
-            if l.watched and self._responsive_others(1 << l.tag) == 0:
-                self._call_back(1 << l.tag, 1 << 62)
-        return 0
-
-    cdef void _call_back(self, long long bit, long long fewer_than):
-        """Wake the running worker with the fewest connections (fewer than fewer_than) among
-        those not watching the listener of bit, to watch it again."""
-        cdef Context ctx = self.ctx
-        cdef Slot* s
-        cdef int i, fewest = -1
-        cdef unsigned long long one = 1
-        for i in range(ctx.shared.nslots):
-            s = ctx.shared.slot(i)
-            if s != ctx.slot and s.state == SLOT_RUNNING and not s.watching & bit and \
-                    s.conns < fewer_than:
-                fewer_than, fewest = s.conns, i
-        if fewest >= 0:
-            write(ctx.shared.nudge_fds[fewest], &one, 8)
-
-    cdef int _balance(self, Listener l) except -1:
-        """After accepting: if another running worker holds fewer connections, let it have the
-        next one — to the back of l's queue of waiting workers if it watches l, or called back
-        if it stood aside. A load balancer's few long connections spread out; short ones
-        (closed by now) move nothing."""
-        cdef Context ctx = self.ctx
-        cdef Slot* s
-        cdef int i
-        cdef long long bit = 1 << l.tag
-        if l.watched:
-            for i in range(ctx.shared.nslots):
-                s = ctx.shared.slot(i)
-                if s != ctx.slot and s.state == SLOT_RUNNING and s.watching & bit and \
-                        s.conns < ctx.slot.conns:
-                    self._unwatch(l)
-                    self._watch(l)
-                    break
-        self._call_back(bit, ctx.slot.conns)
+        if accepted and self.accepts.balancing() and self.accepts.balance(1 << l.tag):
+            self._unwatch(l)                # to the back of its queue of waiting workers
+            self._watch(l)
         return 0
 
     cdef int _watch_again(self) except -1:
-        """Another worker called this one back (_balance): watch the listeners again."""
-        cdef unsigned long long n
+        """Another worker called this one back (AcceptPolicy.balance): watch the listeners again."""
         cdef Listener l
-        read(self.nudge_fd, &n, 8)
+        self.accepts.called_back()
         for l in self.listeners:
             if l.fd >= 0 and not l.watched:
                 self._watch(l)
         return 0
-
-    cdef void _shed(self, Listener l):
-        """Out of file descriptors: accept one connection on the spare fd and close it, so the
-        backlog moves and the listener does not stay readable; if even that fails, stop
-        watching it until the next tick. Existing connections keep being served."""
-        cdef int fd
-        if self.spare_fd >= 0:
-            close(self.spare_fd)
-            self.spare_fd = -1
-            fd = accept4(l.fd, NULL, NULL, SOCK_CLOEXEC)
-            if fd >= 0:
-                close(fd)
-            self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
-        if self.ctx.now >= self.next_shed_log:      # a line a second, not one per connection
-            self.next_shed_log = self.ctx.now + 1.0
-            error_log.warning("out of file descriptors: shedding new connections")
-        if self.spare_fd < 0:
-            self._unwatch(l)
 
     # ------------------------------------------------------------------ one connection's I/O
 
@@ -669,17 +462,17 @@ cdef class Loop:
         cdef Py_ssize_t room
         cdef char* p
         cdef int reads = 0
-        if c.input_ended:                   # nothing more to read: a hang-up, or room to send
+        if c.input_closed():                # nothing more to read: a hang-up, or room to send
             return self._drive(c)
         while True:
-            if c.state == C_LINGER:
+            if c.lingers():
                 return self._discard(c)
             reads += 1
             if reads > MAX_READS:           # a fast sender: let the others have a turn, and
                 return self._rearm(c)       # have epoll report this one again
             p = c.read_space(&room)
             if p == NULL:                   # refused (head too large), or out of memory
-                if c.state == C_CLOSED:
+                if c.is_closed():
                     self._close(c, c.close_reason)
                 else:
                     self._drive(c)
@@ -697,16 +490,16 @@ cdef class Loop:
                 return 0
             self.ctx.slot.request_bytes += n
             c.received(n)
-            if c.state == C_CLOSED:
+            if c.is_closed():
                 self._close(c, c.close_reason)
                 return 0
             self._drive(c)
-            if c.fd < 0 or c.state == C_LINGER:
+            if c.fd < 0 or c.lingers():
                 return 0                    # closed, or _drive drained it already
-            if hangup and c.stream is not None:     # ... or while its response streams
+            if hangup and c.streams_out():  # ... or while its response streams
                 self._close(c, CLOSE_CLIENT)
                 return 0
-            if c.state == C_WAIT and c.body_in is None:
+            if c.awaits_handler():
                 if hangup:                  # half-closed while its handler works: as above
                     self._close(c, CLOSE_CLIENT)
                 elif n == room:             # more is there: read it after the response
@@ -761,7 +554,7 @@ cdef class Loop:
             self.ctx.slot.response_bytes += n
             if n < pending:
                 break                       # the socket buffer is full: wait for EPOLLOUT
-        if c.stream is not None:
+        if c.streams_out():
             c.output_drained()              # a pushed stream waiting for room goes on
         if c.finished():
             if not c.must_linger():
@@ -772,7 +565,7 @@ cdef class Loop:
             want = EPOLLIN
         else:
             want = (EPOLLOUT if c.out.pending() else 0) | (EPOLLIN if c.wants_read() else 0)
-            if want == 0 and c.state == C_WAIT and c.body_in is None:
+            if want == 0 and c.awaits_handler():
                 # its handler works: the watch stays, what comes is noted (c.missed) and read
                 # after the response — two epoll_ctl calls fewer per deferred request
                 want = c.interest & EPOLLIN
@@ -787,7 +580,7 @@ cdef class Loop:
                 error_log.warning("epoll_ctl failed for a connection: errno %d", errno)
                 self._close(c, CLOSE_ERROR)
                 return 0
-        if c.state == C_LINGER:
+        if c.lingers():
             self._discard(c)                # what came before our shutdown: no new edge for it
         return 0
 

@@ -9,8 +9,39 @@ cpdef enum RouteId:
     ROUTE_METRICS = 3
     FIRST_APP_ROUTE = 16
 
-cdef enum:
-    N_METHODS = 10          # METHOD_NAMES in _message.pyx: 0 is "other"
+# The methods with a name of their own (a request's method_id, a metrics label): ONE table
+# gives each its id and name; any other method is M_OTHER.
+cdef extern from *:
+    """
+    #define FS_METHODS(X) \
+        X(M_OTHER, "other") X(M_GET, "GET") X(M_HEAD, "HEAD") X(M_POST, "POST") \
+        X(M_PUT, "PUT") X(M_DELETE, "DELETE") X(M_PATCH, "PATCH") X(M_OPTIONS, "OPTIONS") \
+        X(M_TRACE, "TRACE") X(M_CONNECT, "CONNECT")
+    typedef enum {
+    #define FS_ENUM(e, name) e,
+        FS_METHODS(FS_ENUM)
+    #undef FS_ENUM
+        N_METHODS
+    } fs_method;
+    static const char* const fs_method_names[] __attribute__((unused)) = {
+    #define FS_NAME(e, name) name,
+        FS_METHODS(FS_NAME)
+    #undef FS_NAME
+    };
+    """
+    ctypedef enum MethodId "fs_method":
+        M_OTHER
+        M_GET
+        M_HEAD
+        M_POST
+        M_PUT
+        M_DELETE
+        M_PATCH
+        M_OPTIONS
+        M_TRACE
+        M_CONNECT
+        N_METHODS
+    const char* const fs_method_names[]
 
 
 cdef class Request:

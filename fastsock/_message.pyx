@@ -11,14 +11,13 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.string cimport memchr, memcmp, memcpy
 
 import json as _json
+from sys import intern as _intern
 from _json import make_encoder as _make_encoder     # json.dumps' C encoder
 from json.encoder import encode_basestring_ascii as _encode_str
 from urllib.parse import parse_qsl as _parse_qsl
 
 # interned method names, so a request costs no new str for them; ids label metrics (0: other)
-METHOD_NAMES = ("other", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
-                "CONNECT")
-assert len(METHOD_NAMES) == N_METHODS
+METHOD_NAMES = tuple([_intern(fs_method_names[_i].decode("ascii")) for _i in range(N_METHODS)])
 cdef tuple _METHOD_STRS = METHOD_NAMES
 
 
@@ -27,31 +26,31 @@ cdef str method_name(int method_id):
 
 
 cdef int method_id(const char* p, Py_ssize_t n) noexcept:
-    """The id of a method name (case-sensitive, as RFC 9110 says); 0 for any other."""
+    """The id of a method name (case-sensitive, as RFC 9110 says); M_OTHER for any other."""
     if n == 3:
         if memcmp(p, b"GET", 3) == 0:
-            return 1
+            return M_GET
         if memcmp(p, b"PUT", 3) == 0:
-            return 4
+            return M_PUT
     elif n == 4:
         if memcmp(p, b"HEAD", 4) == 0:
-            return 2
+            return M_HEAD
         if memcmp(p, b"POST", 4) == 0:
-            return 3
+            return M_POST
     elif n == 6:
         if memcmp(p, b"DELETE", 6) == 0:
-            return 5
+            return M_DELETE
     elif n == 5:
         if memcmp(p, b"PATCH", 5) == 0:
-            return 6
+            return M_PATCH
         if memcmp(p, b"TRACE", 5) == 0:
-            return 8
+            return M_TRACE
     elif n == 7:
         if memcmp(p, b"OPTIONS", 7) == 0:
-            return 7
+            return M_OPTIONS
         if memcmp(p, b"CONNECT", 7) == 0:
-            return 9
-    return 0
+            return M_CONNECT
+    return M_OTHER
 
 
 def _json_default(o):

@@ -142,6 +142,18 @@ cdef extern from *:
     const ErrorInfo fs_error_table[]
 
 
+cdef enum ParserState:
+    S_HEAD = 0              # reading a request head
+    S_BODY_CL = 1           # a body framed by Content-Length          } the body states:
+    S_CHUNK_SIZE = 2        # a chunked body: its size line            } in_body() takes
+    S_CHUNK_DATA = 3        # ... a chunk's data                       } them as a range,
+    S_CHUNK_CRLF = 4        # ... the CRLF after it                    } S_BODY_CL through
+    S_TRAILERS = 5          # ... the trailer section after the last   } S_TRAILERS
+    S_HEAD_DONE = 6         # announce_heads: the head is in, its body not begun (HEAD_READY)
+    S_READY = 7             # a whole request is ready: take_request()
+    S_ERROR = 8             # refused: nothing more is parsed
+
+
 cdef class RequestParser:
     # limits
     cdef Py_ssize_t max_request_line
@@ -151,7 +163,7 @@ cdef class RequestParser:
     cdef Py_ssize_t max_chunk_ext
     cdef public bint announce_heads # stop at HEAD_READY before each body (bodies streamed in)
 
-    cdef int state
+    cdef ParserState state
     # head scanning; offsets are relative to the start of the current request's bytes
     cdef Py_ssize_t scan_pos
     cdef Py_ssize_t line_start
@@ -200,7 +212,7 @@ cdef class RequestParser:
     cdef int parse(self, const char* buf, Py_ssize_t n, Py_ssize_t* consumed) except -1
     cdef Request take_request(self)
     cdef inline bint in_body(self) noexcept:
-        return 1 <= self.state <= 5
+        return S_BODY_CL <= self.state <= S_TRAILERS
 
     cdef inline bint head_announced(self) noexcept:
-        return self.state == 6          # S_HEAD_DONE: parse on, even with no byte yet
+        return self.state == S_HEAD_DONE    # parse on, even with no byte yet

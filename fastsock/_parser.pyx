@@ -17,17 +17,6 @@ from urllib.parse import unquote as _unquote
 
 from fastsock._message cimport Request, method_id, method_name
 
-cdef enum:                  # parser states (in_body() in the .pxd relies on 1..5)
-    S_HEAD = 0
-    S_BODY_CL = 1
-    S_CHUNK_SIZE = 2
-    S_CHUNK_DATA = 3
-    S_CHUNK_CRLF = 4
-    S_TRAILERS = 5
-    S_HEAD_DONE = 6         # announce_heads: the head is in, its body not begun (HEAD_READY)
-    S_READY = 8
-    S_ERROR = 9
-
 cdef enum:
     MAX_CL_DIGITS = 18      # keeps Content-Length inside a signed 64-bit integer
     MAX_CHUNK_DIGITS = 15

@@ -7,18 +7,43 @@ cdef enum:
     N_BOUNDS = 16           # histogram bucket bounds (DURATION_BOUNDS in _shared.pyx); +Inf extra
     REQ_CELLS = 1024        # (route, method, status) request counters per slot; a power of 2
     DUR_CELLS = 256         # (route, method) duration histograms per slot; a power of 2
-    N_CLOSE_REASONS = 7
     N_PARSE_REASONS = 64
     APP_METRICS_BYTES = 262144   # per slot, for application metrics (fastsock.appmetrics)
 
-cdef enum:                  # why a connection closed
-    CLOSE_CLIENT = 0        # the client closed or reset it
-    CLOSE_KEEPALIVE = 1     # idle past the keep-alive timeout
-    CLOSE_HEADER_TIMEOUT = 2
-    CLOSE_BODY_TIMEOUT = 3
-    CLOSE_ERROR = 4         # refused request, bad PROXY header, I/O error, failed stream
-    CLOSE_SERVER = 5        # Connection: close, HTTP/1.0, draining
-    CLOSE_LENGTH = 6        # a streamed body broke the Content-Length its app declared
+# Why a connection closed: ONE table gives each reason its value and its metric label
+# (fastsock_connections_closed_total{reason=...}); the slots' counters are indexed by it.
+cdef extern from *:
+    """
+    #define FS_CLOSE_REASONS(X) \
+        X(CLOSE_CLIENT, "client")                   /* the client closed or reset it */ \
+        X(CLOSE_KEEPALIVE, "keepalive_timeout")     /* idle past the keep-alive timeout */ \
+        X(CLOSE_HEADER_TIMEOUT, "header_timeout") \
+        X(CLOSE_BODY_TIMEOUT, "body_timeout") \
+        X(CLOSE_ERROR, "error")     /* refused request, bad PROXY header, I/O error, failed stream */ \
+        X(CLOSE_SERVER, "server")                   /* Connection: close, HTTP/1.0, draining */ \
+        X(CLOSE_LENGTH, "response_length")  /* a streamed body broke its app's Content-Length */
+    typedef enum {
+    #define FS_ENUM(e, name) e,
+        FS_CLOSE_REASONS(FS_ENUM)
+    #undef FS_ENUM
+        N_CLOSE_REASONS
+    } fs_close_reason;
+    static const char* const fs_close_reason_names[] __attribute__((unused)) = {
+    #define FS_NAME(e, name) name,
+        FS_CLOSE_REASONS(FS_NAME)
+    #undef FS_NAME
+    };
+    """
+    ctypedef enum CloseReason "fs_close_reason":
+        CLOSE_CLIENT
+        CLOSE_KEEPALIVE
+        CLOSE_HEADER_TIMEOUT
+        CLOSE_BODY_TIMEOUT
+        CLOSE_ERROR
+        CLOSE_SERVER
+        CLOSE_LENGTH
+        N_CLOSE_REASONS
+    const char* const fs_close_reason_names[]
 
 cdef enum:
     SLOT_FREE = 0

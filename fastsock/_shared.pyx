@@ -20,9 +20,8 @@ for _i, _b in enumerate(DURATION_BOUNDS):
     BOUNDS[_i] = _b
 assert len(DURATION_BOUNDS) == N_BOUNDS
 
-CLOSE_REASONS = ("client", "keepalive_timeout", "header_timeout", "body_timeout", "error",
-                 "server", "response_length")
-assert len(CLOSE_REASONS) == N_CLOSE_REASONS
+# the metric label of each close reason, indexed by its value (the table in _shared.pxd)
+CLOSE_REASONS = tuple([fs_close_reason_names[_i].decode("ascii") for _i in range(N_CLOSE_REASONS)])
 
 cdef extern from *:
     """
@@ -183,7 +182,7 @@ cdef class SharedState:
             if s.state != SLOT_FREE:
                 totals["in_flight"] += s.in_flight
                 totals["open"] += s.conns
-            for j in range(N_CLOSE_REASONS):
+            for j in range(<int>N_CLOSE_REASONS):
                 closed[j] += s.closed[j]
             for j in range(N_PARSE_REASONS):
                 if s.parse_errors[j]:

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 
 from fastsock import hooks
-from fastsock._conn import BodyIn, Deferred
+from fastsock._handoff import BodyIn, Deferred
 from fastsock._message import METHOD_NAMES, Request, Response
 from fastsock.responses import NOT_FOUND, method_not_allowed
 from fastsock.results import HTTPError, error_response, to_response

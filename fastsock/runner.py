@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 
-from fastsock._conn import BodyIn, Deferred
+from fastsock._handoff import BodyIn, Deferred
 from fastsock._message import Response
 from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR, SHUTTING_DOWN
 from fastsock.results import error_response, to_response

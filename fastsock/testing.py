@@ -77,15 +77,14 @@ class _AppTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.start()
         ctx = Context(self.limits)
-        # Context's stub lacks its public on_stream and on_head, and waiting (a property)
-        ctx.on_stream = self.runner.start_feed  # type: ignore[attr-defined]
-        ctx.on_head = self.on_head  # type: ignore[attr-defined]
+        ctx.on_stream = self.runner.start_feed
+        ctx.on_head = self.on_head
         conn = Connection(ctx, self._with_client)
         out = conn.feed(_serialize(request))
         # a task or thread job: let it finish, within the client's read timeout
         wait = (request.extensions.get("timeout") or {}).get("read")
         deadline = None if wait is None else time.monotonic() + wait
-        while ctx.waiting or self.tasks.tasks:  # type: ignore[attr-defined]
+        while ctx.waiting or self.tasks.tasks:
             if deadline is not None and time.monotonic() > deadline:
                 raise httpx.ReadTimeout(f"the app did not answer within {wait} s",
                                         request=request)

@@ -1,11 +1,17 @@
 """Write the seed corpus: one request per file, valid ones and refused ones, in the style of
-gunicorn's tests/requests/. Run once when tests/vectors.py grows; the files are kept in git.
+gunicorn's tests/requests/. Run once when tests/support/vectors.py grows; the files are kept in git.
 
     python fuzz/make_corpus.py
 
 valid/NAME.http     a request the parser must accept, whole or split anywhere
-invalid/STATUS-NAME.http   one it must refuse with STATUS (from tests/vectors.py), followed
+invalid/STATUS-NAME.http   one it must refuse with STATUS (from tests/support/vectors.py), followed
                            by a request for /smuggled that must never be parsed
+
+Beside each X.http, X.json is its expected parse (valid: the request's fields; invalid: status
+and reason), as tests/unit/test_corpus.py checks it. This script never writes them: they are the
+reviewed truth, written or checked by hand against the bytes (not taken from the parser, which
+would make the test assert the parser against itself). For a new X.http, write X.json in the
+shape of its neighbours; the script lists the .http files that have none.
 """
 import re
 import sys
@@ -13,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from tests.vectors import SMUGGLED, VECTORS  # noqa: E402
+from tests.support.vectors import SMUGGLED, VECTORS  # noqa: E402
 
 VALID = {
     "get-simple": b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
@@ -65,11 +71,14 @@ def main() -> None:
         "v2-tcp4": sig + b"\x21\x11\x00\x0c" + bytes([192, 0, 2, 1, 198, 51, 100, 2])
                    + (56324).to_bytes(2, "big") + (443).to_bytes(2, "big"),
         "v2-local": sig + b"\x20\x00\x00\x00",
-        "v2-tcp6-tlv": sig + b"\x21\x21\x00\x27" + bytes(range(16)) + bytes(range(16, 32))
+        "v2-tcp6-tlv": sig + b"\x21\x21\x00\x2a" + bytes(range(16)) + bytes(range(16, 32))
                        + b"\x01\xbb\x01\xbb" + b"\x04\x00\x03abc",
     }
     for name, data in seeds.items():
         (proxy / f"{name}.bin").write_bytes(data)
+    for http in sorted((HERE / "corpus" / "requests").glob("*/*.http")):
+        if not http.with_suffix(".json").exists():
+            print(f"{http.relative_to(HERE)}: no .json beside it: write its expected parse")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the request parser and the PROXY header parser for SECONDS in all (default 60: the
 # bounded run .ci/run makes; a longer one: fuzz/run.sh 3600). New inputs that reach new code
-# land in fuzz/corpus/*/grown: commit them, tests/test_corpus.py replays them.
+# land in fuzz/corpus/*/grown: commit them, tests/unit/test_corpus.py replays them.
 # Needs clang and atheris (pip install -e '.[dev]'; apt-get install clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."

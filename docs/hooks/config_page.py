@@ -70,7 +70,7 @@ def number(value) -> str:
 
 
 def default_text(f: dataclasses.Field) -> str:
-    """The default as the page shows it (tests/test_docs.py reads it back)."""
+    """The default as the page shows it (tests/unit/test_docs.py reads it back)."""
     value = f.default
     if isinstance(value, bool):
         return "on" if value else "off"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastsock._conn import Deferred
+from fastsock._handoff import Deferred
 from fastsock.adapters.common import ClientDisconnected, app_response, stream_large_bodies
 from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved

@@ -2,7 +2,7 @@
 the writer takes it, and the error a gone client is to the app."""
 from __future__ import annotations
 
-from fastsock._conn import BodyIn
+from fastsock._handoff import BodyIn
 from fastsock._message import Response
 
 STREAM_ABOVE = 65536        # a body with a larger Content-Length (or chunked) is streamed in

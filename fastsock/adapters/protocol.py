@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:                       # for the annotations only: no import at run time
-    from fastsock._conn import BodyIn
+    from fastsock._handoff import BodyIn
     from fastsock._message import Request
     from fastsock.routing import Route
     from fastsock.runner import Runner

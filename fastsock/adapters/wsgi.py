@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
-from fastsock._conn import BodyIn, Deferred
+from fastsock._handoff import BodyIn, Deferred
 from fastsock.adapters.common import ClientDisconnected, app_response, stream_large_bodies
 from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved

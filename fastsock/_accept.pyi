@@ -1,0 +1,4 @@
+# Type stubs for the compiled accept policy (used by the loop only).
+
+class AcceptPolicy:
+    nudge_fd: int

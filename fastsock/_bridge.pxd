@@ -1,0 +1,31 @@
+# The hand-back: how work done off the loop's thread (a thread pool, asyncio tasks) comes back
+# to it. Loop extends Bridge and provides the four hooks at the end.
+
+from fastsock._conn cimport Connection
+
+
+cdef class Bridge:
+    cdef public object aio          # the worker's asyncio loop, or None (set when made)
+    cdef bint in_aio                # the asyncio loop is running the thread now
+    cdef bint aio_stopping          # its stop() is asked for: once (uvloop queues each one,
+                                    # and a second would stop its next run)
+    cdef object aio_tick            # the asyncio timer handle of the next tick, while in_aio
+    cdef public int tasks           # handler tasks and thread jobs not finished (even those
+                                    # whose client left): asyncio runs until they are done
+    cdef int wake_fd                # an eventfd: threads wake the loop through it
+    cdef object inbox               # deque of (fn, arg) from threads, run on the loop
+    cdef bint wake_armed            # the eventfd is written and not yet read
+    cdef list resumed               # connections answered since the last send (_resumed)
+    cdef bint in_turn               # handling the events of one epoll_wait
+
+    cdef int _open_bridge(self) except -1
+    cdef int _run_aio(self, int epfd) except -1
+    cdef void _aio_check(self)
+    cdef int _run_inbox(self) except -1
+    cdef int _send_all_resumed(self) except -1
+
+    # the loop's side
+    cdef int _turn(self, int timeout_ms) except -1      # handle ready events (0: no wait)
+    cdef double _timers(self)       # read the clock, tick when due: -> seconds to next tick
+    cdef bint _keep_aio(self)       # handlers still wait (a requested drain started first)
+    cdef void _resume(self, Connection c)   # send what c has, read what came meanwhile

@@ -1,0 +1,8 @@
+# Type stubs for the compiled hand-back bridge (the Loop's base).
+from typing import Any, Callable
+
+class Bridge:
+    aio: Any
+    tasks: int
+    def task_done(self) -> None: ...
+    def call_soon_threadsafe(self, fn: Callable[[Any], None], arg: Any) -> None: ...

@@ -1,0 +1,133 @@
+"""Every option is checked before the first fork (issue 19): a value that is not finite, out of
+range or past what the C side holds is one line on stderr naming the flag or the variable, and
+exit status 2; from Python, a ValueError naming the field."""
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastsock.config import Config
+from tests.support.servers import ROOT
+
+# every numeric option, found from the table itself so that a new one is covered too
+NUMERIC = [f.name for f in dataclasses.fields(Config) if f.type in ("int", "float")] + ["workers"]
+BAD = ["nan", "inf", "-inf", "-1", "99999999999999999999"]
+TINY = "1e-9"                   # a timer that would make the loop's tick spin
+STARTED = ("serving on", "started worker")     # the master's lines once it forks
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def run_until_exit_or_start(args, env=None):
+    """-> (exit status, stderr). Stops at the first sign of a server starting (it never exits
+    on its own then): status None."""
+    proc = subprocess.Popen([sys.executable, "-m", "fastsock", "tests.apps.native:app", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if any(s in line for s in STARTED):
+                return None, "".join(lines)
+        return proc.wait(30), "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def base_args(but: str) -> list[str]:
+    """A server that would start (on a free port, one worker), minus the option under test."""
+    args = {"host": "127.0.0.1", "port": "0", "workers": "1"}
+    args.pop(but, None)
+    return [a for name, value in args.items() for a in (flag(name), value)]
+
+
+def assert_refused(status, stderr, name):
+    assert status == 2, f"not refused: {stderr}"
+    (line,) = stderr.splitlines()       # one line: no usage, no traceback
+    assert line.startswith(f"fastsock: error: {name} must "), line
+    assert not any(s in stderr for s in STARTED)
+
+
+@pytest.mark.parametrize("value", BAD)
+@pytest.mark.parametrize("name", NUMERIC)
+def test_a_bad_number_on_the_command_line_is_refused_before_any_worker(name, value):
+    status, stderr = run_until_exit_or_start([*base_args(name), flag(name) + "=" + value])
+    assert_refused(status, stderr, flag(name))
+
+
+@pytest.mark.parametrize("value", BAD)
+@pytest.mark.parametrize("name", NUMERIC)
+def test_a_bad_number_in_the_environment_is_refused_before_any_worker(name, value):
+    variable = "FASTSOCK_" + name.upper()
+    status, stderr = run_until_exit_or_start(base_args(name), env={variable: value})
+    assert_refused(status, stderr, variable)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("header_timeout", "float('nan')"),
+    ("max_body_size", "10 ** 20"),
+    ("metrics_port", "70000"),
+])
+def test_run_refuses_a_bad_number_before_any_worker(name, value):
+    code = (f"import sys, fastsock, tests.apps.native\n"
+            f"try:\n"
+            f"    fastsock.run(tests.apps.native.app, port=0, workers='1', {name}={value})\n"
+            f"except ValueError as e:\n"
+            f"    sys.exit(f'ValueError: {{e}}')\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            assert not any(s in line for s in STARTED), "".join(lines)
+        assert proc.wait(30) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert lines[-1].startswith(f"ValueError: {name} must "), "".join(lines)
+
+
+def test_the_largest_accepted_values_fit_the_c_side():
+    """The table's ceilings are what the worker's Limits struct and the listen backlog take."""
+    from fastsock._loop import Loop
+    import socket
+    largest = {f.name: f.metadata["high"] for f in dataclasses.fields(Config)
+               if "high" in f.metadata}
+    config = Config(**{**largest, "run_sync": "inline"})
+    Loop(config.limits())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(config.backlog)
+    with pytest.raises(ValueError, match="^max_body_size must "):
+        Config(max_body_size=largest["max_body_size"] + 1)
+
+
+@pytest.mark.parametrize("args, env, says", [
+    (["--port", "80x"], {}, "--port must be a whole number"),
+    (["--header-timeout", "soon"], {}, "--header-timeout must be at least 0.1 seconds"),
+    ([], {"FASTSOCK_METRICS": "maybe"}, "FASTSOCK_METRICS must be"),
+    ([], {"FASTSOCK_ACCEPT": "roundrobin"}, "FASTSOCK_ACCEPT must be exclusive or reuseport"),
+    (["--workers", "0"], {}, "--workers must be"),
+    (["--workers", "100000"], {}, "--workers must be"),
+])
+def test_other_bad_values_say_which_option_in_one_line(args, env, says):
+    status, stderr = run_until_exit_or_start(["--host", "127.0.0.1", "--port", "0", *args],
+                                             env=env)
+    assert status == 2, stderr
+    (line,) = stderr.splitlines()
+    assert line.startswith("fastsock: error: " + says), line
+
+
+@pytest.mark.parametrize("name", ["header_timeout", "keepalive_timeout", "body_timeout"])
+def test_a_timer_too_short_for_the_loops_tick_is_refused(name):
+    status, stderr = run_until_exit_or_start([*base_args(name), flag(name) + "=" + TINY])
+    assert_refused(status, stderr, flag(name))

