@@ -15,7 +15,8 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object s)
     Py_ssize_t PyUnicode_GET_LENGTH(object s)
 
-from fastsock._message cimport Response, json_bytes
+from fastsock._json cimport json_bytes
+from fastsock._message cimport Response
 from fastsock._parser cimport fs_init_char_classes, is_token, is_field_value
 
 import logging
