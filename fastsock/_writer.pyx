@@ -17,7 +17,7 @@ cdef extern from "Python.h":
 
 from fastsock._json cimport json_bytes
 from fastsock._message cimport Response
-from fastsock._parser cimport fs_init_char_classes, is_token, is_field_value
+from fastsock._chars cimport fs_init_char_classes, is_token, is_field_value
 
 import logging
 
