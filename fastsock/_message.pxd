@@ -81,4 +81,3 @@ cdef class Response:
 
 cdef str method_name(int method_id)
 cdef int method_id(const char* p, Py_ssize_t n) noexcept
-cdef bytes json_bytes(object value)

@@ -2,31 +2,20 @@
 import enum
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
+# the multi-dicts are _fields'; importable from here too
+from fastsock._fields import Headers as Headers, MultiDict as MultiDict
+
 METHOD_NAMES: tuple[str, ...]
 
-def json_encode(value: Any) -> bytes: ...
-
 class RouteId(enum.IntEnum):
-    ROUTE_NONE: int
-    ROUTE_HEALTHZ: int
-    ROUTE_READYZ: int
-    ROUTE_METRICS: int
-    FIRST_APP_ROUTE: int
+    ROUTE_NONE = 0
+    ROUTE_HEALTHZ = 1
+    ROUTE_READYZ = 2
+    ROUTE_METRICS = 3
+    FIRST_APP_ROUTE = 16
 
 class BadRequest(ValueError):
     status: int
-
-class MultiDict:
-    def __init__(self, items: list[tuple[str, str]]) -> None: ...
-    def __getitem__(self, key: str) -> str: ...
-    def get(self, key: str, default: Any = None) -> Any: ...
-    def getall(self, key: str) -> list[str]: ...
-    def __contains__(self, key: object) -> bool: ...
-    def __iter__(self) -> Iterator[str]: ...
-    def __len__(self) -> int: ...
-    def items(self) -> list[tuple[str, str]]: ...
-
-class Headers(MultiDict): ...
 
 class Request:
     method: str

@@ -5,12 +5,6 @@ from fastsock._message import Response
 
 EPOCH_DATE_LINE: bytes
 
-def pooled_buffers() -> int: ...
-
-class OutBuffer:
-    def __init__(self) -> None: ...
-    def getvalue(self) -> bytes: ...
-
 def serialize(result: str | bytes | dict[str, Any] | list[Any] | Response,
               keep_alive: bool = True, head_only: bool = False, http11: bool = True,
               extra_headers: list[tuple[str, str]] | None = None,

@@ -172,7 +172,7 @@ def test_a_stream_cut_sends_its_good_chunks_and_no_terminator():
 
 
 def test_an_idle_connection_holds_no_buffer_and_a_grown_one_shrinks():
-    from fastsock._writer import pooled_buffers
+    from fastsock._outbuf import pooled_buffers
     conn, _ = connection(lambda req: Response(iter([b"x" * 100_000])) if req.path == "/big"
                          else "small")
     conn.feed(GET % b"a")
@@ -188,7 +188,7 @@ def test_an_idle_connection_holds_no_buffer_and_a_grown_one_shrinks():
 
 @pytest.mark.parametrize("body", [b"b" * 50_000, "s" * 50_000, "é" * 30_000])
 def test_a_large_body_goes_out_whole_and_in_order_without_a_copy(body):
-    from fastsock._writer import pooled_buffers
+    from fastsock._outbuf import pooled_buffers
     conn, _ = connection(lambda req: body if req.path == "/big" else "small")
     conn.feed(GET % b"warm")
     pooled = pooled_buffers()

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from fastsock._message import (METHOD_NAMES, Headers, MultiDict, Response, RouteId,
-                               json_encode)
+from fastsock._json import json_encode
+from fastsock._message import METHOD_NAMES, Headers, MultiDict, Response, RouteId
 from fastsock._parser import RequestParser
 from fastsock.routing import Router
 

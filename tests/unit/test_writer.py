@@ -6,7 +6,8 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from fastsock._message import Response
-from fastsock._writer import EPOCH_DATE_LINE, OutBuffer, error_response, serialize
+from fastsock._outbuf import OutBuffer
+from fastsock._writer import EPOCH_DATE_LINE, error_response, serialize
 
 DATE = b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
 # a write's size: small, or past the 16 KiB a buffer starts with
