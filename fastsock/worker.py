@@ -107,8 +107,9 @@ def exposition_for(config: Config, app: ServableApp, shared: SharedState
                    ) -> Exposition | None:
     if not config.metrics:
         return None
-    names = {RouteId.ROUTE_HEALTHZ: config.healthz_path, RouteId.ROUTE_READYZ: config.readyz_path,
-             RouteId.ROUTE_METRICS: config.metrics_path}
+    names: dict[int, str] = {RouteId.ROUTE_HEALTHZ: config.healthz_path,
+                             RouteId.ROUTE_READYZ: config.readyz_path,
+                             RouteId.ROUTE_METRICS: config.metrics_path}
     names.update(app.route_names())
 
     def areas():
