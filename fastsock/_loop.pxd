@@ -2,7 +2,8 @@
 
 from fastsock._accept cimport AcceptPolicy
 from fastsock._bridge cimport Bridge
-from fastsock._conn cimport Connection, Context
+from fastsock._conn cimport Connection
+from fastsock._context cimport Context
 from fastsock._sys cimport epoll_event
 from fastsock._writer cimport OutBuffer
 

@@ -11,7 +11,8 @@ from libc.string cimport memset
 
 from fastsock._bridge cimport Bridge
 from fastsock._accept cimport AcceptPolicy, accept_policy, ACCEPT_BATCH, SHARED_ACCEPT_BATCH
-from fastsock._conn cimport Context, Connection, Limits
+from fastsock._conn cimport Connection
+from fastsock._context cimport Context, Limits
 from fastsock._shared cimport (
     SharedState, Slot, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
     CLOSE_SERVER,

@@ -18,7 +18,8 @@ import time
 import h11
 import httpx
 
-from fastsock._conn import Connection, Context
+from fastsock._conn import Connection
+from fastsock._context import Context
 from fastsock.config import Config
 from fastsock.hooks import run_lifecycle
 from fastsock.runner import Runner

@@ -3,7 +3,8 @@ names from one table (the strings metrics and logs print must not move), and a r
 streams to its handler is a state of its own (stream_in) until the body is all in (wait)."""
 import dataclasses
 
-from fastsock._conn import STATE_NAMES, Connection, Context
+from fastsock._conn import STATE_NAMES, Connection
+from fastsock._context import Context
 from fastsock._handoff import BodyIn, Deferred
 from fastsock._message import METHOD_NAMES
 from fastsock._shared import CLOSE_REASONS, SharedState
