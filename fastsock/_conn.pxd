@@ -5,6 +5,7 @@
 from fastsock._context cimport Context, Limits
 from fastsock._lifecycle cimport Lifecycle, ConnState
 from fastsock._message cimport Request
+from fastsock._stream_out cimport StreamOut
 
 
 cdef class Connection(Lifecycle):
@@ -20,6 +21,7 @@ cdef class Connection(Lifecycle):
     cdef void pushed(self)
     cdef bint has_room(self) noexcept
     cdef void output_drained(self)
+    cdef void _start_stream(self, StreamOut s, bint keep_alive) noexcept
     cdef int _streamed(self, int step) except -1
     cdef int stream_chunk(self, object chunk) except -1
     cdef int end_stream(self) except -1

@@ -9,7 +9,8 @@ from libc.string cimport memmove
 from fastsock._context cimport Context, Limits
 from fastsock._handoff cimport Deferred, BodyIn, Feed
 from fastsock._lifecycle cimport (
-    Lifecycle, C_PROXY, C_HEAD, C_WAIT, C_STREAM_IN, C_WRITE, C_CLOSING, C_REFUSED,
+    Lifecycle, C_PROXY, C_HEAD, C_WAIT, C_STREAM_IN, C_WRITE, C_STREAM_OUT, C_CLOSING,
+    C_REFUSED,
 )
 from fastsock._message cimport Request, Response, M_HEAD
 from fastsock._parser cimport (
@@ -63,10 +64,10 @@ cdef class Connection(Lifecycle):
         cdef Py_ssize_t high_water = self.ctx.limits.output_high_water
         cdef int r = NEED_DATA
         cdef bint need_data = False     # what is buffered can never be a whole request
-        if self.streaming is not None:
+        if self.state == C_STREAM_OUT:
             if self.out.pending() < high_water and not self.streaming.pushed:
                 self._streamed(self.streaming.pull(self.out))
-            if self.streaming is not None or self.out.pending():
+            if self.state == C_STREAM_OUT or self.out.pending():
                 return 0
             # the stream ended and wrote nothing (framed by its Content-Length: no chunked
             # terminator whose send would call us again): what is buffered behind it is next
@@ -89,17 +90,18 @@ cdef class Connection(Lifecycle):
                 self._on_head()
                 if self.state == C_STREAM_IN:
                     return self._stream_body_in()
-                if self.state >= C_CLOSING or self.streaming is not None:
+                if self.state >= C_CLOSING or self.state == C_STREAM_OUT:
                     break       # answered before its body: nothing after it is parsed
                 continue
             if r == PARSE_ERROR:
                 self.refuse(self.parser.error, fs_error_table[<int>self.parser.error].status)
                 break
             self._respond(self.parser.take_request())
-            if self.state >= C_CLOSING or self.streaming is not None or self.in_handler():
+            if self.state != C_WRITE:       # closing, streaming, or in its handler
                 break
         if (self.input_ended and (need_data or self.rend == self.rstart)
-                and self.state < C_CLOSING and self.streaming is None and not self.in_handler()):
+                and self.state < C_CLOSING and self.state != C_STREAM_OUT
+                and not self.in_handler()):
             # half-closed: every whole request is answered (one held back by output not yet
             # sent is parsed once it is); a partial one can never complete
             self._end(C_CLOSING, CLOSE_CLIENT)
@@ -222,6 +224,7 @@ cdef class Connection(Lifecycle):
         cdef double elapsed
         cdef unsigned long long mark
         cdef Py_ssize_t owed
+        cdef bint chunked
         if self.body_in is not None:        # answered before its streamed body was all in:
             self.body_in.finish("answered before the body was read")   # the connection
             self.body_in = None             # closes after this response (body_unread)
@@ -241,20 +244,21 @@ cdef class Connection(Lifecycle):
             if not http11 and owed < 0:
                 keep_alive = False          # HTTP/1.0: the stream ends with the connection
                                             # (HEAD too: its head said "Connection: close")
+            chunked = http11 and owed < 0
             if head_only:
                 close_stream(stream)
             elif hasattr(stream, "__anext__"):
                 # an async iterator: its chunks are pushed in from the asyncio loop
                 feed = Feed.__new__(Feed)
                 (<Feed>feed).conn = self
-                self.streaming = stream_out(feed, True, owed, http11 and owed < 0)
+                self._start_stream(stream_out(feed, True, owed, chunked), keep_alive)
                 if ctx.on_stream is None:
                     self.cut_stream("an async stream needs the server's asyncio loop")
                 else:
                     ctx.on_stream(feed, stream)
             else:
-                self.streaming = stream_out(stream, False, owed, http11 and owed < 0)
-        if not keep_alive:
+                self._start_stream(stream_out(stream, False, owed, chunked), keep_alive)
+        if not keep_alive and self.state == C_WRITE:
             self._end(C_CLOSING, CLOSE_SERVER)
         if type(result) is Response:
             status = (<Response>result).status
@@ -285,6 +289,15 @@ cdef class Connection(Lifecycle):
         if self.streaming is not None and self.streaming.pushed and self.has_room():
             (<Feed>self.streaming.source).drained()
 
+    cdef void _start_stream(self, StreamOut s, bint keep_alive) noexcept:
+        """Its head is written; its body streams out now, then the connection goes on (or
+        closes: last_response)."""
+        self.streaming = s
+        self.last_response = not keep_alive
+        if not keep_alive:
+            self.close_reason = CLOSE_SERVER
+        self._to(C_STREAM_OUT)
+
     cdef int _streamed(self, int step) except -1:
         """What a step of the streamed response came to (StreamOut's OUT_*)."""
         if step == OUT_GOING:
@@ -294,9 +307,11 @@ cdef class Connection(Lifecycle):
                 self.ctx.on_later(self)
             return 0
         self.streaming = None
-        if step == OUT_BROKEN:
+        if step == OUT_DONE:                # what the stream is framed by is written
+            self._to(C_CLOSING if self.last_response else C_WRITE)
+        elif step == OUT_BROKEN:
             self._end(C_REFUSED, CLOSE_LENGTH)
-        elif step != OUT_DONE:
+        else:
             self._end(C_REFUSED, CLOSE_ERROR)
         return 0
 
@@ -341,5 +356,5 @@ cdef class Connection(Lifecycle):
                 self.out.consume(self.out.pending())
                 progressed = True
             self.settle()
-            if not progressed and (self.streaming is None or self.streaming.pushed):
+            if not progressed and (self.state != C_STREAM_OUT or self.streaming.pushed):
                 return b"".join(sent)

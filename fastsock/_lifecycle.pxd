@@ -12,7 +12,7 @@ from fastsock._writer cimport OutBuffer
 
 # What a connection waits for: ONE table gives each state its value and its name (state_name,
 # STATE_NAMES). Order matters: every state from C_CLOSING on reads no further request. A hang-up
-# in C_WAIT or C_STREAM_IN cancels its handler.
+# in C_WAIT, C_STREAM_IN or C_STREAM_OUT ends the work of its handler or producer.
 cdef extern from *:
     """
     #define FS_CONN_STATES(X) \
@@ -22,7 +22,8 @@ cdef extern from *:
         X(C_IDLE, "idle")       /* between requests: keep-alive deadline */ \
         X(C_WAIT, "wait")       /* a handler works elsewhere (asyncio, a thread): no deadline (its runner's) */ \
         X(C_STREAM_IN, "stream_in") /* ... and the request's body streams to it as it comes: body deadline */ \
-        X(C_WRITE, "write")     /* a response is being written or streamed: write timer, renewed on progress */ \
+        X(C_WRITE, "write")     /* a response is being written: write timer, renewed on progress */ \
+        X(C_STREAM_OUT, "stream_out") /* its body streams out: write timer while output waits */ \
         X(C_CLOSING, "closing") /* no more requests: send what is queued, then close */ \
         X(C_REFUSED, "refused") /* a request was refused: send the answer, then linger */ \
         X(C_LINGER, "linger")   /* our side is shut; input is read and dropped until the client closes */ \
@@ -47,6 +48,7 @@ cdef extern from *:
         C_WAIT
         C_STREAM_IN
         C_WRITE
+        C_STREAM_OUT
         C_CLOSING
         C_REFUSED
         C_LINGER
@@ -79,7 +81,9 @@ cdef class Lifecycle(Endpoint):
                                     # and nothing after it is parsed
     cdef Request waiting_req        # ... and the request it answers
     cdef double started             # when that request was dispatched
-    cdef StreamOut streaming        # the response body streaming out, or None
+    cdef StreamOut streaming        # the response body streaming out (C_STREAM_OUT), or None
+    cdef bint last_response         # the response being sent says "Connection: close": once
+                                    # its streamed body is out, C_CLOSING (not C_WRITE)
     cdef bint input_ended           # the client half-closed: answer what is here, then close
     cdef object peer
     cdef sockaddr_storage addr
@@ -97,7 +101,7 @@ cdef class Lifecycle(Endpoint):
         return self.state == C_WAIT or self.state == C_STREAM_IN
 
     cdef inline bint streams_out(self) noexcept:
-        return self.streaming is not None
+        return self.state == C_STREAM_OUT
 
     cdef inline bint input_closed(self) noexcept:
         """The client half-closed: nothing more is read."""

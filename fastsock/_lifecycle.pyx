@@ -71,6 +71,8 @@ cdef class Lifecycle(Endpoint):
                 return NULL
             self.rcap = BUFFER_SIZE
         if self.rend == self.rcap:                  # make room: slide, then grow
+            if self.state >= C_CLOSING or self.state == C_STREAM_OUT:
+                return NULL         # no request is read now: nothing to make room for
             if self.rstart > 0:
                 memmove(self.rbuf, self.rbuf + self.rstart, self.rend - self.rstart)
                 self.rend -= self.rstart
@@ -78,9 +80,8 @@ cdef class Lifecycle(Endpoint):
             else:
                 max_rbuf = (self.ctx.limits.max_request_line + self.ctx.limits.max_header_bytes
                             + 4096)
-                if self.rcap >= max_rbuf or self.state >= C_CLOSING:
-                    if self.state < C_CLOSING:
-                        self.refuse(E_HEAD_TOO_LARGE, 431)
+                if self.rcap >= max_rbuf:
+                    self.refuse(E_HEAD_TOO_LARGE, 431)
                     return NULL
                 cap = min(self.rcap * 2, max_rbuf)
                 p = <char*>realloc(self.rbuf, cap)
@@ -132,11 +133,12 @@ cdef class Lifecycle(Endpoint):
         self.input_ended = True
         if self.state == C_LINGER or self.state == C_PROXY:
             return True
-        return self.rend == self.rstart and self.out.pending() == 0 and self.streaming is None
+        return (self.rend == self.rstart and self.out.pending() == 0
+                and self.state != C_STREAM_OUT)
 
     cdef bint finished(self) noexcept:
         """Everything is sent and nothing more will be: the loop closes it or lingers."""
-        return ((self.state == C_CLOSING or self.state == C_REFUSED) and self.streaming is None
+        return ((self.state == C_CLOSING or self.state == C_REFUSED)
                 and self.out.pending() == 0)
 
     cdef bint must_linger(self) noexcept:
@@ -151,8 +153,8 @@ cdef class Lifecycle(Endpoint):
     cdef bint wants_read(self) noexcept:
         """Reading pauses while a stream is sent, once no more requests will be read, and while
         the output is over its bound (back-pressure)."""
-        return (self.streaming is None and self.state < C_CLOSING and not self.input_ended
-                and self.state != C_WAIT
+        return (self.state < C_CLOSING and not self.input_ended
+                and self.state != C_WAIT and self.state != C_STREAM_OUT
                 and (self.state != C_STREAM_IN or not self.body_in.full())
                 and self.out.pending() < self.ctx.limits.output_high_water)
 
@@ -167,11 +169,11 @@ cdef class Lifecycle(Endpoint):
             self._release_input()
         if self.in_handler():               # (its deadline was set as it began: _to)
             return
-        if self.state >= C_CLOSING:
+        if self.state >= C_CLOSING or self.state == C_STREAM_OUT:
             if self.state != C_LINGER and self.state != C_CLOSED:
                 self.deadline = self._write_deadline()
             return
-        if self.streaming is not None or self.out.pending():
+        if self.out.pending():
             if self.state != C_WRITE:
                 self._to(C_WRITE)
             self.deadline = self._write_deadline()

@@ -4,12 +4,36 @@
 
 from fastsock._writer cimport OutBuffer
 
-cdef enum:
-    OUT_GOING = 0       # more to come
-    OUT_QUIET = 1       # only empty chunks for a while: pull again at the loop's next turn
-    OUT_DONE = 2        # ended whole (a chunked body's terminator is written)
-    OUT_BROKEN = 3      # broke its Content-Length: the connection is cut (CLOSE_LENGTH)
-    OUT_CUT = 4         # failed or yielded garbage: the connection is cut (CLOSE_ERROR)
+# What one step of a streamed body came to: ONE table gives each its value and its name
+# (STEP_NAMES).
+cdef extern from *:
+    """
+    #define FS_OUT_STEPS(X) \
+        X(OUT_GOING, "going")   /* more to come */ \
+        X(OUT_QUIET, "quiet")   /* only empty chunks for a while: pull again at the loop's next turn */ \
+        X(OUT_DONE, "done")     /* ended whole (a chunked body's terminator is written) */ \
+        X(OUT_BROKEN, "broken") /* broke its Content-Length: the connection is cut (CLOSE_LENGTH) */ \
+        X(OUT_CUT, "cut")       /* failed or yielded garbage: the connection is cut (CLOSE_ERROR) */
+    typedef enum {
+    #define FS_ENUM(e, name) e,
+        FS_OUT_STEPS(FS_ENUM)
+    #undef FS_ENUM
+        N_OUT_STEPS
+    } fs_out_step;
+    static const char* const fs_out_step_names[] __attribute__((unused)) = {
+    #define FS_NAME(e, name) name,
+        FS_OUT_STEPS(FS_NAME)
+    #undef FS_NAME
+    };
+    """
+    ctypedef enum OutStep "fs_out_step":
+        OUT_GOING
+        OUT_QUIET
+        OUT_DONE
+        OUT_BROKEN
+        OUT_CUT
+        N_OUT_STEPS
+    const char* const fs_out_step_names[]
 
 
 cdef class StreamOut:

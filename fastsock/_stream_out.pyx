@@ -14,6 +14,7 @@ error_log = logging.getLogger("fastsock.error")
 # empty chunks pulled in one go before the others' turn: an empty chunk sends nothing, so no
 # send (nor its EPOLLOUT) would come to ask for the next one
 cdef int EMPTY_PULLS = 16
+STEP_NAMES = tuple([fs_out_step_names[_i].decode("ascii") for _i in range(N_OUT_STEPS)])
 
 
 cdef StreamOut stream_out(object source, bint pushed, Py_ssize_t owed, bint chunked):
@@ -96,13 +97,19 @@ cdef class StreamOut:
     # ---------------------------------------------------------------- Python API, for tests
 
     def pull_into(self, OutBuffer out):
-        return self.pull(out)
+        """-> the step's name (STEP_NAMES)."""
+        return STEP_NAMES[self.pull(out)]
 
     def chunk_into(self, OutBuffer out, chunk):
-        return self.chunk(out, chunk)
+        return STEP_NAMES[self.chunk(out, chunk)]
 
     def end_into(self, OutBuffer out):
-        return self.end(out)
+        return STEP_NAMES[self.end(out)]
 
     def cut_into(self, OutBuffer out, str why="cut"):
-        return self.cut(out, why)
+        return STEP_NAMES[self.cut(out, why)]
+
+    @property
+    def open(self):
+        """Its source is not let go of yet."""
+        return self.source is not None
