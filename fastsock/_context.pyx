@@ -2,7 +2,7 @@
 """What every connection of one loop shares (attributes in _context.pxd)."""
 from fastsock._shared cimport SharedState
 from fastsock._sys cimport monotonic
-from fastsock._writer import EPOCH_DATE_LINE
+from fastsock._writer import EPOCH_DATE_LINE as _EPOCH_DATE_LINE
 
 
 cdef class Context:
@@ -18,7 +18,7 @@ cdef class Context:
         self.shared = shared
         self.slot = shared.slot(slot)
         self.now = monotonic()
-        self.date_line = EPOCH_DATE_LINE
+        self.date_line = _EPOCH_DATE_LINE
         self.keep_alive = True
 
     @property
