@@ -26,7 +26,11 @@ STATE_NAMES = tuple([fs_conn_state_names[_i].decode("ascii") for _i in range(N_C
 
 
 cdef class Lifecycle(Endpoint):
-    """What the loop asks a connection, and the states that answer it."""
+    """What the loop asks a connection, and the states that answer it. Only as a
+    Connection's base: a Connection is what is made."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Lifecycle is a Connection's base: make a Connection")
 
     def __dealloc__(self):
         give_buffer(self.rbuf, self.rcap)
@@ -61,7 +65,8 @@ cdef class Lifecycle(Endpoint):
 
     cdef char* read_space(self, Py_ssize_t* room) except? NULL:
         """Where the next read goes, and how much fits. NULL when the head outgrew every limit
-        (refused with 431: drive it) or memory ran out (state C_CLOSED)."""
+        (refused with 431: drive it), when it is full while no request is read (a response
+        streams out, or the connection is closing: drive it), or memory ran out (C_CLOSED)."""
         cdef Py_ssize_t max_rbuf, cap
         cdef char* p
         if self.rbuf == NULL:
@@ -71,13 +76,13 @@ cdef class Lifecycle(Endpoint):
                 return NULL
             self.rcap = BUFFER_SIZE
         if self.rend == self.rcap:                  # make room: slide, then grow
-            if self.state >= C_CLOSING or self.state == C_STREAM_OUT:
-                return NULL         # no request is read now: nothing to make room for
             if self.rstart > 0:
                 memmove(self.rbuf, self.rbuf + self.rstart, self.rend - self.rstart)
                 self.rend -= self.rstart
                 self.rstart = 0
             else:
+                if self.state >= C_CLOSING or self.state == C_STREAM_OUT:
+                    return NULL     # no request is read now: none to grow the buffer for
                 max_rbuf = (self.ctx.limits.max_request_line + self.ctx.limits.max_header_bytes
                             + 4096)
                 if self.rcap >= max_rbuf:
