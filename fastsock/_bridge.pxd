@@ -1,5 +1,5 @@
 # The hand-back: how work done off the loop's thread (a thread pool, asyncio tasks) comes back
-# to it. Loop extends Bridge and provides the four hooks at the end.
+# to it. ConnIO (_resume) and the Loop (_turn, _timers, _keep_aio) extend it: the hooks at the end.
 
 from fastsock._conn cimport Connection
 

@@ -1,29 +1,13 @@
 # Type stubs for the compiled connection (driven by the loop, or by feed() in tests).
-# Its hand-off types (Deferred, BodyIn, Feed) are in fastsock._handoff.
+# Its life (states, deadlines) is in fastsock._lifecycle, its Context in fastsock._context, its
+# hand-off types (Deferred, BodyIn, Feed) in fastsock._handoff.
 from typing import Any, Callable
 
-from fastsock._handoff import Endpoint
-from fastsock._shared import SharedState
+from fastsock._context import Context
+from fastsock._lifecycle import Lifecycle
 
 STATE_NAMES: tuple[str, ...]
 
-class Context:
-    on_stream: Callable[[Any, Any], None] | None
-    on_head: Callable[[Any], Any] | None
-    def __init__(self, limits: dict[str, Any], shared: SharedState | None = None,
-                 slot: int = -1) -> None: ...
-    @property
-    def waiting(self) -> int: ...
-
-class Connection(Endpoint):
+class Connection(Lifecycle):
     def __init__(self, ctx: Context, dispatch: Callable[[Any], Any]) -> None: ...
     def feed(self, data: bytes) -> bytes: ...
-    def end_of_input(self) -> bool: ...
-    def hang_up(self) -> None: ...
-    @property
-    def state_name(self) -> str: ...
-    @property
-    def wants_input(self) -> bool: ...
-    @property
-    def is_finished(self) -> bool: ...
-    def expire(self) -> str | int: ...

@@ -2,10 +2,12 @@
 import socket
 from typing import Any, Callable
 
-from fastsock._bridge import Bridge
+from fastsock._conn_io import ConnIO
 from fastsock._shared import SharedState
 
-class Loop(Bridge):
+class Listener: ...
+
+class Loop(ConnIO):
     def __init__(self, limits: dict[str, Any], shared: SharedState | None = None, slot: int = -1,
                  exclusive: bool = False, on_tick: Callable[[], None] | None = None,
                  aio: Any = None) -> None: ...

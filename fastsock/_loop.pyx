@@ -7,17 +7,16 @@ does not know what /healthz is, nor when to recycle itself.
 """
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
-from libc.string cimport memset
 
-from fastsock._bridge cimport Bridge
+from fastsock._conn_io cimport ConnIO
 from fastsock._accept cimport AcceptPolicy, accept_policy, ACCEPT_BATCH, SHARED_ACCEPT_BATCH
-from fastsock._conn cimport Context, Connection, Limits
+from fastsock._conn cimport Connection
+from fastsock._context cimport Context, Limits
 from fastsock._shared cimport (
     SharedState, Slot, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
     CLOSE_SERVER,
 )
 from fastsock._sys cimport *
-from fastsock._writer cimport OutBuffer
 
 import logging
 import os
@@ -30,25 +29,18 @@ cdef enum:
     MAX_LISTENERS = 16          # epoll tags below this are listeners; above, connections
     WAKE_TAG = MAX_LISTENERS    # the eventfd threads wake the loop with
     NUDGE_TAG = MAX_LISTENERS + 1   # the eventfd other workers ask this one to watch again with
-    MAX_READS = 16              # reads of one connection per event before the others' turn
 
 # while draining, a connection idle this long is closed; a busier one gets "Connection: close"
 # on its next response instead, so a client that keeps sending never races the close
 cdef double DRAIN_IDLE_GRACE = 2.0
-
-# how connections are watched: by edge, and told of a half-close along with the data before it
-cdef unsigned int EDGE = EPOLLET | EPOLLRDHUP
 
 
 cdef class Listener:
     """A listening socket and the dispatch callable for the requests it brings."""
 
 
-cdef class Loop(Bridge):
+cdef class Loop(ConnIO):
     """One worker's loop over its listeners and connections (attributes in _loop.pxd)."""
-
-    def __cinit__(self):
-        self.epfd = -1
 
     def __init__(self, Limits limits, SharedState shared=None, int slot=-1, bint exclusive=False,
                  on_tick=None, aio=None):
@@ -76,10 +68,6 @@ cdef class Loop(Bridge):
                                      exclusive and shared is not None)
         if self.accepts.balancing():
             self._ctl(EPOLL_CTL_ADD, self.accepts.nudge_fd, EPOLLIN, NUDGE_TAG)
-
-    def __dealloc__(self):
-        if self.epfd >= 0:
-            close(self.epfd)
 
     def listen(self, sock, dispatch):
         """Accept connections on sock (bound and listening, maybe shared with other workers);
@@ -222,19 +210,6 @@ cdef class Loop(Bridge):
     def on_stream(self, value):
         """callable(feed, async_iterator): how a body streamed from asyncio is pushed."""
         self.ctx.on_stream = value
-
-    cdef void _resume(self, Connection c):
-        """Send what c has, then read what came for it while its handler worked."""
-        if c.fd < 0:
-            return
-        try:
-            self._drive(c)
-            if c.missed and c.fd >= 0 and not c.in_handler():
-                c.missed = 0
-                self._on_readable(c, False)
-        except Exception:
-            error_log.exception("connection from %s:%s failed", *c.client())
-            self._close(c, CLOSE_ERROR)
 
     cdef int _on_event(self, epoll_event* e) except -1:
         cdef unsigned int ev = e.events
@@ -393,8 +368,6 @@ cdef class Loop(Bridge):
         cdef int i, fd, accepted = 0
         cdef socklen_t alen
         cdef sockaddr_storage addr
-        cdef epoll_event ev
-        cdef Connection c
         cdef Context ctx = self.ctx
         if l.fd < 0:
             return 0                        # closed by a drain earlier in this batch
@@ -418,26 +391,7 @@ cdef class Loop(Bridge):
                     if self.accepts.stand_aside(1 << l.tag, ctx.now):
                         self._unwatch(l)
                 break
-            c = Connection.__new__(Connection)
-            c.setup(ctx, l.dispatch, fd)
-            c.addr = addr
-            c.interest = EPOLLIN
-            self.conns[fd] = c
-            ev.events = EPOLLIN | EDGE      # edge-triggered: no re-poll of a drained socket
-            ev.data.ptr = <void*>c          # the conns dict keeps it alive
-            if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
-                del self.conns[fd]
-                close(fd)
-                error_log.warning("epoll_ctl failed for a new connection: errno %d", errno)
-                continue
-            ctx.slot.conns += 1
-            ctx.slot.accepted += 1
-            accepted += 1
-            try:                            # TCP_DEFER_ACCEPT: its request is in already
-                self._on_readable(c, 0)
-            except Exception:
-                error_log.exception("connection from %s:%s failed", *c.client())
-                self._close(c, CLOSE_ERROR)
+            accepted += self._adopt(fd, &addr, l.dispatch)
         if accepted and self.accepts.balancing() and self.accepts.balance(1 << l.tag):
             self._unwatch(l)                # to the back of its queue of waiting workers
             self._watch(l)
@@ -452,170 +406,3 @@ cdef class Loop(Bridge):
                 self._watch(l)
         return 0
 
-    # ------------------------------------------------------------------ one connection's I/O
-
-    cdef int _on_readable(self, Connection c, bint hangup) except -1:
-        """Connections are edge-triggered: read until the socket is drained (a short read
-        says so, unless the client hung up: its end of input makes no edge of its own), the
-        connection closes, or reading pauses (back-pressure)."""
-        cdef ssize_t n
-        cdef Py_ssize_t room
-        cdef char* p
-        cdef int reads = 0
-        if c.input_closed():                # nothing more to read: a hang-up, or room to send
-            return self._drive(c)
-        while True:
-            if c.lingers():
-                return self._discard(c)
-            reads += 1
-            if reads > MAX_READS:           # a fast sender: let the others have a turn, and
-                return self._rearm(c)       # have epoll report this one again
-            p = c.read_space(&room)
-            if p == NULL:                   # refused (head too large), or out of memory
-                if c.is_closed():
-                    self._close(c, c.close_reason)
-                else:
-                    self._drive(c)
-                return 0
-            n = recv(c.fd, p, room, 0)
-            if n <= 0:
-                if n < 0 and errno == EINTR:
-                    continue
-                if n < 0 and errno == EAGAIN:
-                    return 0
-                if n < 0 or c.end_input():              # reset, or closed with nothing left
-                    self._close(c, CLOSE_CLIENT)
-                else:                                   # half-closed: answer what is here
-                    self._drive(c)
-                return 0
-            self.ctx.slot.request_bytes += n
-            c.received(n)
-            if c.is_closed():
-                self._close(c, c.close_reason)
-                return 0
-            self._drive(c)
-            if c.fd < 0 or c.lingers():
-                return 0                    # closed, or _drive drained it already
-            if hangup and c.streams_out():  # ... or while its response streams
-                self._close(c, CLOSE_CLIENT)
-                return 0
-            if c.awaits_handler():
-                if hangup:                  # half-closed while its handler works: as above
-                    self._close(c, CLOSE_CLIENT)
-                elif n == room:             # more is there: read it after the response
-                    c.missed = EPOLLIN
-                return 0
-            if (n < room and not hangup) or not (c.interest & EPOLLIN):
-                return 0
-
-    cdef int _rearm(self, Connection c) except -1:
-        cdef epoll_event ev
-        ev.events = c.interest | EDGE
-        ev.data.ptr = <void*>c
-        if epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev) < 0:
-            self._close(c, CLOSE_ERROR)
-        return 0
-
-    cdef int _discard(self, Connection c) except -1:
-        """Lingering: read and drop until the socket is drained; close when the client has."""
-        cdef ssize_t n
-        while True:
-            n = recv(c.fd, self.scratch, SCRATCH, 0)
-            if n > 0:
-                continue
-            if n < 0 and errno == EINTR:
-                continue
-            if n == 0 or errno != EAGAIN:
-                self._close(c, c.close_reason)
-            return 0
-
-    cdef int _drive(self, Connection c) except -1:
-        """Make every bit of progress possible without blocking: let the connection answer
-        what it has, send; then pick the epoll interest."""
-        cdef ssize_t n
-        cdef Py_ssize_t pending
-        cdef unsigned int want
-        cdef epoll_event ev
-        while True:
-            c.produce()
-            pending = c.out.pending()
-            if pending == 0:
-                break
-            if c.out.tail_n == 0:
-                n = send(c.fd, c.out.data + c.out.start, pending, MSG_NOSIGNAL)
-            else:
-                n = self._send_with_tail(c.fd, c.out)
-            if n < 0:
-                if errno == EAGAIN or errno == EINTR:
-                    break
-                self._close(c, CLOSE_CLIENT)
-                return 0
-            c.out.consume(n)
-            self.ctx.slot.response_bytes += n
-            if n < pending:
-                break                       # the socket buffer is full: wait for EPOLLOUT
-        if c.streams_out():
-            c.output_drained()              # a pushed stream waiting for room goes on
-        if c.finished():
-            if not c.must_linger():
-                self._close(c, c.close_reason)
-                return 0
-            shutdown(c.fd, SHUT_WR)
-            c.linger()
-            want = EPOLLIN
-        else:
-            want = (EPOLLOUT if c.out.pending() else 0) | (EPOLLIN if c.wants_read() else 0)
-            if want == 0 and c.awaits_handler():
-                # its handler works: the watch stays, what comes is noted (c.missed) and read
-                # after the response — two epoll_ctl calls fewer per deferred request
-                want = c.interest & EPOLLIN
-            c.settle()
-        if want != c.interest:
-            # a change of interest re-arms the edge: input or room already there is reported
-            c.interest = want
-            c.missed = 0
-            ev.events = want | EDGE
-            ev.data.ptr = <void*>c
-            if epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev) < 0:
-                error_log.warning("epoll_ctl failed for a connection: errno %d", errno)
-                self._close(c, CLOSE_ERROR)
-                return 0
-        if c.lingers():
-            self._discard(c)                # what came before our shutdown: no new edge for it
-        return 0
-
-    cdef ssize_t _send_with_tail(self, int fd, OutBuffer out) noexcept:
-        """The buffered bytes and the large body after them, in one call, without a copy."""
-        cdef iovec iov[2]
-        cdef msghdr msg
-        memset(&msg, 0, sizeof(msg))
-        iov[0].iov_base = out.data + out.start
-        iov[0].iov_len = out.end - out.start
-        iov[1].iov_base = <void*>out.tail_p
-        iov[1].iov_len = out.tail_n
-        if iov[0].iov_len:
-            msg.msg_iov, msg.msg_iovlen = &iov[0], 2
-        else:
-            msg.msg_iov, msg.msg_iovlen = &iov[1], 1
-        return sendmsg(fd, &msg, MSG_NOSIGNAL)
-
-    cdef void _close(self, Connection c, int reason):
-        if c.fd < 0:
-            return
-        self.ctx.slot.closed[reason] += 1
-        c.release()
-        del self.conns[c.fd]
-        # out of the epoll set first: close() removes it only when no other process holds
-        # the socket (a handler's forked child may), and the registration points at c
-        epoll_ctl(self.epfd, EPOLL_CTL_DEL, c.fd, NULL)
-        close(c.fd)
-        c.fd = -1
-        self.closed.append(c)
-        self.ctx.slot.conns -= 1
-        if self.draining and not self.conns:
-            self.running = False
-
-    cdef void _close_all(self):
-        cdef Connection c
-        for c in list(self.conns.values()):
-            self._close(c, CLOSE_SERVER)

@@ -19,7 +19,8 @@ from collections.abc import Callable
 import h11
 import httpx
 
-from fastsock._conn import Connection, Context
+from fastsock._conn import Connection
+from fastsock._context import Context
 from fastsock._message import Request
 from fastsock.config import Config
 from fastsock.hooks import run_lifecycle

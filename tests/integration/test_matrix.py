@@ -266,7 +266,8 @@ class Run:
         Either the response comes whole and the server then closes; or the server takes
         the FIN for the client gone — while a handler that does not run inline works (no
         answer), or while a response streams (cut mid-body) — its policy, _loop.pyx
-        Loop._on_event and _on_readable, "as nginx's 499 and uvicorn's disconnect". Abandoned, the producer must
+        Loop._on_event and _conn_io.pyx ConnIO._on_readable, "as nginx's 499 and uvicorn's
+        disconnect". Abandoned, the producer must
         be told: an async handler cancelled, an ASGI app's send() raising, a streamed body
         closed. A thread or WSGI handler's whole body has nobody to tell (a thread cannot
         be stopped; its result is dropped)."""

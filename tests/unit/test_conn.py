@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from fastsock._conn import Connection, Context
+from fastsock._conn import Connection
+from fastsock._context import Context
 from fastsock._message import Response
 from fastsock._shared import SharedState
 from fastsock.config import Config

@@ -162,7 +162,8 @@ def test_forwarded_allow_ips_star_and_bad_entries():
 
 
 def test_a_failing_metrics_exposition_costs_one_500_on_either_port():
-    from fastsock._conn import Connection, Context
+    from fastsock._conn import Connection
+    from fastsock._context import Context
 
     def exposition(req):
         raise RuntimeError("exposition exploded")

@@ -2,7 +2,8 @@
 Connection fed in this process, or in a forked child as a worker is), the scrape's sums."""
 import os
 
-from fastsock._conn import Connection, Context
+from fastsock._conn import Connection
+from fastsock._context import Context
 from fastsock._shared import SharedState
 from fastsock.config import Config
 

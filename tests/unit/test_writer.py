@@ -78,7 +78,8 @@ def test_a_refused_response_leaves_nothing_behind():
     connection that already holds a larger answer (the buffer grew past 16 KiB for it): what
     the connection sends is the answers before, a 500 for each refused one, and the answer
     after, byte for byte (serialize() makes a fresh buffer per call: it cannot show this)."""
-    from fastsock._conn import Connection, Context
+    from fastsock._conn import Connection
+    from fastsock._context import Context
     from fastsock.config import Config
     big = "y" * 20000
     refused = {"/bad-header": Response("x", headers=[("Ok-Before", "1"), ("Bad", "\n")]),
