@@ -55,7 +55,7 @@ class Config:
     accept: str = _opt(
         "exclusive", "how workers share new connections: exclusive (one socket; a connection "
         "wakes one idle worker) or reuseport (a SO_REUSEPORT socket per worker, spread by the "
-        "kernel's hash; see the README for the trade-off)", choices=("exclusive", "reuseport"))
+        "kernel's hash; the operations docs weigh the two)", choices=("exclusive", "reuseport"))
     max_requests: int = _count(0, "recycle a worker after this many requests (0: never)", low=0)
     max_requests_jitter: int = _count(
         0, "add 0..N to --max-requests per worker, so workers do not recycle together", low=0)

@@ -82,6 +82,21 @@ def test_the_configuration_page_names_every_option_with_its_default(site):
             assert all(c in accepts for c in f.metadata["choices"]), (f.name, accepts)
 
 
+def test_the_architecture_page_maps_every_module_with_its_size(site):
+    page = (site / "architecture" / "index.html").read_text()
+    rows = {text_of(cells[0]): text_of(cells[1])
+            for cells in (re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+                          for row in re.findall(r"<tr>(.*?)</tr>", page, re.S))
+            if len(cells) == 4}
+    package = ROOT / "fastsock"
+    sources = [p for p in package.rglob("*") if p.suffix in (".pyx", ".py")
+               and "__pycache__" not in p.parts]
+    for source in sources:
+        name = source.relative_to(ROOT).as_posix()
+        assert name in rows, f"{name} is missing from the architecture page's module map"
+        assert rows[name] == str(source.read_text().count("\n")), (name, rows[name])
+
+
 def test_the_readme_is_a_front_door():
     lines = README.read_text().splitlines()
     assert len(lines) <= 200, f"README.md has {len(lines)} lines: the rest belongs in docs/"
