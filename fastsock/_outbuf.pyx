@@ -90,7 +90,7 @@ cdef class OutBuffer:
     cdef int _flatten(self) except -1:
         cdef const char* p = self.tail_p
         cdef Py_ssize_t n = self.tail_n
-        owner = self.tail
+        _owner = self.tail                  # keeps the bytes at p alive while they are copied
         self.tail, self.tail_p, self.tail_n = None, NULL, 0
         self.write(p, n)
         self.total -= n                     # counted once, by write_tail
