@@ -405,4 +405,3 @@ cdef class Loop(ConnIO):
             if listener.fd >= 0 and not listener.watched:
                 self._watch(listener)
         return 0
-

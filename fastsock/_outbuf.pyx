@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
 """A connection's output buffer: the bytes waiting to be sent, and the pool its memory comes from.
 
 No HTTP here: the writer (_writer) appends responses to it, the connection sends from it. Marks
