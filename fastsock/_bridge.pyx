@@ -123,11 +123,11 @@ cdef class Bridge:
 
     cdef int _run_inbox(self) except -1:
         cdef unsigned long long n
-        cdef Py_ssize_t k
+        cdef Py_ssize_t _k
         read(self.wake_fd, &n, 8)
         self.wake_armed = False             # before taking: a later append writes again
         inbox = self.inbox
-        for k in range(len(inbox)):         # what came meanwhile waits for the next turn
+        for _k in range(len(inbox)):        # what came meanwhile waits for the next turn
             fn, arg = inbox.popleft()
             try:
                 fn(arg)

@@ -24,7 +24,7 @@ from fastsock._stream_out cimport (
 from fastsock._sys cimport monotonic
 from fastsock._writer cimport OutBuffer, write_response, write_continue, close_stream
 
-from fastsock._lifecycle import STATE_NAMES
+from fastsock._lifecycle import STATE_NAMES  # no-cython-lint: re-exported (_conn.pyi)
 
 import logging
 

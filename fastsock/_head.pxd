@@ -20,7 +20,8 @@ cdef extern from *:
         X(E_NONE, "", 0, "") \
         X(E_HEAD_TOO_LARGE, "request head too large", 431, "request_head_too_large") \
         X(E_BARE_LF, "bare LF", 400, "bare_lf") \
-        X(E_EMPTY_LINES, "empty lines before request line", 400, "empty_lines_before_request_line") \
+        X(E_EMPTY_LINES, "empty lines before request line", 400, \
+          "empty_lines_before_request_line") \
         X(E_REQUEST_LINE_TOO_LONG, "request line too long", 414, "request_line_too_long") \
         X(E_HEADER_BLOCK_TOO_LARGE, "header block too large", 431, "header_block_too_large") \
         X(E_TOO_MANY_FIELDS, "too many header fields", 431, "too_many_header_fields") \
@@ -30,21 +31,26 @@ cdef extern from *:
         X(E_UNSUPPORTED_VERSION, "unsupported HTTP version", 505, "unsupported_http_version") \
         X(E_OBS_FOLD, "obs-fold", 400, "obs_fold") \
         X(E_INVALID_FIELD_NAME, "invalid field name", 400, "invalid_field_name") \
-        X(E_INVALID_FIELD_VALUE, "invalid character in field value", 400, "invalid_character_in_field_value") \
+        X(E_INVALID_FIELD_VALUE, "invalid character in field value", 400, \
+          "invalid_character_in_field_value") \
         X(E_DUPLICATE_HOST, "duplicate Host", 400, "duplicate_host") \
         X(E_INVALID_HOST, "invalid Host", 400, "invalid_host") \
         X(E_MISSING_HOST, "missing Host", 400, "missing_host") \
         X(E_DUPLICATE_CONTENT_LENGTH, "duplicate Content-Length", 400, "duplicate_content_length") \
         X(E_INVALID_CONTENT_LENGTH, "invalid Content-Length", 400, "invalid_content_length") \
-        X(E_INVALID_TRANSFER_ENCODING, "invalid Transfer-Encoding", 400, "invalid_transfer_encoding") \
-        X(E_CHUNKED_NOT_FINAL, "chunked is not the final coding", 400, "chunked_is_not_the_final_coding") \
+        X(E_INVALID_TRANSFER_ENCODING, "invalid Transfer-Encoding", 400, \
+          "invalid_transfer_encoding") \
+        X(E_CHUNKED_NOT_FINAL, "chunked is not the final coding", 400, \
+          "chunked_is_not_the_final_coding") \
         X(E_UNSUPPORTED_CODING, "unsupported transfer coding", 501, "unsupported_transfer_coding") \
-        X(E_CL_AND_TE, "both Content-Length and Transfer-Encoding", 400, "both_content_length_and_transfer_encoding") \
+        X(E_CL_AND_TE, "both Content-Length and Transfer-Encoding", 400, \
+          "both_content_length_and_transfer_encoding") \
         X(E_TE_IN_HTTP10, "Transfer-Encoding in HTTP/1.0", 400, "transfer_encoding_in_http_1_0") \
         X(E_UNSUPPORTED_EXPECTATION, "unsupported expectation", 417, "unsupported_expectation") \
         X(E_BODY_TOO_LARGE, "body too large", 413, "body_too_large") \
         X(E_CHUNK_LINE_TOO_LONG, "chunk size line too long", 400, "chunk_size_line_too_long") \
-        X(E_BARE_LF_IN_CHUNK_LINE, "bare LF in chunk size line", 400, "bare_lf_in_chunk_size_line") \
+        X(E_BARE_LF_IN_CHUNK_LINE, "bare LF in chunk size line", 400, \
+          "bare_lf_in_chunk_size_line") \
         X(E_BAD_CHUNK_TERMINATOR, "bad chunk terminator", 400, "bad_chunk_terminator") \
         X(E_BARE_LF_IN_TRAILER, "bare LF in trailer", 400, "bare_lf_in_trailer") \
         X(E_TRAILERS_TOO_LARGE, "trailer section too large", 431, "trailer_section_too_large") \
@@ -127,7 +133,7 @@ cdef class HeadParser:
     cdef Py_ssize_t max_header_bytes
     cdef Py_ssize_t max_header_count
     cdef Py_ssize_t max_body_size
-    cdef public bint announce_heads # stop at HEAD_READY before each body (bodies streamed in)
+    cdef public bint announce_heads  # stop at HEAD_READY before each body (bodies streamed in)
 
     cdef ParserState state
     # head scanning; offsets are relative to the start of the current request's bytes
@@ -157,7 +163,8 @@ cdef class HeadParser:
     cdef int _parse_head(self, const char* buf, Py_ssize_t n, Py_ssize_t* end_pos) except -1
     cdef int _request_line(self, const char* p, Py_ssize_t n) noexcept
     cdef int _field_line(self, const char* p, Py_ssize_t n, bint trailer) noexcept
-    cdef int _framing_field(self, const char* name, Py_ssize_t nlen, const char* v, Py_ssize_t vlen) noexcept
+    cdef int _framing_field(self, const char* name, Py_ssize_t nlen,
+                            const char* v, Py_ssize_t vlen) noexcept
     cdef int _transfer_encoding(self, const char* v, Py_ssize_t vlen) noexcept
     cdef void _connection_tokens(self, const char* v, Py_ssize_t vlen) noexcept
     cdef int _head_done(self, const char* buf) except -1

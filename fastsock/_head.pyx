@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
 """The request head, the parser's first half: the request line and the field lines, each
 checked strictly as it comes (RFC 9112: no bare LF, no obs-fold, no whitespace before a colon,
 tokens and field values by their character classes), the fields that decide framing, and the
@@ -65,7 +66,8 @@ cdef class HeadParser:
                     self.line_start = i + 1
                     continue
                 self.head_start = self.line_start
-                if self._request_line(buf + self.line_start, line_end - self.line_start) == PARSE_ERROR:
+                if self._request_line(buf + self.line_start,
+                                      line_end - self.line_start) == PARSE_ERROR:
                     return PARSE_ERROR
                 self.fields_start = i + 1
             elif line_end == self.line_start:       # the empty line: end of the head
@@ -78,7 +80,8 @@ cdef class HeadParser:
                     return self._fail(E_TOO_MANY_FIELDS)
                 if i + 1 - self.fields_start > self.max_header_bytes:
                     return self._fail(E_HEADER_BLOCK_TOO_LARGE)
-                if self._field_line(buf + self.line_start, line_end - self.line_start, False) == PARSE_ERROR:
+                if self._field_line(buf + self.line_start, line_end - self.line_start,
+                                    False) == PARSE_ERROR:
                     return PARSE_ERROR
             self.line_start = i + 1
 

@@ -14,6 +14,7 @@ from json.encoder import encode_basestring_ascii as _encode_str
 def _json_default(o):
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
+
 # json.dumps(value, separators=(",", ":")) without building an encoder per call: for what the
 # fast encoder below hands on (subclasses, non-str keys, other types, deep nesting)
 _encode_json = _make_encoder(None, _json_default, _encode_str, None, ":", ",", False, False, True)

@@ -17,16 +17,21 @@ cdef extern from *:
     """
     #define FS_CONN_STATES(X) \
         X(C_PROXY, "proxy")     /* waiting for the PROXY protocol header: header deadline */ \
-        X(C_HEAD, "head")       /* reading a request head: header deadline, from accept or its first byte */ \
+        X(C_HEAD, "head")       /* reading a request head: header deadline, from accept or its \
+                                   first byte */ \
         X(C_BODY, "body")       /* reading a request body: body deadline */ \
         X(C_IDLE, "idle")       /* between requests: keep-alive deadline */ \
-        X(C_WAIT, "wait")       /* a handler works elsewhere (asyncio, a thread): no deadline (its runner's) */ \
-        X(C_STREAM_IN, "stream_in") /* ... and the request's body streams to it as it comes: body deadline */ \
-        X(C_WRITE, "write")     /* a response is being written: write timer, renewed on progress */ \
+        X(C_WAIT, "wait")       /* a handler works elsewhere (asyncio, a thread): no deadline (its \
+                                   runner's) */ \
+        X(C_STREAM_IN, "stream_in") /* ... and the request's body streams to it as it comes: body \
+                                       deadline */ \
+        X(C_WRITE, "write")     /* a response is being written: write timer, renewed on \
+                                   progress */ \
         X(C_STREAM_OUT, "stream_out") /* its body streams out: write timer while output waits */ \
         X(C_CLOSING, "closing") /* no more requests: send what is queued, then close */ \
         X(C_REFUSED, "refused") /* a request was refused: send the answer, then linger */ \
-        X(C_LINGER, "linger")   /* our side is shut; input is read and dropped until the client closes */ \
+        X(C_LINGER, "linger")   /* our side is shut; input is read and dropped until the client \
+                                   closes */ \
         X(C_CLOSED, "closed")   /* done: the loop closes it */
     typedef enum {
     #define FS_ENUM(e, name) e,

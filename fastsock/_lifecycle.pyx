@@ -11,7 +11,7 @@ from fastsock._context cimport Context
 from fastsock._parser cimport ParseError, E_NONE, E_HEAD_TOO_LARGE, fs_error_table
 from fastsock._proxy cimport parse_proxy_header
 from fastsock._shared cimport (
-    CLOSE_KEEPALIVE, CLOSE_HEADER_TIMEOUT, CLOSE_BODY_TIMEOUT, CLOSE_ERROR, CLOSE_SERVER,
+    CLOSE_KEEPALIVE, CLOSE_HEADER_TIMEOUT, CLOSE_BODY_TIMEOUT, CLOSE_ERROR,
 )
 from fastsock._sys cimport sockaddr_in, sockaddr_in6, AF_INET, AF_INET6, inet_ntop, ntohs
 from fastsock._writer cimport take_buffer, give_buffer, BUFFER_SIZE, write_error
@@ -168,7 +168,6 @@ cdef class Lifecycle(Endpoint):
         A deadline starts when its wait starts: a request buffered behind a long response gets
         its header deadline when the response is done, not when it arrived. Buffers with
         nothing in them go back to the pool: an idle connection holds none."""
-        cdef Context ctx = self.ctx
         self.out.release()
         if self.rend == self.rstart:
             self._release_input()

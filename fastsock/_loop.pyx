@@ -9,11 +9,11 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
 
 from fastsock._conn_io cimport ConnIO
-from fastsock._accept cimport AcceptPolicy, accept_policy, ACCEPT_BATCH, SHARED_ACCEPT_BATCH
+from fastsock._accept cimport accept_policy, ACCEPT_BATCH, SHARED_ACCEPT_BATCH
 from fastsock._conn cimport Connection
 from fastsock._context cimport Context, Limits
 from fastsock._shared cimport (
-    SharedState, Slot, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
+    SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
     CLOSE_SERVER,
 )
 from fastsock._sys cimport *
@@ -72,14 +72,14 @@ cdef class Loop(ConnIO):
     def listen(self, sock, dispatch):
         """Accept connections on sock (bound and listening, maybe shared with other workers);
         each request they carry is answered by dispatch(request) -> result."""
-        cdef Listener l = Listener.__new__(Listener)
+        cdef Listener listener = Listener.__new__(Listener)
         if len(self.listeners) >= MAX_LISTENERS:
             raise ValueError("too many listeners")
         sock.setblocking(False)
-        l.sock = sock
-        l.fd = sock.fileno()
-        l.tag = len(self.listeners)
-        l.dispatch = dispatch
+        listener.sock = sock
+        listener.fd = sock.fileno()
+        listener.tag = len(self.listeners)
+        listener.dispatch = dispatch
         if sock.family in (_socket.AF_INET, _socket.AF_INET6):
             # accepted sockets inherit it: no setsockopt per connection
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
@@ -88,8 +88,8 @@ cdef class Loop(ConnIO):
             # connects and says nothing costs no fd and wakes no worker meanwhile (as nginx's
             # "listen ... deferred")
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_DEFER_ACCEPT, 1)
-        self.listeners.append(l)
-        self._watch(l)
+        self.listeners.append(listener)
+        self._watch(listener)
 
     cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1:
         cdef epoll_event ev
@@ -99,20 +99,20 @@ cdef class Loop(ConnIO):
             raise OSError(errno, "epoll_ctl")
         return 0
 
-    cdef int _watch(self, Listener l) except -1:
+    cdef int _watch(self, Listener listener) except -1:
         # Shared by several workers: EPOLLEXCLUSIVE wakes one worker that is waiting in
         # epoll_wait (never one stuck in a handler), not all of them.
-        self._ctl(EPOLL_CTL_ADD, l.fd, EPOLLIN | (EPOLLEXCLUSIVE if self.exclusive else 0),
-                  l.tag)
-        l.watched = True
-        self.accepts.watching(1 << l.tag)
+        self._ctl(EPOLL_CTL_ADD, listener.fd, EPOLLIN | (EPOLLEXCLUSIVE if self.exclusive else 0),
+                  listener.tag)
+        listener.watched = True
+        self.accepts.watching(1 << listener.tag)
         return 0
 
-    cdef int _unwatch(self, Listener l) except -1:
-        if l.watched:
-            l.watched = False
-            self.accepts.not_watching(1 << l.tag)
-            self._ctl(EPOLL_CTL_DEL, l.fd, 0, 0)
+    cdef int _unwatch(self, Listener listener) except -1:
+        if listener.watched:
+            listener.watched = False
+            self.accepts.not_watching(1 << listener.tag)
+            self._ctl(EPOLL_CTL_DEL, listener.fd, 0, 0)
         return 0
 
     # ------------------------------------------------------------------ the loop
@@ -280,17 +280,17 @@ cdef class Loop(ConnIO):
         sees the end of its response when the worker closes it, and nothing of the worker's
         is accepted or served from here. No epoll_ctl: the epoll set is the worker's too."""
         cdef Connection c
-        cdef Listener l
+        cdef Listener listener
         for c in self.conns.values():
             if c.fd >= 0:
                 close(c.fd)
                 c.fd = -1
         self.conns = {}
-        for l in self.listeners:
-            if l.fd >= 0:
-                l.sock.detach()             # closed here, not again by the socket object
-                close(l.fd)
-                l.fd = -1
+        for listener in self.listeners:
+            if listener.fd >= 0:
+                listener.sock.detach()      # closed here, not again by the socket object
+                close(listener.fd)
+                listener.fd = -1
         for fd in (self.epfd, self.wake_fd):
             if fd >= 0:
                 close(fd)
@@ -307,13 +307,13 @@ cdef class Loop(ConnIO):
     cdef void _close_listeners(self):
         """Out of the epoll set first, then closed: the socket lives on in the master and the
         other workers, and epoll would go on reporting it under an fd number we no longer own."""
-        cdef Listener l
-        for l in self.listeners:
-            if l.fd >= 0:
-                self._unwatch(l)
-                self.accepts.end_aside(1 << l.tag)
-                l.sock.close()
-                l.fd = -1
+        cdef Listener listener
+        for listener in self.listeners:
+            if listener.fd >= 0:
+                self._unwatch(listener)
+                self.accepts.end_aside(1 << listener.tag)
+                listener.sock.close()
+                listener.fd = -1
 
     cdef void _close_idle(self):
         cdef Connection c
@@ -328,15 +328,15 @@ cdef class Loop(ConnIO):
         """Once per tick: the Date line, expired deadlines, draining, the on_tick hook, and
         accepting again after running out of fds."""
         cdef Connection c
-        cdef Listener l
+        cdef Listener listener
         cdef int reason
         self.ctx.date_line = ("Date: " + formatdate(usegmt=True) + "\r\n").encode("ascii")
         self.ctx.slot.heartbeat = self.ctx.now     # the master's watchdog reads it
         self.next_tick = self.ctx.now + self.tick_interval
-        for l in self.listeners:
-            if l.fd >= 0 and not l.watched:
+        for listener in self.listeners:
+            if listener.fd >= 0 and not listener.watched:
                 try:
-                    self._watch(l)
+                    self._watch(listener)
                 except OSError:
                     error_log.exception("watching a listener failed; trying again next tick")
         expired = [c for c in self.conns.values() if c.expired(self.ctx.now)]
@@ -364,22 +364,22 @@ cdef class Loop(ConnIO):
 
     # ------------------------------------------------------------------ accepting
 
-    cdef int _accept(self, Listener l) except -1:
+    cdef int _accept(self, Listener listener) except -1:
         cdef int i, fd, accepted = 0
         cdef socklen_t alen
         cdef sockaddr_storage addr
         cdef Context ctx = self.ctx
-        if l.fd < 0:
+        if listener.fd < 0:
             return 0                        # closed by a drain earlier in this batch
         for i in range(SHARED_ACCEPT_BATCH if self.exclusive else ACCEPT_BATCH):
-            if l.fd < 0:
+            if listener.fd < 0:
                 break                       # a request just read made dispatch drain
             alen = sizeof(addr)
-            fd = accept4(l.fd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            fd = accept4(listener.fd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
                 if errno == EMFILE or errno == ENFILE:
-                    if not self.accepts.shed(l.fd, ctx.now):
-                        self._unwatch(l)    # until the next tick
+                    if not self.accepts.shed(listener.fd, ctx.now):
+                        self._unwatch(listener)  # until the next tick
                     return 0
                 if errno == ECONNABORTED or errno == EPROTO or errno == EINTR:
                     continue
@@ -388,21 +388,20 @@ cdef class Loop(ConnIO):
                 elif i == 0 and self.accepts.balancing():
                     # woken for a connection another worker took first: more workers wait
                     # for connections than there is work (or cores) for
-                    if self.accepts.stand_aside(1 << l.tag, ctx.now):
-                        self._unwatch(l)
+                    if self.accepts.stand_aside(1 << listener.tag, ctx.now):
+                        self._unwatch(listener)
                 break
-            accepted += self._adopt(fd, &addr, l.dispatch)
-        if accepted and self.accepts.balancing() and self.accepts.balance(1 << l.tag):
-            self._unwatch(l)                # to the back of its queue of waiting workers
-            self._watch(l)
+            accepted += self._adopt(fd, &addr, listener.dispatch)
+        if accepted and self.accepts.balancing() and self.accepts.balance(1 << listener.tag):
+            self._unwatch(listener)         # to the back of its queue of waiting workers
+            self._watch(listener)
         return 0
 
     cdef int _watch_again(self) except -1:
         """Another worker called this one back (AcceptPolicy.balance): watch the listeners again."""
-        cdef Listener l
+        cdef Listener listener
         self.accepts.called_back()
-        for l in self.listeners:
-            if l.fd >= 0 and not l.watched:
-                self._watch(l)
+        for listener in self.listeners:
+            if listener.fd >= 0 and not listener.watched:
+                self._watch(listener)
         return 0
-

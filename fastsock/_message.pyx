@@ -59,8 +59,6 @@ class BadRequest(ValueError):
     status = 400
 
 
-
-
 from types import SimpleNamespace as _Namespace
 
 

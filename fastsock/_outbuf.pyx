@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
 """A connection's output buffer: the bytes waiting to be sent, and the pool its memory comes from.
 
 No HTTP here: the writer (_writer) appends responses to it, the connection sends from it. Marks
@@ -90,7 +91,7 @@ cdef class OutBuffer:
     cdef int _flatten(self) except -1:
         cdef const char* p = self.tail_p
         cdef Py_ssize_t n = self.tail_n
-        owner = self.tail
+        _owner = self.tail                  # keeps the bytes at p alive while they are copied
         self.tail, self.tail_p, self.tail_n = None, NULL, 0
         self.write(p, n)
         self.total -= n                     # counted once, by write_tail

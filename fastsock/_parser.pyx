@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
 """Sans-IO HTTP/1.1 request parsing: a strict, incremental state machine over bytes.
 
 Bytes in, requests or a refusal out. No sockets, no clocks, no responses: a connection feeds it

@@ -42,7 +42,7 @@ cdef object _v1(const char* buf, Py_ssize_t n):
     if parts[1:] == ["UNKNOWN"] or (len(parts) >= 2 and parts[1] == "UNKNOWN"):
         return end + 1, None
     if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
-        raise ProxyHeaderError(f"malformed PROXY v1 line")
+        raise ProxyHeaderError("malformed PROXY v1 line")
     _, proto, src, dst, sport, dport = parts
     version = 4 if proto == "TCP4" else 6
     try:

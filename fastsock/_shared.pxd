@@ -19,7 +19,8 @@ cdef extern from *:
         X(CLOSE_KEEPALIVE, "keepalive_timeout")     /* idle past the keep-alive timeout */ \
         X(CLOSE_HEADER_TIMEOUT, "header_timeout") \
         X(CLOSE_BODY_TIMEOUT, "body_timeout") \
-        X(CLOSE_ERROR, "error")     /* refused request, bad PROXY header, I/O error, failed stream */ \
+        X(CLOSE_ERROR, "error")     /* refused request, bad PROXY header, I/O error, failed \
+                                       stream */ \
         X(CLOSE_SERVER, "server")                   /* Connection: close, HTTP/1.0, draining */ \
         X(CLOSE_LENGTH, "response_length")  /* a streamed body broke its app's Content-Length */
     typedef enum {

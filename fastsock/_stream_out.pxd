@@ -10,9 +10,11 @@ cdef extern from *:
     """
     #define FS_OUT_STEPS(X) \
         X(OUT_GOING, "going")   /* more to come */ \
-        X(OUT_QUIET, "quiet")   /* only empty chunks for a while: pull again at the loop's next turn */ \
+        X(OUT_QUIET, "quiet")   /* only empty chunks for a while: pull again at the loop's next \
+                                   turn */ \
         X(OUT_DONE, "done")     /* ended whole (a chunked body's terminator is written) */ \
-        X(OUT_BROKEN, "broken") /* broke its Content-Length: the connection is cut (CLOSE_LENGTH) */ \
+        X(OUT_BROKEN, "broken") /* broke its Content-Length: the connection is cut \
+                                   (CLOSE_LENGTH) */ \
         X(OUT_CUT, "cut")       /* failed or yielded garbage: the connection is cut (CLOSE_ERROR) */
     typedef enum {
     #define FS_ENUM(e, name) e,

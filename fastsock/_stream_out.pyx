@@ -34,8 +34,8 @@ cdef class StreamOut:
         next, so each leaves as soon as it is made: an event stream is not held back), the
         body ends, or EMPTY_PULLS come empty (a polling stream: OUT_QUIET)."""
         cdef Py_ssize_t before = out.pending()
-        cdef int pulls, step
-        for pulls in range(EMPTY_PULLS):
+        cdef int _pulls, step
+        for _pulls in range(EMPTY_PULLS):
             try:
                 chunk = next(self.source)
             except StopIteration:

@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
 """The response side: the serializer that appends a handler's result to an output buffer
 (_outbuf), as a head, a whole body, or the chunks of a streamed one.
 
@@ -33,7 +34,8 @@ _REASONS = {
     304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 406: "Not Acceptable", 408: "Request Timeout", 409: "Conflict",
-    410: "Gone", 418: "I'm a teapot", 411: "Length Required", 412: "Precondition Failed", 413: "Content Too Large",
+    410: "Gone", 418: "I'm a teapot", 411: "Length Required", 412: "Precondition Failed",
+    413: "Content Too Large",
     414: "URI Too Long", 415: "Unsupported Media Type", 417: "Expectation Failed",
     422: "Unprocessable Content", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
