@@ -133,7 +133,7 @@ cdef list raw_fields(bytes head, Py_ssize_t fields_off, bint* websocket):
 
 cdef dict cgi_fields(bytes head, Py_ssize_t fields_off):
     """Field lines -> the CGI variables of a WSGI environ: HTTP_NAME (repeated fields joined
-    with ","), CONTENT_TYPE and CONTENT_LENGTH. A name with "_" is left out: it would pass
+    with ",", Cookie with "; "), CONTENT_TYPE and CONTENT_LENGTH. A name with "_" is left out: it would pass
     for the one with "-" (X_Forwarded_For for X-Forwarded-For), as gunicorn and nginx do."""
     cdef const char* p = head
     cdef Py_ssize_t n = len(head), i = fields_off, ns, colon, vs, ve
@@ -153,5 +153,7 @@ cdef dict cgi_fields(bytes head, Py_ssize_t fields_off):
         if key is not None:
             value = PyUnicode_DecodeLatin1(p + vs, ve - vs, NULL)
             earlier = out.get(key)
-            out[key] = value if earlier is None else earlier + "," + value
+            if earlier is not None:     # a repeated Cookie joined as one (RFC 9113 §8.2.3)
+                value = earlier + ("; " if key == "HTTP_COOKIE" else ",") + value
+            out[key] = value
     return out

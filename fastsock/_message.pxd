@@ -71,6 +71,8 @@ cdef class Request:
     cdef object _scheme             # "https" when a trusted proxy says so; None: "http"
     cdef readonly bint websocket    # Upgrade: websocket (known once raw_headers is read)
 
+    cdef str _authority(self)
+
 
 cdef class Response:
     cdef public int status

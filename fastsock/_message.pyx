@@ -54,6 +54,11 @@ cdef int method_id(const char* p, Py_ssize_t n) noexcept:
     return M_OTHER
 
 
+def _with_host(list fields, name, value):
+    """The fields with the Host an absolute-form target names in place of the sent ones."""
+    return [field for field in fields if field[0] != name] + [(name, value)]
+
+
 class BadRequest(ValueError):
     """What the client sent cannot be used: answered 400, as a client error, not a 500."""
     status = 400
@@ -111,8 +116,44 @@ cdef class Request:
     @property
     def headers(self):
         if self._headers is None:
-            self._headers = Headers(split_fields(self._head, self.fields_off))
+            fields = split_fields(self._head, self.fields_off)
+            authority = self._authority()
+            if authority is not None:
+                fields = _with_host(fields, "host", authority)
+            self._headers = Headers(fields)
         return self._headers
+
+    cdef str _authority(self):
+        """The authority of an absolute-form target (GET http://host:port/path), else None:
+        RFC 9112 §3.2.2 has it stand for the Host field, which is then ignored. (The target
+        was validated by the parser: ASCII, a scheme of http or https.)"""
+        cdef const char* p
+        cdef Py_ssize_t start, i, end, n
+        if self._head is None:
+            return None
+        p = self._head
+        n = len(self._head)
+        start = len(self.method) + 1
+        if start >= n or p[start] == c'/' or p[start] == c'*':
+            return None                     # origin-form (nearly every request), or "*"
+        i = start
+        while i < n and p[i] != c':':
+            i += 1
+        i += 3                              # past "://"
+        end = i
+        while end < n and p[end] != c'/' and p[end] != c'?' and p[end] != c'#' \
+                and p[end] != c' ':
+            if p[end] == c'@':              # userinfo: not part of the host
+                i = end + 1
+            end += 1
+        if end <= i:
+            return None
+        return self._head[i:end].decode("ascii")
+
+    @property
+    def authority(self):
+        """The host of an absolute-form target, else None (req.headers["host"] is it then)."""
+        return self._authority()
 
     @property
     def scheme(self):
@@ -131,11 +172,18 @@ cdef class Request:
         fields = raw_fields(self._head, self.fields_off, &websocket)
         if websocket:
             self.websocket = True
+        authority = self._authority()
+        if authority is not None:
+            fields = _with_host(fields, b"host", authority.encode("ascii"))
         return fields
 
     def cgi_headers(self):
         """The header fields as a WSGI environ's CGI variables (a new dict)."""
-        return cgi_fields(self._head, self.fields_off)
+        environ = cgi_fields(self._head, self.fields_off)
+        authority = self._authority()
+        if authority is not None:
+            environ["HTTP_HOST"] = authority
+        return environ
 
     @property
     def query(self):

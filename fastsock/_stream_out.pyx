@@ -8,6 +8,7 @@ from fastsock._writer cimport (
 )
 
 import logging
+import sys
 
 error_log = logging.getLogger("fastsock.error")
 
@@ -81,8 +82,10 @@ cdef class StreamOut:
 
     cdef int cut(self, OutBuffer out, str why) except -1:
         """Chunked, the good chunks still go out and the terminator never does; delimited by
-        the close (HTTP/1.0) any end would look whole, so what is queued is dropped."""
-        error_log.exception(why)
+        the close (HTTP/1.0) any end would look whole, so what is queued is dropped. The
+        traceback is logged when an exception is being handled (a pull or chunk that raised);
+        one pushed in (Feed.fail) was logged where it was raised: the line alone here."""
+        error_log.error(why, exc_info=sys.exc_info()[1] is not None)
         self.close()
         if not self.chunked and self.left < 0:
             out.consume(out.pending())

@@ -95,11 +95,12 @@ cdef int _write_tail(OutBuffer out, Py_ssize_t length, bint keep_alive, bint htt
         p = _put(p, PyBytes_AS_STRING(CONN_CLOSE), PyBytes_GET_SIZE(CONN_CLOSE))
     elif not http11:
         p = _put(p, PyBytes_AS_STRING(CONN_KEEP), PyBytes_GET_SIZE(CONN_KEEP))
+    cdef bint server_date = False       # (the server's extra headers carry no Date)
     if extra_headers or date_n > DATE_MAX:
         out.write(tail, p - tail)
         p = tail
         if extra_headers:
-            _write_headers(out, extra_headers)
+            _write_headers(out, extra_headers, &server_date)
         if date_n > DATE_MAX:
             out.write_bytes(date_line)
             date_n = 0
@@ -125,11 +126,18 @@ cdef inline bint _is_framing(bytes name_b):
     return name_b.lower() in _FRAMING
 
 
-cdef Py_ssize_t _write_headers(OutBuffer out, list headers) except -2:
+cdef inline bint _is_date(const unsigned char* p, Py_ssize_t n) noexcept:
+    return n == 4 and (p[0] | 0x20) == c'd' and (p[1] | 0x20) == c'a' and \
+        (p[2] | 0x20) == c't' and (p[3] | 0x20) == c'e'
+
+
+cdef Py_ssize_t _write_headers(OutBuffer out, list headers, bint* has_date) except -2:
     """The handler's header lines, each checked (names tokens, values without controls), as
     str or bytes. The framing ones are the server's to write: dropped, but the Content-Length
     the app declared is returned (-1: none), a promise the server keeps (see write_response);
-    one that is not a number, or two that disagree, make the response invalid."""
+    one that is not a number, or two that disagree, make the response invalid. A Date of the
+    handler's is kept, and has_date[0] set: the server's is then left out (RFC 9110 §6.6.1:
+    one Date)."""
     cdef bytes name_b, value_b
     cdef Py_ssize_t length = -1, declared
     cdef const unsigned char* p
@@ -145,7 +153,9 @@ cdef Py_ssize_t _write_headers(OutBuffer out, list headers) except -2:
             if not is_token(p[i]):
                 raise ValueError(f"invalid response header name {name!r}")
         _check_value(value_b, name)
-        if _is_framing(name_b):
+        if _is_date(p, n):
+            has_date[0] = True
+        elif _is_framing(name_b):
             if n == 14 and name_b.lower() == b"content-length":
                 if not value_b.isdigit() or PyBytes_GET_SIZE(value_b) > 18:
                     raise ValueError(f"invalid response Content-Length {value!r}")
@@ -172,8 +182,9 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     exception propagates.
 
     An app's Content-Length is kept: a whole body of another length is an invalid response
-    (nothing of it is sent); HEAD gets the declared length without the body; 204 and 304
-    carry neither a body nor its framing."""
+    (nothing of it is sent); HEAD gets the declared length without the body, or no framing
+    at all when the length is not known (a streamed body: GET's length is not known either);
+    204 and 304 carry neither a body nor its framing. An app's Date replaces the server's."""
     cdef type t = type(result)
     cdef bytes body = None, ct
     cdef const char* body_p = NULL
@@ -182,6 +193,7 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     cdef unsigned long long mark = out.mark()    # not out.end: a write may slide the buffer
     cdef int status
     cdef Py_ssize_t declared = -1
+    cdef bint has_date = False
     owed[0] = -1
     try:
         if t is str:
@@ -210,7 +222,9 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 out.write_bytes(ct)
                 out.write(b"\r\n", 2)
             if resp.headers:
-                declared = _write_headers(out, resp.headers)
+                declared = _write_headers(out, resp.headers, &has_date)
+                if has_date:                # the app's Date is the one sent
+                    date_line = b""
             if status == 204 or status == 304:      # bodiless: no framing, never pulled
                 _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
                 if type(resp.body) is not bytes:
@@ -224,7 +238,7 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
             if type(resp.body) is not bytes:     # an iterator: stream it
                 if declared >= 0:               # framed by the app's length, counted
                     owed[0] = declared
-                elif http11:
+                elif http11 and not head_only:  # HEAD of an unknown length: no framing
                     out.write_bytes(TE_CHUNKED)
                 else:
                     keep_alive = False           # HTTP/1.0: the body ends when the connection does

@@ -6,7 +6,7 @@ import sys
 
 from fastsock import appmetrics
 from fastsock.config import build_parser, from_args
-from fastsock.loading import LoadError, check_spec, load_app
+from fastsock.loading import LoadError, check_spec, load_app, load_callable
 from fastsock.server import serve
 
 
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         else:                           # only the workers import it (after the fork)
             check_spec(config.app)
             app = config.app
+        if config.ready_check:          # a bad one stops the start here, before any fork
+            load_callable(config.ready_check, "--ready-check")
     except (CLIError, LoadError, ValueError) as e:     # ValueError: a bad option value
         print(f"fastsock: error: {e}", file=sys.stderr)
         return 2

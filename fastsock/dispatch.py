@@ -7,8 +7,10 @@ after --max-requests. A request pays for no layer that is switched off.
 """
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 
 from fastsock._message import RouteId
 from fastsock.config import Config
@@ -16,6 +18,7 @@ from fastsock.responses import HEALTH_OK, NOT_FOUND, NOT_READY, method_not_allow
 from fastsock.routing import Route
 
 Dispatch = Callable[[object], object]
+ready_log = logging.getLogger("fastsock.error")
 
 
 def reserved_route(path: str, route_id: int, answer: Dispatch) -> Route:
@@ -25,18 +28,47 @@ def reserved_route(path: str, route_id: int, answer: Dispatch) -> Route:
 
 
 def reserved_routes(config: Config, ready: Callable[[], bool],
-                    exposition: Dispatch | None, metrics_here: bool) -> list[Route]:
-    """The server's own routes on the main listener; ready() says whether /readyz is 200."""
+                    exposition: Dispatch | None, metrics_here: bool,
+                    owned: Collection[str] = ()) -> list[Route]:
+    """The server's own routes on the main listener; ready() says whether /readyz is 200.
+    A path in `owned` is the app's own route (adapters/owned.py): the app's answer wins."""
     routes = []
-    if config.healthz_path:
+    if config.healthz_path and config.healthz_path not in owned:
         routes.append(reserved_route(config.healthz_path, RouteId.ROUTE_HEALTHZ,
                                      lambda req: HEALTH_OK))
-    if config.readyz_path:
+    if config.readyz_path and config.readyz_path not in owned:
         routes.append(reserved_route(config.readyz_path, RouteId.ROUTE_READYZ,
                                      lambda req: HEALTH_OK if ready() else NOT_READY))
-    if exposition is not None and metrics_here:
+    if exposition is not None and metrics_here and config.metrics_path not in owned:
         routes.append(reserved_route(config.metrics_path, RouteId.ROUTE_METRICS, exposition))
     return routes
+
+
+def with_ready_check(ready: Callable[[], bool], check: Callable[[], object],
+                     every: float = 1.0) -> Callable[[], bool]:
+    """ready() and then the app's check (--ready-check): not ready while the server is not
+    (starting, draining: 503 first, whatever the app says), nor while the check returns
+    false or raises. The check runs on the worker's loop: its answer is kept for `every`
+    seconds, so probes cost one call a second at most; a failure is logged as it starts."""
+    state = {"until": 0.0, "ok": False, "said": ""}
+
+    def ready_now() -> bool:
+        if not ready():
+            return False
+        now = time.monotonic()
+        if now >= state["until"]:
+            state["until"] = now + every
+            try:
+                state["ok"] = bool(check())
+                state["said"] = ""
+            except Exception as e:      # noqa: BLE001  (the app's check: logged, not ready)
+                state["ok"] = False
+                if str(e) != state["said"]:
+                    state["said"] = str(e)
+                    ready_log.error("the app's readiness check (--ready-check) failed",
+                                    exc_info=e)
+        return state["ok"]
+    return ready_now
 
 
 def answer_reserved(reserved: list[Route]) -> Callable[[object], object]:
@@ -130,11 +162,16 @@ def with_recycling(dispatch: Dispatch, max_requests: int, retire: Callable[[], N
 
 def build(app, config: Config, *, ready: Callable[[], bool], exposition: Dispatch | None,
           access_log: Callable | None, proxies, max_requests: int,
-          retire: Callable[[], None], runner=None) -> tuple[Dispatch, Dispatch | None]:
-    """-> (dispatch for the main listener, dispatch for the --metrics-port listener or None)."""
+          retire: Callable[[], None], runner=None, owned: Collection[str] = (),
+          ready_check: Callable[[], object] | None = None
+          ) -> tuple[Dispatch, Dispatch | None]:
+    """-> (dispatch for the main listener, dispatch for the --metrics-port listener or None).
+    owned: the reserved paths the app routes itself; ready_check: the app's --ready-check."""
     metrics_port = bool(config.metrics_port)
-    dispatch = app.dispatcher(reserved_routes(config, ready, exposition, not metrics_port),
-                              runner)
+    if ready_check is not None:
+        ready = with_ready_check(ready, ready_check)
+    dispatch = app.dispatcher(reserved_routes(config, ready, exposition, not metrics_port,
+                                              owned), runner)
     if access_log is not None:
         dispatch = with_request_ids(dispatch, access_log, config.log_health)
     if proxies is not None:

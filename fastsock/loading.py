@@ -3,6 +3,7 @@ by the command before the master forks, or by each worker with --no-preload."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 
 from fastsock.adapters.kinds import kind_of
@@ -41,3 +42,26 @@ def load_app(spec: str, interface: str = "auto"):
     except ValueError as e:
         raise LoadError(f"{spec}: {e}") from None
     return app
+
+
+def load_callable(spec: str, flag: str):
+    """A plain callable named as MODULE:ATTRIBUTE for an option (--ready-check); LoadError,
+    naming the flag, for anything else."""
+    try:
+        module_name, attr = check_spec(spec)
+    except LoadError as e:
+        raise LoadError(f"{flag}: {e}") from None
+    try:
+        target = importlib.import_module(module_name)
+    except ImportError as e:
+        raise LoadError(f"{flag}: cannot import module {module_name!r}: {e}") from None
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise LoadError(f"{flag}: module {module_name!r} has no attribute "
+                            f"{attr!r}") from None
+    if not callable(target) or inspect.iscoroutinefunction(target):
+        raise LoadError(f"{flag}: {spec} is not a plain function (one taking no arguments, "
+                        "returning true when ready)")
+    return target

@@ -11,6 +11,7 @@ import stat
 import sys
 
 from fastsock import appmetrics, logs
+from fastsock.adapters.owned import say_owned
 from fastsock.config import Config
 from fastsock.cpus import worker_count
 from fastsock.master import Master
@@ -26,6 +27,8 @@ def serve(config: Config, app, sock: socket.socket | None = None) -> None:
         print(f"fastsock: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     raise_fd_limit()
+    if not isinstance(app, str):        # loaded here (preloaded): said once, by the master
+        say_owned(app, config)
     if config.uds or os.environ.get("LISTEN_FDS") or sock is not None:
         config = dataclasses.replace(config, accept="exclusive")   # one socket: nothing to split
     sock = sock or listen_socket(config, reuseport=config.accept == "reuseport")

@@ -18,10 +18,11 @@ from fastsock._message import RouteId
 from fastsock._shared import SharedState
 from fastsock.accesslog import AccessLog
 from fastsock.adapters.kinds import adapt
+from fastsock.adapters.owned import owned_paths, reserved_paths, say_owned
 from fastsock.adapters.protocol import ServableApp
 from fastsock.config import Config
 from fastsock.forwarded import Proxies
-from fastsock.loading import load_app
+from fastsock.loading import load_app, load_callable
 from fastsock.metrics import CoreCollector, Exposition
 from fastsock.runner import Runner
 
@@ -67,6 +68,12 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         step = "import the app"
         if isinstance(app, str):        # --no-preload: this worker imports the app itself
             app = load_app(app, config.interface)
+            owned = say_owned(app, config)      # (preloaded, the master said it once)
+        else:
+            owned = owned_paths(app, reserved_paths(config))
+        step = "load the --ready-check"
+        ready_check = load_callable(config.ready_check, "--ready-check") \
+            if config.ready_check else None
         step = "set up the app"
         app = adapt(app, config, runner, workers)
         step = "run a startup hook"
@@ -78,7 +85,8 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
             exposition=exposition_for(config, app, shared),
             access_log=access_log.log if access_log is not None else None,
             proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
-            max_requests=max_requests, retire=loop.retire, runner=runner)
+            max_requests=max_requests, retire=loop.retire, runner=runner, owned=owned,
+            ready_check=ready_check)
         loop.on_head = app.body_streams(runner, config.max_body_size)
     except Exception:
         log.exception("cannot %s in worker %d", step, os.getpid())

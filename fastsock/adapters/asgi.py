@@ -15,7 +15,9 @@ import asyncio
 import logging
 
 from fastsock._handoff import Deferred
-from fastsock.adapters.common import ClientDisconnected, app_response, stream_large_bodies
+from fastsock.adapters.common import (
+    ClientDisconnected, app_response, head_body, stream_large_bodies,
+)
 from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved
 from fastsock.responses import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN, WEBSOCKET_REFUSED
@@ -131,6 +133,7 @@ class _Cycle:
         self.recv_waiter: asyncio.Future | None = None
         self.send_waiter: asyncio.Future | None = None
         self.body_done = self.is_gone = self.started = self.complete = self.closed = False
+        self.told_gone = False                          # receive() said http.disconnect
 
     # -- what the app calls
 
@@ -146,14 +149,16 @@ class _Cycle:
                 except StopAsyncIteration:
                     self.body_done = True
                     return {"type": "http.request", "body": b"", "more_body": False}
-                except ConnectionError:
-                    self.body_done = True
+                except ConnectionError:     # the client went, or the server refused the
+                    self.body_done = True   # body (413): either way the app has its answer
+                    self.told_gone = True
                     return _DISCONNECT
                 if chunk is not None:
                     return {"type": "http.request", "body": chunk, "more_body": True}
                 arrived = self.recv_waiter = self.aio.create_future()
                 body_in.waiter = self._wake_receive
                 await arrived
+            self.told_gone = True
             return _DISCONNECT
         if not (self.is_gone or self.complete):
             self.recv_waiter = self.aio.create_future()
@@ -173,6 +178,8 @@ class _Cycle:
             more = message.get("more_body", False)
             if self.feed is None and not self.closed:
                 if not more:
+                    if not body and self.req.method == "HEAD":
+                        body = head_body(self.headers)
                     response = app_response(self.status, self.headers, body)  # type: ignore[arg-type]
                     self._finish()
                     self.deferred.complete(response)
@@ -277,8 +284,12 @@ class _Cycle:
             self.timer.cancel()
         req = self.req
         if exc is not None:
-            if self.is_gone and _from_disconnect(exc):
-                error_log.debug("%s %s: the client went away", req.method, req.path)
+            # what the app raised once told the client was gone (Starlette's ClientDisconnect),
+            # or the client's body refused (413: answered and logged by the server): no
+            # failure of the app's
+            if self.is_gone and (self.told_gone or _from_disconnect(exc)):
+                error_log.debug("%s %s: the client went away", req.method, req.path,
+                                exc_info=exc)
             else:
                 error_log.error("ASGI app failed: %s %s", req.method, req.path, exc_info=exc)
         if not self.complete:

@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
 from fastsock._handoff import BodyIn, Deferred
-from fastsock.adapters.common import ClientDisconnected, app_response, stream_large_bodies
+from fastsock.adapters.common import (
+    REFUSALS, ClientDisconnected, app_response, head_body, split_authority,
+    stream_large_bodies,
+)
 from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved
 from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR
@@ -44,6 +47,7 @@ class WSGIApp:
         self.app, self.runner = app, runner
         self.labels = RouteLabels(app)
         self.max_body_size = config.max_body_size
+        self.refused = refusal_for(app)
         self.startup = self.shutdown = ()
         host, port = (config.uds, "0") if config.uds else (config.host, str(config.port))
         # what every environ holds: copied, then the request's own keys set
@@ -101,7 +105,36 @@ class WSGIApp:
             environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
         environ["wsgi.input"] = wsgi_input
         environ.update(req.cgi_headers())
+        authority = req.authority
+        if authority is not None:       # absolute-form: the target names the server
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = split_authority(
+                authority, req.scheme)
         return environ
+
+
+class BodyRefused(ClientDisconnected):
+    """What wsgi.input raises when the server refused the body (413 past --max-body-size, or
+    400 for broken chunked framing): the server has answered and logged it, the app's
+    response to it goes nowhere."""
+
+
+def refusal_for(app) -> type[ClientDisconnected]:
+    """The exception wsgi.input raises for a refused body. For an app on werkzeug (Flask) it
+    is also werkzeug's RequestEntityTooLarge: the framework answers it as its own refusal
+    (an HTTPException) instead of logging it as the app's failure with a traceback."""
+    if not any(cls.__module__.split(".")[0] in ("flask", "werkzeug")
+               for cls in type(app).__mro__):
+        return BodyRefused
+    try:
+        from werkzeug.exceptions import RequestEntityTooLarge
+    except ImportError:
+        return BodyRefused
+
+    class WerkzeugBodyRefused(BodyRefused, RequestEntityTooLarge):
+        def __init__(self, why: str = "refused"):
+            RequestEntityTooLarge.__init__(self)    # (it resets args: the OSError's after)
+            BodyRefused.__init__(self, why)
+    return WerkzeugBodyRefused
 
 
 class _Call:
@@ -128,7 +161,7 @@ class _Call:
         body_in = req.body_stream
         wsgi_input: _Input | io.BytesIO | _NoBody
         if body_in is not None:
-            wsgi_input = _Input(body_in, self.loop)
+            wsgi_input = _Input(body_in, self.loop, self.adapter.refused)
         else:
             wsgi_input = io.BytesIO(req.body) if req.body else _NO_BODY
         result = None
@@ -213,6 +246,8 @@ class _Call:
             raise RuntimeError("WSGI: the app returned without calling start_response")
         body = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
         self.head_sent = True
+        if not body and self.req.method == "HEAD":
+            body = head_body(self.headers)
         self._to_loop(self._complete, app_response(self.status, self.headers, body))
 
     def _send_streamed(self, chunks: list, iterator, environ) -> None:
@@ -287,7 +322,8 @@ class _Call:
         self.room.set()  # type: ignore[union-attr]
 
     def gone(self) -> None:
-        """The client went away: the app's thread stops at its next chunk (or read)."""
+        """The client went away, or its body was refused: the app's thread stops at its next
+        chunk (or read)."""
         self.is_gone = True
         self.feed = None
         if self.room is not None:
@@ -328,8 +364,8 @@ class _Input:
     waits as long as the connection's body deadline lets the body come: when it passes (or the
     client goes), the connection ends the body and the read raises ClientDisconnected."""
 
-    def __init__(self, body_in: BodyIn, loop):
-        self.body_in, self.loop = body_in, loop
+    def __init__(self, body_in: BodyIn, loop, refused: type[ClientDisconnected]):
+        self.body_in, self.loop, self.refused = body_in, loop, refused
         self.buffer = b""
         self.done = False
         self.arrived: queue.SimpleQueue = queue.SimpleQueue()
@@ -355,7 +391,8 @@ class _Input:
         except StopAsyncIteration:
             chunk = _END
         except ConnectionError as e:
-            chunk = ClientDisconnected(str(e))
+            why = str(e)
+            chunk = self.refused(why) if why in REFUSALS else ClientDisconnected(why)
         if chunk is None:
             self.body_in.waiter = self._take
             return
