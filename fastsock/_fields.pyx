@@ -133,8 +133,9 @@ cdef list raw_fields(bytes head, Py_ssize_t fields_off, bint* websocket):
 
 cdef dict cgi_fields(bytes head, Py_ssize_t fields_off):
     """Field lines -> the CGI variables of a WSGI environ: HTTP_NAME (repeated fields joined
-    with ",", Cookie with "; "), CONTENT_TYPE and CONTENT_LENGTH. A name with "_" is left out: it would pass
-    for the one with "-" (X_Forwarded_For for X-Forwarded-For), as gunicorn and nginx do."""
+    with ",", Cookie with "; "), CONTENT_TYPE and CONTENT_LENGTH. A name with "_" is left out:
+    it would pass for the one with "-" (X_Forwarded_For for X-Forwarded-For), as gunicorn and
+    nginx do."""
     cdef const char* p = head
     cdef Py_ssize_t n = len(head), i = fields_off, ns, colon, vs, ve
     cdef dict out = {}

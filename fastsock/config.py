@@ -123,10 +123,12 @@ class Config:
     metrics_path: str = _opt("/metrics", "path of the Prometheus metrics", path=True)
     metrics_port: int = _count(
         0, "serve the metrics on this port only (0: on the main port)", low=0, high=PORT_MAX)
-    healthz_path: str = _opt("/healthz", "liveness path, answered by the server ('' = off; an app's own route there wins)",
-                             path=True)
-    readyz_path: str = _opt("/readyz", "readiness path, answered by the server ('' = off; an app's own route there wins)",
-                            path=True)
+    healthz_path: str = _opt(
+        "/healthz", "liveness path, answered by the server ('' = off; an app's own route there "
+        "wins)", path=True)
+    readyz_path: str = _opt(
+        "/readyz", "readiness path, answered by the server ('' = off; an app's own route there "
+        "wins)", path=True)
     ready_check: str = _opt(
         "", "a plain function MODULE:ATTRIBUTE that readiness also asks (at most once a second, "
         "on the worker's loop: keep it quick): false or raising is 503; draining is 503 "

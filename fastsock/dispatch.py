@@ -50,25 +50,32 @@ def with_ready_check(ready: Callable[[], bool], check: Callable[[], object],
     (starting, draining: 503 first, whatever the app says), nor while the check returns
     false or raises. The check runs on the worker's loop: its answer is kept for `every`
     seconds, so probes cost one call a second at most; a failure is logged as it starts."""
-    state = {"until": 0.0, "ok": False, "said": ""}
+    return _ReadyCheck(ready, check, every).ready
 
-    def ready_now() -> bool:
-        if not ready():
+
+class _ReadyCheck:
+    def __init__(self, ready: Callable[[], bool], check: Callable[[], object], every: float):
+        self.server_ready, self.check, self.every = ready, check, every
+        self.until = 0.0
+        self.ok = False
+        self.said = ""                  # the failure last logged ("": none)
+
+    def ready(self) -> bool:
+        if not self.server_ready():
             return False
         now = time.monotonic()
-        if now >= state["until"]:
-            state["until"] = now + every
+        if now >= self.until:
+            self.until = now + self.every
             try:
-                state["ok"] = bool(check())
-                state["said"] = ""
+                self.ok = bool(self.check())
+                self.said = ""
             except Exception as e:      # noqa: BLE001  (the app's check: logged, not ready)
-                state["ok"] = False
-                if str(e) != state["said"]:
-                    state["said"] = str(e)
+                self.ok = False
+                if str(e) != self.said:
+                    self.said = str(e)
                     ready_log.error("the app's readiness check (--ready-check) failed",
                                     exc_info=e)
-        return state["ok"]
-    return ready_now
+        return self.ok
 
 
 def answer_reserved(reserved: list[Route]) -> Callable[[object], object]:

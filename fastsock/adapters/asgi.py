@@ -16,7 +16,10 @@ import logging
 
 from fastsock._handoff import Deferred
 from fastsock.adapters.common import (
-    ClientDisconnected, app_response, head_body, stream_large_bodies,
+    ClientDisconnected,
+    app_response,
+    head_body,
+    stream_large_bodies,
 )
 from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved

@@ -10,6 +10,7 @@ does not take the probes away.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 
 from fastsock.adapters.routelabels import RouteLabels
@@ -77,12 +78,12 @@ def _is_django(app) -> bool:
 def _django_routes(path: str) -> bool:
     """Django resolves path (or path/, which APPEND_SLASH redirects to) to a view without
     captured arguments."""
-    from django.urls import Resolver404, get_resolver
-    resolver = get_resolver()
+    urls = importlib.import_module("django.urls")      # (Django is the app's, when it is)
+    resolver = urls.get_resolver()
     for candidate in (path, path.rstrip("/") + "/"):
         try:
             match = resolver.resolve(candidate)
-        except Resolver404:
+        except urls.Resolver404:
             continue
         except Exception:               # noqa: BLE001  (a broken URLconf: the app's to report)
             return False

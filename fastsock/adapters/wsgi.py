@@ -20,7 +20,11 @@ from urllib.parse import unquote_to_bytes
 
 from fastsock._handoff import BodyIn, Deferred
 from fastsock.adapters.common import (
-    REFUSALS, ClientDisconnected, app_response, head_body, split_authority,
+    REFUSALS,
+    ClientDisconnected,
+    app_response,
+    head_body,
+    split_authority,
     stream_large_bodies,
 )
 from fastsock.adapters.routelabels import RouteLabels
@@ -244,7 +248,8 @@ class _Call:
     def _send_whole(self, chunks: list, environ) -> None:
         if self.status is None:
             raise RuntimeError("WSGI: the app returned without calling start_response")
-        body = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
+        body: object = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes \
+            else b"".join(chunks)
         self.head_sent = True
         if not body and self.req.method == "HEAD":
             body = head_body(self.headers)

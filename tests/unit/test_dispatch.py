@@ -22,11 +22,11 @@ def get(path: bytes, *headers: bytes):
         h + b"\r\n" for h in headers) + b"\r\n")
 
 
-def build(app=None, ready=lambda: True, **config):
+def build(app=None, ready=lambda: True, owned=(), ready_check=None, **config):
     calls = []
     app = app or App()
 
-    @app.get("/healthz")                      # the reserved route wins over the app's
+    @app.get("/healthz")                      # the reserved route wins unless owned
     def shadow(req):
         calls.append("app")
         return "the app's"
@@ -42,7 +42,8 @@ def build(app=None, ready=lambda: True, **config):
         else None,
         proxies=Proxies(config["forwarded_allow_ips"]) if config.get("forwarded_allow_ips")
         else None,
-        max_requests=config.get("max_requests", 0), retire=lambda: drained.append(1))
+        max_requests=config.get("max_requests", 0), retire=lambda: drained.append(1),
+        owned=owned, ready_check=ready_check)
     return main, metrics, calls, logged, drained
 
 
@@ -177,3 +178,67 @@ def test_a_failing_metrics_exposition_costs_one_500_on_either_port():
         out = conn.feed(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n"
                         b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n")
         assert out.count(b"HTTP/1.1 500 ") == 2 and conn.state_name == "idle"
+
+
+def test_a_reserved_path_the_app_owns_is_the_apps():
+    main, _, calls, _, _ = build(owned={"/healthz"})
+    assert main(get(b"/healthz")) == "the app's" and calls == ["app"]
+    assert main(get(b"/readyz")).status == 200 and calls == ["app"]
+
+
+def test_the_route_tables_say_which_reserved_paths_the_app_owns():
+    from fastsock.adapters.owned import owned_paths, reserved_paths
+    paths = reserved_paths(Config())
+    assert set(paths) == {"/healthz", "/readyz", "/metrics"}
+    assert set(reserved_paths(Config(metrics_port=9100, readyz_path=""))) == {"/healthz"}
+
+    native = App()
+    native.get("/healthz")(lambda req: "mine")
+    native.get("/{name}")(lambda req: "any")            # a pattern owns nothing
+    assert owned_paths(native, paths) == {"/healthz"}
+
+    from flask import Flask
+    flask = Flask("t")
+    flask.get("/metrics/", endpoint="mine")(lambda: "mine")     # with the slash: the path
+    flask.get("/<path:p>", endpoint="any")(lambda p: p)         # a catch-all owns nothing
+    assert owned_paths(flask, paths) == {"/metrics"}
+
+    from fastapi import FastAPI
+    from starlette.applications import Starlette
+    from starlette.routing import Mount, Route
+    api = FastAPI()
+    api.get("/readyz")(lambda: "mine")
+    api.get("/items/{item}")(lambda item: item)
+    api.mount("/metrics", Starlette())                  # a mounted app at the path
+    assert owned_paths(api, paths) == {"/readyz", "/metrics"}
+    nested = Starlette(routes=[Mount("/api", routes=[Route("/healthz", lambda r: None)])])
+    assert owned_paths(nested, paths) == set()          # /api/healthz is not /healthz
+
+    assert owned_paths(lambda environ, start_response: [], paths) == set()
+
+
+def test_the_apps_ready_check_after_the_servers_state():
+    state = {"server": True, "app": True, "asked": 0}
+
+    def check():
+        state["asked"] += 1
+        if state["app"] == "raise":
+            raise RuntimeError("no database")
+        return state["app"]
+    ready = dispatch_mod.with_ready_check(lambda: state["server"], check, every=0.0)
+    assert ready() is True
+    state["app"] = False
+    assert ready() is False
+    state["app"] = "raise"
+    assert ready() is False
+    state["app"], state["server"] = True, False
+    asked = state["asked"]
+    assert ready() is False and state["asked"] == asked     # draining: the app not asked
+    kept = dispatch_mod.with_ready_check(lambda: True, check, every=3600.0)
+    assert kept() is True and kept() is True and state["asked"] == asked + 1
+
+
+def test_a_ready_check_is_answered_on_readyz():
+    flag = {"ok": False}
+    main, _, _, _, _ = build(ready_check=lambda: flag["ok"])
+    assert main(get(b"/readyz")).status == 503

@@ -179,3 +179,38 @@ def test_route_ids_are_one_enum_for_router_and_metrics():
     router = Router()
     router.add("/a", ["GET"], lambda req: "a")
     assert router.match("/a")[0].id == RouteId.FIRST_APP_ROUTE
+
+
+@pytest.mark.parametrize("target, authority", [
+    (b"http://other.example:9000/go?x=1", "other.example:9000"),
+    (b"https://other.example/go", "other.example"),
+    (b"http://user:pw@other.example:81/", "other.example:81"),
+    (b"http://[::1]:8080/go", "[::1]:8080"),
+    (b"http://other.example", "other.example"),
+    (b"http://other.example?q=1", "other.example"),
+])
+def test_an_absolute_form_target_names_the_host(target, authority):
+    req = request(b"GET " + target + b" HTTP/1.1\r\nHost: sent.example\r\n"
+                  b"Cookie: a=1\r\n\r\n")
+    assert req.authority == authority
+    assert req.headers["host"] == authority and req.headers.getall("host") == [authority]
+    assert dict(req.raw_headers)[b"host"] == authority.encode()
+    assert [v for k, v in req.raw_headers if k == b"host"] == [authority.encode()]
+    assert req.cgi_headers()["HTTP_HOST"] == authority
+
+
+@pytest.mark.parametrize("target", [b"/go", b"/", b"*"])
+def test_an_origin_form_target_keeps_the_host_field(target):
+    method = b"OPTIONS" if target == b"*" else b"GET"
+    req = request(method + b" " + target + b" HTTP/1.1\r\nHost: sent.example\r\n\r\n")
+    assert req.authority is None
+    assert req.headers["host"] == "sent.example"
+    assert req.cgi_headers()["HTTP_HOST"] == "sent.example"
+
+
+def test_repeated_cookie_lines_are_joined_with_a_semicolon_for_wsgi():
+    req = request(b"GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\n"
+                  b"Accept: x\r\nAccept: y\r\n\r\n")
+    environ = req.cgi_headers()
+    assert environ["HTTP_COOKIE"] == "a=1; b=2"
+    assert environ["HTTP_ACCEPT"] == "x,y"

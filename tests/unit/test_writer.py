@@ -215,3 +215,27 @@ class OutBufferMachine(RuleBasedStateMachine):
 OutBufferMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40,
                                               deadline=None)
 test_out_buffer_against_a_model = OutBufferMachine.TestCase
+
+
+@pytest.mark.parametrize("name", ["Date", "date", "DATE"])
+def test_the_apps_date_replaces_the_servers(name):
+    stamp = "Wed, 21 Oct 2015 07:28:00 GMT"
+    out = serialize(Response(b"x", headers=[(name, stamp)]))
+    assert out.lower().count(b"\r\ndate: ") == 1
+    assert f"{name}: {stamp}\r\n".encode() in out
+    assert EPOCH_DATE_LINE not in out
+
+
+def test_a_response_without_a_date_gets_the_servers():
+    out = serialize(Response(b"x", headers=[("X-Dated", "no")]), extra_headers=[("A", "b")])
+    assert out.count(EPOCH_DATE_LINE) == 1
+
+
+@pytest.mark.parametrize("http11", [True, False])
+def test_head_of_a_stream_without_a_length_announces_no_framing(http11):
+    out = serialize(Response(iter([b"abc"])), head_only=True, http11=http11)
+    assert b"Content-Length" not in out and b"Transfer-Encoding" not in out
+    assert out.endswith(b"\r\n\r\n")
+    out = serialize(Response(iter([b"abc"]), headers=[("Content-Length", "3")]),
+                    head_only=True, http11=http11)
+    assert b"Content-Length: 3\r\n" in out and out.endswith(b"\r\n\r\n")
