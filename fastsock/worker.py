@@ -69,8 +69,11 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         if isinstance(app, str):        # --no-preload: this worker imports the app itself
             app = load_app(app, config.interface)
             owned = say_owned(app, config)      # (preloaded, the master said it once)
-        else:
-            owned = owned_paths(app, reserved_paths(config))
+        else:                           # (what the master could read: it said so if not)
+            try:
+                owned = owned_paths(app, reserved_paths(config))
+            except Exception:           # noqa: BLE001
+                owned = set()
         step = "load the --ready-check"
         ready_check = load_callable(config.ready_check, "--ready-check") \
             if config.ready_check else None

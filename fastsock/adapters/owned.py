@@ -51,7 +51,12 @@ def owned_paths(app, paths) -> set[str]:
 def say_owned(app, config) -> set[str]:
     """Log one line for each reserved path the app routes itself; -> those paths."""
     reserved = reserved_paths(config)
-    owned = owned_paths(app, reserved)
+    try:
+        owned = owned_paths(app, reserved)
+    except Exception as e:              # noqa: BLE001  (the app's table: its own to report)
+        log.warning("cannot read the app's route table (%s: %s): fastsock answers %s",
+                    type(e).__name__, e, ", ".join(reserved) or "none of its paths")
+        return set()
     for path in sorted(owned):
         option, answer = _OPTIONS[reserved[path]]
         log.warning("the app's own %s route is served there: fastsock's %s answer is not "
@@ -79,10 +84,9 @@ def _django_routes(path: str) -> bool:
     """Django resolves path (or path/, which APPEND_SLASH redirects to) to a view without
     captured arguments."""
     urls = importlib.import_module("django.urls")      # (Django is the app's, when it is)
-    resolver = urls.get_resolver()
     for candidate in (path, path.rstrip("/") + "/"):
         try:
-            match = resolver.resolve(candidate)
+            match = urls.get_resolver().resolve(candidate)
         except urls.Resolver404:
             continue
         except Exception:               # noqa: BLE001  (a broken URLconf: the app's to report)

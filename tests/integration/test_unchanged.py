@@ -383,3 +383,19 @@ def test_a_refused_body_is_a_413_and_one_line_never_the_apps_traceback(
         assert sum(samples(scrape(s), "fastsock_requests_total").values()) >= 1
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("app", ["flask", "fastapi"])
+def test_pipelined_heads_without_a_length_leave_the_connection_in_step(servers, app):
+    """A HEAD whose head says no length sends no body: the next response on the same
+    connection starts right after it (a client that trusts framing is never misled)."""
+    from tests.support.sockets import Reader
+    with servers[app].connect(timeout=10) as sock:
+        sock.sendall(b"HEAD /gen HTTP/1.1\r\nHost: t\r\n\r\n" * 2 +
+                     b"GET /gen HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = Reader(sock)
+        for _ in range(2):
+            status, headers, _ = reader.response(head_only=True)
+            assert status == 200 and "transfer-encoding" not in headers
+        status, headers, body = reader.response()
+        assert (status, body) == (200, GEN)
