@@ -60,6 +60,25 @@ cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef frozenset _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
+class _UnknownLength:
+    """The body of a HEAD response whose GET length is not known (a WSGI or ASGI app's that
+    came without its body or a Content-Length): the head goes out with no framing at all,
+    rather than a "Content-Length: 0" its GET would belie."""
+
+    def __repr__(self):
+        return "UNKNOWN_LENGTH"
+
+    def __iter__(self):             # an iterator of nothing, should a GET ever pull it
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+
+UNKNOWN_LENGTH = _UnknownLength()
+cdef object _UNKNOWN_LENGTH = UNKNOWN_LENGTH
+
+
 cdef enum:
     TAIL_ROOM = 192             # the end of a usual head: Content-Length, Connection, Date
     DATE_MAX = 96               # a Date line longer than this is written on its own
@@ -182,9 +201,9 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     exception propagates.
 
     An app's Content-Length is kept: a whole body of another length is an invalid response
-    (nothing of it is sent); HEAD gets the declared length without the body, or no framing
-    at all when the length is not known (a streamed body: GET's length is not known either);
-    204 and 304 carry neither a body nor its framing. An app's Date replaces the server's."""
+    (nothing of it is sent); HEAD gets the declared length without the body, a stream's
+    framing (chunked) without the body, or none for a body of UNKNOWN_LENGTH; 204 and 304
+    carry neither a body nor its framing. An app's Date replaces the server's."""
     cdef type t = type(result)
     cdef bytes body = None, ct
     cdef const char* body_p = NULL
@@ -238,7 +257,7 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
             if type(resp.body) is not bytes:     # an iterator: stream it
                 if declared >= 0:               # framed by the app's length, counted
                     owed[0] = declared
-                elif http11 and not head_only:  # HEAD of an unknown length: no framing
+                elif http11 and not (head_only and resp.body is _UNKNOWN_LENGTH):
                     out.write_bytes(TE_CHUNKED)
                 else:
                     keep_alive = False           # HTTP/1.0: the body ends when the connection does

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastsock._handoff import BodyIn
 from fastsock._message import Response
+from fastsock._writer import UNKNOWN_LENGTH
 
 STREAM_ABOVE = 65536        # a body with a larger Content-Length (or chunked) is streamed in
 
@@ -16,10 +17,6 @@ class ClientDisconnected(OSError):
 # limit, 400 for broken framing. The server answered and logged it; the app's failure to read
 # it is no failure of the app's.
 REFUSALS = frozenset({"body too large", "refused"})
-# a HEAD response's body when its length is not known: no framing is sent (not
-# "Content-Length: 0" for a GET that sends 57 bytes). Any non-bytes body is streamed, and a
-# HEAD's never is: the writer sends the head alone.
-UNKNOWN_LENGTH = ()
 
 
 def stream_large_bodies(limit: int):
@@ -51,7 +48,8 @@ def app_response(status: int, headers, body) -> Response:
 
 def head_body(headers) -> object:
     """The body of an app's response to HEAD that came without one (the framework drops it):
-    b"" when the app declared its Content-Length (sent as declared), else UNKNOWN_LENGTH."""
+    b"" when the app declared its Content-Length (sent as declared), else UNKNOWN_LENGTH (no
+    framing: not "Content-Length: 0" for a GET that sends 57 bytes)."""
     for name, _ in headers:
         if len(name) == 14 and (name.lower() == "content-length" if type(name) is str
                                 else name.lower() == b"content-length"):

@@ -7,7 +7,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from fastsock._message import Response
 from fastsock._outbuf import OutBuffer
-from fastsock._writer import EPOCH_DATE_LINE, error_response, serialize
+from fastsock._writer import EPOCH_DATE_LINE, UNKNOWN_LENGTH, error_response, serialize
 
 DATE = b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
 # a write's size: small, or past the 16 KiB a buffer starts with
@@ -232,10 +232,13 @@ def test_a_response_without_a_date_gets_the_servers():
 
 
 @pytest.mark.parametrize("http11", [True, False])
-def test_head_of_a_stream_without_a_length_announces_no_framing(http11):
-    out = serialize(Response(iter([b"abc"])), head_only=True, http11=http11)
+def test_head_announces_what_get_sends_or_no_framing_when_its_length_is_unknown(http11):
+    out = serialize(Response(UNKNOWN_LENGTH), head_only=True, http11=http11)
     assert b"Content-Length" not in out and b"Transfer-Encoding" not in out
     assert out.endswith(b"\r\n\r\n")
     out = serialize(Response(iter([b"abc"]), headers=[("Content-Length", "3")]),
                     head_only=True, http11=http11)
     assert b"Content-Length: 3\r\n" in out and out.endswith(b"\r\n\r\n")
+    out = serialize(Response(iter([b"abc"])), head_only=True, http11=http11)
+    assert (b"Transfer-Encoding: chunked\r\n" in out) == http11      # as its GET
+    assert out.endswith(b"\r\n\r\n") and b"abc" not in out
