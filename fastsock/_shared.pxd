@@ -8,7 +8,6 @@ cdef enum:
     REQ_CELLS = 1024        # (route, method, status) request counters per slot; a power of 2
     DUR_CELLS = 256         # (route, method) duration histograms per slot; a power of 2
     N_PARSE_REASONS = 64
-    APP_METRICS_BYTES = 262144   # per slot, for application metrics (fastsock.appmetrics)
 
 # Why a connection closed: ONE table gives each reason its value and its metric label
 # (fastsock_connections_closed_total{reason=...}); the slots' counters are indexed by it.
@@ -98,6 +97,7 @@ cdef class SharedState:
     cdef object mm
     cdef char* base
     cdef readonly int nslots
+    cdef readonly Py_ssize_t app_bytes  # each area for application metrics (fastsock.appmetrics)
     cdef Header* header
     cdef list nudge_fds             # an eventfd per slot, made before the fork: any worker can
                                     # wake the worker in slot i to watch the listeners again

@@ -20,7 +20,8 @@ SIZE_MAX = sys.maxsize // 4     # sizes are Py_ssize_t in C, which adds two of t
                                 # line + header block; a chunk's size to the body so far)
 INT_MAX = 2 ** 31 - 1           # a C int (listen backlog), and the bound for other counts
 WORKERS_MAX = 1024              # each takes two shared-memory slots (itself and its rolling
-                                # replacement), ~330 KB and an eventfd each
+                                # replacement), ~60 KB plus --app-metrics-bytes and an
+                                # eventfd each
 PORT_MAX = 65535
 TIMER_MIN = 0.1                 # seconds: the shortest header, keep-alive or body timeout
 
@@ -123,6 +124,11 @@ class Config:
     metrics_path: str = _opt("/metrics", "path of the Prometheus metrics", path=True)
     metrics_port: int = _count(
         0, "serve the metrics on this port only (0: on the main port)", low=0, high=PORT_MAX)
+    app_metrics_bytes: int = _count(
+        1048576, "shared memory per worker for the app's prometheus_client metrics, in bytes "
+        "(a series takes about 100 to 200; the collectors' snapshot shares it); past it, new "
+        "series are not exposed: logged once, counted in fastsock_app_metrics_dropped_total",
+        low=4096, high=1 << 30)
     healthz_path: str = _opt("/healthz", "liveness path, answered by the server ('' = off)",
                              path=True)
     readyz_path: str = _opt("/readyz", "readiness path, answered by the server ('' = off)",

@@ -25,6 +25,7 @@ import signal
 import socket
 import time
 
+from fastsock import appmetrics
 from fastsock._shared import SharedState
 from fastsock.config import Config
 from fastsock.worker import SIGNALS, WATCHDOG_SIGNAL, run_worker
@@ -54,7 +55,9 @@ class Master:
         self.config, self.app, self.sock, self.wanted = config, app, sock, n
         self.metrics_sock = metrics_sock
         # room for every worker plus the replacements a rolling restart runs beside them
-        self.shared = SharedState(2 * n + 2)
+        self.shared = SharedState(2 * n + 2, (config.app_metrics_bytes + 7) & ~7)
+        if config.metrics:      # the app's values made before the fork: the master's
+            appmetrics.attach(self.shared.app_area(self.shared.nslots), bind=True)
         self.workers: dict[int, WorkerProcess] = {}
         self.backoff = 0.0
         self.next_spawn = 0.0
