@@ -52,10 +52,13 @@ LIVE_MODES = frozenset(("liveall", "livemin", "livemax", "livesum", "livemostrec
 _area: memoryview | None = None
 _pid = 0
 _offsets: dict[str, int] = {}         # key -> offset of its value in _area
+_reusable: dict[str, int] = {}        # a dead process's live-mode gauges: taken over when used
 _generation = 0                       # changes when a process attaches, so values re-bind
+_bound = 0                            # the generation whose values are all bound
 lock = threading.Lock()
 _values: weakref.WeakSet[SharedValue] = weakref.WeakSet()
-_said_full = False
+_full = False                         # this process's area had no room for a value: no
+_said_full = False                    # more are made in it (no series only partly shown)
 
 
 def entries(area: memoryview):
@@ -73,40 +76,46 @@ def entries(area: memoryview):
 def attach(area: memoryview, bind: bool = False) -> None:
     """Take an area, before serving (a worker) or forking (the master, bind=True: the values
     made so far are this process's). A worker keeps what a dead one left in it: its counters
-    to continue, its gauges as a dead process's (the live modes' taken over, from 0)."""
-    global _area, _pid, _generation
+    to continue, its gauges as a dead process's; a live mode's gauge entry is taken over (from
+    0) when this process first uses that series, as prometheus_client starts a new file."""
+    global _area, _pid, _generation, _full
     with lock:
         pid = os.getpid()
         if U64.unpack_from(area, USED)[0] < HEAD_SIZE:
             U64.pack_into(area, USED, HEAD_SIZE)
         _offsets.clear()
+        _reusable.clear()
         for key, owner, offset in entries(area):
             if owner == 0:
                 _offsets[key] = offset
             elif owner != pid and json.loads(key)[1] in LIVE_MODES:
-                _VALUE.pack_into(area, offset, 0.0, 0.0)
-                _ENTRY.pack_into(area, _entry_start(area, offset, key), len(key.encode()), pid)
-                _offsets[key] = offset
-        _area, _pid = area, pid
+                _reusable[key] = offset
+        _area, _pid, _full = area, pid, False
         _generation += 1
     if bind:
-        for value in list(_values):
-            value.get()
+        with lock:
+            next(iter(list(_values)), _Nothing)._bind()
 
 
-def _entry_start(area: memoryview, value_offset: int, key: str) -> int:
+def _entry_start(value_offset: int, key: str) -> int:
     return value_offset - ((8 + len(key.encode()) + 7) & ~7)
 
 
 def _offset_of(key: str, gauge: bool) -> int | None:
     """Where key's value is in this process's area, made if new; None when it is full."""
-    global _said_full
+    global _said_full, _full
     offset = _offsets.get(key)
-    if offset is None and _area is not None:
+    if offset is None and key in _reusable:
+        offset = _offsets[key] = _reusable.pop(key)
+        _VALUE.pack_into(_area, offset, 0.0, 0.0)  # type: ignore[arg-type]
+        _ENTRY.pack_into(_area, _entry_start(offset, key), len(key.encode()),  # type: ignore[arg-type]
+                         _pid)                     # (readers skip it until it is _pid's)
+    elif offset is None and _area is not None:
         raw = key.encode()
         used = U64.unpack_from(_area, USED)[0]
         start = (used + 8 + len(raw) + 7) & ~7
-        if start + _VALUE.size > len(_area) - U64.unpack_from(_area, SNAP_LEN)[0]:
+        if _full or start + _VALUE.size > len(_area) - U64.unpack_from(_area, SNAP_LEN)[0]:
+            _full = True
             U64.pack_into(_area, DROPPED, U64.unpack_from(_area, DROPPED)[0] + 1)
             if not _said_full:
                 _said_full = True
@@ -121,6 +130,12 @@ def _offset_of(key: str, gauge: bool) -> int | None:
         U64.pack_into(_area, USED, start + _VALUE.size)    # published last: readers never
         offset = _offsets[key] = start                      # see half an entry
     return offset
+
+
+class _Nothing:
+    @staticmethod
+    def _bind():
+        pass
 
 
 class SharedValue:
@@ -143,8 +158,15 @@ class SharedValue:
 
     def _bind(self):
         """Called holding lock: the value's offset in this process's area, found again after
-        an attach (a worker's values start from its area, not from what the master held)."""
+        an attach (a worker's values start from its area, not from what the master held).
+        The first value a process uses binds every value it has, as prometheus_client's first
+        use after a fork writes them all into the new process's files."""
+        global _bound
         if self._generation != _generation:
+            if _bound != _generation:
+                _bound = _generation
+                for value in list(_values):
+                    value._bind()
             self._generation = _generation
             self._offset = _offset_of(self._key, self._gauge)
             if self._offset is not None and self._local:
@@ -186,6 +208,13 @@ class SharedValue:
 def install() -> None:
     """Route every prometheus_client metric created from now on through shared memory, and
     those of the default registry made before (their values kept)."""
+    if values.ValueClass is SharedValue:
+        return
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
+        if os.environ.get(name):
+            log.warning("%s is set: fastsock's app metrics take the place of prometheus_client's "
+                        "multiprocess files (--no-metrics leaves prometheus_client to them)",
+                        name)
     values.ValueClass = SharedValue
     for collector in list(REGISTRY._collector_to_names):    # (no public way to list them)
         if isinstance(collector, (Counter, Gauge, Histogram, Summary)):
@@ -263,9 +292,19 @@ def _merge(merged: dict, newest: dict, k: tuple, mode: str, value: float, stamp:
 
 
 def _families(families: dict[str, Metric], merged: dict[tuple, float]):
+    """The merged values as families. A histogram's series shows only with its +Inf bucket, a
+    summary's only with its sum (the last values prometheus_client makes of each): one the
+    area had room for only part of is left out, as its dropped values are counted."""
+    whole = {(m, tuple(kv for kv in labels if kv[0] != "le"))
+             for m, name, labels in merged
+             if (families[m].type == "histogram" and ("le", "+Inf") in labels)
+             or (families[m].type == "summary" and name.endswith("_sum"))}
     buckets: dict[tuple, list] = {}
     for (metric_name, name, labels), value in sorted(merged.items()):
         family = families[metric_name]
+        if family.type in ("histogram", "summary") and \
+                (metric_name, tuple(kv for kv in labels if kv[0] != "le")) not in whole:
+            continue
         if family.type == "histogram" and name.endswith("_bucket"):
             rest = tuple(kv for kv in labels if kv[0] != "le")
             le = dict(labels)["le"]

@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().print_usage(sys.stderr)
             raise CLIError("missing the application (MODULE:ATTRIBUTE)")
         if config.preload:
-            # the app's prometheus_client metrics, made as it is imported, are summed
-            # across workers
-            appmetrics.install()
+            # the app's prometheus_client metrics, made as it is imported, merged across
+            # workers (with --no-metrics prometheus_client is left as it is)
+            if config.metrics:
+                appmetrics.install()
             app = load_app(config.app, config.interface)
         else:                           # only the workers import it (after the fork)
             check_spec(config.app)
