@@ -73,3 +73,13 @@ def prom(req):
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     return Response(generate_latest(registry), 200, content_type="text/plain")
+
+
+WIDE = Histogram("cmp_wide", "One histogram, many label values.", ["item"], buckets=(1, 5))
+
+
+@app.get("/wide/{n:int}")
+def wide(req, n):
+    for i in range(n):
+        WIDE.labels(item=f"item-{i:04d}").observe(i % 7)
+    return "ok"

@@ -236,3 +236,50 @@ def test_info_enum_and_registry_collectors_per_worker(serve):
     check = subprocess.run([prometheus_bin("promtool"), "check", "metrics"],
                            input=text.encode(), capture_output=True)
     assert check.returncode == 0, check
+
+
+def wide_series(text: str) -> dict:
+    """{item: (+Inf bucket, count)} of cmp_wide."""
+    inf = {k.split('"')[1]: v for k, v in samples(text, "cmp_wide_bucket").items()
+           if 'le="+Inf"' in k}
+    counts = {k.split('"')[1]: v for k, v in samples(text, "cmp_wide_count").items()}
+    return {item: (inf.get(item), counts.get(item)) for item in set(inf) | set(counts)}
+
+
+def test_a_full_area_is_logged_once_and_counted_never_silent(serve):
+    """300 label values on one histogram in an area too small for them: what fits is shown
+    whole (no series without its +Inf bucket), the rest counted in
+    fastsock_app_metrics_dropped_total, and the process says so once in the log."""
+    small = serve("--workers", "2", "--app-metrics-bytes", "16384",
+                  app="tests.apps.promcompare:app")
+    wait_until(lambda: ready(small) == 200, what="readiness")
+    with httpx.Client(base_url=small.url) as c:
+        assert c.get("/wide/300").text == "ok"
+        assert c.get("/wide/300").text == "ok"           # the same worker: no new warning
+    text = small.get("/metrics").text
+    series = wide_series(text)
+    assert 0 < len(series) < 300, len(series)
+    assert all(inf == count == 2.0 for inf, count in series.values()), series
+    dropped = samples(text, "fastsock_app_metrics_dropped_total")[""]
+    assert dropped >= (300 - len(series)) * 4, dropped    # each series: sum + 3 buckets
+    check = subprocess.run([prometheus_bin("promtool"), "check", "metrics"],
+                           input=text.encode(), capture_output=True)
+    assert check.returncode == 0, check
+    assert small.log().count("is full") == 1, small.log()
+    assert "--app-metrics-bytes" in small.log()
+
+    # the option sizes it: the default area holds them all
+    roomy = serve("--workers", "2", app="tests.apps.promcompare:app")
+    wait_until(lambda: ready(roomy) == 200, what="readiness")
+    assert httpx.get(roomy.url + "/wide/300").text == "ok"
+    text = roomy.get("/metrics").text
+    assert len(wide_series(text)) == 300
+    assert samples(text, "fastsock_app_metrics_dropped_total") == {"": 0.0}
+    assert "is full" not in roomy.log()
+
+
+def test_the_area_size_option_is_checked_before_anything_starts(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "fastsock", "tests.apps.promcompare:app",
+                        "--app-metrics-bytes", "100"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and "--app-metrics-bytes" in r.stderr, r.stderr

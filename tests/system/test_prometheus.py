@@ -88,6 +88,14 @@ def test_real_prometheus_scrapes_exact_counts_from_two_workers(serve, tmp_path):
                    timeout=30, what=f"Prometheus to read {n} requests")
         assert query('up{job="fastsock"}') == 1.0
         assert query("fastsock_workers") == 2.0
+        # Prometheus's own scrapes are probes: out of the app's requests
+        assert query('sum(fastsock_probe_requests_total{route="/metrics"})') >= 1
+        assert query('count(fastsock_requests_total{route=~"/metrics|/readyz|/healthz"})') \
+            is None
+        # the standard collectors, per worker
+        wait_until(lambda: query('count(process_resident_memory_bytes{job="fastsock"})')
+                   == 2.0, timeout=30, what="both workers' process metrics")
+        assert query('count(count by (worker) (process_cpu_seconds_total))') == 2.0
         # every query of the Grafana dashboard runs against the real server's data
         for q in dashboard_queries(job="fastsock", rate="1m", range_="5m"):
             r = httpx.get(api, params={"query": q}).json()
