@@ -41,23 +41,28 @@ REFRESH = 1.0           # seconds between a worker's snapshots while it is scrap
 SCRAPED_LATELY = 120.0  # seconds after a scrape that workers keep their snapshots fresh
 
 
+_failed: set[int] = set()      # collectors whose failure was logged (once each)
+
+
 def local_families() -> list:
     """[name, help, type, unit, merged, samples] for what this process's collectors yield;
-    a collector that fails is logged and left out."""
+    a collector that fails is left out (its first failure logged with the traceback)."""
     out = []
     for collector in list(REGISTRY._collector_to_names):    # (no public way to list them)
         if isinstance(collector, SHARED):
             continue
         merged = isinstance(collector, (Info, Enum))
         try:
-            families = list(collector.collect())
+            families = [[f.name, f.documentation, f.type, f.unit, merged,
+                         [[s.name, dict(s.labels), float(s.value)] for s in f.samples]]
+                        for f in collector.collect()]
         except Exception:
-            log.exception("app metrics: the collector %r failed; left out of this scrape",
-                          collector)
+            if id(collector) not in _failed:
+                _failed.add(id(collector))
+                log.exception("app metrics: the collector %r failed: left out of /metrics "
+                              "while it fails (logged once)", collector)
             continue
-        for f in families:
-            out.append([f.name, f.documentation, f.type, f.unit, merged,
-                        [[s.name, s.labels, s.value] for s in f.samples]])
+        out.extend(families)
     return out
 
 
@@ -67,6 +72,7 @@ class Snapshots:
     def __init__(self, area: memoryview, pid: int):
         self.area, self.pid = area, pid
         self.last = 0.0
+        self.said_unwritable = False
 
     def tick(self) -> None:
         now = time.time()
@@ -78,7 +84,13 @@ class Snapshots:
         """Collect and store; False (counted as dropped, appmetrics logs) when it does not fit
         between the entries and the area's end."""
         self.last = time.time()
-        blob = json.dumps(local_families()).encode()
+        try:
+            blob = json.dumps(local_families()).encode()
+        except (TypeError, ValueError):     # a collector's labels that JSON cannot hold
+            if not self.said_unwritable:
+                self.said_unwritable = True
+                log.exception("app metrics: the collectors' figures cannot be stored")
+            return False
         area = self.area
         with lock:
             seq = U64.unpack_from(area, SNAP_SEQ)[0]

@@ -128,7 +128,7 @@ class Config:
         1048576, "shared memory per worker for the app's prometheus_client metrics, in bytes "
         "(a series takes about 100 to 200; the collectors' snapshot shares it); past it, new "
         "series are not exposed: logged once, counted in fastsock_app_metrics_dropped_total",
-        low=4096, high=1 << 30)
+        low=4096, high=1 << 26)
     healthz_path: str = _opt("/healthz", "liveness path, answered by the server ('' = off)",
                              path=True)
     readyz_path: str = _opt("/readyz", "readiness path, answered by the server ('' = off)",

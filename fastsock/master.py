@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 
 from fastsock import appmetrics
@@ -55,7 +56,13 @@ class Master:
         self.config, self.app, self.sock, self.wanted = config, app, sock, n
         self.metrics_sock = metrics_sock
         # room for every worker plus the replacements a rolling restart runs beside them
-        self.shared = SharedState(2 * n + 2, (config.app_metrics_bytes + 7) & ~7)
+        try:
+            self.shared = SharedState(2 * n + 2, (config.app_metrics_bytes + 7) & ~7)
+        except OSError as e:            # ENOMEM: e.g. a typo's --app-metrics-bytes
+            print(f"fastsock: error: cannot map the shared memory for {n} workers "
+                  f"(--app-metrics-bytes {config.app_metrics_bytes} each, twice over for "
+                  f"rolling restarts): {e.strerror}", file=sys.stderr)
+            raise SystemExit(2) from None
         if config.metrics:      # the app's values made before the fork: the master's
             appmetrics.attach(self.shared.app_area(self.shared.nslots), bind=True)
         self.workers: dict[int, WorkerProcess] = {}

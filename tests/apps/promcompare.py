@@ -83,3 +83,22 @@ def wide(req, n):
     for i in range(n):
         WIDE.labels(item=f"item-{i:04d}").observe(i % 7)
     return "ok"
+
+
+class Broken:
+    """A custom collector that fails while the app says so."""
+    failing = False
+
+    def collect(self):
+        if Broken.failing:
+            raise RuntimeError("the queue is unreachable")
+        yield GaugeMetricFamily("cmp_broken", "Fails on demand.", value=1)
+
+
+REGISTRY.register(Broken())
+
+
+@app.get("/break")
+def break_collector(req):
+    Broken.failing = True
+    return "ok"
