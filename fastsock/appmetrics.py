@@ -36,7 +36,8 @@ from prometheus_client.utils import floatToGoString
 log = logging.getLogger("fastsock.error")
 
 # an area: a header, then entries from HEAD_SIZE up; a snapshot (appcollectors.py) from
-# the end down
+# the end down. Its process writes all of it but SNAP_WANTED, which whichever worker answers a
+# scrape sets (a whole aligned double: a reader never sees half of one).
 U64 = struct.Struct("<Q")
 F64 = struct.Struct("<d")
 USED, DROPPED, SNAP_SEQ, SNAP_LEN, SNAP_WANTED, SNAP_PID = 0, 8, 16, 24, 32, 40
