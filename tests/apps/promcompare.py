@@ -8,7 +8,15 @@ worker takes which connection."""
 import os
 
 from prometheus_client import (
-    REGISTRY, CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary, generate_latest,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    Summary,
+    generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
 

@@ -159,9 +159,10 @@ def test_probes_and_scrapes_are_counted_apart_from_the_apps_requests(serve):
 def test_scrapes_on_the_metrics_port_are_probes_too(serve):
     port = free_port()
     server = serve("--metrics-port", str(port))
+    assert server.get("/healthz").status_code == 200
     for _ in range(2):
         assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert samples(text, "fastsock_requests_total") == {}
     assert samples(text, "fastsock_probe_requests_total") == {
-        '{route="/metrics",status="200"}': 2.0}
+        '{route="/healthz",status="200"}': 1.0, '{route="/metrics",status="200"}': 2.0}

