@@ -354,6 +354,7 @@ cdef class Connection(Lifecycle):
             if self.out.pending():
                 sent.append(self.out.getvalue())
                 self.out.consume(self.out.pending())
+                self.output_drained()       # as the loop after a send: a pushed stream goes on
                 progressed = True
             self.settle()
             if not progressed and (self.state != C_STREAM_OUT or self.streaming.pushed):
