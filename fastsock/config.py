@@ -80,6 +80,11 @@ class Config:
     thread_backlog: int = _count(
         1024, "requests that may queue for a busy thread pool; past it, 503 with Retry-After",
         low=0)
+    limit_concurrency: int = _count(
+        0, "requests each worker has in the app at once (handlers running, responses "
+        "streaming); past it, 503 with Retry-After, counted in "
+        "fastsock_requests_refused_total (0: no limit; health and metrics paths are never "
+        "refused)", low=0, off=0)
     handler_timeout: float = _seconds(
         0.0, "seconds an async or thread-pool handler may take before a 504 (0: no limit); a "
         "route's own timeout wins", off=0)
@@ -149,7 +154,8 @@ class Config:
         names = ("header_timeout", "keepalive_timeout", "body_timeout", "min_body_rate",
                  "graceful_timeout",
                  "output_high_water", "max_request_line", "max_header_bytes",
-                 "max_header_count", "max_body_size", "max_chunk_ext", "proxy_protocol")
+                 "max_header_count", "max_body_size", "max_chunk_ext", "proxy_protocol",
+                 "limit_concurrency")
         return {**{name: getattr(self, name) for name in names},
                 "count_requests": self.metrics}
 
