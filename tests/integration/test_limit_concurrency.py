@@ -149,6 +149,8 @@ def test_every_kind_of_handler_counts_until_its_response_is_done(tmp_path, app, 
         assert server.get("/healthz").status_code == 200
         assert server.get("/metrics").status_code == 200
         assert refused_total(server) == 2
+        requests = samples(server.get("/metrics").text, "fastsock_requests_total")
+        assert requests['{method="GET",route="unmatched",status="503"}'] == 2
         expected = b"started\nreleased\n" if path == "/hold-stream" else b"released\n"
         assert holder.release_all() == [expected] * N
         assert server.get("/hello").text == "hello\n"

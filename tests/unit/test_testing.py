@@ -331,3 +331,10 @@ def test_pushed_streams_past_the_output_bound_arrive_whole():
         assert client.get("/thread").content == chunk * count
     with TestClient(wsgi, timeout=10) as client:
         assert client.get("/").content == chunk * count
+
+
+def test_what_is_not_an_app_is_refused_at_once():
+    with pytest.raises(ValueError, match="not an application"):
+        TestClient(object())
+    with pytest.raises(ValueError, match="neither a fastsock App, a WSGI app"):
+        TestClient(lambda: None)
