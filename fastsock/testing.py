@@ -124,8 +124,11 @@ class _AppTransport(httpx.BaseTransport):
         with self.errors:
             try:
                 run_lifecycle(list(app.startup), self.runner)
-            except BaseException:
+            except BaseException as e:
+                original = self._lifespan_exception()
                 self._stop_runner()
+                if original is not None:    # what the app raised, as Starlette's client does
+                    raise original from e
                 raise
         self.dispatch = app.dispatcher((), self.runner)
         self.on_head = app.body_streams(self.runner, self.limits["max_body_size"])
@@ -144,6 +147,18 @@ class _AppTransport(httpx.BaseTransport):
                 raise failed
             if self.errors.records:         # e.g. lifespan.shutdown.failed, its message
                 raise RuntimeError(self.errors.records[0].getMessage())
+
+    def _lifespan_exception(self) -> BaseException | None:
+        """What an ASGI app's lifespan task raised at startup (after, or instead of, its
+        lifespan.startup.failed), or None."""
+        task = getattr(getattr(self.app, "_lifespan", None), "task", None)
+        if task is None:
+            return None
+        if not task.done():             # it says failed, then raises: let it
+            self.runner.aio.run_until_complete(asyncio.wait([task], timeout=1.0))
+        if task.done() and not task.cancelled():
+            return task.exception()
+        return None
 
     def _stop_runner(self) -> None:
         self.runner.close()

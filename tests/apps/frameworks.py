@@ -19,7 +19,7 @@ def make_fastapi() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if "startup" in FAIL_AT:
-            raise RuntimeError("no database at startup")
+            raise ConnectionError("no database at startup")
         app.state.db = "connected"
         EVENTS.append("startup")
         yield

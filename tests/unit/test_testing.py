@@ -268,8 +268,9 @@ def test_a_failing_lifespan_is_raised(frameworks, where):
     frameworks.FAIL_AT.add(where)
     app = frameworks.make_fastapi()
     if where == "startup":
-        with pytest.raises(RuntimeError, match="no database at startup"):
+        with pytest.raises(ConnectionError, match="no database at startup") as raised:
             TestClient(app).__enter__()
+        assert type(raised.value) is ConnectionError   # the app's own, as Starlette raises it
         return
     client = TestClient(app).__enter__()
     assert client.get("/").text == "db connected"
@@ -338,3 +339,25 @@ def test_what_is_not_an_app_is_refused_at_once():
         TestClient(object())
     with pytest.raises(ValueError, match="neither a fastsock App, a WSGI app"):
         TestClient(lambda: None)
+
+
+@pytest.mark.parametrize("mode, raised, match", [
+    ("fail", RuntimeError, "lifespan startup failed: no database"),    # startup.failed sent
+    ("raise", RuntimeError, "startup exploded"),                       # the app's exception
+])
+def test_a_raw_asgi_lifespan_that_fails_is_raised(monkeypatch, tmp_path, mode, raised, match):
+    import tests.apps.asgi as module
+    monkeypatch.setattr(module, "LIFESPAN", mode)
+    monkeypatch.setattr(module, "OUT", tmp_path)
+    with pytest.raises(raised, match=match):
+        TestClient(module.app).__enter__()
+
+
+def test_a_raw_asgi_app_without_lifespan_is_served(monkeypatch, tmp_path):
+    import tests.apps.asgi as module
+    monkeypatch.setattr(module, "LIFESPAN", "none")
+    monkeypatch.setattr(module, "OUT", tmp_path)
+    with TestClient(module.app) as client:
+        r = client.get("/scope?q=1")
+        assert r.status_code == 200 and r.json()["state"] == {}     # no lifespan state
+        assert r.json()["query_string"] == "q=1"
