@@ -141,6 +141,14 @@ def test_a_timed_out_request_never_stalls_the_next():
             await asyncio.sleep(0.01)
         return "late"
 
+    @app.get("/stuck-stream")
+    def stuck_stream(req):
+        async def events():
+            yield "first\n"
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+        return Response(events(), content_type="text/event-stream")
+
     @app.get("/ok")
     def ok(req):
         return "ok"
@@ -151,7 +159,7 @@ def test_a_timed_out_request_never_stalls_the_next():
 
     try:
         with TestClient(app, timeout=0.3) as client:
-            for stuck in ("/stuck-thread", "/stuck-task"):
+            for stuck in ("/stuck-thread", "/stuck-task", "/stuck-stream"):
                 with pytest.raises(httpx.ReadTimeout):
                     client.get(stuck)
                 assert not release.is_set()
