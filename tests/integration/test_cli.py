@@ -1,6 +1,7 @@
 """The command line: both entry points, options from flags and FASTSOCK_* variables, and
 clear errors instead of tracebacks."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -283,3 +284,32 @@ def test_reload_of_a_missing_module_is_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.splitlines() == [
         "fastsock: error: cannot import module 'no_such_module_xyz': no such module"]
+
+
+def help_flags() -> set[str]:
+    """Every flag `fastsock --help` lists (its --no- forms included), --help aside."""
+    out = run_cli("--help").stdout
+    flags = set()
+    for line in out.splitlines():
+        head = re.match(r" {2}(-{1,2}\w[\w-]*(?: [A-Z_]+)?(?:, -{1,2}\w[\w-]*(?: [A-Z_]+)?)*)",
+                        line)           # an option's line: its flags (and metavar), then help
+        if head:
+            flags |= set(re.findall(r"--[a-z][a-z0-9-]*", head.group(1)))
+    return flags - {"--help"}
+
+
+def table_flags() -> set[str]:
+    """The flags named in the first column of the compared page's flag-by-flag table."""
+    page = (ROOT / "docs" / "compared.md").read_text()
+    table = page.split("## Flag by flag", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")][2:]  # no header
+    return {flag for row in rows for flag in re.findall(r"`(--[a-z][a-z0-9-]*)",
+                                                          row.split("|")[1])}
+
+
+def test_the_compared_table_names_every_flag_and_only_real_ones():
+    flags, table = help_flags(), table_flags()
+    assert {"--port", "--reload", "--no-reload", "--workers", "--version"} <= flags  # parsed
+    assert not flags - table, f"flags missing from docs/compared.md: {sorted(flags - table)}"
+    assert not table - flags, f"docs/compared.md names flags fastsock has not: " \
+                              f"{sorted(table - flags)}"
