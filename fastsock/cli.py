@@ -59,8 +59,8 @@ def cannot_listen(e: CannotListen, config, given_as: dict[str, str]) -> tuple[in
         why = "" if e.option == "uds" else " (below 1024 needs CAP_NET_BIND_SERVICE)"
         return 2, f"{named(e.option)}: permission denied{why}"
     if e.errno == errno.EADDRINUSE:
-        where = e.where + (f" (metrics: {config.metrics_port})" if config.metrics_port else "")
-        return 1, f"cannot listen on {where}: address already in use"
+        which = " (the metrics port)" if e.option == "metrics_port" else ""
+        return 1, f"cannot listen on {e.where}{which}: address already in use"
     return 1, f"cannot listen on {e.where}: {e.strerror}"
 
 

@@ -87,7 +87,3 @@ def default_workers(cgroup_root: str | Path = "/sys/fs/cgroup",
                     proc_self_cgroup: str | Path = "/proc/self/cgroup",
                     affinity: set[int] | None = None) -> int:
     return auto_workers(cgroup_root, proc_self_cgroup, affinity)[0]
-
-
-def worker_count(setting: str) -> int:
-    return default_workers() if setting == "auto" else int(setting)

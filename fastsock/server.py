@@ -48,8 +48,8 @@ def serve(config: Config, app, sock: socket.socket | None = None) -> None:
     metrics_sock = None
     if config.metrics and config.metrics_port:
         try:
-            metrics_sock = listen_socket(dataclasses.replace(config, port=config.metrics_port,
-                                                             uds=""))
+            metrics_sock = listen_socket(dataclasses.replace(
+                config, port=config.metrics_port, metrics_port=0, uds=""))
         except OSError as e:
             sock.close()
             raise CannotListen("metrics_port", f"{config.host}:{config.metrics_port}", e) from e

@@ -313,3 +313,16 @@ def test_the_compared_table_names_every_flag_and_only_real_ones():
     assert not flags - table, f"flags missing from docs/compared.md: {sorted(flags - table)}"
     assert not table - flags, f"docs/compared.md names flags fastsock has not: " \
                               f"{sorted(table - flags)}"
+
+
+def test_a_metrics_port_in_use_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run_cli("tests.apps.native:app", "--host", "127.0.0.1", "--port", str(free_port()),
+                    "--metrics-port", str(port))
+    assert r.returncode == 1
+    (line,) = r.stderr.splitlines()
+    assert line == (f"fastsock: error: cannot listen on 127.0.0.1:{port} (the metrics port): "
+                    f"address already in use"), line

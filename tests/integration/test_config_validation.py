@@ -102,7 +102,7 @@ def test_the_largest_accepted_values_fit_the_c_side():
     import socket
     largest = {f.name: f.metadata["high"] for f in dataclasses.fields(Config)
                if "high" in f.metadata}
-    config = Config(**{**largest, "run_sync": "inline"})
+    config = Config(**{**largest, "run_sync": "inline", "metrics_port": 0})  # not the port
     Loop(config.limits())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
