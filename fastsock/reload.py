@@ -4,6 +4,7 @@ does, and the new worker imports the app afresh (--reload turns --preload off)."
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.util
 import logging
 import os
 import sys
@@ -25,7 +26,8 @@ def app_directory(spec: str) -> Path:
     For a package installed in site-packages, the package's own directory."""
     module_name, _ = check_spec(spec)
     top = module_name.split(".")[0]
-    found = importlib.machinery.PathFinder.find_spec(top, [os.getcwd(), *sys.path])
+    found = (importlib.machinery.PathFinder.find_spec(top, [os.getcwd(), *sys.path])
+             or importlib.util.find_spec(top))      # an editable install's finder: no import
     if found is None:
         raise LoadError(f"cannot import module {module_name!r}: no such module")
     if found.origin and found.origin not in ("namespace", "built-in", "frozen"):
