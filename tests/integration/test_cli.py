@@ -251,6 +251,8 @@ def test_reload_restarts_the_worker_when_the_app_changes(cli, tmp_path):
     assert len(restarts) >= 4 and all("svc.py changed" in line for line in restarts)
     wait_until(lambda: len(children(server.proc.pid)) == 1, what="the old workers gone",
                server=server)
+    server.proc.send_signal(signal.SIGTERM)             # the watcher never holds up a stop
+    assert server.proc.wait(10) == 0
 
 
 def test_reload_in_a_package_watches_the_project(cli, tmp_path):
