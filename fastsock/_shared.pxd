@@ -88,6 +88,7 @@ cdef struct Slot:
     long long request_bytes
     long long response_bytes
     long long untracked     # requests whose (route, method, status) found no free cell
+    long long refused_concurrency   # requests answered 503 past --limit-concurrency
     long long closed[N_CLOSE_REASONS]
     long long parse_errors[N_PARSE_REASONS]
     ReqCell req_cells[REQ_CELLS]

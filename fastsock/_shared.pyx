@@ -183,7 +183,7 @@ cdef class SharedState:
         cdef DurCell* d
         requests, durations, closed, parse_errors, workers = {}, {}, [0] * N_CLOSE_REASONS, {}, {}
         totals = dict(in_flight=0, accepted=0, open=0, request_bytes=0, response_bytes=0,
-                      untracked=0)
+                      untracked=0, refused_concurrency=0)
         for i in range(self.nslots):
             s = self.slot(i)
             if s.state != SLOT_FREE and s.pid:
@@ -192,6 +192,7 @@ cdef class SharedState:
             totals["request_bytes"] += s.request_bytes
             totals["response_bytes"] += s.response_bytes
             totals["untracked"] += s.untracked
+            totals["refused_concurrency"] += s.refused_concurrency
             if s.state != SLOT_FREE:
                 totals["in_flight"] += s.in_flight
                 totals["open"] += s.conns

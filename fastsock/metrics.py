@@ -82,6 +82,12 @@ class CoreCollector:
         yield CounterMetricFamily("fastsock_untracked_requests",
                                   "Requests past the label table's capacity (not in "
                                   "fastsock_requests_total).", value=snap["untracked"])
+        refused = CounterMetricFamily("fastsock_requests_refused",
+                                      "Requests answered 503 by the server before the app "
+                                      "(reason: concurrency, past --limit-concurrency).",
+                                      labels=["reason"])
+        refused.add_metric(["concurrency"], snap["refused_concurrency"])
+        yield refused
         yield CounterMetricFamily("fastsock_connections_accepted", "Connections accepted.",
                                   value=snap["accepted"])
         yield GaugeMetricFamily("fastsock_connections_open", "Connections open now.",

@@ -64,6 +64,9 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
                     timeout=config.handler_timeout,
                     threads_by_default=config.run_sync == "thread")
     loop.on_stream = runner.start_feed
+    if config.limit_concurrency:
+        loop.on_refused = dispatch.refuse_over_limit(
+            config, access_log.log if access_log is not None else None)
     try:
         # what can keep the app from starting: the master stops instead of respawning it
         step = "import the app"
