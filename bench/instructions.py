@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 VARIANTS = {"metrics on": ([], "examples.hello:app", ROOT),
             "metrics off": (["--no-metrics"], "examples.hello:app", ROOT),
             "metrics on, JSON access log": (["--access-log", "json"], "examples.hello:app", ROOT),
+            "metrics on, concurrency cap": (["--limit-concurrency", "1000"],
+                                            "examples.hello:app", ROOT),
             "text route": ([], "text_hello:app", ROOT),
             "JSON route": ([], "json_hello:app", ROOT)}
 

@@ -14,6 +14,7 @@ cdef class Connection(Lifecycle):
     cdef void setup(self, Context ctx, object dispatch, int fd)
     cdef int produce(self) except -1
     cdef int _respond(self, Request req) except -1
+    cdef object _over_limit(self, Request req)
     cdef int _on_head(self) except -1
     cdef int _stream_body_in(self) except -1
     cdef int resume(self, object result) except -1

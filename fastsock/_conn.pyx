@@ -32,6 +32,7 @@ error_log = logging.getLogger("fastsock.error")
 
 from fastsock import responses
 cdef Response SERVER_ERROR = responses.SERVER_ERROR
+cdef Response CONCURRENCY_FULL = responses.CONCURRENCY_FULL
 
 
 cdef class Connection(Lifecycle):
@@ -117,12 +118,17 @@ cdef class Connection(Lifecycle):
         self._to(C_WRITE)
         req.client = self.client()
         ctx.slot.in_flight += 1
-        try:
-            result = self.dispatch(req)
-        except BaseException:
-            # dispatch answers handler errors itself; this is the last line of defence
-            error_log.exception("dispatch failed for %s %s", req.method, req.path)
-            result = SERVER_ERROR
+        result = None
+        if ctx.limits.limit_concurrency and (
+                ctx.waiting + ctx.streaming >= ctx.limits.limit_concurrency):
+            result = self._over_limit(req)
+        if result is None:
+            try:
+                result = self.dispatch(req)
+            except BaseException:
+                # dispatch answers handler errors itself; this is the last line of defence
+                error_log.exception("dispatch failed for %s %s", req.method, req.path)
+                result = SERVER_ERROR
         if type(result) is Deferred:
             d = <Deferred>result
             if not d.done:              # the handler runs elsewhere: wait for it
@@ -134,6 +140,21 @@ cdef class Connection(Lifecycle):
             result = d.result
         ctx.slot.in_flight -= 1
         return self._write_result(req, result, t0)
+
+    cdef object _over_limit(self, Request req):
+        """--limit-concurrency is reached (the requests waiting for a handler and the
+        responses streaming out): the refusal, or None for a request never refused (the
+        server's own routes: on_refused says which, and logs)."""
+        cdef Context ctx = self.ctx
+        refusal = CONCURRENCY_FULL
+        if ctx.on_refused is not None:
+            try:
+                refusal = ctx.on_refused(req)
+            except Exception:
+                error_log.exception("on_refused failed for %s %s", req.method, req.path)
+        if refusal is not None:
+            ctx.slot.refused_concurrency += 1
+        return refusal
 
     cdef int _on_head(self) except -1:
         """A head with a body is in (announced heads: some route streams its body). Either
@@ -293,6 +314,7 @@ cdef class Connection(Lifecycle):
         """Its head is written; its body streams out now, then the connection goes on (or
         closes: last_response)."""
         self.streaming = s
+        self.ctx.streaming += 1             # in the app until its last chunk (_streamed)
         self.last_response = not keep_alive
         if not keep_alive:
             self.close_reason = CLOSE_SERVER
@@ -307,6 +329,7 @@ cdef class Connection(Lifecycle):
                 self.ctx.on_later(self)
             return 0
         self.streaming = None
+        self.ctx.streaming -= 1
         if step == OUT_DONE:                # what the stream is framed by is written
             self._to(C_CLOSING if self.last_response else C_WRITE)
         elif step == OUT_BROKEN:
@@ -354,6 +377,7 @@ cdef class Connection(Lifecycle):
             if self.out.pending():
                 sent.append(self.out.getvalue())
                 self.out.consume(self.out.pending())
+                self.output_drained()       # as the loop after a send: a pushed stream goes on
                 progressed = True
             self.settle()
             if not progressed and (self.state != C_STREAM_OUT or self.streaming.pushed):

@@ -16,6 +16,7 @@ cdef struct Limits:
     Py_ssize_t max_body_size
     Py_ssize_t max_chunk_ext
     bint proxy_protocol             # a PROXY protocol header comes first on every connection
+    int limit_concurrency           # requests in the app at once, past which 503 (0: none)
     bint count_requests             # per-request counters and durations (metrics on)
 
 
@@ -27,11 +28,15 @@ cdef class Context:
     cdef bytes date_line            # "Date: ...\r\n", renewed by the loop once a second
     cdef bint keep_alive            # False once draining: every response closes its connection
     cdef int waiting                # connections in C_WAIT: the loop runs asyncio while > 0
+    cdef int streaming              # connections streaming a response out (C_STREAM_OUT):
+                                    # with `waiting`, the requests in the app (--limit-concurrency)
     cdef object on_resume           # callable(conn) once a deferred response is written (the
                                     # loop sends it), or None (feed() in tests)
     cdef object on_later            # callable(conn): drive it again at the loop's next turn,
                                     # after the other connections' events; or None
     cdef public object on_stream    # callable(feed, async_iterator): push its chunks, or None
+    cdef public object on_refused   # callable(req) past --limit-concurrency: the refusal (and
+                                    # its log line), or None for a request never refused
     cdef public object on_head      # callable(req) -> BodyIn when its route streams its body
                                     # (it is then dispatched at once), or None; None: no
                                     # route streams, and heads are not announced

@@ -6,7 +6,10 @@ from fastsock._shared import SharedState
 class Context:
     on_stream: Callable[[Any, Any], None] | None
     on_head: Callable[[Any], Any] | None
+    on_refused: Callable[[Any], Any] | None
     def __init__(self, limits: dict[str, Any], shared: SharedState | None = None,
                  slot: int = -1) -> None: ...
     @property
     def waiting(self) -> int: ...
+    @property
+    def streaming(self) -> int: ...

@@ -24,3 +24,7 @@ cdef class Context:
     @property
     def waiting(self):
         return self.waiting
+
+    @property
+    def streaming(self):
+        return self.streaming

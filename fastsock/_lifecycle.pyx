@@ -282,6 +282,7 @@ cdef class Lifecycle(Endpoint):
         if self.streaming is not None:
             self.streaming.close()
             self.streaming = None
+            self.ctx.streaming -= 1
         self._to(C_CLOSED)
         self.out.consume(self.out.pending())
         self.out.release()

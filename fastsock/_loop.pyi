@@ -18,3 +18,4 @@ class Loop(ConnIO):
     def retire(self) -> None: ...
     on_stream: Callable[[Any, Any], None] | None
     on_head: Callable[[Any], Any] | None
+    on_refused: Callable[[Any], Any] | None

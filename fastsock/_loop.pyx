@@ -203,6 +203,15 @@ cdef class Loop(ConnIO):
         self.ctx.on_head = value
 
     @property
+    def on_refused(self):
+        return self.ctx.on_refused
+
+    @on_refused.setter
+    def on_refused(self, value):
+        """callable(req) past --limit-concurrency: the refusal, or None to serve it."""
+        self.ctx.on_refused = value
+
+    @property
     def on_stream(self):
         return self.ctx.on_stream
 

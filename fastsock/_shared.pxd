@@ -8,7 +8,6 @@ cdef enum:
     REQ_CELLS = 1024        # (route, method, status) request counters per slot; a power of 2
     DUR_CELLS = 256         # (route, method) duration histograms per slot; a power of 2
     N_PARSE_REASONS = 64
-    APP_METRICS_BYTES = 262144   # per slot, for application metrics (fastsock.appmetrics)
 
 # Why a connection closed: ONE table gives each reason its value and its metric label
 # (fastsock_connections_closed_total{reason=...}); the slots' counters are indexed by it.
@@ -89,6 +88,7 @@ cdef struct Slot:
     long long request_bytes
     long long response_bytes
     long long untracked     # requests whose (route, method, status) found no free cell
+    long long refused_concurrency   # requests answered 503 past --limit-concurrency
     long long closed[N_CLOSE_REASONS]
     long long parse_errors[N_PARSE_REASONS]
     ReqCell req_cells[REQ_CELLS]
@@ -98,6 +98,7 @@ cdef class SharedState:
     cdef object mm
     cdef char* base
     cdef readonly int nslots
+    cdef readonly Py_ssize_t app_bytes  # each area for application metrics (fastsock.appmetrics)
     cdef Header* header
     cdef list nudge_fds             # an eventfd per slot, made before the fork: any worker can
                                     # wake the worker in slot i to watch the listeners again

@@ -84,10 +84,16 @@ cdef void count_request(Slot* s, int route, int method, int status, double secon
 
 
 cdef class SharedState:
-    def __cinit__(self, int nslots):
+    def __cinit__(self, int nslots, Py_ssize_t app_bytes=262144):
         cdef Py_buffer view
+        if app_bytes < 64 or app_bytes % 8:
+            raise ValueError("app_bytes: a multiple of 8, at least 64")
         self.nslots = nslots
-        self.mm = mmap.mmap(-1, sizeof(Header) + nslots * (sizeof(Slot) + APP_METRICS_BYTES))
+        self.app_bytes = app_bytes
+        # an app-metrics area per slot, and one more: the master's (the app's values made
+        # before the fork)
+        self.mm = mmap.mmap(-1, sizeof(Header) + nslots * sizeof(Slot)
+                            + (nslots + 1) * app_bytes)
         PyObject_GetBuffer(self.mm, &view, PyBUF_WRITABLE)
         self.base = <char*>view.buf     # the mapping outlives this view: self.mm keeps it
         PyBuffer_Release(&view)
@@ -155,9 +161,16 @@ cdef class SharedState:
         return -1
 
     def app_area(self, int i):
-        """A writable view of slot i's area for application metrics."""
-        cdef Py_ssize_t start = sizeof(Header) + self.nslots * sizeof(Slot) + i * APP_METRICS_BYTES
-        return memoryview(self.mm)[start:start + APP_METRICS_BYTES]
+        """A writable view of slot i's area for application metrics (i == nslots: the
+        master's)."""
+        cdef Py_ssize_t start = sizeof(Header) + self.nslots * sizeof(Slot) + i * self.app_bytes
+        if not 0 <= i <= self.nslots:
+            raise IndexError(i)
+        return memoryview(self.mm)[start:start + self.app_bytes]
+
+    def slot_pid(self, int i):
+        """The pid of slot i's worker (0 while it is free or being forked)."""
+        return self.slot(i).pid
 
     # ---- the scrape's side: a snapshot summed over every slot ever used
 
@@ -170,7 +183,7 @@ cdef class SharedState:
         cdef DurCell* d
         requests, durations, closed, parse_errors, workers = {}, {}, [0] * N_CLOSE_REASONS, {}, {}
         totals = dict(in_flight=0, accepted=0, open=0, request_bytes=0, response_bytes=0,
-                      untracked=0)
+                      untracked=0, refused_concurrency=0)
         for i in range(self.nslots):
             s = self.slot(i)
             if s.state != SLOT_FREE and s.pid:
@@ -179,6 +192,7 @@ cdef class SharedState:
             totals["request_bytes"] += s.request_bytes
             totals["response_bytes"] += s.response_bytes
             totals["untracked"] += s.untracked
+            totals["refused_concurrency"] += s.refused_concurrency
             if s.state != SLOT_FREE:
                 totals["in_flight"] += s.in_flight
                 totals["open"] += s.conns

@@ -1,14 +1,20 @@
 """One typed Config, built from command-line flags and FASTSOCK_* environment variables.
 
 Each field is one option: `--header-timeout` on the command line, `FASTSOCK_HEADER_TIMEOUT` in
-the environment (a flag wins over the variable, the variable over the default).
+the environment. A flag wins over the variable, the variable over the platforms' convention
+(`PORT`, `WEB_CONCURRENCY`: set for whatever runs, where FASTSOCK_* is set for fastsock alone),
+and that over the default.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
+import ipaddress
 import math
 import os
+import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,9 +26,14 @@ SIZE_MAX = sys.maxsize // 4     # sizes are Py_ssize_t in C, which adds two of t
                                 # line + header block; a chunk's size to the body so far)
 INT_MAX = 2 ** 31 - 1           # a C int (listen backlog), and the bound for other counts
 WORKERS_MAX = 1024              # each takes two shared-memory slots (itself and its rolling
-                                # replacement), ~330 KB and an eventfd each
+                                # replacement), ~60 KB plus --app-metrics-bytes and an
+                                # eventfd each
 PORT_MAX = 65535
 TIMER_MIN = 0.1                 # seconds: the shortest header, keep-alive or body timeout
+UDS_MAX = 107                   # bytes of a Unix socket path: sun_path holds 108 with its NUL
+PATH_CHARS = re.compile(r"[!-~]*")     # printable ASCII without space: a request target's
+# a host name as RFC 1123 spells one: dot-separated labels of letters, digits and inner hyphens
+HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
 def _opt(default, help: str, **kw):
@@ -46,11 +57,13 @@ def _count(default, help: str, low=1, high=INT_MAX, **kw):
 class Config:
     app: str = _opt("", "the application, as MODULE:ATTRIBUTE", positional=True)
     host: str = _opt("0.0.0.0", "address to listen on")
-    port: int = _count(8000, "TCP port to listen on (0: any free one)", low=0, high=PORT_MAX)
+    port: int = _count(8000, "TCP port to listen on (0: any free one)", low=0, high=PORT_MAX,
+                       convention="PORT")
     uds: str = _opt("", "serve on this Unix socket path instead of host:port")
     workers: str = _count(
-        "auto", "worker processes: a number, or auto (the cgroup CPU quota and affinity)",
-        high=WORKERS_MAX, words=("auto",))
+        "auto", "worker processes: a number, or auto (the cgroup CPU quota and affinity; "
+        "without a quota, at most 8)", high=WORKERS_MAX, words=("auto",),
+        convention="WEB_CONCURRENCY")
     backlog: int = _count(2048, "listen backlog")
     accept: str = _opt(
         "exclusive", "how workers share new connections: exclusive (one socket; a connection "
@@ -71,6 +84,10 @@ class Config:
     preload: bool = _opt(
         True, "import the app once, in the master, before forking the workers (off: each "
         "worker imports it after the fork, for apps that must not be imported before it)")
+    reload: bool = _opt(
+        False, "development: restart the worker when a .py file under the app's directory "
+        "changes (one worker, importing the app itself; needs watchfiles: pip install "
+        "'fastsock[reload]')")
     threads: int = _count(
         32, "threads per worker for handlers that run in the thread pool (0: no pool)", low=0)
     run_sync: str = _opt(
@@ -80,6 +97,11 @@ class Config:
     thread_backlog: int = _count(
         1024, "requests that may queue for a busy thread pool; past it, 503 with Retry-After",
         low=0)
+    limit_concurrency: int = _count(
+        0, "requests each worker has in the app at once (handlers running, responses "
+        "streaming); past it, 503 with Retry-After, counted in "
+        "fastsock_requests_refused_total (0: no limit; health and metrics paths are never "
+        "refused)", low=0, off=0)
     handler_timeout: float = _seconds(
         0.0, "seconds an async or thread-pool handler may take before a 504 (0: no limit); a "
         "route's own timeout wins", off=0)
@@ -123,6 +145,11 @@ class Config:
     metrics_path: str = _opt("/metrics", "path of the Prometheus metrics", path=True)
     metrics_port: int = _count(
         0, "serve the metrics on this port only (0: on the main port)", low=0, high=PORT_MAX)
+    app_metrics_bytes: int = _count(
+        1048576, "shared memory per worker for the app's prometheus_client metrics, in bytes "
+        "(a series takes about 100 to 200; the collectors' snapshot shares it); past it, new "
+        "series are not exposed: logged once, counted in fastsock_app_metrics_dropped_total",
+        low=4096, high=1 << 26)
     healthz_path: str = _opt(
         "/healthz", "liveness path, answered by the server ('' = off; an app's own route there "
         "wins)", path=True)
@@ -155,7 +182,8 @@ class Config:
         names = ("header_timeout", "keepalive_timeout", "body_timeout", "min_body_rate",
                  "graceful_timeout",
                  "output_high_water", "max_request_line", "max_header_bytes",
-                 "max_header_count", "max_body_size", "max_chunk_ext", "proxy_protocol")
+                 "max_header_count", "max_body_size", "max_chunk_ext", "proxy_protocol",
+                 "limit_concurrency")
         return {**{name: getattr(self, name) for name in names},
                 "count_requests": self.metrics}
 
@@ -173,6 +201,81 @@ class Config:
         if self.forwarded_allow_ips:
             from fastsock.forwarded import Proxies
             Proxies(self.forwarded_allow_ips)       # ValueError names a bad entry
+        _check_host(self.host)
+        if self.uds:
+            _check_uds(self.uds)
+        if self.log_config:
+            _check_readable("log_config", self.log_config)
+        if self.metrics_port and self.metrics_port == self.port and not self.uds:
+            raise OptionError("metrics_port", f"must differ from the port, not {self.port}")
+        served = [(name, getattr(self, name)) for name in SERVED_PATHS if getattr(self, name)]
+        for i, (name, path) in enumerate(served):
+            for other, same in served[:i]:
+                if path == same:
+                    raise OptionError(name, f"must differ from {other}, not {path!r}")
+        if self.reload:
+            _check_reload(self)
+
+
+SERVED_PATHS = ("healthz_path", "readyz_path", "metrics_path")
+
+
+def _check_host(host: str) -> None:
+    """An IPv4 or IPv6 address, or a host name: never what getaddrinfo would read some other
+    way ('1.2.3' as 1.2.0.3, a leading zero as octal) or fail on after the start."""
+    try:
+        if ":" in host:
+            ipaddress.IPv6Address(host)
+        elif host.replace(".", "").isdigit():
+            ipaddress.IPv4Address(host)
+        elif not (len(host) <= 253 and HOST_NAME.fullmatch(host)):
+            raise ValueError(host)
+    except ValueError:
+        hint = " (without brackets)" if host.startswith("[") else ""
+        raise OptionError("host", f"must be an IP address{hint} or a host name, "
+                                  f"not {_show(host)}") from None
+
+
+def _check_uds(path: str) -> None:
+    """A path a Unix socket can be bound at: short enough, in a directory that exists and we
+    may write, and not a file that is not a socket (a stale socket is replaced)."""
+    if len(os.fsencode(path)) > UDS_MAX:
+        raise OptionError("uds", f"must be at most {UDS_MAX} bytes long (a Unix socket path), "
+                                 f"not {_show(path)}")
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise OptionError("uds", f"must be in an existing directory, not {_show(path)} "
+                                 f"({parent} is not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OptionError("uds", f"must be in a directory this user may write, not "
+                                 f"{_show(path)}")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OptionError("uds", f"must not be an existing file other than a socket, not "
+                                 f"{_show(path)}")
+
+
+def _check_readable(name: str, path: str) -> None:
+    if not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        raise OptionError(name, f"must be a readable file, not {_show(path)}")
+
+
+def _check_reload(config: Config) -> None:
+    """--reload: one worker that imports the app itself, so that a restart imports the changed
+    code; the watcher (watchfiles) present before anything starts."""
+    if config.workers not in ("auto", "1"):
+        raise OptionError("workers", f"must be 1 or auto with --reload (one worker is "
+                                     f"restarted on a change), not {_show(config.workers)}")
+    try:
+        importlib.import_module("watchfiles")
+    except ImportError:
+        raise OptionError("reload", "needs the watchfiles package: pip install "
+                                    "'fastsock[reload]'") from None
+    object.__setattr__(config, "workers", "1")
+    object.__setattr__(config, "preload", False)
 
 
 class OptionError(ValueError):
@@ -224,11 +327,17 @@ def _checked(f: dataclasses.Field, value):
     if f.type == "str":
         if not isinstance(value, str):
             raise OptionError(f.name, f"must be a string, not {_show(value)}")
+        if "\0" in value:
+            raise OptionError(f.name, f"must not hold a NUL character, not {_show(value)}")
         if "choices" in m and (value.lower() if m.get("any_case") else value) not in m["choices"]:
             *most, last = m["choices"]
             raise OptionError(f.name, f"must be {', '.join(most)} or {last}, not {_show(value)}")
         if m.get("path") and value and not value.startswith("/"):
             raise OptionError(f.name, f"must start with '/', not {_show(value)}")
+        if m.get("path") and not (PATH_CHARS.fullmatch(value) and "?" not in value
+                                  and "#" not in value):      # else no request can reach it
+            raise OptionError(f.name, f"must hold no space, control character, '?' or '#', "
+                                      f"not {_show(value)}")
         return value
     # a number: NaN fails every comparison below, and inf is past every ceiling
     if isinstance(value, bool) or not isinstance(value, int if f.type == "int" else (int, float)):
@@ -278,16 +387,29 @@ def _from_text(f: dataclasses.Field, raw: str):
     return raw
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """A usage mistake (an unknown flag, a flag without its value): one line, exit 2."""
+        self.exit(2, f"fastsock: error: {message} (fastsock --help lists the options)\n")
+
+
+def variables(f: dataclasses.Field) -> list[str]:
+    """The environment variables an option is read from, the first found winning."""
+    return [env_name(f.name), *([f.metadata["convention"]] if "convention" in f.metadata
+                                else [])]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fastsock",
+    parser = _Parser(
+        prog="fastsock", allow_abbrev=False,    # --time is a typo, not --timeout
         description="Serve a fastsock App, a WSGI app or an ASGI app. Every option can also be "
-                    "set by the environment variable shown beside it.",
+                    "set by the environment variable shown beside it (a flag wins over it).",
     )
     from fastsock.version import __version__
     parser.add_argument("--version", action="version", version=f"fastsock {__version__}")
     for f in dataclasses.fields(Config):
-        help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {f.default!r}]"
+        help_text = (f"{f.metadata['help']} [env {', then '.join(variables(f))}; "
+                     f"default {f.default!r}]")
         if f.metadata.get("positional"):
             parser.add_argument(f.name, nargs="?", default=None, help=help_text)
         elif f.type == "bool":
@@ -298,23 +420,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def from_args(argv: list[str] | None = None,
-              environ: Mapping[str, str] | None = None) -> Config:
-    """Flags, then FASTSOCK_* variables, then defaults. A bad value raises OptionError (a
-    ValueError) naming the flag or the variable it came from."""
+def parse(argv: list[str] | None = None,
+          environ: Mapping[str, str] | None = None) -> tuple[Config, dict[str, str]]:
+    """Flags, then FASTSOCK_* variables, then PORT / WEB_CONCURRENCY, then defaults. -> the
+    Config, and the flag or variable each given option came from. A bad value raises
+    OptionError (a ValueError) naming that flag or variable."""
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
     values, given_as = {}, {}
     try:
         for f in dataclasses.fields(Config):
             value = getattr(args, f.name)
+            found = [name for name in variables(f) if name in environ]
             if value is not None:
                 given_as[f.name] = f.name if f.metadata.get("positional") else flag_name(f.name)
-            elif env_name(f.name) in environ:
-                value, given_as[f.name] = environ[env_name(f.name)], env_name(f.name)
+            elif found:
+                value, given_as[f.name] = environ[found[0]], found[0]
             else:
                 continue
             values[f.name] = _from_text(f, value) if isinstance(value, str) else value
-        return Config(**values)
+        if values.get("reload") and values.get("preload"):
+            raise OptionError("preload", "cannot be used with --reload: each restart imports "
+                                         "the app afresh in the new worker")
+        return Config(**values), given_as
     except OptionError as e:
         raise OptionError(e.field, e.problem, given_as.get(e.field, e.field)) from None
+
+
+def from_args(argv: list[str] | None = None,
+              environ: Mapping[str, str] | None = None) -> Config:
+    """The Config of a command line and an environment (parse, without where each came from)."""
+    return parse(argv, environ)[0]

@@ -1,5 +1,7 @@
 """How many workers: the CPUs this process may really use — the cgroup CPU quota and the
-affinity mask — never the host's CPU count (a 64-core node with a 2-CPU limit gets 2)."""
+affinity mask — never the host's CPU count (a 64-core node with a 2-CPU limit gets 2). Without
+a quota (a Kubernetes pod with a CPU request and no limit) the node's CPUs are shared with its
+other pods, so auto takes at most AUTO_CAP of them."""
 from __future__ import annotations
 
 import math
@@ -61,15 +63,27 @@ def cgroup_cpu_limit(cgroup_root: str | Path = "/sys/fs/cgroup",
     return _v1_quota(root, v1_rel or "/")
 
 
-def default_workers(cgroup_root: str | Path = "/sys/fs/cgroup",
-                    proc_self_cgroup: str | Path = "/proc/self/cgroup",
-                    affinity: set[int] | None = None) -> int:
+# gunicorn's docs advise 4-12 workers for most services; one event loop per worker does what
+# several threads of a sync server do, so the low half of that range
+AUTO_CAP = 8
+
+
+def auto_workers(cgroup_root: str | Path = "/sys/fs/cgroup",
+                 proc_self_cgroup: str | Path = "/proc/self/cgroup",
+                 affinity: set[int] | None = None) -> tuple[int, str]:
+    """--workers auto -> (the count, why: a line for the start-up log)."""
     cpus = len(os.sched_getaffinity(0) if affinity is None else affinity)
     quota = cgroup_cpu_limit(cgroup_root, proc_self_cgroup)
     if quota is not None:
-        cpus = min(cpus, math.ceil(quota))
-    return max(1, cpus)
+        n = max(1, min(cpus, math.ceil(quota)))
+        return n, f"a CPU quota of {quota:g}, {cpus} CPUs in the affinity mask"
+    if cpus > AUTO_CAP:
+        return AUTO_CAP, (f"no CPU quota: {cpus} CPUs in the affinity mask, at most {AUTO_CAP} "
+                          f"without a quota (set --workers or a CPU limit for more)")
+    return max(1, cpus), f"no CPU quota, {cpus} CPUs in the affinity mask"
 
 
-def worker_count(setting: str) -> int:
-    return default_workers() if setting == "auto" else int(setting)
+def default_workers(cgroup_root: str | Path = "/sys/fs/cgroup",
+                    proc_self_cgroup: str | Path = "/proc/self/cgroup",
+                    affinity: set[int] | None = None) -> int:
+    return auto_workers(cgroup_root, proc_self_cgroup, affinity)[0]

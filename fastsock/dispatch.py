@@ -14,11 +14,18 @@ from collections.abc import Callable, Collection
 
 from fastsock._message import RouteId
 from fastsock.config import Config
-from fastsock.responses import HEALTH_OK, NOT_FOUND, NOT_READY, method_not_allowed
+from fastsock.responses import (
+    CONCURRENCY_FULL,
+    HEALTH_OK,
+    NOT_FOUND,
+    NOT_READY,
+    method_not_allowed,
+)
 from fastsock.routing import Route
 
 Dispatch = Callable[[object], object]
-ready_log = logging.getLogger("fastsock.error")
+log = logging.getLogger("fastsock.error")
+REFUSALS_LOGGED_EVERY = 10.0    # seconds: one line (with the count since) per worker at most
 
 
 def reserved_route(path: str, route_id: int, answer: Dispatch) -> Route:
@@ -73,7 +80,7 @@ class _ReadyCheck:
                 self.ok = False
                 if str(e) != self.said:
                     self.said = str(e)
-                    ready_log.error("the app's readiness check (--ready-check) failed",
+                    log.error("the app's readiness check (--ready-check) failed",
                                     exc_info=e)
         return self.ok
 
@@ -105,6 +112,35 @@ def metrics_only(config: Config, exposition: Dispatch) -> Dispatch:
         req.route_id = RouteId.ROUTE_METRICS
         return exposition(req)
     return dispatch
+
+
+def refuse_over_limit(config: Config, access_log: Callable | None) -> Callable:
+    """The loop's on_refused under --limit-concurrency, called for a request that comes while
+    the worker has that many in the app: the 503 (in the access log when it is on), or None for
+    the server's own paths (health, readiness, metrics), never refused. The refusals are
+    logged once, then at most once every REFUSALS_LOGGED_EVERY seconds, with their count."""
+    never = frozenset(p for p in (config.healthz_path, config.readyz_path, config.metrics_path)
+                      if p)
+    limit = config.limit_concurrency
+    unlogged = 0
+    logged_at = -REFUSALS_LOGGED_EVERY
+
+    def on_refused(req):
+        nonlocal unlogged, logged_at
+        if req.path in never:
+            return None
+        unlogged += 1
+        now = time.monotonic()
+        if now - logged_at >= REFUSALS_LOGGED_EVERY:
+            log.warning("refused %d request(s) with 503: worker %d had %d requests in the app "
+                        "(--limit-concurrency %d); the next such line in %.0f s at the "
+                        "earliest", unlogged, os.getpid(), limit, limit,
+                        REFUSALS_LOGGED_EVERY)
+            unlogged, logged_at = 0, now
+        if access_log is not None:
+            req.on_complete = access_log
+        return CONCURRENCY_FULL
+    return on_refused
 
 
 def with_request_ids(dispatch: Dispatch, access_log: Callable, log_health: bool) -> Dispatch:

@@ -9,6 +9,10 @@ and turns signals into draining, rolling restarts and exits.
     SIGHUP            rolling restart: workers replaced one at a time, each new one serving
                       before the old one drains (--max-requests replaces a worker the same way)
 
+With --reload (development) a watcher on a thread of the master replaces the one worker the way
+SIGHUP does when a .py file under the app's directory changes; a worker that cannot start the
+changed app is logged, and the master waits for the next change instead of stopping.
+
 A watchdog (--timeout) replaces a worker whose loop has stopped turning, after logging where
 it is stuck; a failed fork is logged and retried with the crash backoff.
 
@@ -23,8 +27,10 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 
+from fastsock import appmetrics
 from fastsock._shared import SharedState
 from fastsock.config import Config
 from fastsock.worker import SIGNALS, WATCHDOG_SIGNAL, run_worker
@@ -54,7 +60,15 @@ class Master:
         self.config, self.app, self.sock, self.wanted = config, app, sock, n
         self.metrics_sock = metrics_sock
         # room for every worker plus the replacements a rolling restart runs beside them
-        self.shared = SharedState(2 * n + 2)
+        try:
+            self.shared = SharedState(2 * n + 2, (config.app_metrics_bytes + 7) & ~7)
+        except OSError as e:            # ENOMEM: e.g. a typo's --app-metrics-bytes
+            print(f"fastsock: error: cannot map the shared memory for {n} workers "
+                  f"(--app-metrics-bytes {config.app_metrics_bytes} each, twice over for "
+                  f"rolling restarts): {e.strerror}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if config.metrics:      # the app's values made before the fork: the master's
+            appmetrics.attach(self.shared.app_area(self.shared.nslots), bind=True)
         self.workers: dict[int, WorkerProcess] = {}
         self.backoff = 0.0
         self.next_spawn = 0.0
@@ -64,6 +78,13 @@ class Master:
         self.phase = "running"                  # running -> delaying -> draining
         self.startup_failed = False
         self.phase_deadline = 0.0
+        self.reloader = None
+        self.paused = False                     # --reload: the app fails to start; wait
+        if config.reload:
+            from fastsock.reload import Reloader, app_directory
+            self.reloader = Reloader(app_directory(app))
+            sys.dont_write_bytecode = True      # a .pyc written in the second of an edit of
+                                                # the same size would hide that edit
 
     # the worker processes
 
@@ -122,6 +143,12 @@ class Master:
             if worker.retiring or self.phase != "running":
                 log.info("worker %d %s", pid, reason)
                 continue
+            if start_failed and self.reloader is not None:
+                log.error("worker %d could not start the app (see above); %swaiting for a "
+                          "change to try again", pid,
+                          "the one before it serves meanwhile; " if self.active() else "")
+                self.paused = True
+                continue
             if start_failed:
                 log.error("worker %d could not start the app (see above): stopping", pid)
                 self.startup_failed = True
@@ -161,6 +188,8 @@ class Master:
                 os.kill(w.pid, WATCHDOG_SIGNAL)
 
     def keep_workers(self) -> None:
+        if self.paused:
+            return
         now = time.monotonic()
         for w in self.active():         # --max-requests: a worker asking to be replaced
             if (self.shared.slot_state(w.slot) == SharedState.RETIRING
@@ -171,7 +200,7 @@ class Master:
             self.spawn()
         if self.replacement is None and self.rolling and now >= self.next_spawn:
             old = self.rolling[0]
-            if old not in self.workers:
+            if old not in self.workers or self.workers[old].retiring:
                 self.rolling.pop(0)
             else:
                 self.replacement = self.spawn()
@@ -194,6 +223,15 @@ class Master:
         running = sum(1 for w in self.active() if self.shared.slot_state(w.slot) in SERVING)
         self.shared.ready = self.phase == "running" and running >= self.wanted
         self.shared.set_workers_alive(len(self.workers))
+
+    def reload(self) -> None:
+        """--reload: replace every worker, the one being started included (it may hold the
+        code from before the change)."""
+        if self.phase == "running":
+            self.paused = False
+            self.backoff, self.next_spawn = 0.0, 0.0
+            self.rolling = [w.pid for w in self.active()]
+            self.replacement = self.replacing = None
 
     # signals and shutdown
 
@@ -249,6 +287,15 @@ class Master:
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         log.info("fastsock serving on %s with %d worker%s", describe(self.sock), self.wanted,
                  "s" if self.wanted != 1 else "")
+        if self.reloader is not None:
+            self.reloader.start()
+        try:
+            return self.supervise()
+        finally:
+            if self.reloader is not None:
+                self.reloader.close()
+
+    def supervise(self) -> int:
         for _ in range(self.wanted):
             self.spawn()
         while True:
@@ -258,6 +305,8 @@ class Master:
                 if code is not None:
                     return code
             self.reap()
+            if self.reloader is not None and self.reloader.changed():
+                self.reload()
             if self.startup_failed:
                 self.fast_exit()
                 return STARTUP_FAILED

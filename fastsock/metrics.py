@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
-from fastsock._message import METHOD_NAMES, Response
+from fastsock._message import METHOD_NAMES, Response, RouteId
 from fastsock._parser import PARSE_ERRORS
 from fastsock._shared import CLOSE_REASONS, DURATION_BOUNDS, SharedState
 from fastsock.version import __version__
@@ -23,6 +23,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _LE = [floatToGoString(b) for b in DURATION_BOUNDS] + ["+Inf"]
 _PARSE_LABELS = [label for _name, _status, label in PARSE_ERRORS]
+# the server's own routes: probes and scrapes, counted apart from the app's requests so that
+# error-ratio and latency alerts see only the app's traffic
+PROBE_ROUTES = frozenset((RouteId.ROUTE_HEALTHZ, RouteId.ROUTE_READYZ, RouteId.ROUTE_METRICS))
 
 
 class CoreCollector:
@@ -37,17 +40,32 @@ class CoreCollector:
 
     def collect(self):
         snap = self.shared.snapshot()
-        requests = CounterMetricFamily("fastsock_requests", "HTTP requests answered.",
-                                       labels=["method", "route", "status"])
+        requests = CounterMetricFamily(
+            "fastsock_requests", "HTTP requests answered (the app's: probes and scrapes are "
+            "in fastsock_probe_requests_total).", labels=["method", "route", "status"])
+        probes = CounterMetricFamily(
+            "fastsock_probe_requests", "Requests to the server's own routes: health, "
+            "readiness and metrics.", labels=["route", "status"])
+        probe_counts: dict[tuple[str, str], float] = {}
         for (route, method, status), count in sorted(snap["requests"].items()):
-            requests.add_metric([METHOD_NAMES[method], self._route(route), str(status)], count)
+            if route in PROBE_ROUTES:
+                key = (self._route(route), str(status))
+                probe_counts[key] = probe_counts.get(key, 0) + count
+            else:
+                requests.add_metric([METHOD_NAMES[method], self._route(route), str(status)],
+                                    count)
+        for key, count in sorted(probe_counts.items()):
+            probes.add_metric(list(key), count)
         yield requests
+        yield probes
 
         duration = HistogramMetricFamily(
             "fastsock_request_duration_seconds",
             "Time from a whole request to its response written, in seconds.",
             labels=["method", "route"])
         for (route, method), (_count, total, buckets) in sorted(snap["durations"].items()):
+            if route in PROBE_ROUTES:
+                continue
             acc, cumulative = 0, []
             for le, n in zip(_LE, buckets, strict=False):
                 acc += n
@@ -64,6 +82,12 @@ class CoreCollector:
         yield CounterMetricFamily("fastsock_untracked_requests",
                                   "Requests past the label table's capacity (not in "
                                   "fastsock_requests_total).", value=snap["untracked"])
+        refused = CounterMetricFamily("fastsock_requests_refused",
+                                      "Requests answered 503 by the server before the app "
+                                      "(reason: concurrency, past --limit-concurrency).",
+                                      labels=["reason"])
+        refused.add_metric(["concurrency"], snap["refused_concurrency"])
+        yield refused
         yield CounterMetricFamily("fastsock_connections_accepted", "Connections accepted.",
                                   value=snap["accepted"])
         yield GaugeMetricFamily("fastsock_connections_open", "Connections open now.",

@@ -9,6 +9,8 @@ GATEWAY_TIMEOUT = Response(b"Gateway Timeout\n", 504, content_type=TEXT)
 SHUTTING_DOWN = Response(b"Service Unavailable\n", 503, content_type=TEXT)
 POOL_FULL = Response(b"Service Unavailable: every thread is busy\n", 503,
                      headers=[("Retry-After", "1")], content_type=TEXT)
+CONCURRENCY_FULL = Response(b"Service Unavailable: too many requests in progress\n", 503,
+                            headers=[("Retry-After", "1")], content_type=TEXT)
 NOT_FOUND = Response(b"Not Found\n", 404, content_type=TEXT)
 HEALTH_OK = Response(b"ok\n", 200, content_type=TEXT)
 NOT_READY = Response(b"not ready\n", 503, content_type=TEXT)

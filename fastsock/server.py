@@ -13,14 +13,26 @@ import sys
 from fastsock import appmetrics, logs
 from fastsock.adapters.owned import say_owned
 from fastsock.config import Config
-from fastsock.cpus import worker_count
+from fastsock.cpus import auto_workers
 from fastsock.master import Master
 
 log = logging.getLogger("fastsock.error")
 
 
+class CannotListen(OSError):
+    """A listening socket that could not be made: the option it comes from (port, uds or
+    metrics_port), where, and the error (its errno, or a socket.gaierror's)."""
+
+    def __init__(self, option: str, where: str, error: OSError):
+        super().__init__(error.errno, error.strerror)
+        self.option, self.where, self.error = option, where, error
+
+
 def serve(config: Config, app, sock: socket.socket | None = None) -> None:
     """Run the master until it stops; raises SystemExit with its exit code if not 0."""
+    if config.reload and not isinstance(app, str):
+        raise ValueError("reload needs the app as 'MODULE:ATTRIBUTE' (a restart imports it "
+                         "afresh), not an app object")
     try:
         logs.configure(config.log_level, config.log_format, config.log_config)
     except ValueError as e:             # a bad --log-config: said before anything starts
@@ -31,13 +43,27 @@ def serve(config: Config, app, sock: socket.socket | None = None) -> None:
         say_owned(app, config)
     if config.uds or os.environ.get("LISTEN_FDS") or sock is not None:
         config = dataclasses.replace(config, accept="exclusive")   # one socket: nothing to split
-    sock = sock or listen_socket(config, reuseport=config.accept == "reuseport")
+    where = config.uds or f"{config.host}:{config.port}"
+    try:
+        sock = sock or listen_socket(config, reuseport=config.accept == "reuseport")
+    except OSError as e:
+        raise CannotListen("uds" if config.uds else "port", where, e) from e
     metrics_sock = None
     if config.metrics and config.metrics_port:
-        metrics_sock = listen_socket(dataclasses.replace(config, port=config.metrics_port, uds=""))
+        try:
+            metrics_sock = listen_socket(dataclasses.replace(
+                config, port=config.metrics_port, metrics_port=0, uds=""))
+        except OSError as e:
+            sock.close()
+            raise CannotListen("metrics_port", f"{config.host}:{config.metrics_port}", e) from e
     if config.metrics:
         appmetrics.install()    # the app's prometheus_client metrics, summed across workers
-    code = Master(config, app, sock, worker_count(config.workers), metrics_sock).run()
+    if config.workers == "auto":
+        n, why = auto_workers()
+        log.info("--workers auto: %d (%s)", n, why)
+    else:
+        n = int(config.workers)
+    code = Master(config, app, sock, n, metrics_sock).run()
     if code:
         raise SystemExit(code)
 

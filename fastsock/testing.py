@@ -1,18 +1,29 @@
 """Test an app without a server: `TestClient(app)` is an httpx.Client whose transport hands each
 request, as HTTP/1.1 bytes, to the same connection, parser, dispatcher, hooks and writer the
-server runs — no socket, no process. Async handlers run on the client's own asyncio loop and
-threaded ones in its own thread pool; startup hooks run on entering the client (or at the
-first request), shutdown hooks on closing it.
+server runs — no socket, no process. The app is a fastsock App, a WSGI or an ASGI app (FastAPI,
+Flask, Django...), served through the same adapters as under the server. Async handlers (and
+ASGI apps) run on the client's own asyncio loop, threaded ones (and WSGI apps) in its own thread
+pool; startup hooks (an ASGI app's lifespan startup) run on entering the client, or at the first
+request, shutdown hooks (lifespan shutdown) on closing it; a failing one raises there.
 
     from fastsock.testing import TestClient
 
     with TestClient(app) as client:
         assert client.get("/users/7").json() == {"id": 7}
+
+As Starlette's TestClient, an exception the app raised — one the server would log with its
+traceback and answer 500 (or cut a stream for) — is raised in the test
+(`raise_server_exceptions=False`: the response the server would send). A request that has no
+answer within httpx's read timeout is an httpx.ReadTimeout; its handler is told the client went
+away (a task is cancelled; a thread cannot be stopped, and runs on), and the next request does
+not wait for it. (An exception that abandoned handler raises later, while another request is
+being answered, is raised in that one: the log record it comes from does not say whose it is.)
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from collections.abc import Callable
 
@@ -22,11 +33,16 @@ import httpx
 from fastsock._conn import Connection
 from fastsock._context import Context
 from fastsock._message import Request
+from fastsock.adapters.kinds import adapt, kind_of
+from fastsock.adapters.protocol import ServableApp
 from fastsock.config import Config
 from fastsock.hooks import run_lifecycle
 from fastsock.runner import Runner
 
 __all__ = ["TestClient"]
+
+# the connection's states in which the response is not all written yet
+_ANSWERING = frozenset({"wait", "stream_in", "stream_out"})
 
 
 class _Tasks:
@@ -50,30 +66,115 @@ class _Tasks:
             fn(arg)
 
 
+class _Errors(logging.Handler):
+    """What the server logs at ERROR on fastsock.error while it is attached: the failures it
+    would answer 500 for (or cut a stream for), with their exceptions."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> _Errors:
+        self.records = []
+        logging.getLogger("fastsock.error").addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        logging.getLogger("fastsock.error").removeHandler(self)
+
+    def first_exception(self) -> BaseException | None:
+        for record in self.records:
+            if record.exc_info and record.exc_info[1] is not None:
+                return record.exc_info[1]
+        return None
+
+
 class _AppTransport(httpx.BaseTransport):
-    def __init__(self, app, config: Config, client: tuple[str, int]):
-        self.app, self.client = app, client
-        self.tasks = _Tasks()
-        self.runner = Runner(self.tasks, threads=config.threads, backlog=config.thread_backlog,
-                             timeout=config.handler_timeout,
-                             threads_by_default=config.run_sync == "thread")
+    def __init__(self, app, config: Config, client: tuple[str, int],
+                 raise_server_exceptions: bool):
+        kind_of(app, config.interface)      # ValueError now for what is not an app
+        self.raw_app, self.config, self.client = app, config, client
+        self.raise_server_exceptions = raise_server_exceptions
         self.limits = config.limits()
-        self.dispatch: Callable[[Request], object] | None = None     # start() makes them
-        self.on_head = None
+        self.tasks = _Tasks()
+        self.runner = self._new_runner()
+        self.app: ServableApp | None = None     # start() makes them, for each life of it
+        self.dispatch: Callable[[Request], object] | None = None
+        self.on_head: Callable[[Request], object] | None = None
         self.started = False
+        self.errors = _Errors()
+
+    def _new_runner(self) -> Runner:
+        config = self.config
+        return Runner(self.tasks, threads=config.threads, backlog=config.thread_backlog,
+                      timeout=config.handler_timeout,
+                      threads_by_default=config.run_sync == "thread")
 
     def start(self) -> None:
-        if not self.started:
-            self.started = True
-            run_lifecycle(self.app.startup, self.runner)
-            self.dispatch = self.app.dispatcher((), self.runner)
-            self.on_head = self.app.body_streams(self.runner, self.limits["max_body_size"])
+        if self.started:
+            return
+        if self.app is not None:        # entered again after a close: a new runner
+            self.tasks = _Tasks()
+            self.runner = self._new_runner()
+        # a WSGI or ASGI app through its adapter, as a worker serves it
+        app = self.app = adapt(self.raw_app, self.config, self.runner, 1)
+        with self.errors:
+            try:
+                run_lifecycle(list(app.startup), self.runner)
+            except BaseException as e:
+                original = self._lifespan_exception()
+                self._stop_runner()
+                if original is not None:    # what the app raised, as Starlette's client does
+                    raise original from e
+                raise
+        self.dispatch = app.dispatcher((), self.runner)
+        self.on_head = app.body_streams(self.runner, self.limits["max_body_size"])
+        self.started = True
 
     def close(self) -> None:
-        if self.started:
+        if self.started and self.app is not None:
             self.started = False
-            run_lifecycle(self.app.shutdown, self.runner)
-            self.runner.close()
+            with self.errors:
+                try:
+                    run_lifecycle(list(self.app.shutdown), self.runner)
+                finally:
+                    self._stop_runner()
+            failed = self.errors.first_exception()
+            if failed is not None:
+                raise failed
+            if self.errors.records:         # e.g. lifespan.shutdown.failed, its message
+                raise RuntimeError(self.errors.records[0].getMessage())
+
+    def _lifespan_exception(self) -> BaseException | None:
+        """What an ASGI app's lifespan task raised at startup (after, or instead of, its
+        lifespan.startup.failed), or None."""
+        task = getattr(getattr(self.app, "_lifespan", None), "task", None)
+        if task is None:
+            return None
+        if not task.done():             # it says failed, then raises: let it
+            self.runner.aio.run_until_complete(asyncio.wait([task], timeout=1.0))
+        if task.done() and not task.cancelled():
+            return task.exception()
+        return None
+
+    def _stop_runner(self) -> None:
+        self.runner.close()
+        aio = self.runner._aio
+        if aio is not None and not aio.is_closed():
+            pending = asyncio.all_tasks(aio)
+            for task in pending:
+                task.cancel()
+            if pending:
+                aio.run_until_complete(asyncio.wait(pending, timeout=1.0))
+            aio.close()
+            try:            # the runner made it the thread's loop: not a closed one now
+                if asyncio.get_event_loop_policy().get_event_loop() is aio:
+                    asyncio.set_event_loop(None)
+            except RuntimeError:
+                pass
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.start()
@@ -81,17 +182,23 @@ class _AppTransport(httpx.BaseTransport):
         ctx.on_stream = self.runner.start_feed
         ctx.on_head = self.on_head
         conn = Connection(ctx, self._with_client)
-        out = conn.feed(_serialize(request))
         # a task or thread job: let it finish, within the client's read timeout
         wait = (request.extensions.get("timeout") or {}).get("read")
         deadline = None if wait is None else time.monotonic() + wait
-        while ctx.waiting or self.tasks.tasks:
-            if deadline is not None and time.monotonic() > deadline:
-                raise httpx.ReadTimeout(f"the app did not answer within {wait} s",
-                                        request=request)
-            self.runner.aio.run_until_complete(asyncio.sleep(0.001))
-            self.tasks.run_inbox()
-            out += conn.feed(b"")
+        with self.errors:
+            self.tasks.run_inbox()          # what finished since (an abandoned handler's)
+            out = conn.feed(_serialize(request))
+            while conn.state_name in _ANSWERING:
+                if deadline is not None and time.monotonic() > deadline:
+                    conn.hang_up()          # the handler is told the client went away
+                    raise httpx.ReadTimeout(f"the app did not answer within {wait} s",
+                                            request=request)
+                self.runner.aio.run_until_complete(asyncio.sleep(0.001))
+                self.tasks.run_inbox()
+                out += conn.feed(b"")
+        failed = self.errors.first_exception()
+        if failed is not None and self.raise_server_exceptions:
+            raise failed
         return _parse(out, request)
 
     def _with_client(self, req):
@@ -120,7 +227,10 @@ def _parse(raw: bytes, request: httpx.Request) -> httpx.Response:
     conn.receive_data(b"")          # what the server sent is all there is
     response, body = None, b""
     while True:
-        event = conn.next_event()
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as e:     # e.g. a stream cut mid-body: as httpx says it
+            raise httpx.RemoteProtocolError(str(e), request=request) from None
         if isinstance(event, h11.Response):
             response = event
         elif isinstance(event, h11.Data):
@@ -141,11 +251,12 @@ class TestClient(httpx.Client):
     __test__ = False                # not a pytest test class, despite its name
 
     def __init__(self, app, base_url: str = "http://testserver",
-                 client: tuple[str, int] = ("testclient", 50000), **options):
+                 client: tuple[str, int] = ("testclient", 50000),
+                 raise_server_exceptions: bool = True, **options):
         # server options go to the Config; `timeout` stays httpx's (no watchdog runs here)
         config = Config(**{k: options.pop(k) for k in list(options)
                            if k in Config.__dataclass_fields__ and k != "timeout"})
-        self._app_transport = _AppTransport(app, config, client)
+        self._app_transport = _AppTransport(app, config, client, raise_server_exceptions)
         super().__init__(transport=self._app_transport, base_url=base_url, **options)
 
     def __enter__(self):
@@ -153,5 +264,7 @@ class TestClient(httpx.Client):
         return super().__enter__()
 
     def close(self) -> None:
-        self._app_transport.close()
-        super().close()
+        try:
+            self._app_transport.close()
+        finally:
+            super().close()

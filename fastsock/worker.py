@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 
-from fastsock import appmetrics, dispatch, hooks
+from fastsock import appcollectors, appmetrics, dispatch, hooks
 from fastsock._loop import Loop
 from fastsock._message import RouteId
 from fastsock._shared import SharedState
@@ -49,6 +49,8 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     except (OSError, AttributeError):
         pass
     appmetrics.attach(shared.app_area(slot))
+    snapshots = appcollectors.Snapshots(shared.app_area(slot), os.getpid()) \
+        if config.metrics else None
     max_requests = config.max_requests
     if max_requests:
         max_requests += random.randint(0, config.max_requests_jitter)
@@ -57,12 +59,15 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     if config.accept == "reuseport":
         sock, exclusive = worker_socket(config, sock), False
     loop = Loop(config.limits(), shared, slot, exclusive=exclusive,
-                on_tick=access_log.flush if access_log is not None else None)
+                on_tick=on_tick(access_log, snapshots))
     # async handlers and thread-pool completions run on an asyncio loop, made when needed
     runner = Runner(loop, threads=config.threads, backlog=config.thread_backlog,
                     timeout=config.handler_timeout,
                     threads_by_default=config.run_sync == "thread")
     loop.on_stream = runner.start_feed
+    if config.limit_concurrency:
+        loop.on_refused = dispatch.refuse_over_limit(
+            config, access_log.log if access_log is not None else None)
     try:
         # what can keep the app from starting: the master stops instead of respawning it
         step = "import the app"
@@ -85,7 +90,7 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         main, metrics = dispatch.build(
             app, config,
             ready=lambda: shared.ready,
-            exposition=exposition_for(config, app, shared),
+            exposition=exposition_for(config, app, shared, snapshots),
             access_log=access_log.log if access_log is not None else None,
             proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
             max_requests=max_requests, retire=loop.retire, runner=runner, owned=owned,
@@ -95,6 +100,8 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         log.exception("cannot %s in worker %d", step, os.getpid())
         shared.set_slot(slot, os.getpid(), SharedState.START_FAILED)
         return 1
+    if snapshots is not None:
+        snapshots.write()       # a scrape answered by another worker shows this one at once
     # what the app made at import and start-up lives as long as the worker: out of the
     # collector's full passes (faster ones under load, and pages stay shared after the fork)
     gc.freeze()
@@ -114,19 +121,42 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     return 0
 
 
-def exposition_for(config: Config, app: ServableApp, shared: SharedState
-                   ) -> Exposition | None:
-    if not config.metrics:
+def on_tick(access_log: AccessLog | None, snapshots: appcollectors.Snapshots | None):
+    """What the loop does once a tick: flush the access log, refresh the collectors'
+    snapshot while scrapes come."""
+    hooks = [f for f in (access_log and access_log.flush, snapshots and snapshots.tick) if f]
+    if len(hooks) < 2:
+        return hooks[0] if hooks else None
+
+    def both():
+        for hook in hooks:
+            hook()
+    return both
+
+
+def exposition_for(config: Config, app: ServableApp, shared: SharedState,
+                   snapshots: appcollectors.Snapshots | None) -> Exposition | None:
+    if not config.metrics or snapshots is None:
         return None
     names: dict[int, str] = {RouteId.ROUTE_HEALTHZ: config.healthz_path,
                              RouteId.ROUTE_READYZ: config.readyz_path,
                              RouteId.ROUTE_METRICS: config.metrics_path}
     names.update(app.route_names())
 
-    def areas():
-        return [(shared.app_area(i), shared.slot_state(i) != SharedState.FREE)
-                for i in range(shared.nslots)]
-    return Exposition(CoreCollector(shared, names), appmetrics.AppCollector(areas))
+    master = os.getppid()
+
+    def live_pid(i):
+        return shared.slot_pid(i) if shared.slot_state(i) != SharedState.FREE else 0
+
+    def areas():        # every worker's area, then the master's
+        return [(shared.app_area(i), live_pid(i)) for i in range(shared.nslots)] \
+            + [(shared.app_area(shared.nslots), master)]
+
+    def workers():
+        return [(i, shared.app_area(i), pid) for i in range(shared.nslots)
+                if (pid := live_pid(i))]
+    return Exposition(CoreCollector(shared, names), appmetrics.AppCollector(areas),
+                      appcollectors.WorkerCollectors(snapshots, workers))
 
 
 def worker_socket(config: Config, master_sock: socket.socket) -> socket.socket:

@@ -24,7 +24,8 @@ MARKER = "<!-- options: generated from the option table -->"
 # in no group still gets a row (under "Other options"), so a new option can never be missing.
 GROUPS = [
     ("The app and where it listens",
-     ["app", "host", "port", "uds", "backlog", "interface", "root_path", "lifespan", "preload"]),
+     ["app", "host", "port", "uds", "backlog", "interface", "root_path", "lifespan", "preload",
+      "reload"]),
     ("Workers and where handlers run",
      ["workers", "accept", "max_requests", "max_requests_jitter", "threads", "run_sync",
       "thread_backlog", "handler_timeout", "timeout"]),
@@ -126,7 +127,7 @@ def cell(text: str) -> str:
 
 def row(cfg, f: dataclasses.Field) -> str:
     anchor = f'<a id="opt-{f.name.replace("_", "-")}"></a>'
-    env = f"`{cfg.env_name(f.name)}`"
+    env = "<br>".join(f"`{name}`" for name in cfg.variables(f))     # the first set wins
     if f.metadata.get("positional"):
         name = "`MODULE:ATTR` (the argument)"
     elif f.type == "bool":

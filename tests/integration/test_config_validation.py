@@ -13,7 +13,7 @@ from tests.support.servers import ROOT
 
 # every numeric option, found from the table itself so that a new one is covered too
 NUMERIC = [f.name for f in dataclasses.fields(Config) if f.type in ("int", "float")] + ["workers"]
-BAD = ["nan", "inf", "-inf", "-1", "99999999999999999999"]
+BAD = ["nan", "inf", "-inf", "-1", "99999999999999999999", "ten"]
 TINY = "1e-9"                   # a timer that would make the loop's tick spin
 STARTED = ("serving on", "started worker")     # the master's lines once it forks
 
@@ -102,7 +102,7 @@ def test_the_largest_accepted_values_fit_the_c_side():
     import socket
     largest = {f.name: f.metadata["high"] for f in dataclasses.fields(Config)
                if "high" in f.metadata}
-    config = Config(**{**largest, "run_sync": "inline"})
+    config = Config(**{**largest, "run_sync": "inline", "metrics_port": 0})  # not the port
     Loop(config.limits())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -130,4 +130,102 @@ def test_other_bad_values_say_which_option_in_one_line(args, env, says):
 @pytest.mark.parametrize("name", ["header_timeout", "keepalive_timeout", "body_timeout"])
 def test_a_timer_too_short_for_the_loops_tick_is_refused(name):
     status, stderr = run_until_exit_or_start([*base_args(name), flag(name) + "=" + TINY])
+    assert_refused(status, stderr, flag(name))
+
+
+# Issue 21: every option, through the real command line. Each row: flags, environment, and the
+# flag or variable the one line must start with ("{tmp}" is a fresh directory).
+LONG = "/tmp/" + "x" * 120
+BAD_VALUES = [
+    (["--port", "99999"], {}, "--port"),
+    ([], {"PORT": "99999"}, "PORT"),
+    ([], {"PORT": "http"}, "PORT"),
+    ([], {"FASTSOCK_PORT": "-1", "PORT": "8000"}, "FASTSOCK_PORT"),
+    (["--host", "256.1.1.1"], {}, "--host"),
+    (["--host", "1.2.3"], {}, "--host"),               # inet_aton would read it as 1.2.0.3
+    (["--host", "010.0.0.1"], {}, "--host"),           # ... and this as octal
+    (["--host", "[::1]"], {}, "--host"),
+    (["--host", ""], {}, "--host"),
+    (["--host", "bad_name!"], {}, "--host"),
+    (["--host", "nosuch.invalid"], {}, "--host 'nosuch.invalid' cannot be resolved"),
+    (["--host", "192.0.2.1"], {}, "--host '192.0.2.1' is not an address of this machine"),
+    ([], {"FASTSOCK_HOST": "256.1.1.1"}, "FASTSOCK_HOST"),
+    (["--uds", "/missing/dir/sock"], {}, "--uds"),
+    (["--uds", LONG], {}, "--uds"),
+    (["--uds", "{tmp}/file"], {}, "--uds"),            # a regular file is there
+    (["--uds", "{tmp}/file/sock"], {}, "--uds"),       # a file as the directory
+    ([], {"FASTSOCK_UDS": "/missing/dir/sock"}, "FASTSOCK_UDS"),
+    (["--workers", "auto5"], {}, "--workers"),
+    ([], {"WEB_CONCURRENCY": "many"}, "WEB_CONCURRENCY"),
+    ([], {"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+    ([], {"FASTSOCK_WORKERS": "", "WEB_CONCURRENCY": "2"}, "FASTSOCK_WORKERS"),
+    (["--accept", "roundrobin"], {}, "--accept"),
+    (["--interface", "rsgi"], {}, "--interface"),
+    (["--root-path", "api"], {}, "--root-path"),
+    (["--root-path", "/api/"], {}, "--root-path"),
+    (["--lifespan", "maybe"], {}, "--lifespan"),
+    ([], {"FASTSOCK_PRELOAD": "maybe"}, "FASTSOCK_PRELOAD"),
+    ([], {"FASTSOCK_RELOAD": "2"}, "FASTSOCK_RELOAD"),
+    (["--reload", "--workers", "2"], {}, "--workers must be 1 or auto with --reload"),
+    (["--reload"], {"WEB_CONCURRENCY": "4"}, "WEB_CONCURRENCY must be 1 or auto with --reload"),
+    (["--reload", "--preload"], {}, "--preload cannot be used with --reload"),
+    (["--run-sync", "process"], {}, "--run-sync"),
+    (["--run-sync", "thread", "--threads", "0"], {}, "--run-sync"),
+    ([], {"FASTSOCK_METRICS": "maybe"}, "FASTSOCK_METRICS"),
+    (["--metrics-path", "metrics"], {}, "--metrics-path"),
+    (["--metrics-path", "/me trics"], {}, "--metrics-path"),
+    (["--healthz-path", "/health?x"], {}, "--healthz-path"),
+    (["--readyz-path", "/healthz"], {}, "--readyz-path must differ from healthz_path"),
+    (["--port", "8123", "--metrics-port", "8123"], {}, "--metrics-port must differ"),
+    (["--access-log", "xml"], {}, "--access-log"),
+    ([], {"FASTSOCK_LOG_HEALTH": "sometimes"}, "FASTSOCK_LOG_HEALTH"),
+    (["--log-level", "loud"], {}, "--log-level"),
+    (["--log-format", "xml"], {}, "--log-format"),
+    (["--log-config", "/missing/log.json"], {}, "--log-config"),
+    (["--log-config", "{tmp}"], {}, "--log-config"),   # a directory
+    ([], {"FASTSOCK_LOG_CONFIG": "/missing/log.json"}, "FASTSOCK_LOG_CONFIG"),
+    (["--forwarded-allow-ips", "10.0.0.0/33"], {}, "--forwarded-allow-ips"),
+    ([], {"FASTSOCK_PROXY_PROTOCOL": "v2"}, "FASTSOCK_PROXY_PROTOCOL"),
+    (["--port"], {}, "argument --port: expected one argument"),
+    (["--prt", "3"], {}, "unrecognized arguments: --prt"),
+    (["--time", "5"], {}, "unrecognized arguments: --time"),  # not --timeout: no abbreviations
+]
+
+
+@pytest.mark.parametrize("args, env, says", BAD_VALUES,
+                         ids=[" ".join(a) or next(iter(e)) for a, e, _ in BAD_VALUES])
+def test_every_bad_value_is_one_line_naming_its_option_before_any_fork(tmp_path, args, env,
+                                                                       says):
+    (tmp_path / "file").write_text("not a socket")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    # a server that would start, but for the row: a default is left out where the row sets
+    # that option (by its flag, or by a variable the flag would shadow)
+    shadows = {"--host": {"FASTSOCK_HOST"}, "--port": {"PORT", "FASTSOCK_PORT"},
+               "--workers": {"WEB_CONCURRENCY", "FASTSOCK_WORKERS"}}
+    defaults = [a for name, value in (("--host", "127.0.0.1"), ("--port", "0"),
+                                      ("--workers", "1"))
+                if name not in args and not env.keys() & shadows[name] for a in (name, value)]
+    status, stderr = run_until_exit_or_start([*defaults, *args], env=env)
+    assert status == 2, f"not refused: {stderr}"
+    assert "Traceback" not in stderr
+    (line,) = stderr.splitlines()
+    assert line.startswith(f"fastsock: error: {says}"), line
+
+
+def test_the_table_goes_through_every_option():
+    """A new option is refused-tested here or in the numeric sweep above, never neither."""
+    covered = set(NUMERIC)
+    for args, env, _ in BAD_VALUES:
+        covered |= {a[2:].replace("-", "_") for a in args if a.startswith("--")}
+        covered |= {v[len("FASTSOCK_"):].lower() for v in env if v.startswith("FASTSOCK_")}
+    missing = {f.name for f in dataclasses.fields(Config)} - covered - {"app"}  # test_cli's
+    assert not missing, f"options no bad value is tried for: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Config)
+                                  if f.type == "float" and "off" not in f.metadata
+                                  and (f.metadata.get("above") == 0
+                                       or f.metadata.get("low", 0) > 0)])
+def test_zero_is_refused_where_it_would_turn_a_timer_off(name):
+    status, stderr = run_until_exit_or_start([*base_args(name), flag(name) + "=0"])
     assert_refused(status, stderr, flag(name))

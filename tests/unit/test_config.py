@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from fastsock.config import Config, from_args
+from fastsock.config import Config, from_args, parse
 
 # every numeric option, found from the table itself so that a new one is covered too
 NUMERIC = [f.name for f in dataclasses.fields(Config) if f.type in ("int", "float")] + ["workers"]
@@ -55,3 +55,57 @@ def test_options_from_environment_and_flags():
 
 def test_keep_alive_default_outlasts_aws_alb():
     assert Config().keepalive_timeout > 60
+
+
+@pytest.mark.parametrize("argv, environ, port, given_as", [
+    ([], {}, 8000, None),
+    ([], {"PORT": "5000"}, 5000, "PORT"),
+    ([], {"PORT": "5000", "FASTSOCK_PORT": "6000"}, 6000, "FASTSOCK_PORT"),
+    (["--port", "7000"], {"PORT": "5000", "FASTSOCK_PORT": "6000"}, 7000, "--port"),
+])
+def test_port_precedence_flag_then_fastsock_variable_then_platform_port(argv, environ, port,
+                                                                         given_as):
+    config, given = parse(["m:a", *argv], environ)
+    assert config.port == port and given.get("port") == given_as
+
+
+@pytest.mark.parametrize("argv, environ, workers", [
+    ([], {}, "auto"),
+    ([], {"WEB_CONCURRENCY": "3"}, "3"),
+    ([], {"WEB_CONCURRENCY": "3", "FASTSOCK_WORKERS": "2"}, "2"),
+    (["--workers", "5"], {"WEB_CONCURRENCY": "3", "FASTSOCK_WORKERS": "2"}, "5"),
+])
+def test_workers_precedence_flag_then_fastsock_variable_then_web_concurrency(argv, environ,
+                                                                             workers):
+    assert from_args(["m:a", *argv], environ).workers == workers
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1", "::", "::1", "fe80::1%lo",
+                                  "localhost", "api.internal", "my-host.example.", "a" * 63])
+def test_hosts_that_can_be_listened_on_are_accepted(host):
+    assert Config(host=host).host == host
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "1.2.3", "010.0.0.1", "1.2.3.4.5", "[::1]",
+                                  ":::1", "", " localhost", "-bad.example", "a" * 64,
+                                  "under_score", "ex ample", "日本.example"])
+def test_a_host_that_is_not_an_address_or_a_name_is_refused(host):
+    with pytest.raises(ValueError, match="^host must be an IP address"):
+        Config(host=host)
+
+
+def test_reload_means_one_worker_importing_the_app_itself():
+    config = Config(app="m:a", reload=True)
+    assert (config.workers, config.preload) == ("1", False)
+    assert Config(app="m:a", reload=True, workers="1").workers == "1"
+    with pytest.raises(ValueError, match="^workers must be 1 or auto with --reload"):
+        Config(app="m:a", reload=True, workers="2")
+    with pytest.raises(ValueError, match="^--preload cannot be used with --reload"):
+        parse(["m:a", "--reload", "--preload"], {})
+
+
+def test_run_refuses_reload_for_an_app_object():
+    from fastsock import App
+    from fastsock.server import serve
+    with pytest.raises(ValueError, match="reload needs the app as 'MODULE:ATTRIBUTE'"):
+        serve(Config(reload=True), App())

@@ -1,0 +1,211 @@
+"""--limit-concurrency N (issue 21, point 8): per worker, at most N requests in the app at once —
+handlers running (async, threaded, WSGI, ASGI) and responses streaming out until their last
+byte — whatever the kind; past it, 503 with Retry-After at once, counted in
+fastsock_requests_refused_total{reason="concurrency"} and logged (rate-limited). The server's own
+routes are never refused. Real servers, real sockets; held handlers wait on a file the test
+creates."""
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.support.metrics import samples
+from tests.support.servers import start_server
+from tests.support.sockets import Reader
+from tests.support.waiting import wait_for_log, wait_until
+
+N = 2
+
+
+def send(server, path: str) -> socket.socket:
+    sock = server.connect()
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    return sock
+
+
+def refused_total(server) -> float:
+    text = server.get("/metrics").text
+    return samples(text, "fastsock_requests_refused_total").get('{reason="concurrency"}', -1)
+
+
+class Holder:
+    """Requests held in the app: each is sent on its own connection, and is in once its
+    handler noted `entered-<id>` (or it was refused: 503 at once)."""
+
+    def __init__(self, server, tmp, path: str, streams: bool = False):
+        self.server, self.tmp, self.path, self.streams = server, tmp, path, streams
+        self.held: dict[str, Reader] = {}       # id -> its connection, what came so far
+        self.refused = 0
+        self.count = 0
+
+    def try_one(self) -> bool:
+        """One more request: True when it is held in the app, False when it was refused."""
+        self.count += 1
+        rid = f"{self.path.strip('/').replace('/', '-')}-{self.count}"
+        sock = send(self.server, f"{self.path}?id={rid}")
+        mark = self.tmp / f"entered-{rid}"
+        sock.settimeout(0.02)
+        deadline = time.monotonic() + 10
+        data = b""
+        while time.monotonic() < deadline:
+            if mark.exists():
+                reader = self.held[rid] = Reader(sock, timeout=10)
+                reader.buf = data               # a streamed response's head may be in
+                return True
+            try:
+                data += sock.recv(65536)
+            except TimeoutError:
+                continue
+            if data.startswith(b"HTTP/1.1 503") and b"\r\n\r\n" in data:
+                assert b"\r\nRetry-After: 1\r\n" in data, data
+                sock.close()
+                self.refused += 1
+                return False
+            if data and not data.startswith(b"HTTP/1.1 "):
+                raise AssertionError(f"not a response: {data!r}")
+        raise AssertionError(f"{rid}: neither in the app nor refused; got {data!r}")
+
+    def fill(self, capacity: int) -> None:
+        """Hold `capacity` requests (every worker full), however the workers are picked."""
+        while len(self.held) < capacity:
+            assert self.count < capacity * 20, "the workers never filled"
+            self.try_one()
+
+    def release_all(self) -> list[bytes]:
+        (self.tmp / "release").write_text("1")
+        bodies = []
+        for reader in self.held.values():
+            status, _, body = reader.response()
+            assert status == 200
+            bodies.append(body)
+            reader.sock.close()
+        self.held.clear()
+        (self.tmp / "release").unlink()
+        return bodies
+
+
+@pytest.fixture
+def two_workers(tmp_path):
+    s = start_server(tmp_path, "--workers", "2", "--limit-concurrency", str(N),
+                     "--access-log", "text", app="tests.apps.limits:app",
+                     env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+    yield s
+    (tmp_path / "release").write_text("1")
+    s.stop()
+
+
+def test_past_the_limit_each_worker_answers_503_at_once_and_counts_it(two_workers, tmp_path):
+    server = two_workers
+    holder = Holder(server, tmp_path, "/hold-async")
+    holder.fill(2 * N)                  # both workers hold N
+    pids = [(tmp_path / f"entered-{rid}").read_text() for rid in holder.held]
+    assert sorted(pids.count(p) for p in set(pids)) == [N, N]      # N in each worker, not more
+    refused_while_filling = holder.refused
+    for _ in range(3):                  # every worker is full: each new one is refused
+        assert not holder.try_one()
+    # any kind of handler: an inline one is refused as well
+    for _ in range(2):
+        r = server.get("/hello")
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert r.text == "Service Unavailable: too many requests in progress\n"
+    # the server's own routes never are
+    assert server.get("/healthz").status_code == 200
+    assert server.get("/readyz").status_code == 200
+    assert refused_total(server) == refused_while_filling + 3 + 2
+    log = wait_for_log(server, "refused 1 request(s) with 503")
+    assert "--limit-concurrency 2" in log
+    # rate-limited: a line per worker for its first refusal, not one per refusal
+    assert log.count("request(s) with 503") < holder.refused + 2
+    assert " 503 " in wait_for_log(server, "GET /hello", stream="stdout")     # access log
+
+    assert holder.release_all() == [b"released\n"] * (2 * N)
+    # after the release: requests pass again, and exactly N per worker are held before the
+    # refusals start again (none was lost, none counted twice)
+    assert server.get("/hello").text == "hello\n"
+    before = holder.refused
+    holder.fill(2 * N)
+    assert not holder.try_one()
+    assert refused_total(server) == refused_while_filling + 3 + 2 + (holder.refused - before)
+    holder.release_all()
+
+
+@pytest.mark.parametrize("app, path", [
+    ("tests.apps.limits:app", "/hold-async"),
+    ("tests.apps.limits:app", "/hold-thread"),
+    ("tests.apps.limits:app", "/hold-stream"),
+    ("tests.apps.limits:wsgi_app", "/hold"),
+    ("tests.apps.limits:asgi_app", "/hold"),
+])
+def test_every_kind_of_handler_counts_until_its_response_is_done(tmp_path, app, path):
+    server = start_server(tmp_path, "--limit-concurrency", str(N), app=app,
+                          env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+    try:
+        holder = Holder(server, tmp_path, path)
+        holder.fill(N)
+        assert holder.refused == 0      # one worker: the first N go in
+        assert not holder.try_one()
+        assert server.get("/hello").status_code == 503
+        assert server.get("/healthz").status_code == 200
+        assert server.get("/metrics").status_code == 200
+        assert refused_total(server) == 2
+        requests = samples(server.get("/metrics").text, "fastsock_requests_total")
+        assert requests['{method="GET",route="unmatched",status="503"}'] == 2
+        expected = b"started\nreleased\n" if path == "/hold-stream" else b"released\n"
+        assert holder.release_all() == [expected] * N
+        assert server.get("/hello").text == "hello\n"
+        holder.fill(N)                  # exactly N again: the count came back to 0
+        assert not holder.try_one()
+        holder.release_all()
+    finally:
+        (tmp_path / "release").write_text("1")
+        server.stop()
+
+
+def test_a_client_that_leaves_frees_its_place(tmp_path):
+    """A held client that hangs up is out of the app (its task is cancelled): the place is
+    free for the next request, and the count never goes below what is held."""
+    server = start_server(tmp_path, "--limit-concurrency", str(N), app="tests.apps.limits:app",
+                          env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+    try:
+        holder = Holder(server, tmp_path, "/hold-async")
+        holder.fill(N)
+        rid, reader = holder.held.popitem()
+        reader.sock.close()
+        wait_until(lambda: server.get("/hello").status_code == 200, what="the place freed")
+        holder.fill(N)
+        assert not holder.try_one()
+        holder.release_all()
+    finally:
+        (tmp_path / "release").write_text("1")
+        server.stop()
+
+
+def test_off_by_default(tmp_path):
+    server = start_server(tmp_path, app="tests.apps.limits:app",
+                          env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+    try:
+        holder = Holder(server, tmp_path, "/hold-async")
+        holder.fill(20)
+        assert holder.refused == 0
+        assert server.get("/hello").text == "hello\n"
+        assert refused_total(server) == 0
+        holder.release_all()
+    finally:
+        (tmp_path / "release").write_text("1")
+        server.stop()
+
+
+def test_the_environment_variable_sets_it(tmp_path):
+    server = start_server(tmp_path, app="tests.apps.limits:app",
+                          env={"FASTSOCK_TEST_DIR": str(tmp_path),
+                               "FASTSOCK_LIMIT_CONCURRENCY": "1"})
+    try:
+        holder = Holder(server, tmp_path, "/hold-async")
+        holder.fill(1)
+        r = httpx.get(server.url + "/hello")
+        assert r.status_code == 503
+        holder.release_all()
+    finally:
+        (tmp_path / "release").write_text("1")
+        server.stop()
