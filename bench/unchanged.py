@@ -1,8 +1,8 @@
-"""The apps of tests/apps/unchanged.py served by fastsock beside gunicorn (Flask) and uvicorn
-(FastAPI), one worker each, the same requests to each over 127.0.0.1, and what each sent:
-a declared Content-Length kept or re-framed, how many Date lines, what HEAD of a generator
-route announces, the host an absolute-form target gives the app, two Cookie lines as WSGI sees
-them. gunicorn and uvicorn are in the [bench] extra (not in CI's venv).
+"""The apps of tests/apps/unchanged.py served by fastsock beside gunicorn (Flask), uvicorn
+(FastAPI) and granian (both), one worker each, the same requests to each over 127.0.0.1, and
+what each sent: a declared Content-Length kept or re-framed, how many Date lines, what HEAD of
+a generator route announces, the host an absolute-form target gives the app, two Cookie lines
+as WSGI sees them. gunicorn, uvicorn and granian are in the [bench] extra (not in CI's venv).
 
     python bench/unchanged.py
 """
@@ -84,16 +84,19 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FASTSOCK_TEST_DIR": tempfile.mkdtemp()}
     for kind, other in (("flask", "gunicorn"), ("fastapi", "uvicorn")):
         app = f"tests.apps.unchanged:{kind}_app"
-        for server in ("fastsock", other):
+        for server in ("fastsock", other, "granian"):
             port = free_port()
             cmd = {"fastsock": ["-m", "fastsock", app, "--host", "127.0.0.1", "--port",
                                 str(port), "--workers", "1"],
                    "gunicorn": ["-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", app],
                    "uvicorn": ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
-                               app]}[server]
+                               app],
+                   "granian": ["-m", "granian", "--interface",
+                               "wsgi" if kind == "flask" else "asgi", "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1", app]}[server]
             proc = start([sys.executable, *cmd], port, env)
             try:
-                print(f"{kind:8} {server:9}", json.dumps(probe(port, kind)))
+                print(f"{kind:8} {server:9}", json.dumps(probe(port, kind)), flush=True)
             finally:
                 proc.terminate()
                 proc.wait(10)
