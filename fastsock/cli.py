@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                 app_directory(config.app)
             app = config.app
         if config.ready_check:          # a bad one stops the start here, before any fork
-            load_callable(config.ready_check, "--ready-check")
+            load_callable(config.ready_check, given_as.get("ready_check", "--ready-check"))
     except (CLIError, LoadError, ValueError) as e:     # ValueError: a bad option value
         print(f"fastsock: error: {e}", file=sys.stderr)
         return 2

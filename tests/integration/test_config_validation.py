@@ -176,6 +176,10 @@ BAD_VALUES = [
     (["--metrics-path", "/me trics"], {}, "--metrics-path"),
     (["--healthz-path", "/health?x"], {}, "--healthz-path"),
     (["--readyz-path", "/healthz"], {}, "--readyz-path must differ from healthz_path"),
+    (["--ready-check", "nosuch_module_xyz:check"], {}, "--ready-check: cannot import"),
+    (["--ready-check", "tests.apps.unchanged:no_such_check"], {}, "--ready-check"),
+    (["--ready-check", "tests.apps.unchanged:BIG"], {}, "--ready-check"),  # not callable
+    ([], {"FASTSOCK_READY_CHECK": "no-colon"}, "FASTSOCK_READY_CHECK"),
     (["--port", "8123", "--metrics-port", "8123"], {}, "--metrics-port must differ"),
     (["--access-log", "xml"], {}, "--access-log"),
     ([], {"FASTSOCK_LOG_HEALTH": "sometimes"}, "FASTSOCK_LOG_HEALTH"),

@@ -348,7 +348,7 @@ def test_a_bad_ready_check_stops_the_start_in_one_line(tmp_path, value, says):
         [sys.executable, "-m", "fastsock", "tests.apps.unchanged:native_app", "--port",
          str(free_port()), "--host", "127.0.0.1", "--ready-check", value],
         cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
