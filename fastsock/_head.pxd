@@ -162,6 +162,7 @@ cdef class HeadParser:
     cdef int _fail(self, ParseError error) noexcept
     cdef int _parse_head(self, const char* buf, Py_ssize_t n, Py_ssize_t* end_pos) except -1
     cdef int _request_line(self, const char* p, Py_ssize_t n) noexcept
+    cdef int _target_authority(self, const char* p, Py_ssize_t n) noexcept
     cdef int _field_line(self, const char* p, Py_ssize_t n, bint trailer) noexcept
     cdef int _framing_field(self, const char* name, Py_ssize_t nlen,
                             const char* v, Py_ssize_t vlen) noexcept

@@ -115,10 +115,24 @@ cdef class HeadParser:
             return 0
         if t1 - t0 == 1 and p[t0] == c'*' and _eq_ci(p, self.method_end, b"options", 7):
             return 0
-        if (_eq_ci(p + t0, min(7, t1 - t0), b"http://", 7)
-                or _eq_ci(p + t0, min(8, t1 - t0), b"https://", 8)):
-            return 0
+        if _eq_ci(p + t0, min(7, t1 - t0), b"http://", 7):
+            return self._target_authority(p + t0 + 7, t1 - t0 - 7)
+        if _eq_ci(p + t0, min(8, t1 - t0), b"https://", 8):
+            return self._target_authority(p + t0 + 8, t1 - t0 - 8)
         return self._fail(E_INVALID_TARGET)
+
+    cdef int _target_authority(self, const char* p, Py_ssize_t n) noexcept:
+        """An absolute-form target's authority stands for Host (RFC 9112 §3.2.2): it must name
+        a host (an empty one is invalid, RFC 9110 §4.2.1) in Host's characters, and no
+        userinfo (§4.2.4: a recipient treats it as an error; it could fake a host to a log)."""
+        cdef Py_ssize_t i = 0
+        while i < n and p[i] != c'/' and p[i] != c'?':
+            if p[i] == c'@' or not (fs_char_class[<unsigned char>p[i]] & FS_HOST):
+                return self._fail(E_INVALID_TARGET)
+            i += 1
+        if i == 0 or p[0] == c':':
+            return self._fail(E_INVALID_TARGET)
+        return 0
 
     cdef int _field_line(self, const char* p, Py_ssize_t n, bint trailer) noexcept:
         cdef Py_ssize_t i = 0, colon, v0, v1

@@ -126,7 +126,7 @@ cdef class Request:
     cdef str _authority(self):
         """The authority of an absolute-form target (GET http://host:port/path), else None:
         RFC 9112 §3.2.2 has it stand for the Host field, which is then ignored. (The target
-        was validated by the parser: ASCII, a scheme of http or https.)"""
+        was validated by the parser: ASCII, a scheme of http or https, a host, no userinfo.)"""
         cdef const char* p
         cdef Py_ssize_t start, i, end, n
         if self._head is None:
@@ -141,11 +141,8 @@ cdef class Request:
             i += 1
         i += 3                              # past "://"
         end = i
-        while end < n and p[end] != c'/' and p[end] != c'?' and p[end] != c'#' \
-                and p[end] != c' ':
-            if p[end] == c'@':              # userinfo: not part of the host
-                i = end + 1
-            end += 1
+        while end < n and p[end] != c'/' and p[end] != c'?' and p[end] != c' ':
+            end += 1                        # (the parser refused userinfo and an empty host)
         if end <= i:
             return None
         return self._head[i:end].decode("ascii")

@@ -279,3 +279,26 @@ def test_refusal_reports_its_table_row(raw, status, reason):
     assert parser.feed(raw) == []
     assert (parser.error_status, parser.error_reason) == (status, reason)
     assert PARSE_ERRORS[parser.error][:2] == (reason, status)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("target", [
+    b"http:///go", b"https://", b"http://?q", b"http://:80/x",       # no host (RFC 9110 §4.2.1)
+    b"http://user@evil.example/x", b"http://a:b@host/",            # userinfo (§4.2.4)
+    b"http://ho\"st/", b"http://host#frag", b"http://ho<st>/",     # not Host's characters
+])
+def test_absolute_form_needs_a_host_and_no_userinfo(split, target):
+    raw = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    events, p = feed(raw, split)
+    assert events == [] and (p.error_status, p.error_reason) == (400, "invalid request target")
+
+
+@pytest.mark.parametrize("target, authority", [
+    (b"http://other.example:9000/go", "other.example:9000"),
+    (b"https://[::1]:8443?x=1", "[::1]:8443"),
+    (b"HTTP://Example.COM", "Example.COM"),
+])
+def test_absolute_form_authority_is_the_host(target, authority):
+    (req,), p = feed(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n", "whole")
+    assert p.error_status == 0 and req.authority == authority
+    assert req.headers["host"] == authority
