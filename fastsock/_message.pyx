@@ -184,8 +184,8 @@ cdef class Request:
 
 cdef class Response:
     """What a handler returns when it needs more than a body: a status, headers, a type.
-    body may be str, bytes, dict/list (sent as JSON), None, or an iterator or async iterator
-    of chunks (str or bytes-like), each sent as soon as it is made."""
+    body may be str, bytes, dict/list/set or a dataclass (sent as JSON), None, or an iterator
+    or async iterator of chunks (str or bytes-like), each sent as soon as it is made."""
 
     def __init__(self, body=b"", int status=200, headers=None, content_type=None):
         self.status = status
@@ -196,8 +196,9 @@ cdef class Response:
         elif isinstance(body, (bytes, bytearray, memoryview)):
             self.body = bytes(body)
             default = "application/octet-stream"
-        elif isinstance(body, (dict, list)):
-            self.body = json_bytes(body)
+        elif isinstance(body, (dict, list, set, frozenset)) or (
+                hasattr(type(body), "__dataclass_fields__") and not isinstance(body, type)):
+            self.body = json_bytes(body)        # (a set, a dataclass: as _json encodes them)
             default = "application/json"
         elif body is None:
             self.body = b""
