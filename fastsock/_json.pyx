@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import importlib
 import uuid
 
 from _json import make_encoder as _make_encoder     # json.dumps' C encoder
@@ -55,7 +56,7 @@ def configure(default=None, use_orjson=None):
     _orjson_dumps = None
     if use_orjson is None or use_orjson:
         try:
-            import orjson
+            orjson = importlib.import_module("orjson")
         except ImportError:
             if use_orjson:
                 raise
