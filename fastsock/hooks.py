@@ -109,7 +109,16 @@ def _sync_chain(app, middlewares, core: Callable) -> Callable:
 
 
 def _link(mw: Callable, call_next: Callable) -> Callable:
-    return lambda req: as_response(mw(req, call_next))
+    return lambda req: _answer(mw, mw(req, call_next))
+
+
+def _answer(mw: Callable, result):
+    """What a middleware returned, as a Response: None is a mistake (a forgotten return),
+    not a 204."""
+    if result is None:
+        raise TypeError(f"the middleware {mw.__qualname__} returned None: return what "
+                        "call_next(req) returned, or a response")
+    return as_response(result)
 
 
 def _outermost(chain: Callable, app) -> Callable:
@@ -212,17 +221,21 @@ def _async_core(handler: Callable, app, runner, threaded: bool) -> Callable:
 
 def _async_link(mw: Callable, call_next: Callable) -> Callable:
     async def link(req):
-        return as_response(await mw(req, call_next))
+        return _answer(mw, await mw(req, call_next))
     return link
 
 
 def _threaded_link(mw: Callable, call_next: Callable, runner) -> Callable:
     """A plain middleware with something async inside: run in the pool, its call_next
     waiting (in that thread) for the rest on the asyncio loop."""
+    limit = runner.threads + runner.backlog
+
     def in_thread(req):
-        return as_response(mw(req, lambda r: runner.wait_on_loop(call_next(r))))
+        return _answer(mw, mw(req, lambda r: runner.wait_on_loop(call_next(r))))
 
     async def link(req):
+        if runner.thread_jobs >= limit:     # as a threaded handler: 503 past the backlog
+            return busy_response()
         return await runner.in_pool(in_thread, req)
     return link
 

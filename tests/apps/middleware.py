@@ -136,3 +136,10 @@ sync_app = _app(sync_auth, sync_tag)
 async_app = _app(async_auth, async_tag)
 mixed_app = _app(sync_auth, async_tag)
 mixed_inverse_app = _app(async_auth, sync_tag)
+
+
+def forgetful(req, call_next):
+    call_next(req)                  # and no return: a mistake, not a 204
+
+
+forgetful_app = _app(forgetful)

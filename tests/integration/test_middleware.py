@@ -67,3 +67,29 @@ def test_middleware_sees_a_response_it_can_change(server, path):
 def test_nothing_was_logged_as_an_error(server):
     httpx.get(server.url + "/stream/threaded", headers=AUTH)
     assert "Traceback" not in server.log() and "ERROR" not in server.log()
+
+
+def test_a_plain_middleware_over_async_parts_never_deadlocks_a_small_pool(serve):
+    # mixed_app: the plain auth (in a pool thread, waiting on the asyncio loop) outside the
+    # async tagger, around a threaded handler that needs a pool thread of its own: with one
+    # thread and four requests at once, every one is answered
+    from concurrent.futures import ThreadPoolExecutor
+    server = serve("--threads", "1", app="tests.apps.middleware:mixed_app")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: httpx.get(server.url + "/threaded", headers=AUTH,
+                                                    timeout=20), range(4)))
+    assert [(r.status_code, r.text) for r in answers] == [(200, "threaded")] * 4
+
+
+def test_without_a_pool_a_plain_middleware_around_async_parts_stops_the_start(serve):
+    with pytest.raises(RuntimeError) as failed:
+        serve("--threads", "0", app="tests.apps.middleware:mixed_app")
+    assert "sync_auth is a plain middleware around an async part" in str(failed.value)
+    assert "(--threads 0)" in str(failed.value)
+
+
+def test_a_middleware_that_returns_nothing_is_a_500_naming_it(serve):
+    server = serve(app="tests.apps.middleware:forgetful_app")
+    r = server.get("/inline")
+    assert (r.status_code, r.text) == (500, "Internal Server Error\n")
+    assert "the middleware forgetful returned None" in server.log()
