@@ -7,4 +7,4 @@ cdef class _Dispatch:
     cdef object lookup, match, pooled_body
     cdef frozenset pulled_inline
     cpdef object dispatch(self, Request req)
-    cdef object finish(self, object result, object handler)
+    cdef object finish(self, object result, object handler, int method_id)

@@ -15,6 +15,8 @@ from fastsock.runner import RequestStream, is_async
 
 __all__ = ["App", "HTTPError"]
 
+_HEAD = METHOD_NAMES.index("HEAD")
+
 
 def _runnable(handler, options: dict, runner, app: App):
     """The handler as the dispatcher calls it: as it is (inline), or started on the runner's
@@ -74,16 +76,18 @@ class _Dispatch:
             if (t is str or t is bytes or t is dict or t is list or t is Deferred
                     or (t is Response and type(result.body) is bytes)):
                 return result
-            return self.finish(result, handler)
+            return self.finish(result, handler, method_id)
         except Exception as e:          # noqa: BLE001  (a handler's error: its response)
             return error_response(req, e)
 
-    def finish(self, result, handler):
+    def finish(self, result, handler, method_id):
         """An inline handler's other results: made a response (to_response), a plain iterator
-        body pulled in the pool unless its route says pull_inline=True."""
+        body pulled in the pool unless its route says pull_inline=True. A body that is never
+        pulled (HEAD, 204, 304) is left as it is: the writer closes it at once."""
         response = to_response(result)
         if (type(response) is Response and self.pooled_body is not None
-                and handler not in self.pulled_inline):
+                and handler not in self.pulled_inline and method_id != _HEAD
+                and response.status != 204 and response.status != 304):
             response.body = self.pooled_body(response.body)
         return response
 
