@@ -1,7 +1,8 @@
 """Instructions per request, counted by valgrind's callgrind: repeatable on a noisy machine
 where timings drift. Compares fastsock with metrics on and off, the access log, and a JSON route
-against its plain-text twin (with orjson when it is installed, and with the built-in encoder),
-on the same fixed workload: N keep-alive requests, 16 pipelined per write, over one connection.
+against its plain-text twin, and JSON of floats, datetimes and dataclasses (json_rich), each
+with orjson when it is installed and with the built-in encoder, on the same fixed workload: N
+keep-alive requests, 16 pipelined per write, over one connection.
 
     python bench/instructions.py [--requests 20000] [--baseline DIR]
 
@@ -30,7 +31,9 @@ VARIANTS = {"metrics on": ([], "examples.hello:app", ROOT),
                                             "examples.hello:app", ROOT),
             "text route": ([], "text_hello:app", ROOT),
             "JSON route": ([], "json_hello:app", ROOT),
-            "JSON route, built-in encoder": ([], "json_hello_builtin:app", ROOT)}
+            "JSON route, built-in encoder": ([], "json_hello_builtin:app", ROOT),
+            "rich JSON route": ([], "json_rich:app", ROOT),
+            "rich JSON, built-in encoder": ([], "json_rich:builtin_app", ROOT)}
 
 
 def free_port() -> int:
@@ -114,6 +117,8 @@ def main() -> int:
     builtin = results["JSON route, built-in encoder"]
     print(f"JSON route, orjson (when installed) / built-in encoder: "
           f"{results['JSON route'] / builtin:.3f}x")
+    print(f"rich JSON route, orjson (when installed) / built-in encoder: "
+          f"{results['rich JSON route'] / results['rich JSON, built-in encoder']:.3f}x")
     if args.baseline:
         print(f"metrics on, now / before: "
               f"{results['metrics on'] / results['before, metrics on']:.3f}x")

@@ -1,10 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""JSON for a handler's dict or list: orjson's when it is installed, else encoded in C here, the
-same bytes as json.dumps(value, separators=(",", ":"), default=...). Beyond what json.dumps
-takes: datetime, date and time (ISO 8601), UUID and Decimal (as strings: a Decimal keeps every
-digit), Enum (its value), dataclasses (their fields), set and frozenset (lists); then the app's
-json_default(o); bytes are refused (their encoding is the app's to choose). Used by Response
-and by the writer; no I/O here.
+"""JSON for a handler's dict or list, encoded in C: exact dicts, lists and tuples of ASCII strs,
+ints, bools and None straight into a buffer, the same bytes as json.dumps(value,
+separators=(",", ":")); any other value in it (floats, subclasses, the types below) by orjson
+when it is installed (one call per such value: cheaper than orjson's own call for the whole of
+a small body), else by json.dumps' C encoder. Beyond what json.dumps takes: datetime, date and
+time (ISO 8601), UUID and Decimal (as strings: a Decimal keeps every digit), Enum (its value),
+dataclasses (their fields), set and frozenset (lists); then the app's json_default(o); bytes
+are refused (their encoding is the app's to choose). Used by Response and by the writer; no
+I/O here.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
@@ -76,8 +79,8 @@ _encode_json = _make_encoder(None, _json_default, _encode_str, None, ":", ",", F
 
 # A handler's dict or list is encoded here, straight into a buffer of its own: exact dicts
 # with str keys, lists, tuples, ASCII strs, ints, bools and None, the same bytes as
-# json.dumps(value, separators=(",", ":")); anything else (floats too) is handed to the C
-# encoder above.
+# json.dumps(value, separators=(",", ":")); anything else (floats too) is handed to orjson or
+# the C encoder above.
 #
 # The buffer is the encoding's, on its C stack, never the module's: pool threads and the loop
 # encode at once, and the GIL can change hands mid-encode (the C encoder calls a dict
@@ -217,22 +220,21 @@ cdef int _json_value(JBuf* b, object v, int depth) except -1:
 
 
 cdef int _json_fallback(JBuf* b, object v, Py_ssize_t mark) except -1:
+    cdef bytes data
     b.n = mark
+    if _orjson_dumps is not None:
+        try:
+            data = _orjson_dumps(v, default=_json_default, option=_orjson_options)
+        except TypeError:
+            pass                        # json.dumps' answer: its bytes (an int past 64 bits
+        else:                           # in a subclass), or its TypeError
+            return _put(b, data, len(data))
     return _put_ascii(b, "".join(_encode_json(v, 0)))
 
 
 cdef bytes json_bytes(object value):
-    """value as compact JSON: orjson's (UTF-8) when configured, else ASCII as json.dumps
-    writes it by default (also what orjson refuses and json.dumps takes: ints past 64 bits)."""
-    if _orjson_dumps is not None:
-        try:
-            return _orjson_dumps(value, default=_json_default, option=_orjson_options)
-        except TypeError:
-            pass                        # json.dumps' answer: its bytes, or its TypeError
-    return _builtin_json(value)
-
-
-cdef bytes _builtin_json(object value):
+    """value as compact JSON: what the encoder above takes as json.dumps writes it (ASCII),
+    the rest as orjson writes it (UTF-8) when configured, else as json.dumps does."""
     cdef char stack[JSON_STACK]
     cdef JBuf b
     b.p, b.n, b.cap, b.heap = stack, 0, JSON_STACK, False

@@ -21,11 +21,12 @@ How the pieces run:
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 
 from fastsock.results import HTTPError, as_response, busy_response
-from fastsock.runner import is_async
+from fastsock.runner import Waits, is_async
 
 
 def has_layers(app) -> bool:
@@ -230,13 +231,18 @@ def _threaded_link(mw: Callable, call_next: Callable, runner) -> Callable:
     waiting (in that thread) for the rest on the asyncio loop."""
     limit = runner.threads + runner.backlog
 
-    def in_thread(req):
-        return _answer(mw, mw(req, lambda r: runner.wait_on_loop(call_next(r))))
+    def in_thread(req, waits: Waits):
+        return _answer(mw, mw(req, lambda r: runner.wait_on_loop(call_next(r), waits)))
 
     async def link(req):
         if runner.thread_jobs >= limit:     # as a threaded handler: 503 past the backlog
             return busy_response()
-        return await runner.in_pool(in_thread, req)
+        waits = Waits()                     # what call_next runs on the loop meanwhile
+        try:
+            return await runner.in_pool(in_thread, req, waits)
+        except asyncio.CancelledError:      # the client left, or the timeout: the handler
+            waits.cancel()                  # under the middleware is cancelled too (or,
+            raise                           # not started yet, never starts)
     return link
 
 

@@ -267,13 +267,20 @@ class Runner:
             exc = e
         self.loop.call_soon_threadsafe(_settle, (arrived, (result, exc)))
 
-    def wait_on_loop(self, coro):
+    def wait_on_loop(self, coro, waits: Waits):
         """From a pool thread: run coro on the asyncio loop and wait for its result (the
-        thread is parked meanwhile: see submit)."""
+        thread is parked meanwhile: see submit), unless waits is (or gets) cancelled."""
+        if waits.cancelled:
+            coro.close()
+            raise asyncio.CancelledError
         with self._parking:
             self.parked += 1
         try:
-            return asyncio.run_coroutine_threadsafe(self._counted(coro), self.aio).result()
+            future = asyncio.run_coroutine_threadsafe(self._counted(coro), self.aio)
+            waits.futures.append(future)
+            if waits.cancelled:         # cancelled meanwhile: waits.cancel() missed it
+                future.cancel()
+            return future.result()
         finally:
             with self._parking:
                 self.parked -= 1
@@ -288,6 +295,22 @@ class Runner:
     def close(self) -> None:
         for _ in self._threads:
             self._jobs.put(None)
+
+
+class Waits:
+    """What a pool thread waits for on the asyncio loop (wait_on_loop), for the loop's thread
+    to cancel: one of the two sees the other's step (the GIL orders them)."""
+
+    __slots__ = ("cancelled", "futures")
+
+    def __init__(self):
+        self.cancelled = False
+        self.futures: list = []
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for future in list(self.futures):
+            future.cancel()
 
 
 def _wake(future: asyncio.Future) -> None:

@@ -10,6 +10,7 @@ sets the status to 418. /calls counts the handlers that ran (behind the same mid
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 from fastsock import App, Response
 
@@ -87,6 +88,16 @@ def _routes(app: App) -> App:
                 time.sleep(0.001)
                 yield f"{i},"
         return gen()
+
+    @app.get("/async/wait")
+    async def async_wait(req):
+        mark = Path(req.query["mark"])
+        (mark.parent / (mark.name + ".started")).write_text("started")
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            mark.write_text("cancelled")
+            raise
 
     @app.get("/calls")
     def calls(req):

@@ -6,6 +6,8 @@ change (a header, the status)."""
 import httpx
 import pytest
 
+from tests.support.waiting import wait_for_text
+
 ROUTES = {          # path -> (status, content type, body) of the handler's answer
     "/inline": (200, "text/plain; charset=utf-8", b"inline"),
     "/bytes": (200, "application/octet-stream", b"raw"),
@@ -93,3 +95,14 @@ def test_a_middleware_that_returns_nothing_is_a_500_naming_it(serve):
     r = server.get("/inline")
     assert (r.status_code, r.text) == (500, "Internal Server Error\n")
     assert "the middleware forgetful returned None" in server.log()
+
+
+def test_a_client_that_leaves_cancels_the_async_handler_under_any_middleware(server, tmp_path):
+    mark = tmp_path / "mark"
+    s = server.connect()
+    s.sendall(f"GET /async/wait?mark={mark} HTTP/1.1\r\nHost: t\r\nAuthorization: yes\r\n\r\n"
+              .encode())
+    # once the handler runs (a client that leaves before: it never starts)
+    assert wait_for_text(tmp_path / "mark.started", timeout=10) == "started"
+    s.close()
+    assert wait_for_text(mark, timeout=10) == "cancelled"
