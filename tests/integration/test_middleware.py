@@ -3,9 +3,13 @@ async, threaded; whole or streamed; each return value) x middleware written plai
 one of each in both orders (tests/apps/middleware.py): the auth middleware keeps every route
 shut without the header (the handler never runs), and the tagger always sees a Response it can
 change (a header, the status)."""
+import subprocess
+import sys
+
 import httpx
 import pytest
 
+from tests.support.servers import ROOT, free_port
 from tests.support.waiting import wait_for_text
 
 ROUTES = {          # path -> (status, content type, body) of the handler's answer
@@ -83,11 +87,14 @@ def test_a_plain_middleware_over_async_parts_never_deadlocks_a_small_pool(serve)
     assert [(r.status_code, r.text) for r in answers] == [(200, "threaded")] * 4
 
 
-def test_without_a_pool_a_plain_middleware_around_async_parts_stops_the_start(serve):
-    with pytest.raises(RuntimeError) as failed:
-        serve("--threads", "0", app="tests.apps.middleware:mixed_app")
-    assert "sync_auth is a plain middleware around an async part" in str(failed.value)
-    assert "(--threads 0)" in str(failed.value)
+def test_without_a_pool_a_plain_middleware_around_async_parts_stops_the_start():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastsock", "tests.apps.middleware:mixed_app", "--port",
+         str(free_port()), "--host", "127.0.0.1", "--workers", "1", "--threads", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "sync_auth is a plain middleware around an async part" in proc.stderr
+    assert "(--threads 0)" in proc.stderr
 
 
 def test_a_middleware_that_returns_nothing_is_a_500_naming_it(serve):

@@ -173,3 +173,18 @@ def test_head_closes_a_plain_iterator_from_the_pool(serve, tmp_path, workers):
         assert reader.response(head_only=True)[0] == 200
         assert reader.response()[2] == b"ok\n"         # the next answer: no body between
     assert wait_for_mark(mark) == "closed in fastsock-handler\n", server.log()
+
+
+def test_without_a_pool_a_plain_generator_is_pulled_on_the_loop(serve, tmp_path):
+    # --threads 0: no pool to pull in, so the loop pulls it (never a job no thread takes)
+    (tmp_path / "nopool.py").write_text(
+        "import threading\n"
+        "from fastsock import App\n"
+        "app = App()\n"
+        "@app.get('/stream')\n"
+        "def stream(req):\n"
+        "    return (f'chunk {i} in {threading.current_thread().name}\\n' for i in range(3))\n")
+    server = serve("--workers", "1", "--threads", "0", app="nopool:app",
+                   env={"PYTHONPATH": str(tmp_path)})
+    assert server.get("/stream", timeout=10).text == "".join(
+        f"chunk {i} in MainThread\n" for i in range(3))
