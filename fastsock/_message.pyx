@@ -213,5 +213,13 @@ cdef class Response:
             raise TypeError(f"cannot send a {type(body).__name__} as a response body")
         self.content_type = content_type if content_type is not None else default
 
+    def copy(self):
+        """A Response of its own: the same status, body and type, a copy of the headers (what
+        middleware sees of a Response a handler may share between requests)."""
+        cdef Response c = Response.__new__(Response)
+        c.status, c.body, c.content_type = self.status, self.body, self.content_type
+        c.headers = list(self.headers) if self.headers is not None else []
+        return c
+
     def __repr__(self):
         return f"<Response {self.status}>"

@@ -25,6 +25,7 @@ import asyncio
 import inspect
 from collections.abc import Callable
 
+from fastsock._message import Response
 from fastsock.results import HTTPError, as_response, busy_response
 from fastsock.runner import Waits, is_async
 
@@ -115,7 +116,10 @@ def _link(mw: Callable, call_next: Callable) -> Callable:
 
 def _answer(mw: Callable, result):
     """What a middleware returned, as a Response: None is a mistake (a forgotten return),
-    not a 204."""
+    not a 204. A Response goes as it is (the one call_next gave, or the middleware's own):
+    copied only where it came from, the handler."""
+    if type(result) is Response:
+        return result
     if result is None:
         raise TypeError(f"the middleware {mw.__qualname__} returned None: return what "
                         "call_next(req) returned, or a response")

@@ -42,12 +42,11 @@ def to_response(result):
 def as_response(result) -> Response:
     """What middleware and after hooks see: always a Response of its own (a Response a
     handler returns is copied, so one shared between requests is never changed)."""
-    if type(result) is Response:
-        copy = Response.__new__(Response)
-        copy.status, copy.body, copy.content_type = result.status, result.body, \
-            result.content_type
-        copy.headers = list(result.headers)
-        return copy
+    t = type(result)
+    if t is str or t is bytes or t is dict or t is list:
+        return Response(result)
+    if t is Response:
+        return result.copy()
     if isinstance(result, HTTPError):
         return Response(result.body, result.status, headers=result.headers)
     response = to_response(result)
