@@ -1,7 +1,8 @@
 """Instructions per request, counted by valgrind's callgrind: repeatable on a noisy machine
 where timings drift. Compares fastsock with metrics on and off, the access log, and a JSON route
-against its plain-text twin, on the same fixed workload: N keep-alive requests, 16 pipelined
-per write, over one connection.
+against its plain-text twin, and JSON of floats, datetimes and dataclasses (json_rich), each
+with orjson when it is installed and with the built-in encoder, on the same fixed workload: N
+keep-alive requests, 16 pipelined per write, over one connection.
 
     python bench/instructions.py [--requests 20000] [--baseline DIR]
 
@@ -29,7 +30,10 @@ VARIANTS = {"metrics on": ([], "examples.hello:app", ROOT),
             "metrics on, concurrency cap": (["--limit-concurrency", "1000"],
                                             "examples.hello:app", ROOT),
             "text route": ([], "text_hello:app", ROOT),
-            "JSON route": ([], "json_hello:app", ROOT)}
+            "JSON route": ([], "json_hello:app", ROOT),
+            "JSON route, built-in encoder": ([], "json_hello_builtin:app", ROOT),
+            "rich JSON route": ([], "json_rich:app", ROOT),
+            "rich JSON, built-in encoder": ([], "json_rich:builtin_app", ROOT)}
 
 
 def free_port() -> int:
@@ -102,6 +106,7 @@ def main() -> int:
     variants = dict(VARIANTS)
     if args.baseline:
         variants["before, metrics on"] = ([], "examples.hello:app", args.baseline.resolve())
+        variants["before, JSON route"] = ([], "json_hello:app", args.baseline.resolve())
     results = {name: count(flags, app, root, args.requests)
                for name, (flags, app, root) in variants.items()}
     base = results["metrics off"]
@@ -109,9 +114,17 @@ def main() -> int:
     for name, value in results.items():
         print(f"{name:<28} {value:>8}  ({value / base:.3f}x of metrics off)")
     print(f"JSON route / text route: {results['JSON route'] / results['text route']:.3f}x")
+    builtin = results["JSON route, built-in encoder"]
+    print(f"JSON route, orjson (when installed) / built-in encoder: "
+          f"{results['JSON route'] / builtin:.3f}x")
+    print(f"rich JSON route, orjson (when installed) / built-in encoder: "
+          f"{results['rich JSON route'] / results['rich JSON, built-in encoder']:.3f}x")
     if args.baseline:
         print(f"metrics on, now / before: "
               f"{results['metrics on'] / results['before, metrics on']:.3f}x")
+        before_json = results["before, JSON route"]
+        print(f"JSON route, now / before: {results['JSON route'] / before_json:.3f}x; "
+              f"built-in encoder, now / before: {builtin / before_json:.3f}x")
     return 0
 
 

@@ -1,29 +1,86 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""JSON for a handler's dict or list: encoded in C, the same bytes as json.dumps(value,
-separators=(",", ":")). Used by Response and by the writer; no I/O here.
+"""JSON for a handler's dict or list, encoded in C: exact dicts, lists and tuples of ASCII strs,
+ints, bools and None straight into a buffer, the same bytes as json.dumps(value,
+separators=(",", ":")); any other value in it (floats, subclasses, the types below) by orjson
+when it is installed (one call per such value: cheaper than orjson's own call for the whole of
+a small body), else by json.dumps' C encoder. Beyond what json.dumps takes: datetime, date and
+time (ISO 8601), UUID and Decimal (as strings: a Decimal keeps every digit), Enum (its value),
+dataclasses (their fields), set and frozenset (lists); then the app's json_default(o); bytes
+are refused (their encoding is the app's to choose). Used by Response and by the writer; no
+I/O here.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
+import dataclasses
+import datetime
+import decimal
+import enum
+import importlib
+import uuid
+
 from _json import make_encoder as _make_encoder     # json.dumps' C encoder
 from json.encoder import encode_basestring_ascii as _encode_str
 
+# The process's encoder (configure(): an app sets it when its dispatcher is built): read by
+# any thread, written at start-up only.
+cdef object _app_default = None         # the app's json_default, or None
+cdef object _orjson_dumps = None        # orjson.dumps, when installed and not declined
+cdef int _orjson_options = 0
+
 
 def _json_default(o):
+    """A value neither encoder takes as it is, made into one it takes (or TypeError)."""
+    if isinstance(o, (datetime.date, datetime.time)):      # datetime is a date
+        return o.isoformat()
+    if isinstance(o, (uuid.UUID, decimal.Decimal)):
+        return str(o)
+    if isinstance(o, enum.Enum):
+        return o.value
+    if isinstance(o, (set, frozenset)):
+        return list(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
+    if _app_default is not None:
+        return _app_default(o)
+    if isinstance(o, (bytes, bytearray, memoryview)):
+        raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable: decode "
+                        "it (or base64 it) to a str in the handler, or give App(json_default=)")
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
-# json.dumps(value, separators=(",", ":")) without building an encoder per call: for what the
-# fast encoder below hands on (subclasses, non-str keys, other types, deep nesting)
+def configure(default=None, use_orjson=None):
+    """The process's JSON encoder: default(o) for values of other types (App(json_default=));
+    use_orjson: True, False, or None (when it is installed). -> whether orjson is used."""
+    global _app_default, _orjson_dumps, _orjson_options
+    _app_default = default
+    _orjson_dumps = None
+    if use_orjson is None or use_orjson:
+        try:
+            orjson = importlib.import_module("orjson")
+        except ImportError:
+            if use_orjson:
+                raise
+        else:
+            _orjson_dumps = orjson.dumps
+            # int keys as json.dumps writes them ("1"); dataclasses, datetimes, UUIDs, enums
+            # natively, the rest through _json_default
+            _orjson_options = orjson.OPT_NON_STR_KEYS
+    return _orjson_dumps is not None
+
+
+# json.dumps(value, separators=(",", ":"), default=_json_default) without building an encoder
+# per call: for what the fast encoder below hands on (subclasses, non-str keys, other types,
+# deep nesting)
 _encode_json = _make_encoder(None, _json_default, _encode_str, None, ":", ",", False, False, True)
 
 
 # A handler's dict or list is encoded here, straight into a buffer of its own: exact dicts
 # with str keys, lists, tuples, ASCII strs, ints, bools and None, the same bytes as
-# json.dumps(value, separators=(",", ":")); anything else (floats too) is handed to the C
-# encoder above.
+# json.dumps(value, separators=(",", ":")); anything else (floats too) is handed to orjson or
+# the C encoder above.
 #
 # The buffer is the encoding's, on its C stack, never the module's: pool threads and the loop
 # encode at once, and the GIL can change hands mid-encode (the C encoder calls a dict
@@ -163,12 +220,21 @@ cdef int _json_value(JBuf* b, object v, int depth) except -1:
 
 
 cdef int _json_fallback(JBuf* b, object v, Py_ssize_t mark) except -1:
+    cdef bytes data
     b.n = mark
+    if _orjson_dumps is not None:
+        try:
+            data = _orjson_dumps(v, default=_json_default, option=_orjson_options)
+        except TypeError:
+            pass                        # json.dumps' answer: its bytes (an int past 64 bits
+        else:                           # in a subclass), or its TypeError
+            return _put(b, data, len(data))
     return _put_ascii(b, "".join(_encode_json(v, 0)))
 
 
 cdef bytes json_bytes(object value):
-    """value as compact JSON (ASCII, as json.dumps writes it by default)."""
+    """value as compact JSON: what the encoder above takes as json.dumps writes it (ASCII),
+    the rest as orjson writes it (UTF-8) when configured, else as json.dumps does."""
     cdef char stack[JSON_STACK]
     cdef JBuf b
     b.p, b.n, b.cap, b.heap = stack, 0, JSON_STACK, False
@@ -183,3 +249,6 @@ cdef bytes json_bytes(object value):
 def json_encode(value):
     """json_bytes for tests: the body a handler's dict or list is sent as."""
     return json_bytes(value)
+
+
+configure()

@@ -229,8 +229,8 @@ cdef class Request:
 
 cdef class Response:
     """What a handler returns when it needs more than a body: a status, headers, a type.
-    body may be str, bytes, dict/list (sent as JSON), None, or an iterator or async iterator
-    of chunks (str or bytes-like), each sent as soon as it is made."""
+    body may be str, bytes, dict/list/set or a dataclass (sent as JSON), None, or an iterator
+    or async iterator of chunks (str or bytes-like), each sent as soon as it is made."""
 
     def __init__(self, body=b"", int status=200, headers=None, content_type=None):
         self.status = status
@@ -241,8 +241,9 @@ cdef class Response:
         elif isinstance(body, (bytes, bytearray, memoryview)):
             self.body = bytes(body)
             default = "application/octet-stream"
-        elif isinstance(body, (dict, list)):
-            self.body = json_bytes(body)
+        elif isinstance(body, (dict, list, set, frozenset)) or (
+                hasattr(type(body), "__dataclass_fields__") and not isinstance(body, type)):
+            self.body = json_bytes(body)        # (a set, a dataclass: as _json encodes them)
             default = "application/json"
         elif body is None:
             self.body = b""
@@ -256,6 +257,14 @@ cdef class Response:
         else:
             raise TypeError(f"cannot send a {type(body).__name__} as a response body")
         self.content_type = content_type if content_type is not None else default
+
+    def copy(self):
+        """A Response of its own: the same status, body and type, a copy of the headers (what
+        middleware sees of a Response a handler may share between requests)."""
+        cdef Response c = Response.__new__(Response)
+        c.status, c.body, c.content_type = self.status, self.body, self.content_type
+        c.headers = list(self.headers) if self.headers is not None else []
+        return c
 
     def __repr__(self):
         return f"<Response {self.status}>"

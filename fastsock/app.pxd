@@ -4,5 +4,7 @@ from fastsock._message cimport Request
 
 cdef class _Dispatch:
     cdef dict by_id
-    cdef object lookup, match
+    cdef object lookup, match, pooled_body
+    cdef frozenset pulled_inline
     cpdef object dispatch(self, Request req)
+    cdef object finish(self, object result, object handler, int method_id)

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 from fastsock import hooks
 from fastsock._handoff import BodyIn, Deferred
+from fastsock._json import configure as configure_json
 from fastsock._message import METHOD_NAMES, Request, Response
 from fastsock.responses import NOT_FOUND, method_not_allowed
 from fastsock.results import HTTPError, error_response, to_response
@@ -14,16 +15,21 @@ from fastsock.runner import RequestStream, is_async
 
 __all__ = ["App", "HTTPError"]
 
+_HEAD = METHOD_NAMES.index("HEAD")
+
 
 def _runnable(handler, options: dict, runner, app: App):
     """The handler as the dispatcher calls it: as it is (inline), or started on the runner's
-    asyncio loop or thread pool, returning a Deferred; inside the app's hooks when it has any."""
-    handler = app._hooked(handler)
+    asyncio loop or thread pool, returning a Deferred; inside the app's hooks and middleware
+    when it has any (hooks.runnable)."""
+    if hooks.has_layers(app):
+        return hooks.runnable(handler, options, runner, app)
+    pull_inline = bool(options.get("pull_inline"))
     if is_async(handler):
         if runner is None:
             raise RuntimeError(f"{handler.__qualname__} is an async handler: serve the app "
                                "(fastsock MODULE:APP) or test it with fastsock.testing")
-        return runner.run_async(handler, options.get("timeout"))
+        return runner.run_async(handler, options.get("timeout"), pull_inline)
     threaded = options.get("threaded")
     if threaded is None and runner is not None:
         threaded = runner.threads_by_default
@@ -31,7 +37,7 @@ def _runnable(handler, options: dict, runner, app: App):
         if runner is None or not runner.threads:
             raise RuntimeError(f"{handler.__qualname__} runs in the thread pool, which this "
                                "server has none of (--threads 0)")
-        return runner.run_in_thread(handler, options.get("timeout"))
+        return runner.run_in_thread(handler, options.get("timeout"), pull_inline)
     return handler
 
 
@@ -39,8 +45,10 @@ class _Dispatch:
     """The tables dispatch looks a request up in (app.pxd gives them C attributes, and
     dispatch a typed Request: its fields are read as a struct's, not looked up by name)."""
 
-    def __init__(self, by_id: dict, lookup, match):
+    def __init__(self, by_id: dict, lookup, match, pooled_body, pulled_inline: frozenset):
         self.by_id, self.lookup, self.match = by_id, lookup, match
+        self.pooled_body = pooled_body          # runner.pooled_body, or None (no runner)
+        self.pulled_inline = pulled_inline      # the handlers of routes with pull_inline=True
 
     def dispatch(self, req):
         if req is None:         # (compiled, req is a typed Request: checked, but None passes)
@@ -65,20 +73,36 @@ class _Dispatch:
                 req.path_params = params
                 result = handler(req, **params)
             t = type(result)
-            if (t is str or t is bytes or t is Response or t is dict or t is list
-                    or t is Deferred):
+            if (t is str or t is bytes or t is dict or t is list or t is Deferred
+                    or (t is Response and type(result.body) is bytes)):
                 return result
-            return to_response(result)
+            return self.finish(result, handler, method_id)
         except Exception as e:          # noqa: BLE001  (a handler's error: its response)
             return error_response(req, e)
 
+    def finish(self, result, handler, method_id):
+        """An inline handler's other results: made a response (to_response), a plain iterator
+        body pulled in the pool unless its route says pull_inline=True. A body that is never
+        pulled (HEAD, 204, 304) is left as it is: the writer closes it at once."""
+        response = to_response(result)
+        if (type(response) is Response and self.pooled_body is not None
+                and handler not in self.pulled_inline and method_id != _HEAD
+                and response.status != 204 and response.status != 304):
+            response.body = self.pooled_body(response.body)
+        return response
 
-def _method_table(route: Route, runner=None, app: App | None = None) -> tuple:
+
+def _method_table(route: Route, runner=None, app: App | None = None,
+                  pulled: set | None = None) -> tuple:
     """The route's handlers indexed by method id (METHOD_NAMES), HEAD answered by the GET
     handler unless it has its own; [0] is a dict for methods without an id. The server's own
-    routes (app None) are neither hooked nor run elsewhere."""
+    routes (app None) are neither hooked nor run elsewhere. pulled: gets the handlers of the
+    methods with pull_inline=True."""
     handlers = {m: _runnable(h, route.options.get(m, {}), runner, app) if app else h
                 for m, h in route.handlers.items()}
+    if pulled is not None:
+        pulled.update(h for m, h in handlers.items()
+                      if route.options.get(m, {}).get("pull_inline"))
     if "GET" in handlers:
         handlers.setdefault("HEAD", handlers["GET"])
     return ({m: h for m, h in handlers.items() if m not in METHOD_NAMES},
@@ -89,9 +113,14 @@ class App:
     """A fastsock application: register handlers with the route decorators, then serve it
     with `fastsock MODULE:ATTR` or `fastsock.run(app)`."""
 
-    def __init__(self):
+    def __init__(self, *, json_default: Callable | None = None,
+                 use_orjson: bool | None = None):
+        """json_default(o): what a value of a type the JSON encoder does not take becomes (a
+        value it takes), or TypeError. use_orjson: None uses orjson when it is installed.
+        The encoder is the process's: set when this app's dispatcher is built."""
+        self.json_default, self.use_orjson = json_default, use_orjson
         self.router = Router()
-        self._dispatch = None
+        self._dispatch: Callable[[Request], object] | None = None
         self.startup: list[Callable] = []           # run in each worker before it serves
         self.shutdown: list[Callable] = []          # ... and after it has drained
         self.before: list[Callable] = []
@@ -120,15 +149,16 @@ class App:
         return hook
 
     def after_request(self, hook: Callable) -> Callable:
-        """hook(req, result) runs after each handler; a result other than None replaces the
-        handler's."""
+        """hook(req, response) runs after each handler, with its result made a Response; a
+        result other than None replaces it."""
         self._hook(self.after, hook)
         return hook
 
     def middleware(self, fn: Callable) -> Callable:
-        """fn(req, call_next) wraps each handler: call_next(req) runs the rest and returns
-        its result. A plain fn wraps plain handlers; an `async def` fn (awaiting call_next)
-        wraps async handlers. The first registered is the outermost."""
+        """fn(req, call_next) wraps every route's handler, whatever its kind: call_next(req)
+        runs the rest and returns a Response (made from whatever the handler returned) that fn
+        may change, or replace by what it returns. fn may be plain or `async def` (awaiting
+        call_next). The first registered is the outermost. See hooks.py for where each runs."""
         self._hook(self.middlewares, fn)
         return fn
 
@@ -145,23 +175,21 @@ class App:
         hooks.append(fn)
         self._dispatch = None
 
-    def _hooked(self, handler: Callable) -> Callable:
-        """handler inside the middleware, hooks and error handlers (itself when none)."""
-        if not (self.before or self.after or self.middlewares or self.error_handlers):
-            return handler
-        return hooks.wrap(handler, self)
-
     def route(self, path: str, methods: Iterable[str] = ("GET",), *,
               threaded: bool | None = None, timeout: float | None = None,
-              stream: bool = False, max_body_size: int | None = None) -> Callable:
+              stream: bool = False, max_body_size: int | None = None,
+              pull_inline: bool = False) -> Callable:
         """Register a handler. An `async def` handler runs on the worker's asyncio loop; a plain
         one inline on the worker's loop, or in its thread pool with threaded=True (None: as
         --run-sync says). timeout: seconds before a task or thread job is answered 504
         (None: --handler-timeout). stream=True (async handlers): the handler starts when the
         head is in and reads the body with `async for chunk in req.stream()` as it arrives,
-        up to max_body_size bytes (None: --max-body-size; 413 past it)."""
+        up to max_body_size bytes (None: --max-body-size; 413 past it). A plain iterator the
+        handler returns (a generator, a file) is pulled in the thread pool, so one that blocks
+        never stalls the loop; pull_inline=True pulls it on the loop instead, for generators
+        that never block (cheaper per chunk)."""
         options = {"threaded": threaded, "timeout": timeout, "stream": stream,
-                   "max_body_size": max_body_size}
+                   "max_body_size": max_body_size, "pull_inline": pull_inline}
 
         def register(handler: Callable) -> Callable:
             if stream and not is_async(handler):
@@ -199,12 +227,16 @@ class App:
         win over the app's), then the app's routes by one dict lookup, then its patterns.
         Built once: a request costs one call here and one to its handler. runner: the
         worker's runner.Runner, for handlers that do not run inline."""
-        by_id = {route.id: (route.id, _method_table(route, runner, self), route)
+        configure_json(self.json_default, self.use_orjson)
+        pulled: set = set()
+        by_id = {route.id: (route.id, _method_table(route, runner, self, pulled), route)
                  for route in self.router.routes()}
         by_id.update({route.id: (route.id, _method_table(route), route) for route in reserved})
         lookup = {route.template: by_id[route.id]
                   for route in (*self.router.exact.values(), *reserved)}.get
-        return _Dispatch(by_id, lookup, self.router.match_pattern).dispatch
+        return _Dispatch(by_id, lookup, self.router.match_pattern,
+                         runner.pooled_body if runner is not None else None,
+                         frozenset(pulled)).dispatch
 
     def route_names(self) -> dict[int, str]:
         """route id -> template: the metrics' route label."""

@@ -28,24 +28,31 @@ from fastsock.results import error_response, to_response
 error_log = logging.getLogger("fastsock.error")
 
 
-def complete(deferred: Deferred, req, result, exc, runner: Runner, threaded: bool = False) -> None:
+def complete(deferred: Deferred, req, result, exc, runner: Runner,
+             pull_inline: bool = False) -> None:
     """A handler's outcome as its response: the exception it raised (error_response), else its
-    result (to_response); a plain iterator body of a threaded handler is pulled in the pool.
-    A result that cannot be sent is one 500; one that comes too late (a 504 went, or the
-    client) has its body closed: close() by the connection, aclose() here."""
+    result (to_response); a plain iterator body is pulled in the pool (pooled_body). A result
+    that cannot be sent is one 500; one that comes too late (a 504 went, or the client) has
+    its body closed: close() by the connection, aclose() here."""
     try:
         if exc is not None:
             response = error_response(req, exc)
         else:
             response = to_response(result)
-            if threaded and type(response) is Response and hasattr(response.body, "__next__"):
-                response.body = runner._in_threads(response.body)
+            if not pull_inline and type(response) is Response:
+                response.body = runner.pooled_body(response.body)
         if deferred.is_done and type(response) is Response:
             runner.aclose_unsent(response.body)
         deferred.complete(response)
     except Exception as e:              # noqa: BLE001  (any failure here is one 500)
         error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
         deferred.complete(SERVER_ERROR)
+
+
+# iterators over what is already in memory: pulling them never blocks, so they stay inline
+_IN_MEMORY: tuple = ([], (), "", "\u00e9", b"", bytearray(), range(0), {}, {}.values(),
+                     {}.items())
+NEVER_BLOCKS = frozenset(type(iter(x)) for x in _IN_MEMORY)
 
 
 def is_async(handler) -> bool:
@@ -65,6 +72,10 @@ class Runner:
         self.thread_jobs = 0            # in the pool: running or queued
         self._threads: list[threading.Thread] = []     # submit()'s
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        # pool threads waiting in wait_on_loop: they hold no CPU, and what they wait for may
+        # need a thread of its own (a threaded handler): the pool may grow by as many
+        self.parked = 0
+        self._parking = threading.Lock()
 
     @property
     def aio(self) -> asyncio.AbstractEventLoop:
@@ -83,7 +94,7 @@ class Runner:
         self.aio                        # noqa: B018  (the property makes the loop)
         self.loop.tasks += 1
 
-    def run_async(self, handler, timeout: float | None):
+    def run_async(self, handler, timeout: float | None, pull_inline: bool = False):
         """handler(req, **params) -> Deferred, completed when its coroutine ends."""
         timeout = self.timeout if timeout is None else timeout
 
@@ -97,7 +108,8 @@ class Runner:
             self.loop.tasks += 1
             timer = self.aio.call_later(timeout, self._expire, deferred, task) if timeout \
                 else None
-            task.add_done_callback(functools.partial(self._task_done, deferred, req, timer))
+            task.add_done_callback(functools.partial(self._task_done, deferred, req, timer,
+                                                     pull_inline))
             return deferred
         return start
 
@@ -105,7 +117,7 @@ class Runner:
         deferred.complete(GATEWAY_TIMEOUT)
         task.cancel()
 
-    def _task_done(self, deferred: Deferred, req, timer, task) -> None:
+    def _task_done(self, deferred: Deferred, req, timer, pull_inline: bool, task) -> None:
         if timer is not None:
             timer.cancel()
         try:
@@ -113,13 +125,14 @@ class Runner:
                 deferred.complete(SHUTTING_DOWN)    # only reaches a client still there
             else:
                 exc = task.exception()
-                complete(deferred, req, None if exc is not None else task.result(), exc, self)
+                complete(deferred, req, None if exc is not None else task.result(), exc, self,
+                         pull_inline)
         finally:
             self.loop.task_done()
 
     # -- the thread pool
 
-    def run_in_thread(self, handler, timeout: float | None):
+    def run_in_thread(self, handler, timeout: float | None, pull_inline: bool = False):
         """handler(req, **params) -> Deferred, completed when the pool has run it; 503 with
         Retry-After past the pool's backlog. The pool is the plain one (submit): no asyncio
         unless a timeout needs a timer."""
@@ -130,7 +143,7 @@ class Runner:
         def start(req, **params):
             if self.thread_jobs >= limit:
                 return POOL_FULL
-            job = _ThreadJob(self, handler, req, params)
+            job = _ThreadJob(self, handler, req, params, pull_inline)
             self.submit(job.run)
             if timeout:
                 self.loop.tasks += 1
@@ -143,7 +156,8 @@ class Runner:
         without asyncio: the job hands its results back with loop.call_soon_threadsafe, and
         its end is counted there (thread_jobs)."""
         self.thread_jobs += 1
-        if self.thread_jobs > len(self._threads) and len(self._threads) < self.threads:
+        if (self.thread_jobs > len(self._threads)
+                and len(self._threads) < self.threads + self.parked):
             thread = threading.Thread(target=self._work, name="fastsock-handler", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -226,14 +240,77 @@ class Runner:
                 except Exception:       # noqa: BLE001  (the app's aclose(): the stream is over)
                     pass
 
-    def _in_threads(self, iterator):
-        """A plain iterator from a thread-pool handler, pulled in the pool (submit) chunk by
-        chunk: a generator that blocks between chunks never stalls the loop."""
-        return _PooledIterator(self, iterator)
+    def pooled_body(self, body):
+        """A response body as the loop should pull it: a plain iterator (a generator, a file)
+        pulled in the pool chunk by chunk (submit), so one that blocks between chunks never
+        stalls the loop; any other body (bytes, an async iterator, an iterator over what is
+        in memory: NEVER_BLOCKS) as it is, and every body when there is no pool
+        (--threads 0)."""
+        if (type(body) is bytes or not self.threads or type(body) in NEVER_BLOCKS
+                or not hasattr(body, "__next__")):
+            return body
+        return _PooledIterator(self, body)
+
+    # -- plain code and asyncio, each waiting for the other
+
+    async def in_pool(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs) in the pool, awaited on the asyncio loop."""
+        arrived = self.aio.create_future()
+        self.submit(functools.partial(self._call, arrived, fn, args, kwargs))
+        return await arrived
+
+    def _call(self, arrived, fn, args, kwargs) -> None:      # on a pool thread
+        result = exc = None
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:      # noqa: BLE001  (handed to the loop, raised there)
+            exc = e
+        self.loop.call_soon_threadsafe(_settle, (arrived, (result, exc)))
+
+    def wait_on_loop(self, coro, waits: Waits):
+        """From a pool thread: run coro on the asyncio loop and wait for its result (the
+        thread is parked meanwhile: see submit), unless waits is (or gets) cancelled."""
+        if waits.cancelled:
+            coro.close()
+            raise asyncio.CancelledError
+        with self._parking:
+            self.parked += 1
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._counted(coro), self.aio)
+            waits.futures.append(future)
+            if waits.cancelled:         # cancelled meanwhile: waits.cancel() missed it
+                future.cancel()
+            return future.result()
+        finally:
+            with self._parking:
+                self.parked -= 1
+
+    async def _counted(self, coro):
+        self.loop.tasks += 1            # the loop keeps asyncio running until it ends
+        try:
+            return await coro
+        finally:
+            self.loop.task_done()
 
     def close(self) -> None:
         for _ in self._threads:
             self._jobs.put(None)
+
+
+class Waits:
+    """What a pool thread waits for on the asyncio loop (wait_on_loop), for the loop's thread
+    to cancel: one of the two sees the other's step (the GIL orders them)."""
+
+    __slots__ = ("cancelled", "futures")
+
+    def __init__(self):
+        self.cancelled = False
+        self.futures: list = []
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for future in list(self.futures):
+            future.cancel()
 
 
 def _wake(future: asyncio.Future) -> None:
@@ -332,10 +409,11 @@ class _ThreadJob:
     """A plain handler's call in the thread pool: its outcome is handed to the loop's thread,
     which makes the response (a thread cannot be stopped: after a 504 its result is dropped)."""
 
-    __slots__ = ("runner", "handler", "req", "params", "deferred", "timer")
+    __slots__ = ("runner", "handler", "req", "params", "deferred", "timer", "pull_inline")
 
-    def __init__(self, runner: Runner, handler, req, params: dict):
+    def __init__(self, runner: Runner, handler, req, params: dict, pull_inline: bool):
         self.runner, self.handler, self.req, self.params = runner, handler, req, params
+        self.pull_inline = pull_inline
         self.deferred = Deferred()
         self.timer: asyncio.TimerHandle | None = None
 
@@ -352,7 +430,7 @@ class _ThreadJob:
             self.timer.cancel()
             self.runner.loop.task_done()
         result, exc = outcome
-        complete(self.deferred, self.req, result, exc, self.runner, threaded=True)
+        complete(self.deferred, self.req, result, exc, self.runner, self.pull_inline)
 
 
 class RequestStream:

@@ -311,7 +311,30 @@ def threaded_ticks(req):
 
 @app.get("/inline/ticks")
 def inline_ticks(req):
+    """A plain generator from an inline handler: pulled in the pool."""
     return _ticks(req.query["mark"], 0.02)
+
+
+@app.get("/pulled-inline/ticks", pull_inline=True)
+def pulled_inline_ticks(req):
+    """The same, with the route's opt-in: pulled on the loop."""
+    return _ticks(req.query["mark"], 0.02)
+
+
+def _gated_events(gate: str, n: int):
+    """Event i > 0 is made once the file gate.i exists: the generator blocks (sleeps) until
+    the test says so, so while it waits the stream is provably mid-way."""
+    for i in range(n):
+        if i:
+            deadline = time.monotonic() + 30         # a hang guard, not a timing
+            while not os.path.exists(f"{gate}.{i}") and time.monotonic() < deadline:
+                time.sleep(0.01)
+        yield f"data: event {i} in {threading.current_thread().name}\n\n"
+
+
+@app.get("/inline/gated")
+def inline_gated(req):
+    return Response(_gated_events(req.query["gate"], 3), content_type="text/event-stream")
 
 
 # --- the writer under stress: refused heads after the output slid, bodiless streams

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.metrics import metric
 from tests.support.sockets import Reader, delivered, garbage_left, server_has_read_all
-from tests.support.waiting import wait_for_text, wait_until
+from tests.support.waiting import wait_for_log, wait_for_text, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +173,40 @@ def test_the_global_handler_timeout_answers_504_for_tasks_and_thread_jobs(serve)
         assert httpx.get(server.url + path, timeout=10).status_code == 504   # 0.3 of its 3 s
     assert httpx.get(server.url + "/async/sleep?s=0.05").text == "slept 0.05"
 
+
+
+# --- issue 21, point 5: return values (tests/apps/returns.py), with orjson and without
+
+@pytest.mark.parametrize("app", ["app", "builtin_app"])
+def test_json_takes_dates_ids_decimals_enums_dataclasses_sets_and_the_apps_hook(serve, app):
+    from tests.apps.returns import EXPECTED
+    server = serve("--threads", "2", app=f"tests.apps.returns:{app}")
+    for path in ("/values", "/values/async"):
+        r = server.get(path)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert r.json() == EXPECTED
+    r = server.get("/set")      # a set answered 200 then cut its body: a JSON list
+    assert r.status_code == 200 and sorted(r.json()) == [1, 2, 3]
+    r = server.get("/set/created")
+    assert (r.status_code, r.json()) == (201, ["x"])
+    assert server.get("/dataclass").json() == {"x": 3, "y": 4}
+
+
+@pytest.mark.parametrize("app", ["app", "builtin_app"])
+@pytest.mark.parametrize("path, logged", [
+    ("/opaque", "cannot send a Opaque"),
+    ("/opaque/in-json", "Object of type Opaque is not JSON serializable"),
+    ("/opaque/threaded", "Object of type Opaque is not JSON serializable"),
+    ("/bytes/in-json", "Object of type bytes is not JSON serializable"),
+])
+def test_what_cannot_be_sent_is_a_500_before_the_head_naming_its_type(serve, app, path,
+                                                                      logged):
+    server = serve("--threads", "2", app=f"tests.apps.returns:{app}")
+    with server.connect() as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\nGET /pid HTTP/1.1\r\nHost: t\r\n\r\n"
+                  .encode())
+        reader = Reader(s)
+        status, headers, body = reader.response()
+        assert (status, body) == (500, b"Internal Server Error\n")     # whole, no 200 before
+        assert reader.response()[0] == 200             # and the connection goes on
+    assert f"GET {path}" in wait_for_log(server, logged)

@@ -117,9 +117,36 @@ def wait_for_mark(path, timeout: float = 5.0) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def test_a_blocking_generator_from_an_inline_handler_never_stalls_the_loop(serve, tmp_path):
+    # issue 21: a plain generator that blocks between events, returned by an inline handler:
+    # while it is provably mid-way (blocked until the test creates its gate file), the same
+    # worker answers /healthz; then each event comes when released
+    server = serve("--workers", "1", "--threads", "4")
+    gate = tmp_path / "gate"
+    with server.connect(timeout=10) as s:
+        s.sendall(f"GET /inline/gated?gate={gate} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        buf = bytearray()
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        assert b"text/event-stream" in head
+        buf[:] = rest
+        assert read_chunk(s, buf) == b"data: event 0 in fastsock-handler\n\n"
+        for i in (1, 2):
+            # the generator waits for gate.i: answered now, or never (the timeout: a hang guard)
+            assert httpx.get(server.url + "/healthz", timeout=10).text == "ok\n"
+            (tmp_path / f"gate.{i}").touch()
+            assert read_chunk(s, buf) == f"data: event {i} in fastsock-handler\n\n".encode()
+        assert read_chunk(s, buf) == b""        # the terminator
+    assert "Traceback" not in server.log()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("path", ["/threaded/ticks", "/inline/ticks"])
-def test_a_client_that_leaves_closes_a_plain_generator_once(serve, tmp_path, workers, path):
+@pytest.mark.parametrize("path, thread", [("/threaded/ticks", "fastsock-handler"),
+                                          ("/inline/ticks", "fastsock-handler"),
+                                          ("/pulled-inline/ticks", "MainThread")])
+def test_a_client_that_leaves_closes_a_plain_generator_once(serve, tmp_path, workers, path,
+                                                             thread):
     # threaded: the client's close is seen (the next chunk's write is reset) while a pool
     # thread is inside next(): the generator is closed there once next() returns
     server = serve("--workers", str(workers), "--threads", "4")
@@ -130,7 +157,6 @@ def test_a_client_that_leaves_closes_a_plain_generator_once(serve, tmp_path, wor
     while b"tick" not in got:
         got += s.recv(65536)
     s.close()
-    thread = "fastsock-handler" if path.startswith("/threaded") else "MainThread"
     assert wait_for_mark(mark) == f"finally in {thread}\n", server.log()
     assert "generator already executing" not in server.log()
     assert "Traceback" not in server.log()
@@ -147,3 +173,18 @@ def test_head_closes_a_plain_iterator_from_the_pool(serve, tmp_path, workers):
         assert reader.response(head_only=True)[0] == 200
         assert reader.response()[2] == b"ok\n"         # the next answer: no body between
     assert wait_for_mark(mark) == "closed in fastsock-handler\n", server.log()
+
+
+def test_without_a_pool_a_plain_generator_is_pulled_on_the_loop(serve, tmp_path):
+    # --threads 0: no pool to pull in, so the loop pulls it (never a job no thread takes)
+    (tmp_path / "nopool.py").write_text(
+        "import threading\n"
+        "from fastsock import App\n"
+        "app = App()\n"
+        "@app.get('/stream')\n"
+        "def stream(req):\n"
+        "    return (f'chunk {i} in {threading.current_thread().name}\\n' for i in range(3))\n")
+    server = serve("--workers", "1", "--threads", "0", app="nopool:app",
+                   env={"PYTHONPATH": str(tmp_path)})
+    assert server.get("/stream", timeout=10).text == "".join(
+        f"chunk {i} in MainThread\n" for i in range(3))

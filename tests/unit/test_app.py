@@ -94,3 +94,55 @@ def test_error_response_closes():
     out = error_response(431)
     assert out.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
     assert b"Connection: close\r\n" in out
+
+
+def test_a_plain_auth_middleware_shuts_async_routes_too():
+    # issue 21: a plain-def middleware skipped async def routes (every one of them open)
+    app = App()
+    ran = []
+
+    @app.middleware
+    def auth(req, call_next):
+        if req.headers.get("authorization") != "yes":
+            return "denied", 401
+        return call_next(req)
+
+    @app.get("/secret")
+    async def secret(req):
+        ran.append(1)
+        return "secret"
+    with TestClient(app) as client:
+        assert client.get("/secret").status_code == 401 and ran == []
+        assert client.get("/secret", headers={"Authorization": "yes"}).text == "secret"
+
+
+SHARED = Response(b"shared", 200)
+
+
+def test_middleware_and_after_hooks_get_a_response_of_their_own():
+    app = App()
+    seen = []
+
+    @app.middleware
+    async def tag(req, call_next):
+        response = await call_next(req)
+        seen.append(type(response).__name__)
+        response.headers.append(("X-Tag", "1"))
+        return response
+
+    @app.after_request
+    def after(req, response):
+        seen.append(type(response).__name__)
+
+    app.get("/shared")(lambda req: SHARED)
+    app.get("/forbidden")(lambda req: (_ for _ in ()).throw(HTTPError(403, "no")))
+    app.get("/dict")(lambda req: {"a": 1})
+    with TestClient(app) as client:
+        for _ in range(3):
+            assert client.get("/shared").headers.get_list("x-tag") == ["1"]
+        assert SHARED.headers == []                 # the module's Response never changed
+        r = client.get("/forbidden")                # an HTTPError: a response it sees
+        assert (r.status_code, r.text, r.headers["x-tag"]) == (403, "no", "1")
+        r = client.get("/dict")
+        assert r.json() == {"a": 1} and r.headers["content-type"] == "application/json"
+    assert set(seen) == {"Response"}

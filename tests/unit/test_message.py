@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fastsock._json import json_encode
+from fastsock._json import configure, json_encode
 from fastsock._message import METHOD_NAMES, Headers, MultiDict, Response, RouteId
 from fastsock._parser import RequestParser
 from fastsock.routing import Router
@@ -87,6 +87,14 @@ def test_response_bodies():
         Response(1.5)
 
 
+@pytest.fixture
+def builtin_json():
+    """The built-in encoder (not orjson, when it is installed): json.dumps' bytes."""
+    configure(use_orjson=False)
+    yield
+    configure()
+
+
 JSON_VALUES = [
     {"message": "Hello, World!"}, [], {}, [1, -1, 0, 2**63 - 1, -2**63, 2**80, -(2**70)],
     {"a": [None, True, False, 1.5, 1.0, 1e300, -0.0, float("nan"), float("inf")]},
@@ -96,11 +104,11 @@ JSON_VALUES = [
 
 
 @pytest.mark.parametrize("value", JSON_VALUES)
-def test_json_is_what_json_dumps_writes(value):
+def test_json_is_what_json_dumps_writes(value, builtin_json):
     assert json_encode(value) == json.dumps(value, separators=(",", ":")).encode()
 
 
-def test_json_deep_circular_and_unknown_values():
+def test_json_deep_circular_and_unknown_values(builtin_json):
     deep = inner = []
     for _ in range(300):
         inner.append([])
@@ -116,7 +124,7 @@ def test_json_deep_circular_and_unknown_values():
 
 
 @pytest.mark.parametrize("size", [2030, 2040, 2045, 2046, 2047, 2048, 2049, 5000, 1 << 21])
-def test_json_past_the_stack_buffer_of_every_size(size):
+def test_json_past_the_stack_buffer_of_every_size(size, builtin_json):
     value = {"s": "x" * (size - 8), "l": [1, "y" * (size // 3)]}
     assert json_encode(value) == json.dumps(value, separators=(",", ":")).encode()
 
@@ -140,7 +148,7 @@ class _Collected:
         time.sleep(0)
 
 
-def test_json_from_many_threads_at_once_is_each_its_own():
+def test_json_from_many_threads_at_once_is_each_its_own(builtin_json):
     # issue 19: threads and the loop encode at once; each body must be its own, large too
     def value(t):
         return {"t": t, "a": [t] * 5, "mid": _Yielding({"t": t, "u": [t, "x" * t]}),

@@ -91,7 +91,8 @@ def test_hooks_and_lifecycle_run_in_the_client(tmp_path, monkeypatch):
         assert (tmp_path / f"startup-{os.getpid()}").exists()
         r = client.get("/pool")
         assert r.headers["x-after"] == "yes"
-        assert r.json()["state"] == {"tagged": "before", "outer": "sync middleware"}
+        # both middlewares wrap both routes: the async one, registered last, is the inner one
+        assert r.json()["state"] == {"tagged": "before", "outer": "async middleware"}
         assert client.get("/async-pool").json()["state"]["outer"] == "async middleware"
         assert client.get("/missing/x").status_code == 404
         assert client.get("/pool", headers={"X-Block": "1"}).status_code == 403
