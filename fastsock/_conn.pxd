@@ -10,6 +10,11 @@ from fastsock._stream_out cimport StreamOut
 
 cdef class Connection(Lifecycle):
     cdef object dispatch            # callable(req) -> result (its listener's)
+    # the request whose body streams out: counted and logged at its last byte, not its head
+    cdef Request streamed
+    cdef int streamed_status
+    cdef unsigned long long streamed_mark   # out.total before its head
+    cdef double streamed_t0
 
     cdef void setup(self, Context ctx, object dispatch, int fd)
     cdef int produce(self) except -1
@@ -18,6 +23,10 @@ cdef class Connection(Lifecycle):
     cdef int _stream_body_in(self) except -1
     cdef int resume(self, object result) except -1
     cdef int _write_result(self, Request req, object result, double t0) except -1
+    cdef int _complete(self, Request req, int status, unsigned long long nbytes,
+                       double t0) except -1
+    cdef int _stream_complete(self, Py_ssize_t unsent) except -1
+    cdef void release(self)
     cdef void pushed(self)
     cdef bint has_room(self) noexcept
     cdef void output_drained(self)

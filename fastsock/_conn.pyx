@@ -221,7 +221,6 @@ cdef class Connection(Lifecycle):
         cdef bint head_only = req.method_id == M_HEAD
         cdef bint keep_alive
         cdef int status = 200
-        cdef double elapsed
         cdef unsigned long long mark
         cdef Py_ssize_t owed
         cdef bint chunked
@@ -240,6 +239,12 @@ cdef class Connection(Lifecycle):
             result = SERVER_ERROR
             stream = write_response(self.out, result, keep_alive, head_only, http11, None,
                                     ctx.date_line, &owed)
+        if type(result) is Response:
+            status = (<Response>result).status
+        if stream is not None and not head_only:
+            # its line and duration wait for its last byte (_stream_complete)
+            self.streamed, self.streamed_status = req, status
+            self.streamed_mark, self.streamed_t0 = mark, t0
         if stream is not None:
             if not http11 and owed < 0:
                 keep_alive = False          # HTTP/1.0: the stream ends with the connection
@@ -260,19 +265,45 @@ cdef class Connection(Lifecycle):
                 self._start_stream(stream_out(stream, False, owed, chunked), keep_alive)
         if not keep_alive and self.state == C_WRITE:
             self._end(C_CLOSING, CLOSE_SERVER)
-        if type(result) is Response:
-            status = (<Response>result).status
+        if stream is None or head_only:
+            self._complete(req, status, self.out.total - mark, t0)
+        return 0
+
+    cdef int _complete(self, Request req, int status, unsigned long long nbytes,
+                       double t0) except -1:
+        """The response is written (a streamed one: to its last byte): count it, log it."""
+        cdef Context ctx = self.ctx
+        cdef double elapsed
         if ctx.limits.count_requests or req.on_complete is not None:
             elapsed = monotonic() - t0
             if ctx.limits.count_requests:
                 count_request(ctx.slot, req.route_id, req.method_id, status, elapsed)
             if req.on_complete is not None:
                 try:
-                    req.on_complete(req, status, self.out.total - mark, elapsed)
+                    req.on_complete(req, status, nbytes, elapsed)
                 except Exception:
                     error_log.exception("completion hook failed for %s %s", req.method,
                                         req.path)
         return 0
+
+    cdef int _stream_complete(self, Py_ssize_t unsent) except -1:
+        """The streamed response ended (whole, cut, or its connection gone with `unsent`
+        bytes of it never sent): complete it once."""
+        cdef Request req = self.streamed
+        if req is not None:
+            self.streamed = None
+            self._complete(req, self.streamed_status,
+                           self.out.total - self.streamed_mark - unsent, self.streamed_t0)
+        return 0
+
+    cdef void release(self):
+        """Closing: a stream still going out ends here, with what of it was sent."""
+        if self.streamed is not None:
+            try:
+                self._stream_complete(self.out.pending())
+            except Exception:
+                error_log.exception("completing a stream failed")
+        Lifecycle.release(self)
 
     # ---------------------------------------------------------------- the hand-offs' side
 
@@ -307,6 +338,7 @@ cdef class Connection(Lifecycle):
                 self.ctx.on_later(self)
             return 0
         self.streaming = None
+        self._stream_complete(0)            # its last byte is in the output
         if step == OUT_DONE:                # what the stream is framed by is written
             self._to(C_CLOSING if self.last_response else C_WRITE)
         elif step == OUT_BROKEN:

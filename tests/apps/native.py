@@ -400,3 +400,31 @@ def json_loop(req):
 def json_thread(req):
     """Encoded by Response(), in a pool thread."""
     return Response(json_value(req.query["tag"], int(req.query["size"])))
+
+
+# --- an event stream that takes time: its access line and duration end at its last byte
+
+@app.get("/events")
+def events(req):
+    """?n=COUNT&delay=SECONDS: n events, delay apart (an async generator: the loop stays free)."""
+    n, delay = int(req.query.get("n", "4")), float(req.query.get("delay", "0.1"))
+
+    async def gen():
+        for i in range(n):
+            if i:
+                await asyncio.sleep(delay)
+            yield f"data: {i}\n\n"
+    return Response(gen(), content_type="text/event-stream")
+
+
+@app.get("/events/sync")
+def events_sync(req):
+    """The same as a plain generator (time.sleep between events)."""
+    n, delay = int(req.query.get("n", "4")), float(req.query.get("delay", "0.1"))
+
+    def gen():
+        for i in range(n):
+            if i:
+                time.sleep(delay)
+            yield f"data: {i}\n\n"
+    return Response(gen(), content_type="text/event-stream")
