@@ -1,7 +1,7 @@
 """Instructions per request, counted by valgrind's callgrind: repeatable on a noisy machine
-where timings drift. Compares fastsock with metrics on and off, the access log, and a JSON route
-against its plain-text twin, on the same fixed workload: N keep-alive requests, 16 pipelined
-per write, over one connection.
+where timings drift. Compares fastsock with metrics on and off, the access log (JSON and text),
+and a JSON route against its plain-text twin, on the same fixed workload: N keep-alive
+requests, 16 pipelined per write, over one connection.
 
     python bench/instructions.py [--requests 20000] [--baseline DIR]
 
@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 VARIANTS = {"metrics on": ([], "examples.hello:app", ROOT),
             "metrics off": (["--no-metrics"], "examples.hello:app", ROOT),
             "metrics on, JSON access log": (["--access-log", "json"], "examples.hello:app", ROOT),
+            "metrics on, text access log": (["--access-log", "text"], "examples.hello:app", ROOT),
             "text route": ([], "text_hello:app", ROOT),
             "JSON route": ([], "json_hello:app", ROOT)}
 
@@ -107,6 +108,9 @@ def main() -> int:
     for name, value in results.items():
         print(f"{name:<28} {value:>8}  ({value / base:.3f}x of metrics off)")
     print(f"JSON route / text route: {results['JSON route'] / results['text route']:.3f}x")
+    for fmt in ("JSON", "text"):
+        print(f"{fmt} access log / metrics on: "
+              f"{results[f'metrics on, {fmt} access log'] / results['metrics on']:.3f}x")
     if args.baseline:
         print(f"metrics on, now / before: "
               f"{results['metrics on'] / results['before, metrics on']:.3f}x")

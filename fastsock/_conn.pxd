@@ -19,6 +19,7 @@ cdef class Connection(Lifecycle):
     cdef void setup(self, Context ctx, object dispatch, int fd)
     cdef int produce(self) except -1
     cdef int _respond(self, Request req) except -1
+    cdef int _dispatch(self, Request req) except -1
     cdef int _on_head(self) except -1
     cdef int _stream_body_in(self) except -1
     cdef int resume(self, object result) except -1
@@ -32,6 +33,7 @@ cdef class Connection(Lifecycle):
     cdef void output_drained(self)
     cdef void _start_stream(self, StreamOut s, bint keep_alive) noexcept
     cdef int _streamed(self, int step) except -1
+    cdef int _pull(self) except -1
     cdef int stream_chunk(self, object chunk) except -1
     cdef int end_stream(self) except -1
     cdef int cut_stream(self, str why) except -1

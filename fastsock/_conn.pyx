@@ -4,8 +4,10 @@ and their results into its output buffer, in order: answered at once, deferred t
 that answers later (C_WAIT), with the body streamed to it (C_STREAM_IN), or with a body that
 streams out (StreamOut). Its life (buffers, states, deadlines, end) is Lifecycle's. No I/O.
 """
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.string cimport memmove
 
+from fastsock._accesslog cimport AccessLog
 from fastsock._context cimport Context, Limits
 from fastsock._handoff cimport Deferred, BodyIn, Feed
 from fastsock._lifecycle cimport (
@@ -32,6 +34,18 @@ error_log = logging.getLogger("fastsock.error")
 
 from fastsock import responses
 cdef Response SERVER_ERROR = responses.SERVER_ERROR
+
+# the request the loop's thread is in (its dispatch, its response written, its stream pulled):
+# what the error log's records made meanwhile are tagged with (logs.current_request)
+cdef Request _handling = None
+cdef unsigned long _handling_thread = 0
+
+
+def handling():
+    """The request the calling thread's loop is handling now, else None."""
+    if _handling is not None and PyThread_get_thread_ident() == _handling_thread:
+        return _handling
+    return None
 
 
 cdef class Connection(Lifecycle):
@@ -66,7 +80,7 @@ cdef class Connection(Lifecycle):
         cdef bint need_data = False     # what is buffered can never be a whole request
         if self.state == C_STREAM_OUT:
             if self.out.pending() < high_water and not self.streaming.pushed:
-                self._streamed(self.streaming.pull(self.out))
+                self._pull()
             if self.state == C_STREAM_OUT or self.out.pending():
                 return 0
             # the stream ended and wrote nothing (framed by its Content-Length: no chunked
@@ -110,6 +124,14 @@ cdef class Connection(Lifecycle):
         return 0
 
     cdef int _respond(self, Request req) except -1:
+        global _handling, _handling_thread
+        _handling, _handling_thread = req, PyThread_get_thread_ident()
+        try:
+            return self._dispatch(req)
+        finally:
+            _handling = None
+
+    cdef int _dispatch(self, Request req) except -1:
         cdef Context ctx = self.ctx
         cdef double t0 = ctx.now    # when epoll woke us: a pipelined request's time includes
                                     # its wait behind the ones before it, as its client sees it
@@ -210,7 +232,12 @@ cdef class Connection(Lifecycle):
         self.ctx.slot.in_flight -= 1
         self.ctx.now = monotonic()
         self._to(C_WRITE)
-        self._write_result(req, result, self.started)
+        global _handling, _handling_thread
+        _handling, _handling_thread = req, PyThread_get_thread_ident()
+        try:
+            self._write_result(req, result, self.started)
+        finally:
+            _handling = None
         if self.ctx.on_resume is not None:
             self.ctx.on_resume(self)
         return 0
@@ -280,7 +307,10 @@ cdef class Connection(Lifecycle):
                 count_request(ctx.slot, req.route_id, req.method_id, status, elapsed)
             if req.on_complete is not None:
                 try:
-                    req.on_complete(req, status, nbytes, elapsed)
+                    if type(req.on_complete) is AccessLog:     # the usual one: from C
+                        (<AccessLog>req.on_complete).add(req, status, nbytes, elapsed)
+                    else:
+                        req.on_complete(req, status, nbytes, elapsed)
                 except Exception:
                     error_log.exception("completion hook failed for %s %s", req.method,
                                         req.path)
@@ -345,6 +375,16 @@ cdef class Connection(Lifecycle):
             self._end(C_REFUSED, CLOSE_LENGTH)
         else:
             self._end(C_REFUSED, CLOSE_ERROR)
+        return 0
+
+    cdef int _pull(self) except -1:
+        """The next chunks of a stream pulled on the loop's thread: its request's."""
+        global _handling, _handling_thread
+        _handling, _handling_thread = self.streamed, PyThread_get_thread_ident()
+        try:
+            self._streamed(self.streaming.pull(self.out))
+        finally:
+            _handling = None
         return 0
 
     cdef int stream_chunk(self, object chunk) except -1:

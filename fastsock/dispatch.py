@@ -7,9 +7,9 @@ after --max-requests. A request pays for no layer that is switched off.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
+from fastsock._accesslog import RequestIds
 from fastsock._message import RouteId
 from fastsock.config import Config
 from fastsock.responses import HEALTH_OK, NOT_FOUND, NOT_READY, method_not_allowed
@@ -70,8 +70,9 @@ def metrics_only(config: Config, exposition: Dispatch) -> Dispatch:
 
 def with_request_ids(dispatch: Dispatch, access_log: Callable, log_health: bool) -> Dispatch:
     """Give each request an id (the client's X-Request-ID, or a new one), echo it on the
-    response, and have the loop log the request once its response is written. Health checks
-    are out of the log unless log_health."""
+    response, and have the loop log the request once its response is written (access_log: an
+    AccessLog, which the loop calls from C, or any callable(req, status, nbytes, seconds)).
+    Health checks are out of the log unless log_health."""
     return _WithIds(dispatch, access_log, log_health).dispatch
 
 
@@ -81,18 +82,14 @@ class _WithIds:
 
     def __init__(self, inner: Dispatch, access_log: Callable, log_health: bool):
         self.inner, self.access_log, self.log_health = inner, access_log, log_health
-        self.prefix = os.urandom(6).hex() + "-"
-        self.issued = 0
+        self.ids = RequestIds()
         self.first_app_route = RouteId.FIRST_APP_ROUTE
         self.route_none = RouteId.ROUTE_NONE
 
     def dispatch(self, req):
         if req is None:         # (compiled, req is a typed Request: checked, but None passes)
             raise TypeError("dispatch takes a Request, not None")
-        rid = req.request_id
-        if rid is None:
-            self.issued += 1
-            rid = req.request_id = f"{self.prefix}{self.issued:x}"
+        rid = self.ids.assign(req)
         result = self.inner(req)
         if req.route_id >= self.first_app_route or req.route_id == self.route_none:
             req.response_headers = [("X-Request-ID", rid)]

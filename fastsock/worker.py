@@ -12,11 +12,11 @@ import signal
 import socket
 import sys
 
-from fastsock import appmetrics, dispatch, hooks
+from fastsock import appmetrics, dispatch, hooks, logs
+from fastsock._accesslog import AccessLog
 from fastsock._loop import Loop
 from fastsock._message import RouteId
 from fastsock._shared import SharedState
-from fastsock.accesslog import AccessLog
 from fastsock.adapters.kinds import adapt
 from fastsock.adapters.protocol import ServableApp
 from fastsock.config import Config
@@ -72,11 +72,12 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         step = "run a startup hook"
         hooks.run_lifecycle(app.startup, runner)
         step = "set up the app's routes and hooks"
+        logs.ROUTE_NAMES.update(route_names(config, app))     # the error log's "route"
         main, metrics = dispatch.build(
             app, config,
             ready=lambda: shared.ready,
             exposition=exposition_for(config, app, shared),
-            access_log=access_log.log if access_log is not None else None,
+            access_log=access_log,
             proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
             max_requests=max_requests, retire=loop.retire, runner=runner)
         loop.on_head = app.body_streams(runner, config.max_body_size)
@@ -103,14 +104,20 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     return 0
 
 
-def exposition_for(config: Config, app: ServableApp, shared: SharedState
-                   ) -> Exposition | None:
-    if not config.metrics:
-        return None
+def route_names(config: Config, app: ServableApp) -> dict[int, str]:
+    """Route id -> its template (the server's own routes too): the metrics' and logs' label."""
     names: dict[int, str] = {RouteId.ROUTE_HEALTHZ: config.healthz_path,
                              RouteId.ROUTE_READYZ: config.readyz_path,
                              RouteId.ROUTE_METRICS: config.metrics_path}
     names.update(app.route_names())
+    return names
+
+
+def exposition_for(config: Config, app: ServableApp, shared: SharedState
+                   ) -> Exposition | None:
+    if not config.metrics:
+        return None
+    names = route_names(config, app)
 
     def areas():
         return [(shared.app_area(i), shared.slot_state(i) != SharedState.FREE)

@@ -57,3 +57,56 @@ def test_a_stream_the_client_leaves_is_logged_with_what_went_out(serve):
                what="the access line of the stream the client left", server=server)
     (line,) = [line for line in access_lines(server) if line["path"] == "/events"]
     assert line["bytes"] >= len(got) and line["duration_ms"] >= 2 * 20, line
+
+
+# ---------------------------------------------------------------- the request on every record
+
+LOGGED = ["/logs/inline", "/logs/async", "/logs/thread", "/logs/stream"]
+
+
+def error_entries(server) -> list[dict]:
+    return [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+
+
+def test_json_records_carry_the_request_id_and_route_and_the_apps_levels(serve):
+    server = serve("--log-format", "json", "--access-log", "json")
+    ids = {}
+    for path in LOGGED:
+        r = server.get(path)
+        assert r.status_code == 200 and r.text == path
+        ids[path] = r.headers["x-request-id"]
+    boom = server.get("/logs/boom/7")
+    assert boom.status_code == 500
+    wait_until(lambda: sum(e.get("logger") == "myapp" for e in error_entries(server))
+               == 2 * len(LOGGED) and "boom 7" in server.log(),
+               what="the app's records", server=server)
+    entries = error_entries(server)
+    for path in LOGGED:
+        mine = [e for e in entries if e["logger"] == "myapp" and e["message"].endswith(path)]
+        assert sorted(e["level"] for e in mine) == ["INFO", "WARNING"], mine     # INFO kept
+        assert all(e["request_id"] == ids[path] and e["route"] == path for e in mine), mine
+    (failed,) = [e for e in entries if "boom 7" in e.get("exception", "")]
+    assert failed["request_id"] == boom.headers["x-request-id"]
+    assert failed["route"] == "/logs/boom/{n:int}"
+    # the traceback joins its access line
+    wait_until(lambda: any(line["request_id"] == failed["request_id"]
+                           for line in access_lines(server)), what="the access line")
+    (line,) = [x for x in access_lines(server) if x["request_id"] == failed["request_id"]]
+    assert line["status"] == 500 and line["path"] == "/logs/boom/7"
+    # a record made outside any request has no request
+    started = [e for e in entries if "serving on" in e["message"]]
+    assert started and all("request_id" not in e and "route" not in e for e in started)
+
+
+def test_text_records_carry_the_request_id_and_route(serve):
+    server = serve("--access-log", "text")
+    r = server.get("/logs/thread", headers={"X-Request-ID": "join-me-42"})
+    assert r.headers["x-request-id"] == "join-me-42"
+    wait_until(lambda: "warning from /logs/thread" in server.log(), what="the app's warning",
+               server=server)
+    (warning,) = [x for x in server.log().splitlines() if "warning from /logs/thread" in x]
+    assert " WARNING [join-me-42 /logs/thread] warning from" in warning, warning
+    assert "INFO [join-me-42 /logs/thread] info from /logs/thread" in server.log()
+    wait_until(lambda: "join-me-42" in server.stdout(), what="the access line")
+    (line,) = server.stdout().splitlines()
+    assert line.endswith(" join-me-42")
