@@ -29,7 +29,7 @@ cdef class RequestIds:
     cdef readonly str prefix        # random per worker: ids of two workers never collide
     cdef unsigned long long issued
 
-    cpdef object assign(self, Request req)
+    cpdef list assign(self, Request req)
 
 
 cdef double wall_clock() noexcept nogil

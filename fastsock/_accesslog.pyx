@@ -8,7 +8,7 @@ at most PIPE_BUF bytes, so lines of several workers never interleave. Text as it
 UTF-8 with backslashreplace: a lone surrogate is written as its escape, never as bad UTF-8.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeLatin1
+from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
@@ -18,6 +18,8 @@ from fastsock._sys cimport write, errno, EAGAIN, EINTR
 import os
 
 cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
+    bint PyUnicode_IS_ASCII(object s)
     int PyUnicode_KIND(object s)
     void* PyUnicode_DATA(object s)
     Py_ssize_t PyUnicode_GET_LENGTH(object s)
@@ -50,10 +52,13 @@ cdef extern from "<time.h>" nogil:
 
 cdef const char* HEX = b"0123456789abcdef"
 cdef Py_ssize_t START_CAP = 65536
-# ASCII a JSON string holds as it is (json's encode_basestring escapes the rest: " \ and < 0x20)
-cdef unsigned char _plain[128]
-for _c in range(128):
-    _plain[_c] = _c >= 32 and _c != 34 and _c != 92
+# bytes copied as they are: in JSON, the ASCII a string holds unescaped (json's encode_basestring
+# escapes " \ and < 0x20); in text, all ASCII. The rest is encoded (_put_cp).
+cdef unsigned char _plain[256]
+cdef unsigned char _ascii[256]
+for _c in range(256):
+    _plain[_c] = 32 <= _c < 128 and _c != 34 and _c != 92
+    _ascii[_c] = _c < 128
 
 
 cdef double wall_clock() noexcept nogil:
@@ -74,7 +79,7 @@ cdef inline char* _put(char* p, const char* s, Py_ssize_t n) noexcept nogil:
     return p + n
 
 
-cdef char* _put_int(char* p, long long v) noexcept nogil:
+cdef inline char* _put_int(char* p, long long v) noexcept nogil:
     cdef char digits[24]
     cdef int i = 24
     cdef unsigned long long u = <unsigned long long>(-v) if v < 0 else <unsigned long long>v
@@ -101,7 +106,7 @@ cdef char* _put_cp(char* p, unsigned int c, bint json) noexcept nogil:
     """One code point, as UTF-8 (a surrogate as backslashreplace's \\udcXX), JSON-escaped
     as json's encode_basestring does when json: at most 6 bytes."""
     if c < 128:
-        if not json or _plain[c]:
+        if _plain[c] or not json:
             p[0] = <char>c
             return p + 1
         p[0] = c'\\'
@@ -146,19 +151,29 @@ cdef inline char* _put_hex4(char* p, unsigned int c) noexcept nogil:
     return p + 4
 
 
-cdef char* _put_latin1(char* p, const char* s, Py_ssize_t n, bint json) noexcept nogil:
+cdef inline char* _put_latin1(char* p, const char* s, Py_ssize_t n, bint json) noexcept nogil:
     """Bytes read as Latin-1 (a header's value, as req.user_agent decodes it)."""
+    cdef const unsigned char* table = _ascii
+    if json:
+        table = _plain
+    cdef const unsigned char* u = <const unsigned char*>s
     cdef Py_ssize_t i
     for i in range(n):
-        p = _put_cp(p, <unsigned char>s[i], json)
+        if table[u[i]]:
+            p[0] = <char>u[i]
+            p += 1
+        else:
+            p = _put_cp(p, u[i], json)
     return p
 
 
-cdef char* _put_str(char* p, str s, bint json) noexcept:
+cdef inline char* _put_str(char* p, str s, bint json) noexcept:
     cdef int kind = PyUnicode_KIND(s)
     cdef void* data = PyUnicode_DATA(s)
     cdef Py_ssize_t i
     if kind == 1:
+        if not json and PyUnicode_IS_ASCII(s):
+            return _put(p, <const char*>data, PyUnicode_GET_LENGTH(s))
         return _put_latin1(p, <const char*>data, PyUnicode_GET_LENGTH(s), json)
     for i in range(PyUnicode_GET_LENGTH(s)):
         p = _put_cp(p, PyUnicode_READ(kind, data, i), json)
@@ -261,7 +276,7 @@ cdef class AccessLog:
         cdef Py_ssize_t path_len = req.path_len if req._head is not None else 0
         cdef object client = req.client
         cdef object rid = req._request_id       # else the client's X-Request-ID, if any
-        cdef Py_ssize_t rid_len = 0
+        cdef Py_ssize_t rid_len = 0, need
         cdef str method = req.method, path = req.path
         cdef char* p
         host = client[0] if client else "-"
@@ -274,9 +289,11 @@ cdef class AccessLog:
         elif rid_off >= 0:
             rid_len = req.rid_len
         # the room it can take: every char 6 bytes at most (an escape), raw bytes 1
-        self._reserve(256 + path_len + 6 * (
+        need = (256 + path_len + 6 * (
             PyUnicode_GET_LENGTH(path) + PyUnicode_GET_LENGTH(<str>host)
             + PyUnicode_GET_LENGTH(method) + (req.ua_len if ua_off >= 0 else 0) + rid_len))
+        if self.cap - self.n < need:
+            self._reserve(need)
         self._stamp(now)
         p = self.buf + self.n
         if json:
@@ -378,6 +395,9 @@ cdef class AccessLog:
                 raise MemoryError()
 
 
+cdef bytes X_REQUEST_ID = b"X-Request-ID"
+
+
 cdef class RequestIds:
     """Each request's id: the client's X-Request-ID, else a new one (this worker's random
     prefix and a counter, in hex)."""
@@ -385,28 +405,31 @@ cdef class RequestIds:
     def __cinit__(self):
         self.prefix = os.urandom(6).hex() + "-"
 
-    cpdef object assign(self, Request req):
-        """req's id, given it if it has none (req.request_id reads it)."""
+    cpdef list assign(self, Request req):
+        """Give req its id (req.request_id reads it) -> the header lines that echo it, for
+        req.response_headers (as bytes: the writer has nothing to encode)."""
         cdef char buf[40]
         cdef Py_ssize_t n = PyUnicode_GET_LENGTH(self.prefix), i = 40
         cdef unsigned long long v
+        cdef const char* head
         rid = req._request_id
         if rid is not None:
-            return rid
+            return [("X-Request-ID", rid)]
         if req.rid_off >= 0 and req._head is not None:
-            rid = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(req._head) + req.rid_off,
-                                         req.rid_len, NULL)
-        else:
-            self.issued += 1
-            v = self.issued
-            while True:
-                i -= 1
-                buf[i] = HEX[v & 15]
-                v >>= 4
-                if v == 0:
-                    break
-            i -= n
-            memcpy(buf + i, PyUnicode_DATA(self.prefix), n)
-            rid = PyUnicode_DecodeASCII(buf + i, 40 - i, NULL)
+            head = PyBytes_AS_STRING(req._head) + req.rid_off
+            req._request_id = PyUnicode_DecodeLatin1(head, req.rid_len, NULL)
+            return [(X_REQUEST_ID, PyBytes_FromStringAndSize(head, req.rid_len))]
+        self.issued += 1
+        v = self.issued
+        while True:
+            i -= 1
+            buf[i] = HEX[v & 15]
+            v >>= 4
+            if v == 0:
+                break
+        i -= n
+        memcpy(buf + i, PyUnicode_DATA(self.prefix), n)
+        rid = PyUnicode_New(40 - i, 127)
+        memcpy(PyUnicode_DATA(rid), buf + i, 40 - i)
         req._request_id = rid
-        return rid
+        return [(X_REQUEST_ID, PyBytes_FromStringAndSize(buf + i, 40 - i))]

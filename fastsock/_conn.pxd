@@ -19,13 +19,10 @@ cdef class Connection(Lifecycle):
     cdef void setup(self, Context ctx, object dispatch, int fd)
     cdef int produce(self) except -1
     cdef int _respond(self, Request req) except -1
-    cdef int _dispatch(self, Request req) except -1
     cdef int _on_head(self) except -1
     cdef int _stream_body_in(self) except -1
     cdef int resume(self, object result) except -1
     cdef int _write_result(self, Request req, object result, double t0) except -1
-    cdef int _complete(self, Request req, int status, unsigned long long nbytes,
-                       double t0) except -1
     cdef int _stream_complete(self, Py_ssize_t unsent) except -1
     cdef void release(self)
     cdef void pushed(self)

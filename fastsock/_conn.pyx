@@ -36,16 +36,34 @@ from fastsock import responses
 cdef Response SERVER_ERROR = responses.SERVER_ERROR
 
 # the request the loop's thread is in (its dispatch, its response written, its stream pulled):
-# what the error log's records made meanwhile are tagged with (logs.current_request)
-cdef Request _handling = None
-cdef unsigned long _handling_thread = 0
+# what the error log's records made meanwhile are tagged with (logs.current_request). Borrowed:
+# the caller holds the request while it is set, and it is cleared before it returns.
+cdef void* _handling = NULL
+cdef unsigned long _loop_thread = 0     # the thread connections are set up in: the loop's
 
 
 def handling():
     """The request the calling thread's loop is handling now, else None."""
-    if _handling is not None and PyThread_get_thread_ident() == _handling_thread:
-        return _handling
+    if _handling != NULL and PyThread_get_thread_ident() == _loop_thread:
+        return <Request>_handling
     return None
+
+
+cdef inline int _complete(Context ctx, Request req, int status, unsigned long long nbytes,
+                          double t0) except -1:
+    """A response is written (a streamed one: to its last byte): count it, log it."""
+    cdef double elapsed = monotonic() - t0
+    if ctx.limits.count_requests:
+        count_request(ctx.slot, req.route_id, req.method_id, status, elapsed)
+    if req.on_complete is not None:
+        try:
+            if type(req.on_complete) is AccessLog:     # the usual one: from C
+                (<AccessLog>req.on_complete).add(req, status, nbytes, elapsed)
+            else:
+                req.on_complete(req, status, nbytes, elapsed)
+        except Exception:
+            error_log.exception("completion hook failed for %s %s", req.method, req.path)
+    return 0
 
 
 cdef class Connection(Lifecycle):
@@ -68,6 +86,8 @@ cdef class Connection(Lifecycle):
         self.deadline = ctx.now + lim.header_timeout
         self.since = ctx.now
         self.close_reason = CLOSE_SERVER
+        global _loop_thread
+        _loop_thread = PyThread_get_thread_ident()
 
     # ---------------------------------------------------------------- requests to responses
 
@@ -124,38 +144,35 @@ cdef class Connection(Lifecycle):
         return 0
 
     cdef int _respond(self, Request req) except -1:
-        global _handling, _handling_thread
-        _handling, _handling_thread = req, PyThread_get_thread_ident()
-        try:
-            return self._dispatch(req)
-        finally:
-            _handling = None
-
-    cdef int _dispatch(self, Request req) except -1:
         cdef Context ctx = self.ctx
         cdef double t0 = ctx.now    # when epoll woke us: a pipelined request's time includes
                                     # its wait behind the ones before it, as its client sees it
         cdef Deferred d
-        self._to(C_WRITE)
-        req.client = self.client()
-        ctx.slot.in_flight += 1
+        global _handling
+        _handling = <void*>req             # (borrowed: cleared before it returns)
         try:
-            result = self.dispatch(req)
-        except BaseException:
-            # dispatch answers handler errors itself; this is the last line of defence
-            error_log.exception("dispatch failed for %s %s", req.method, req.path)
-            result = SERVER_ERROR
-        if type(result) is Deferred:
-            d = <Deferred>result
-            if not d.done:              # the handler runs elsewhere: wait for it
-                d.conn = self
-                self.deferred, self.waiting_req, self.started = d, req, t0
-                self._to(C_STREAM_IN if self.body_in is not None else C_WAIT)
-                ctx.waiting += 1
-                return 0
-            result = d.result
-        ctx.slot.in_flight -= 1
-        return self._write_result(req, result, t0)
+            self._to(C_WRITE)
+            req.client = self.client()
+            ctx.slot.in_flight += 1
+            try:
+                result = self.dispatch(req)
+            except BaseException:
+                # dispatch answers handler errors itself; this is the last line of defence
+                error_log.exception("dispatch failed for %s %s", req.method, req.path)
+                result = SERVER_ERROR
+            if type(result) is Deferred:
+                d = <Deferred>result
+                if not d.done:              # the handler runs elsewhere: wait for it
+                    d.conn = self
+                    self.deferred, self.waiting_req, self.started = d, req, t0
+                    self._to(C_STREAM_IN if self.body_in is not None else C_WAIT)
+                    ctx.waiting += 1
+                    return 0
+                result = d.result
+            ctx.slot.in_flight -= 1
+            return self._write_result(req, result, t0)
+        finally:
+            _handling = NULL
 
     cdef int _on_head(self) except -1:
         """A head with a body is in (announced heads: some route streams its body). Either
@@ -232,12 +249,12 @@ cdef class Connection(Lifecycle):
         self.ctx.slot.in_flight -= 1
         self.ctx.now = monotonic()
         self._to(C_WRITE)
-        global _handling, _handling_thread
-        _handling, _handling_thread = req, PyThread_get_thread_ident()
+        global _handling
+        _handling = <void*>req
         try:
             self._write_result(req, result, self.started)
         finally:
-            _handling = None
+            _handling = NULL
         if self.ctx.on_resume is not None:
             self.ctx.on_resume(self)
         return 0
@@ -292,38 +309,21 @@ cdef class Connection(Lifecycle):
                 self._start_stream(stream_out(stream, False, owed, chunked), keep_alive)
         if not keep_alive and self.state == C_WRITE:
             self._end(C_CLOSING, CLOSE_SERVER)
-        if stream is None or head_only:
-            self._complete(req, status, self.out.total - mark, t0)
-        return 0
-
-    cdef int _complete(self, Request req, int status, unsigned long long nbytes,
-                       double t0) except -1:
-        """The response is written (a streamed one: to its last byte): count it, log it."""
-        cdef Context ctx = self.ctx
-        cdef double elapsed
-        if ctx.limits.count_requests or req.on_complete is not None:
-            elapsed = monotonic() - t0
-            if ctx.limits.count_requests:
-                count_request(ctx.slot, req.route_id, req.method_id, status, elapsed)
-            if req.on_complete is not None:
-                try:
-                    if type(req.on_complete) is AccessLog:     # the usual one: from C
-                        (<AccessLog>req.on_complete).add(req, status, nbytes, elapsed)
-                    else:
-                        req.on_complete(req, status, nbytes, elapsed)
-                except Exception:
-                    error_log.exception("completion hook failed for %s %s", req.method,
-                                        req.path)
+        if (stream is None or head_only) and (ctx.limits.count_requests
+                                              or req.on_complete is not None):
+            _complete(ctx, req, status, self.out.total - mark, t0)
         return 0
 
     cdef int _stream_complete(self, Py_ssize_t unsent) except -1:
         """The streamed response ended (whole, cut, or its connection gone with `unsent`
         bytes of it never sent): complete it once."""
         cdef Request req = self.streamed
-        if req is not None:
-            self.streamed = None
-            self._complete(req, self.streamed_status,
-                           self.out.total - self.streamed_mark - unsent, self.streamed_t0)
+        if req is None:
+            return 0
+        self.streamed = None
+        if self.ctx.limits.count_requests or req.on_complete is not None:
+            _complete(self.ctx, req, self.streamed_status,
+                      self.out.total - self.streamed_mark - unsent, self.streamed_t0)
         return 0
 
     cdef void release(self):
@@ -379,12 +379,13 @@ cdef class Connection(Lifecycle):
 
     cdef int _pull(self) except -1:
         """The next chunks of a stream pulled on the loop's thread: its request's."""
-        global _handling, _handling_thread
-        _handling, _handling_thread = self.streamed, PyThread_get_thread_ident()
+        global _handling
+        cdef Request req = self.streamed
+        _handling = <void*>req
         try:
             self._streamed(self.streaming.pull(self.out))
         finally:
-            _handling = None
+            _handling = NULL
         return 0
 
     cdef int stream_chunk(self, object chunk) except -1:

@@ -89,10 +89,10 @@ class _WithIds:
     def dispatch(self, req):
         if req is None:         # (compiled, req is a typed Request: checked, but None passes)
             raise TypeError("dispatch takes a Request, not None")
-        rid = self.ids.assign(req)
+        echo = self.ids.assign(req)       # its id, and the header line that echoes it
         result = self.inner(req)
         if req.route_id >= self.first_app_route or req.route_id == self.route_none:
-            req.response_headers = [("X-Request-ID", rid)]
+            req.response_headers = echo
             req.on_complete = self.access_log
         elif self.log_health:
             req.on_complete = self.access_log

@@ -125,10 +125,15 @@ def test_a_closed_stdout_drops_the_lines_not_the_worker():
 def test_request_ids_are_the_clients_or_new_and_never_repeat():
     ids = RequestIds()
     given = parse(b"/", None, b"from-client")
-    assert ids.assign(given) == "from-client" == given.request_id
-    made = [ids.assign(parse(b"/", None, None)) for _ in range(1000)]
+    assert ids.assign(given) == [(b"X-Request-ID", b"from-client")]
+    assert given.request_id == "from-client"
+    reqs = [parse(b"/", None, None) for _ in range(1000)]
+    echoed = [ids.assign(req) for req in reqs]
+    made = [req.request_id for req in reqs]
+    assert echoed == [[(b"X-Request-ID", m.encode())] for m in made]
     assert len(set(made)) == 1000 and all(m.startswith(ids.prefix) for m in made)
     assert RequestIds().prefix != ids.prefix
     req = parse(b"/", None, None)
-    first = ids.assign(req)
-    assert ids.assign(req) == first == req.request_id        # once per request
+    ids.assign(req)
+    first = req.request_id
+    assert ids.assign(req) == [("X-Request-ID", first)] and req.request_id == first

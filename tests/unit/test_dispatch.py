@@ -80,11 +80,12 @@ def test_request_ids_and_the_access_log_decision():
     req = get(b"/hello", b"X-Request-ID: from-client")
     main(req)
     assert req.request_id == "from-client"
-    assert req.response_headers == [("X-Request-ID", "from-client")]
+    assert req.response_headers == [(b"X-Request-ID", b"from-client")]
     assert req.on_complete is not None
     req = get(b"/hello")
     main(req)
-    assert req.request_id and req.response_headers == [("X-Request-ID", req.request_id)]
+    assert req.request_id and \
+        req.response_headers == [(b"X-Request-ID", req.request_id.encode())]
     health = get(b"/healthz")
     main(health)
     assert health.on_complete is None and health.response_headers is None
