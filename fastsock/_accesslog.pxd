@@ -1,5 +1,5 @@
 # The access log: a line per answered request, formatted in C into one buffer, written to stdout
-# in batches of whole lines; and the request ids it (and the X-Request-ID header) carries.
+# in batches of whole lines.
 
 from fastsock._message cimport Request
 
@@ -23,13 +23,6 @@ cdef class AccessLog:
     cdef int _reserve(self, Py_ssize_t more) except -1
     cdef void _stamp(self, double now) noexcept
     cpdef flush(self)
-
-
-cdef class RequestIds:
-    cdef readonly str prefix        # random per worker: ids of two workers never collide
-    cdef unsigned long long issued
-
-    cpdef list assign(self, Request req)
 
 
 cdef double wall_clock() noexcept nogil

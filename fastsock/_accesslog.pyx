@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The access log: one line per answered request to stdout, as text or JSON, and the request ids.
+"""The access log: one line per answered request to stdout, as text or JSON.
 
 A line is formatted in C straight into one buffer (the date once a second, numbers by hand, JSON
 strings escaped here), read from the request's own fields: no str is made for it. The buffer is
@@ -8,17 +8,13 @@ at most PIPE_BUF bytes, so lines of several workers never interleave. Text as it
 UTF-8 with backslashreplace: a lone surrogate is written as its escape, never as bad UTF-8.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
 from fastsock._message cimport Request
 from fastsock._sys cimport write, errno, EAGAIN, EINTR
 
-import os
-
 cdef extern from "Python.h":
-    object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
     bint PyUnicode_IS_ASCII(object s)
     int PyUnicode_KIND(object s)
     void* PyUnicode_DATA(object s)
@@ -393,43 +389,3 @@ cdef class AccessLog:
             if self.buf == NULL:
                 self.cap = 0
                 raise MemoryError()
-
-
-cdef bytes X_REQUEST_ID = b"X-Request-ID"
-
-
-cdef class RequestIds:
-    """Each request's id: the client's X-Request-ID, else a new one (this worker's random
-    prefix and a counter, in hex)."""
-
-    def __cinit__(self):
-        self.prefix = os.urandom(6).hex() + "-"
-
-    cpdef list assign(self, Request req):
-        """Give req its id (req.request_id reads it) -> the header lines that echo it, for
-        req.response_headers (as bytes: the writer has nothing to encode)."""
-        cdef char buf[40]
-        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(self.prefix), i = 40
-        cdef unsigned long long v
-        cdef const char* head
-        rid = req._request_id
-        if rid is not None:
-            return [("X-Request-ID", rid)]
-        if req.rid_off >= 0 and req._head is not None:
-            head = PyBytes_AS_STRING(req._head) + req.rid_off
-            req._request_id = PyUnicode_DecodeLatin1(head, req.rid_len, NULL)
-            return [(X_REQUEST_ID, PyBytes_FromStringAndSize(head, req.rid_len))]
-        self.issued += 1
-        v = self.issued
-        while True:
-            i -= 1
-            buf[i] = HEX[v & 15]
-            v >>= 4
-            if v == 0:
-                break
-        i -= n
-        memcpy(buf + i, PyUnicode_DATA(self.prefix), n)
-        rid = PyUnicode_New(40 - i, 127)
-        memcpy(PyUnicode_DATA(rid), buf + i, 40 - i)
-        req._request_id = rid
-        return [(X_REQUEST_ID, PyBytes_FromStringAndSize(buf + i, 40 - i))]

@@ -19,6 +19,7 @@ from fastsock._parser cimport (
     RequestParser, E_BODY_TOO_LARGE, NEED_DATA, SEND_CONTINUE, PARSE_ERROR, HEAD_READY,
     REQUEST_READY, fs_error_table,
 )
+from fastsock._requestids cimport ECHO, echo_lines
 from fastsock._shared cimport count_request, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER, CLOSE_LENGTH
 from fastsock._stream_out cimport (
     StreamOut, stream_out, OUT_GOING, OUT_QUIET, OUT_DONE, OUT_BROKEN,
@@ -274,8 +275,16 @@ cdef class Connection(Lifecycle):
         keep_alive = req.keep_alive and ctx.keep_alive and not self.body_unread
         mark = self.out.total
         try:
-            stream = write_response(self.out, result, keep_alive, head_only, http11,
-                                    req.response_headers, ctx.date_line, &owed)
+            if req.response_headers is not ECHO:
+                stream = write_response(self.out, result, keep_alive, head_only, http11,
+                                        req.response_headers, ctx.date_line, &owed)
+            else:                           # its id, echoed in the head's last lines
+                lines = echo_lines(req, ctx.date_line)
+                stream = write_response(
+                    self.out, result, keep_alive, head_only, http11,
+                    None if lines is not None or req.request_id is None else
+                    [("X-Request-ID", req.request_id)],     # not a field value: checked
+                    ctx.date_line if lines is None else lines, &owed)
         except Exception:
             error_log.exception("invalid response for %s %s", req.method, req.path)
             if type(result) is Response and type((<Response>result).body) is not bytes:

@@ -1,6 +1,6 @@
 # dispatch.py is compiled as it is; this gives the request-id layer C attributes, and its
 # dispatch a typed Request (its fields read as a struct's, not looked up by name).
-from fastsock._accesslog cimport RequestIds
+from fastsock._requestids cimport RequestIds
 from fastsock._message cimport Request
 
 cdef class _WithIds:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastsock._accesslog import RequestIds
+from fastsock._requestids import ECHO_ID, RequestIds
 from fastsock._message import RouteId
 from fastsock.config import Config
 from fastsock.responses import HEALTH_OK, NOT_FOUND, NOT_READY, method_not_allowed
@@ -89,10 +89,10 @@ class _WithIds:
     def dispatch(self, req):
         if req is None:         # (compiled, req is a typed Request: checked, but None passes)
             raise TypeError("dispatch takes a Request, not None")
-        echo = self.ids.assign(req)       # its id, and the header line that echoes it
+        self.ids.assign(req)
         result = self.inner(req)
         if req.route_id >= self.first_app_route or req.route_id == self.route_none:
-            req.response_headers = echo
+            req.response_headers = ECHO_ID      # the connection echoes its id in the head
             req.on_complete = self.access_log
         elif self.log_health:
             req.on_complete = self.access_log

@@ -1,7 +1,7 @@
 """The access log's C formatter (fastsock/_accesslog.pyx) writes the same lines, byte for byte,
 as the Python one it replaced (tests/support/accesslog_reference.py), for requests parsed by the
 real parser from a corpus of hostile paths, user agents, ids and clients; its batches are whole
-lines of at most PIPE_BUF bytes; request ids are the client's or new, never two alike."""
+lines of at most PIPE_BUF bytes."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from fastsock._accesslog import AccessLog, RequestIds
+from fastsock._accesslog import AccessLog
 from fastsock._parser import RequestParser
 from tests.support.accesslog_reference import line as reference_line
 
@@ -120,20 +120,3 @@ def test_a_closed_stdout_drops_the_lines_not_the_worker():
         assert log.pending == 0
     finally:
         os.close(w)
-
-
-def test_request_ids_are_the_clients_or_new_and_never_repeat():
-    ids = RequestIds()
-    given = parse(b"/", None, b"from-client")
-    assert ids.assign(given) == [(b"X-Request-ID", b"from-client")]
-    assert given.request_id == "from-client"
-    reqs = [parse(b"/", None, None) for _ in range(1000)]
-    echoed = [ids.assign(req) for req in reqs]
-    made = [req.request_id for req in reqs]
-    assert echoed == [[(b"X-Request-ID", m.encode())] for m in made]
-    assert len(set(made)) == 1000 and all(m.startswith(ids.prefix) for m in made)
-    assert RequestIds().prefix != ids.prefix
-    req = parse(b"/", None, None)
-    ids.assign(req)
-    first = req.request_id
-    assert ids.assign(req) == [("X-Request-ID", first)] and req.request_id == first
