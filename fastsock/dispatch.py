@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastsock._requestids import ECHO_ID, RequestIds
 from fastsock._message import RouteId
+from fastsock._requestids import ECHO_ID, RequestIds
 from fastsock.config import Config
 from fastsock.responses import HEALTH_OK, NOT_FOUND, NOT_READY, method_not_allowed
 from fastsock.routing import Route
