@@ -59,6 +59,27 @@ def test_a_stream_the_client_leaves_is_logged_with_what_went_out(serve):
     assert line["bytes"] >= len(got) and line["duration_ms"] >= 2 * 20, line
 
 
+def test_a_stream_that_fails_midway_is_logged_with_what_was_sent(serve):
+    server = serve("--access-log", "json")
+    received = fetch(server, "/stream-fails")
+    assert received.startswith(b"HTTP/1.1 200") and b"first" in received
+    wait_until(lambda: any(line["path"] == "/stream-fails" for line in access_lines(server)),
+               what="the failed stream's access line", server=server)
+    (line,) = [line for line in access_lines(server) if line["path"] == "/stream-fails"]
+    assert line["status"] == 200 and line["bytes"] == len(received), line
+
+
+def test_a_long_client_request_id_is_echoed_and_logged_whole(serve):
+    server = serve("--access-log", "json")
+    rid = "r" * 3000
+    r = server.get("/", headers={"X-Request-ID": rid})
+    assert r.status_code == 200 and r.headers["x-request-id"] == rid
+    assert "date" in r.headers
+    wait_until(lambda: rid in server.stdout(), what="the access line", server=server)
+    (line,) = access_lines(server)
+    assert line["request_id"] == rid
+
+
 # ---------------------------------------------------------------- the request on every record
 
 LOGGED = ["/logs/inline", "/logs/async", "/logs/thread", "/logs/stream"]
