@@ -153,13 +153,16 @@ cdef inline char* _put_latin1(char* p, const char* s, Py_ssize_t n, bint json) n
     if json:
         table = _plain
     cdef const unsigned char* u = <const unsigned char*>s
-    cdef Py_ssize_t i
-    for i in range(n):
-        if table[u[i]]:
-            p[0] = <char>u[i]
-            p += 1
-        else:
-            p = _put_cp(p, u[i], json)
+    cdef Py_ssize_t i = 0, run
+    while i < n:
+        run = i
+        while run < n and table[u[run]]:   # a run copied as it is, in one go
+            run += 1
+        p = _put(p, s + i, run - i)
+        if run == n:
+            break
+        p = _put_cp(p, u[run], json)
+        i = run + 1
     return p
 
 

@@ -19,7 +19,7 @@ from fastsock._parser cimport (
     RequestParser, E_BODY_TOO_LARGE, NEED_DATA, SEND_CONTINUE, PARSE_ERROR, HEAD_READY,
     REQUEST_READY, fs_error_table,
 )
-from fastsock._requestids cimport ECHO, echo_lines
+from fastsock._requestids cimport ECHO, WithIds, echo_lines
 from fastsock._shared cimport count_request, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER, CLOSE_LENGTH
 from fastsock._stream_out cimport (
     StreamOut, stream_out, OUT_GOING, OUT_QUIET, OUT_DONE, OUT_BROKEN,
@@ -156,7 +156,10 @@ cdef class Connection(Lifecycle):
             req.client = self.client()
             ctx.slot.in_flight += 1
             try:
-                result = self.dispatch(req)
+                if type(self.dispatch) is WithIds:      # the request-id layer: from C
+                    result = (<WithIds>self.dispatch).dispatch(req)
+                else:
+                    result = self.dispatch(req)
             except BaseException:
                 # dispatch answers handler errors itself; this is the last line of defence
                 error_log.exception("dispatch failed for %s %s", req.method, req.path)

@@ -13,4 +13,13 @@ cdef class RequestIds:
     cpdef assign(self, Request req)
 
 
+cdef class WithIds:
+    cdef object inner               # the dispatch callable it wraps
+    cdef object access_log          # callable(req, status, nbytes, seconds): on_complete
+    cdef bint log_health
+    cdef RequestIds ids
+
+    cdef object dispatch(self, Request req)
+
+
 cdef bytes echo_lines(Request req, bytes date_line)

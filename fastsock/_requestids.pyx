@@ -8,7 +8,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from libc.string cimport memcpy
 
 from fastsock._chars cimport fs_init_char_classes, is_field_value
-from fastsock._message cimport Request
+from fastsock._message cimport Request, FIRST_APP_ROUTE, ROUTE_NONE
 
 import os
 
@@ -83,6 +83,34 @@ cdef bytes echo_lines(Request req, bytes date_line):
     p[15 + id_n] = c'\n'
     memcpy(p + 16 + id_n, PyBytes_AS_STRING(date_line), date_n)
     return lines
+
+
+cdef class WithIds:
+    """The request-id layer around a dispatch callable (dispatch.with_request_ids): each
+    request gets its id before the app sees it; an app's request (a route of the app's, or
+    none) has it echoed and is logged by access_log once answered; the server's own routes
+    are logged only when log_health. The connection calls dispatch() from C."""
+
+    def __init__(self, inner, access_log, bint log_health):
+        self.inner, self.access_log, self.log_health = inner, access_log, log_health
+        self.ids = RequestIds()
+
+    def __call__(self, Request req not None):
+        return self.dispatch(req)
+
+    @property
+    def ids_issued(self):
+        return self.ids.issued
+
+    cdef object dispatch(self, Request req):
+        self.ids.assign(req)
+        result = self.inner(req)
+        if req.route_id >= FIRST_APP_ROUTE or req.route_id == ROUTE_NONE:
+            req.response_headers = ECHO     # the connection echoes its id in the head
+            req.on_complete = self.access_log
+        elif self.log_health:
+            req.on_complete = self.access_log
+        return result
 
 
 def echo_lines_of(Request req not None, bytes date_line not None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastsock._message import RouteId
-from fastsock._requestids import ECHO_ID, RequestIds
+from fastsock._requestids import WithIds
 from fastsock.config import Config
 from fastsock.responses import HEALTH_OK, NOT_FOUND, NOT_READY, method_not_allowed
 from fastsock.routing import Route
@@ -72,31 +72,9 @@ def with_request_ids(dispatch: Dispatch, access_log: Callable, log_health: bool)
     """Give each request an id (the client's X-Request-ID, or a new one), echo it on the
     response, and have the loop log the request once its response is written (access_log: an
     AccessLog, which the loop calls from C, or any callable(req, status, nbytes, seconds)).
-    Health checks are out of the log unless log_health."""
-    return _WithIds(dispatch, access_log, log_health).dispatch
-
-
-class _WithIds:
-    """with_request_ids' layer (dispatch.pxd gives it C attributes, and dispatch a typed
-    Request: its fields are read as a struct's, not looked up by name)."""
-
-    def __init__(self, inner: Dispatch, access_log: Callable, log_health: bool):
-        self.inner, self.access_log, self.log_health = inner, access_log, log_health
-        self.ids = RequestIds()
-        self.first_app_route = RouteId.FIRST_APP_ROUTE
-        self.route_none = RouteId.ROUTE_NONE
-
-    def dispatch(self, req):
-        if req is None:         # (compiled, req is a typed Request: checked, but None passes)
-            raise TypeError("dispatch takes a Request, not None")
-        self.ids.assign(req)
-        result = self.inner(req)
-        if req.route_id >= self.first_app_route or req.route_id == self.route_none:
-            req.response_headers = ECHO_ID      # the connection echoes its id in the head
-            req.on_complete = self.access_log
-        elif self.log_health:
-            req.on_complete = self.access_log
-        return result
+    Health checks are out of the log unless log_health. The layer is C (_requestids.WithIds),
+    called from C by the connection when it is the outermost."""
+    return WithIds(dispatch, access_log, log_health)
 
 
 def with_forwarded(dispatch: Dispatch, proxies) -> Dispatch:
@@ -132,12 +110,12 @@ def build(app, config: Config, *, ready: Callable[[], bool], exposition: Dispatc
     metrics_port = bool(config.metrics_port)
     dispatch = app.dispatcher(reserved_routes(config, ready, exposition, not metrics_port),
                               runner)
-    if access_log is not None:
-        dispatch = with_request_ids(dispatch, access_log, config.log_health)
     if proxies is not None:
         dispatch = with_forwarded(dispatch, proxies)
     if max_requests:
         dispatch = with_recycling(dispatch, max_requests, retire)
+    if access_log is not None:          # the outermost: the connection calls it from C
+        dispatch = with_request_ids(dispatch, access_log, config.log_health)
     metrics = metrics_only(config, exposition) if exposition is not None and metrics_port \
         else None
     return dispatch, metrics
