@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fastsock._conn import handling
 
-TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(request)s%(message)s"
+TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(request_tag)s%(message)s"
 
 # the request a task or pool thread works for (set where the runner starts it); on the loop's
 # own thread, the connection says which request it is in (_conn.handling)
@@ -33,15 +33,15 @@ def current_request():
 
 def _tag(record: logging.LogRecord) -> None:
     """record.request_id and record.route: the current request's, else None (an extra= that
-    gives them wins)."""
-    if hasattr(record, "request_id"):
+    gives either wins)."""
+    has_id, has_route = hasattr(record, "request_id"), hasattr(record, "route")
+    if has_id and has_route:
         return
     req = current_request()
-    if req is None:
-        record.request_id = record.route = None
-    else:
-        record.request_id = req.request_id
-        record.route = ROUTE_NAMES.get(req.route_id)
+    if not has_id:
+        record.request_id = None if req is None else req.request_id
+    if not has_route:
+        record.route = None if req is None else ROUTE_NAMES.get(req.route_id)
 
 
 class RequestContext(logging.Filter):
@@ -63,8 +63,8 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         _tag(record)
         rid, route = record.request_id, record.route    # type: ignore[attr-defined]
-        record.request = "" if rid is None and route is None else \
-            f"[{rid or '-'}{'' if route is None else ' ' + route}] "
+        record.request_tag = "" if rid is None and route is None else \
+            f"[{rid or '-'}{'' if route is None else ' ' + str(route)}] "
         return super().format(record)
 
 

@@ -120,3 +120,4 @@ def test_a_closed_stdout_drops_the_lines_not_the_worker():
         assert log.pending == 0
     finally:
         os.close(w)
+
