@@ -8,6 +8,7 @@ at most PIPE_BUF bytes, so lines of several workers never interleave. Text as it
 UTF-8 with backslashreplace: a lone surrogate is written as its escape, never as bad UTF-8.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
@@ -15,6 +16,7 @@ from fastsock._message cimport Request
 from fastsock._sys cimport write, errno, EAGAIN, EINTR
 
 cdef extern from "Python.h":
+    void* PyTuple_GET_ITEM(object t, Py_ssize_t i)
     bint PyUnicode_IS_ASCII(object s)
     int PyUnicode_KIND(object s)
     void* PyUnicode_DATA(object s)
@@ -47,6 +49,10 @@ cdef extern from "<time.h>" nogil:
     size_t strftime(char* s, size_t n, const char* fmt, const tm* t)
 
 cdef const char* HEX = b"0123456789abcdef"
+cdef char _DIGITS2[200]             # "00" .. "99"
+for _c in range(100):
+    _DIGITS2[2 * _c] = c'0' + _c // 10
+    _DIGITS2[2 * _c + 1] = c'0' + _c % 10
 cdef Py_ssize_t START_CAP = 65536
 # bytes copied as they are: in JSON, the ASCII a string holds unescaped (json's encode_basestring
 # escapes " \ and < 0x20); in text, all ASCII. The rest is encoded (_put_cp).
@@ -82,19 +88,32 @@ cdef inline char* _put_int(char* p, long long v) noexcept nogil:
     if v < 0:
         p[0] = c'-'
         p += 1
-    while True:
+    if u < 1000:                        # a status, most sizes: no loop
+        if u >= 100:
+            return _put_3digits(p, <long long>u)
+        if u >= 10:
+            p[0], p[1] = _DIGITS2[2 * u], _DIGITS2[2 * u + 1]
+            return p + 2
+        p[0] = <char>(c'0' + u)
+        return p + 1
+    while u >= 100:
+        i -= 2
+        digits[i], digits[i + 1] = _DIGITS2[2 * (u % 100)], _DIGITS2[2 * (u % 100) + 1]
+        u //= 100
+    if u >= 10:
+        i -= 2
+        digits[i], digits[i + 1] = _DIGITS2[2 * u], _DIGITS2[2 * u + 1]
+    else:
         i -= 1
-        digits[i] = <char>(c'0' + u % 10)
-        u //= 10
-        if u == 0:
-            break
+        digits[i] = <char>(c'0' + u)
     return _put(p, digits + i, 24 - i)
 
 
 cdef inline char* _put_3digits(char* p, long long v) noexcept nogil:
+    """0 <= v < 1000, as three digits."""
     p[0] = <char>(c'0' + v // 100)
-    p[1] = <char>(c'0' + v // 10 % 10)
-    p[2] = <char>(c'0' + v % 10)
+    p[1] = _DIGITS2[2 * (v % 100)]
+    p[2] = _DIGITS2[2 * (v % 100) + 1]
     return p + 3
 
 
@@ -278,7 +297,10 @@ cdef class AccessLog:
         cdef Py_ssize_t rid_len = 0, need
         cdef str method = req.method, path = req.path
         cdef char* p
-        host = client[0] if client else "-"
+        if type(client) is tuple and PyTuple_GET_SIZE(client) > 0:
+            host = <object>PyTuple_GET_ITEM(client, 0)
+        else:
+            host = client[0] if client else "-"
         if type(host) is not str:
             host = str(host)
         if rid is not None:

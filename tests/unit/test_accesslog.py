@@ -121,3 +121,15 @@ def test_a_closed_stdout_drops_the_lines_not_the_worker():
     finally:
         os.close(w)
 
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_numbers_are_written_as_python_writes_them(fmt):
+    log = AccessLog(fmt, fd=-1)
+    req = parse(b"/n", b"ua", None)
+    req.client = ("10.0.0.1", 1)
+    for n in [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 9999, 10000, 123456789, 10**17, -1, -10,
+              -999, -1000, -123456]:
+        for seconds in [0.0, 0.0004, 0.0009999, 1.5, 123.456789, 1e-7, 86400.0005]:
+            expected = reference_line(req, 200, n, seconds, NOW, fmt == "json")
+            assert log.line(req, 200, n, seconds, NOW) == expected, (n, seconds)
