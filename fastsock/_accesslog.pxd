@@ -17,7 +17,10 @@ cdef class AccessLog:
     cdef char stamp[32]             # "YYYY-MM-DDTHH:MM:SS." of that second
     cdef Py_ssize_t stamp_len
 
-    cdef int add(self, Request req, int status, long long nbytes, double seconds) except -1
+    cdef double wall_offset         # time.time() - the monotonic clock, as of the last tick
+
+    cdef int add(self, Request req, int status, long long nbytes, double seconds,
+                 double end) except -1
     cdef int _format(self, Request req, int status, long long nbytes, double seconds,
                      double now) except -1
     cdef int _reserve(self, Py_ssize_t more) except -1

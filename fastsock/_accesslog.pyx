@@ -13,7 +13,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
 from fastsock._message cimport Request
-from fastsock._sys cimport write, errno, EAGAIN, EINTR
+from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
 cdef extern from "Python.h":
     void* PyTuple_GET_ITEM(object t, Py_ssize_t i)
@@ -230,16 +230,17 @@ cdef class AccessLog:
             raise MemoryError()
         self.cap = START_CAP
         self.second = -1
+        self.wall_offset = wall_clock() - monotonic()
 
     def __dealloc__(self):
         free(self.buf)
 
     def __call__(self, Request req not None, int status, long long nbytes, double seconds):
-        self.add(req, status, nbytes, seconds)
+        self.add(req, status, nbytes, seconds, monotonic())
 
     def log(self, Request req not None, int status, long long nbytes, double seconds):
         """The line of one answered request, into the buffer."""
-        self.add(req, status, nbytes, seconds)
+        self.add(req, status, nbytes, seconds, monotonic())
 
     def line(self, Request req not None, int status, long long nbytes, double seconds,
              double now):
@@ -276,10 +277,11 @@ cdef class AccessLog:
             gmtime_r(&second, &t)
             self.stamp_len = strftime(self.stamp, 32, b"%Y-%m-%dT%H:%M:%S.", &t)
 
-    cdef int add(self, Request req, int status, long long nbytes, double seconds) except -1:
-        """The line of one answered request, into the buffer (written once FLUSH_AT bytes
-        pile up, else at the loop's tick)."""
-        self._format(req, status, nbytes, seconds, wall_clock())
+    cdef int add(self, Request req, int status, long long nbytes, double seconds,
+                 double end) except -1:
+        """The line of one answered request, answered at `end` (the monotonic clock), into the
+        buffer (written once FLUSH_AT bytes pile up, else at the loop's tick)."""
+        self._format(req, status, nbytes, seconds, end + self.wall_offset)
         if self.n > FLUSH_AT:
             self.flush()
         return 0
@@ -315,7 +317,8 @@ cdef class AccessLog:
             + PyUnicode_GET_LENGTH(method) + (req.ua_len if ua_off >= 0 else 0) + rid_len))
         if self.cap - self.n < need:
             self._reserve(need)
-        self._stamp(now)
+        if <time_t>now != self.second:
+            self._stamp(now)
         p = self.buf + self.n
         if json:
             p = _put(p, b'{"time":"', 9)
@@ -407,6 +410,7 @@ cdef class AccessLog:
             elif errno != EINTR:
                 break
         self.n = 0
+        self.wall_offset = wall_clock() - monotonic()   # a stepped clock: from the next tick
         if self.cap > 4 * START_CAP:        # a burst of long lines: give the memory back
             free(self.buf)
             self.buf = <char*>malloc(START_CAP)

@@ -53,13 +53,14 @@ def handling():
 cdef inline int _complete(Context ctx, Request req, int status, unsigned long long nbytes,
                           double t0) except -1:
     """A response is written (a streamed one: to its last byte): count it, log it."""
-    cdef double elapsed = monotonic() - t0
+    cdef double end = monotonic()
+    cdef double elapsed = end - t0
     if ctx.limits.count_requests:
         count_request(ctx.slot, req.route_id, req.method_id, status, elapsed)
     if req.on_complete is not None:
         try:
             if type(req.on_complete) is AccessLog:     # the usual one: from C
-                (<AccessLog>req.on_complete).add(req, status, nbytes, elapsed)
+                (<AccessLog>req.on_complete).add(req, status, nbytes, elapsed, end)
             else:
                 req.on_complete(req, status, nbytes, elapsed)
         except Exception:

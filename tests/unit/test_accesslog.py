@@ -133,3 +133,23 @@ def test_numbers_are_written_as_python_writes_them(fmt):
         for seconds in [0.0, 0.0004, 0.0009999, 1.5, 123.456789, 1e-7, 86400.0005]:
             expected = reference_line(req, 200, n, seconds, NOW, fmt == "json")
             assert log.line(req, 200, n, seconds, NOW) == expected, (n, seconds)
+
+
+def test_a_line_is_stamped_with_the_wall_clock_of_its_answer():
+    import calendar
+    import time
+
+    r, w = os.pipe()
+    try:
+        log = AccessLog("json", fd=w)
+        before = time.time()
+        log.log(parse(b"/", None, None), 200, 1, 0.0)
+        after = time.time()
+        log.flush()
+        stamp = json.loads(os.read(r, 4096))["time"]
+    finally:
+        os.close(r)
+        os.close(w)
+    seconds = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+    at = seconds + int(stamp[20:23]) / 1000
+    assert before - 0.002 <= at <= after + 0.002, (before, stamp, after)
