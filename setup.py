@@ -41,14 +41,14 @@ extensions = [
               extra_link_args=ldflags)
     for name in ("_json", "_fields", "_message", "_head", "_parser", "_outbuf", "_writer",
                  "_proxy", "_shared", "_accept", "_handoff", "_context", "_stream_out",
-                 "_lifecycle", "_conn", "_bridge", "_conn_io", "_loop")
+                 "_accesslog", "_requestids", "_lifecycle", "_conn", "_bridge", "_conn_io", "_loop")
 ]
-# Plain Python modules that run once per request (the dispatcher and its layers, the access
-# log, the WSGI and ASGI adapters) are compiled as they are, too: the .py stays the source, the
+# Plain Python modules that run once per request (the dispatcher and its layers, the WSGI
+# and ASGI adapters) are compiled as they are, too: the .py stays the source, the
 # compiled copy is what imports. Measured (bench/instructions.py): 3,150 instructions per hello
 # request compiled, 4,860 pure. FASTSOCK_PURE=1 leaves them pure Python, as they are read: for
 # pdb, coverage and tracebacks that show their lines (the core is compiled all the same).
-COMPILED_PY = ("app", "dispatch", "accesslog", "adapters.common", "adapters.asgi",
+COMPILED_PY = ("app", "dispatch", "adapters.common", "adapters.asgi",
                "adapters.wsgi")
 pure = os.environ.get("FASTSOCK_PURE") == "1"
 if not pure:

@@ -1,8 +1,9 @@
 """Instructions per request, counted by valgrind's callgrind: repeatable on a noisy machine
-where timings drift. Compares fastsock with metrics on and off, the access log, and a JSON route
-against its plain-text twin, and JSON of floats, datetimes and dataclasses (json_rich), each
-with orjson when it is installed and with the built-in encoder, on the same fixed workload: N
-keep-alive requests, 16 pipelined per write, over one connection.
+where timings drift. Compares fastsock with metrics on and off, the access log (JSON and text),
+the concurrency cap, and a JSON route against its plain-text twin, and JSON of floats,
+datetimes and dataclasses (json_rich), each with orjson when it is installed and with the
+built-in encoder, on the same fixed workload: N keep-alive requests, 16 pipelined per write,
+over one connection.
 
     python bench/instructions.py [--requests 20000] [--baseline DIR]
 
@@ -29,6 +30,7 @@ VARIANTS = {"metrics on": ([], "examples.hello:app", ROOT),
             "metrics on, JSON access log": (["--access-log", "json"], "examples.hello:app", ROOT),
             "metrics on, concurrency cap": (["--limit-concurrency", "1000"],
                                             "examples.hello:app", ROOT),
+            "metrics on, text access log": (["--access-log", "text"], "examples.hello:app", ROOT),
             "text route": ([], "text_hello:app", ROOT),
             "JSON route": ([], "json_hello:app", ROOT),
             "JSON route, built-in encoder": ([], "json_hello_builtin:app", ROOT),
@@ -119,6 +121,9 @@ def main() -> int:
           f"{results['JSON route'] / builtin:.3f}x")
     print(f"rich JSON route, orjson (when installed) / built-in encoder: "
           f"{results['rich JSON route'] / results['rich JSON, built-in encoder']:.3f}x")
+    for fmt in ("JSON", "text"):
+        print(f"{fmt} access log / metrics on: "
+              f"{results[f'metrics on, {fmt} access log'] / results['metrics on']:.3f}x")
     if args.baseline:
         print(f"metrics on, now / before: "
               f"{results['metrics on'] / results['before, metrics on']:.3f}x")

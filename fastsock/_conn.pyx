@@ -4,8 +4,10 @@ and their results into its output buffer, in order: answered at once, deferred t
 that answers later (C_WAIT), with the body streamed to it (C_STREAM_IN), or with a body that
 streams out (StreamOut). Its life (buffers, states, deadlines, end) is Lifecycle's. No I/O.
 """
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.string cimport memmove
 
+from fastsock._accesslog cimport AccessLog
 from fastsock._context cimport Context, Limits
 from fastsock._handoff cimport Deferred, BodyIn, Feed
 from fastsock._lifecycle cimport (
@@ -17,6 +19,7 @@ from fastsock._parser cimport (
     RequestParser, E_BODY_TOO_LARGE, NEED_DATA, SEND_CONTINUE, PARSE_ERROR, HEAD_READY,
     REQUEST_READY, fs_error_table,
 )
+from fastsock._requestids cimport ECHO, WithIds, echo_lines
 from fastsock._shared cimport count_request, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER, CLOSE_LENGTH
 from fastsock._stream_out cimport (
     StreamOut, stream_out, OUT_GOING, OUT_QUIET, OUT_DONE, OUT_BROKEN,
@@ -32,7 +35,36 @@ error_log = logging.getLogger("fastsock.error")
 
 from fastsock import responses
 cdef Response SERVER_ERROR = responses.SERVER_ERROR
-cdef Response CONCURRENCY_FULL = responses.CONCURRENCY_FULL
+
+# the request the loop's thread is in (its dispatch, response, stream pulled), borrowed and
+# cleared before the caller returns: what error-log records are tagged with (logs.current_request)
+cdef void* _handling = NULL
+cdef unsigned long _loop_thread = 0     # the thread connections are set up in: the loop's
+
+
+def handling():
+    """The request the calling thread's loop is handling now, else None."""
+    if _handling != NULL and PyThread_get_thread_ident() == _loop_thread:
+        return <Request>_handling
+    return None
+
+
+cdef inline int _complete(Context ctx, Request req, int status, unsigned long long nbytes,
+                          double t0) except -1:
+    """A response is written (a streamed one: to its last byte): count it, log it."""
+    cdef double end = monotonic()
+    cdef double elapsed = end - t0
+    if ctx.limits.count_requests:
+        count_request(ctx.slot, req.route_id, req.method_id, status, elapsed)
+    if req.on_complete is not None:
+        try:
+            if type(req.on_complete) is AccessLog:     # the usual one: from C
+                (<AccessLog>req.on_complete).add(req, status, nbytes, elapsed, end)
+            else:
+                req.on_complete(req, status, nbytes, elapsed)
+        except Exception:
+            error_log.exception("completion hook failed for %s %s", req.method, req.path)
+    return 0
 
 
 cdef class Connection(Lifecycle):
@@ -55,6 +87,8 @@ cdef class Connection(Lifecycle):
         self.deadline = ctx.now + lim.header_timeout
         self.since = ctx.now
         self.close_reason = CLOSE_SERVER
+        global _loop_thread
+        _loop_thread = PyThread_get_thread_ident()
 
     # ---------------------------------------------------------------- requests to responses
 
@@ -67,7 +101,7 @@ cdef class Connection(Lifecycle):
         cdef bint need_data = False     # what is buffered can never be a whole request
         if self.state == C_STREAM_OUT:
             if self.out.pending() < high_water and not self.streaming.pushed:
-                self._streamed(self.streaming.pull(self.out))
+                self._pull()
             if self.state == C_STREAM_OUT or self.out.pending():
                 return 0
             # the stream ended and wrote nothing (framed by its Content-Length: no chunked
@@ -115,46 +149,39 @@ cdef class Connection(Lifecycle):
         cdef double t0 = ctx.now    # when epoll woke us: a pipelined request's time includes
                                     # its wait behind the ones before it, as its client sees it
         cdef Deferred d
-        self._to(C_WRITE)
-        req.client = self.client()
-        ctx.slot.in_flight += 1
-        result = None
-        if ctx.limits.limit_concurrency and (
-                ctx.waiting + ctx.streaming >= ctx.limits.limit_concurrency):
-            result = self._over_limit(req)
-        if result is None:
-            try:
-                result = self.dispatch(req)
-            except BaseException:
-                # dispatch answers handler errors itself; this is the last line of defence
-                error_log.exception("dispatch failed for %s %s", req.method, req.path)
-                result = SERVER_ERROR
-        if type(result) is Deferred:
-            d = <Deferred>result
-            if not d.done:              # the handler runs elsewhere: wait for it
-                d.conn = self
-                self.deferred, self.waiting_req, self.started = d, req, t0
-                self._to(C_STREAM_IN if self.body_in is not None else C_WAIT)
-                ctx.waiting += 1
-                return 0
-            result = d.result
-        ctx.slot.in_flight -= 1
-        return self._write_result(req, result, t0)
-
-    cdef object _over_limit(self, Request req):
-        """--limit-concurrency is reached (the requests waiting for a handler and the
-        responses streaming out): the refusal, or None for a request never refused (the
-        server's own routes: on_refused says which, and logs)."""
-        cdef Context ctx = self.ctx
-        refusal = CONCURRENCY_FULL
-        if ctx.on_refused is not None:
-            try:
-                refusal = ctx.on_refused(req)
-            except Exception:
-                error_log.exception("on_refused failed for %s %s", req.method, req.path)
-        if refusal is not None:
-            ctx.slot.refused_concurrency += 1
-        return refusal
+        global _handling
+        _handling = <void*>req             # (borrowed: cleared before it returns)
+        try:
+            self._to(C_WRITE)
+            req.client = self.client()
+            ctx.slot.in_flight += 1
+            result = None
+            if ctx.limits.limit_concurrency and (
+                    ctx.waiting + ctx.streaming >= ctx.limits.limit_concurrency):
+                result = ctx.refusal(req)       # a 503, or None: never refused
+            if result is None:
+                try:
+                    if type(self.dispatch) is WithIds:      # the request-id layer: from C
+                        result = (<WithIds>self.dispatch).dispatch(req)
+                    else:
+                        result = self.dispatch(req)
+                except BaseException:
+                    # dispatch answers handler errors itself; this is the last line of defence
+                    error_log.exception("dispatch failed for %s %s", req.method, req.path)
+                    result = SERVER_ERROR
+            if type(result) is Deferred:
+                d = <Deferred>result
+                if not d.done:              # the handler runs elsewhere: wait for it
+                    d.conn = self
+                    self.deferred, self.waiting_req, self.started = d, req, t0
+                    self._to(C_STREAM_IN if self.body_in is not None else C_WAIT)
+                    ctx.waiting += 1
+                    return 0
+                result = d.result
+            ctx.slot.in_flight -= 1
+            return self._write_result(req, result, t0)
+        finally:
+            _handling = NULL
 
     cdef int _on_head(self) except -1:
         """A head with a body is in (announced heads: some route streams its body). Either
@@ -221,8 +248,7 @@ cdef class Connection(Lifecycle):
         return 0
 
     cdef int resume(self, object result) except -1:
-        """The deferred response is here (on the loop's thread): write it, answer what was
-        pipelined behind it, and let the loop send."""
+        """The deferred response is here (on the loop's thread): write it; the loop sends."""
         cdef Request req = self.waiting_req
         if not self.in_handler():
             return 0                    # closed meanwhile
@@ -231,7 +257,12 @@ cdef class Connection(Lifecycle):
         self.ctx.slot.in_flight -= 1
         self.ctx.now = monotonic()
         self._to(C_WRITE)
-        self._write_result(req, result, self.started)
+        global _handling
+        _handling = <void*>req
+        try:
+            self._write_result(req, result, self.started)
+        finally:
+            _handling = NULL
         if self.ctx.on_resume is not None:
             self.ctx.on_resume(self)
         return 0
@@ -240,20 +271,26 @@ cdef class Connection(Lifecycle):
         cdef Context ctx = self.ctx
         cdef bint http11 = req.is_http11
         cdef bint head_only = req.method_id == M_HEAD
-        cdef bint keep_alive
+        cdef bint keep_alive, chunked
         cdef int status = 200
-        cdef double elapsed
         cdef unsigned long long mark
         cdef Py_ssize_t owed
-        cdef bint chunked
         if self.body_in is not None:        # answered before its streamed body was all in:
             self.body_in.finish("answered before the body was read")   # the connection
             self.body_in = None             # closes after this response (body_unread)
         keep_alive = req.keep_alive and ctx.keep_alive and not self.body_unread
         mark = self.out.total
         try:
-            stream = write_response(self.out, result, keep_alive, head_only, http11,
-                                    req.response_headers, ctx.date_line, &owed)
+            if req.response_headers is not ECHO:
+                stream = write_response(self.out, result, keep_alive, head_only, http11,
+                                        req.response_headers, ctx.date_line, &owed)
+            else:                           # its id, echoed in the head's last lines
+                lines = echo_lines(req, ctx.date_line)
+                stream = write_response(
+                    self.out, result, keep_alive, head_only, http11,
+                    None if lines is not None or req.request_id is None else
+                    [("X-Request-ID", req.request_id)],     # not a field value: checked
+                    ctx.date_line if lines is None else lines, &owed)
         except Exception:
             error_log.exception("invalid response for %s %s", req.method, req.path)
             if type(result) is Response and type((<Response>result).body) is not bytes:
@@ -261,6 +298,11 @@ cdef class Connection(Lifecycle):
             result = SERVER_ERROR
             stream = write_response(self.out, result, keep_alive, head_only, http11, None,
                                     ctx.date_line, &owed)
+        if type(result) is Response:
+            status = (<Response>result).status
+        if stream is not None and not head_only:    # logged at its last byte: _stream_complete
+            self.streamed, self.streamed_status = req, status
+            self.streamed_mark, self.streamed_t0 = mark, t0
         if stream is not None:
             if not http11 and owed < 0:
                 keep_alive = False          # HTTP/1.0: the stream ends with the connection
@@ -281,19 +323,31 @@ cdef class Connection(Lifecycle):
                 self._start_stream(stream_out(stream, False, owed, chunked), keep_alive)
         if not keep_alive and self.state == C_WRITE:
             self._end(C_CLOSING, CLOSE_SERVER)
-        if type(result) is Response:
-            status = (<Response>result).status
-        if ctx.limits.count_requests or req.on_complete is not None:
-            elapsed = monotonic() - t0
-            if ctx.limits.count_requests:
-                count_request(ctx.slot, req.route_id, req.method_id, status, elapsed)
-            if req.on_complete is not None:
-                try:
-                    req.on_complete(req, status, self.out.total - mark, elapsed)
-                except Exception:
-                    error_log.exception("completion hook failed for %s %s", req.method,
-                                        req.path)
+        if (stream is None or head_only) and (ctx.limits.count_requests
+                                              or req.on_complete is not None):
+            _complete(ctx, req, status, self.out.total - mark, t0)
         return 0
+
+    cdef int _stream_complete(self, Py_ssize_t unsent) except -1:
+        """The streamed response ended (whole, cut, or its connection gone with `unsent`
+        bytes of it never sent): complete it once."""
+        cdef Request req = self.streamed
+        if req is None:
+            return 0
+        self.streamed = None
+        if self.ctx.limits.count_requests or req.on_complete is not None:
+            _complete(self.ctx, req, self.streamed_status,
+                      self.out.total - self.streamed_mark - unsent, self.streamed_t0)
+        return 0
+
+    cdef void release(self):
+        """Closing: a stream still going out ends here, with what of it was sent."""
+        if self.streamed is not None:
+            try:
+                self._stream_complete(self.out.pending())
+            except Exception:
+                error_log.exception("completing a stream failed")
+        Lifecycle.release(self)
 
     # ---------------------------------------------------------------- the hand-offs' side
 
@@ -330,12 +384,24 @@ cdef class Connection(Lifecycle):
             return 0
         self.streaming = None
         self.ctx.streaming -= 1
+        self._stream_complete(0)            # its last byte is in the output
         if step == OUT_DONE:                # what the stream is framed by is written
             self._to(C_CLOSING if self.last_response else C_WRITE)
         elif step == OUT_BROKEN:
             self._end(C_REFUSED, CLOSE_LENGTH)
         else:
             self._end(C_REFUSED, CLOSE_ERROR)
+        return 0
+
+    cdef int _pull(self) except -1:
+        """The next chunks of a stream pulled on the loop's thread: its request's."""
+        global _handling
+        cdef Request req = self.streamed
+        _handling = <void*>req
+        try:
+            self._streamed(self.streaming.pull(self.out))
+        finally:
+            _handling = NULL
         return 0
 
     cdef int stream_chunk(self, object chunk) except -1:

@@ -40,3 +40,5 @@ cdef class Context:
     cdef public object on_head      # callable(req) -> BodyIn when its route streams its body
                                     # (it is then dispatched at once), or None; None: no
                                     # route streams, and heads are not announced
+
+    cdef object refusal(self, req)

@@ -4,6 +4,13 @@ from fastsock._shared cimport SharedState
 from fastsock._sys cimport monotonic
 from fastsock._writer import EPOCH_DATE_LINE as _EPOCH_DATE_LINE
 
+import logging
+
+from fastsock import responses
+
+error_log = logging.getLogger("fastsock.error")
+cdef object CONCURRENCY_FULL = responses.CONCURRENCY_FULL
+
 
 cdef class Context:
     """What every connection of one loop shares: limits, the counter slot, the clock, the Date
@@ -28,3 +35,17 @@ cdef class Context:
     @property
     def streaming(self):
         return self.streaming
+
+    cdef object refusal(self, req):
+        """--limit-concurrency is reached (the requests waiting for a handler and the
+        responses streaming out): the refusal, or None for a request never refused (the
+        server's own routes: on_refused says which, and logs)."""
+        refusal = CONCURRENCY_FULL
+        if self.on_refused is not None:
+            try:
+                refusal = self.on_refused(req)
+            except Exception:
+                error_log.exception("on_refused failed for %s %s", req.method, req.path)
+        if refusal is not None:
+            self.slot.refused_concurrency += 1
+        return refusal

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Collection
 
 from fastsock._message import RouteId
+from fastsock._requestids import WithIds
 from fastsock.config import Config
 from fastsock.responses import (
     CONCURRENCY_FULL,
@@ -145,36 +146,11 @@ def refuse_over_limit(config: Config, access_log: Callable | None) -> Callable:
 
 def with_request_ids(dispatch: Dispatch, access_log: Callable, log_health: bool) -> Dispatch:
     """Give each request an id (the client's X-Request-ID, or a new one), echo it on the
-    response, and have the loop log the request once its response is written. Health checks
-    are out of the log unless log_health."""
-    return _WithIds(dispatch, access_log, log_health).dispatch
-
-
-class _WithIds:
-    """with_request_ids' layer (dispatch.pxd gives it C attributes, and dispatch a typed
-    Request: its fields are read as a struct's, not looked up by name)."""
-
-    def __init__(self, inner: Dispatch, access_log: Callable, log_health: bool):
-        self.inner, self.access_log, self.log_health = inner, access_log, log_health
-        self.prefix = os.urandom(6).hex() + "-"
-        self.issued = 0
-        self.first_app_route = RouteId.FIRST_APP_ROUTE
-        self.route_none = RouteId.ROUTE_NONE
-
-    def dispatch(self, req):
-        if req is None:         # (compiled, req is a typed Request: checked, but None passes)
-            raise TypeError("dispatch takes a Request, not None")
-        rid = req.request_id
-        if rid is None:
-            self.issued += 1
-            rid = req.request_id = f"{self.prefix}{self.issued:x}"
-        result = self.inner(req)
-        if req.route_id >= self.first_app_route or req.route_id == self.route_none:
-            req.response_headers = [("X-Request-ID", rid)]
-            req.on_complete = self.access_log
-        elif self.log_health:
-            req.on_complete = self.access_log
-        return result
+    response, and have the loop log the request once its response is written (access_log: an
+    AccessLog, which the loop calls from C, or any callable(req, status, nbytes, seconds)).
+    Health checks are out of the log unless log_health. The layer is C (_requestids.WithIds),
+    called from C by the connection when it is the outermost."""
+    return WithIds(dispatch, access_log, log_health)
 
 
 def with_forwarded(dispatch: Dispatch, proxies) -> Dispatch:
@@ -215,12 +191,12 @@ def build(app, config: Config, *, ready: Callable[[], bool], exposition: Dispatc
         ready = with_ready_check(ready, ready_check)
     dispatch = app.dispatcher(reserved_routes(config, ready, exposition, not metrics_port,
                                               owned), runner)
-    if access_log is not None:
-        dispatch = with_request_ids(dispatch, access_log, config.log_health)
     if proxies is not None:
         dispatch = with_forwarded(dispatch, proxies)
     if max_requests:
         dispatch = with_recycling(dispatch, max_requests, retire)
+    if access_log is not None:          # the outermost: the connection calls it from C
+        dispatch = with_request_ids(dispatch, access_log, config.log_health)
     metrics = metrics_only(config, exposition) if exposition is not None and metrics_port \
         else None
     return dispatch, metrics

@@ -22,6 +22,7 @@ import threading
 
 from fastsock._handoff import BodyIn, Deferred
 from fastsock._message import Response
+from fastsock.logs import REQUEST, current_request
 from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR, SHUTTING_DOWN
 from fastsock.results import error_response, to_response
 
@@ -34,6 +35,7 @@ def complete(deferred: Deferred, req, result, exc, runner: Runner,
     result (to_response); a plain iterator body is pulled in the pool (pooled_body). A result
     that cannot be sent is one 500; one that comes too late (a 504 went, or the client) has
     its body closed: close() by the connection, aclose() here."""
+    token = REQUEST.set(req)            # what is logged here is that request's
     try:
         if exc is not None:
             response = error_response(req, exc)
@@ -47,6 +49,8 @@ def complete(deferred: Deferred, req, result, exc, runner: Runner,
     except Exception as e:              # noqa: BLE001  (any failure here is one 500)
         error_log.error("completing %s %s failed", req.method, req.path, exc_info=e)
         deferred.complete(SERVER_ERROR)
+    finally:
+        REQUEST.reset(token)
 
 
 # iterators over what is already in memory: pulling them never blocks, so they stay inline
@@ -101,7 +105,11 @@ class Runner:
         @functools.wraps(handler)
         def start(req, **params):
             deferred = Deferred()
-            task = self.aio.create_task(handler(req, **params))
+            token = REQUEST.set(req)        # the task's context, copied now, has its request
+            try:
+                task = self.aio.create_task(handler(req, **params))
+            finally:
+                REQUEST.reset(token)
             # the stub's on_cancel is Callable[[], None]: any callable() will do (its result is
             # dropped), task.cancel's bool too
             deferred.on_cancel = task.cancel    # type: ignore[assignment]
@@ -161,20 +169,23 @@ class Runner:
             thread = threading.Thread(target=self._work, name="fastsock-handler", daemon=True)
             self._threads.append(thread)
             thread.start()
-        self._jobs.put(job)
+        self._jobs.put((job, current_request()))    # the job's logs are its request's
 
     def _work(self) -> None:
         jobs, call_soon, ended = self._jobs, self.loop.call_soon_threadsafe, self._job_ended
         while True:
-            job = jobs.get()
-            if job is None:
+            item = jobs.get()
+            if item is None:
                 return
+            job, req = item
+            token = REQUEST.set(req)
             try:
                 job()
             except BaseException:       # noqa: BLE001  (logged: the pool thread lives on)
                 error_log.exception("a job in the thread pool failed")
             finally:
-                job = None              # an idle thread holds nothing of its last job
+                REQUEST.reset(token)
+                item = job = req = None     # an idle thread holds nothing of its last job
                 call_soon(ended, None)
 
     def _job_ended(self, _) -> None:
@@ -190,7 +201,11 @@ class Runner:
             attach(feed)
             return
         began: list = []
-        task = self.aio.create_task(self._pump(feed, stream, began))
+        token = REQUEST.set(current_request())      # the stream's request (the loop is in it)
+        try:
+            task = self.aio.create_task(self._pump(feed, stream, began))
+        finally:
+            REQUEST.reset(token)
         feed.on_cancel = task.cancel
         self.loop.tasks += 1
         task.add_done_callback(functools.partial(self._pump_ended, stream, began))

@@ -12,11 +12,11 @@ import signal
 import socket
 import sys
 
-from fastsock import appcollectors, appmetrics, dispatch, hooks
+from fastsock import appcollectors, appmetrics, dispatch, hooks, logs
+from fastsock._accesslog import AccessLog
 from fastsock._loop import Loop
 from fastsock._message import RouteId
 from fastsock._shared import SharedState
-from fastsock.accesslog import AccessLog
 from fastsock.adapters.kinds import adapt
 from fastsock.adapters.owned import owned_paths, reserved_paths, say_owned
 from fastsock.adapters.protocol import ServableApp
@@ -67,7 +67,7 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     loop.on_stream = runner.start_feed
     if config.limit_concurrency:
         loop.on_refused = dispatch.refuse_over_limit(
-            config, access_log.log if access_log is not None else None)
+            config, access_log)
     try:
         # what can keep the app from starting: the master stops instead of respawning it
         step = "import the app"
@@ -87,11 +87,12 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         step = "run a startup hook"
         hooks.run_lifecycle(app.startup, runner)
         step = "set up the app's routes and hooks"
+        logs.ROUTE_NAMES.update(route_names(config, app))     # the error log's "route"
         main, metrics = dispatch.build(
             app, config,
             ready=lambda: shared.ready,
             exposition=exposition_for(config, app, shared, snapshots),
-            access_log=access_log.log if access_log is not None else None,
+            access_log=access_log,
             proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
             max_requests=max_requests, retire=loop.retire, runner=runner, owned=owned,
             ready_check=ready_check)
@@ -121,6 +122,15 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     return 0
 
 
+def route_names(config: Config, app: ServableApp) -> dict[int, str]:
+    """Route id -> its template (the server's own routes too): the metrics' and logs' label."""
+    names: dict[int, str] = {RouteId.ROUTE_HEALTHZ: config.healthz_path,
+                             RouteId.ROUTE_READYZ: config.readyz_path,
+                             RouteId.ROUTE_METRICS: config.metrics_path}
+    names.update(app.route_names())
+    return names
+
+
 def on_tick(access_log: AccessLog | None, snapshots: appcollectors.Snapshots | None):
     """What the loop does once a tick: flush the access log, refresh the collectors'
     snapshot while scrapes come."""
@@ -138,10 +148,7 @@ def exposition_for(config: Config, app: ServableApp, shared: SharedState,
                    snapshots: appcollectors.Snapshots | None) -> Exposition | None:
     if not config.metrics or snapshots is None:
         return None
-    names: dict[int, str] = {RouteId.ROUTE_HEALTHZ: config.healthz_path,
-                             RouteId.ROUTE_READYZ: config.readyz_path,
-                             RouteId.ROUTE_METRICS: config.metrics_path}
-    names.update(app.route_names())
+    names = route_names(config, app)
 
     master = os.getppid()
 

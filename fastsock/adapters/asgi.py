@@ -23,6 +23,7 @@ from fastsock.adapters.common import (
 )
 from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved
+from fastsock.logs import REQUEST
 from fastsock.responses import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN, WEBSOCKET_REFUSED
 
 error_log = logging.getLogger("fastsock.error")
@@ -111,7 +112,11 @@ class ASGIApp:
             req.route_id = fallback         # until the app tells its route
             deferred = Deferred()
             cycle = _Cycle(req, deferred, scope, labels, aio)
-            cycle.task = aio.create_task(cycle.run(app))
+            token = REQUEST.set(req)        # the app's task has its request (its logs)
+            try:
+                cycle.task = aio.create_task(cycle.run(app))
+            finally:
+                REQUEST.reset(token)
             deferred.on_cancel = cycle.gone
             if timeout:
                 cycle.timer = aio.call_later(timeout, cycle.expire)

@@ -423,3 +423,73 @@ def json_loop(req):
 def json_thread(req):
     """Encoded by Response(), in a pool thread."""
     return Response(json_value(req.query["tag"], int(req.query["size"])))
+
+
+# --- an event stream that takes time: its access line and duration end at its last byte
+
+@app.get("/events")
+def events(req):
+    """?n=COUNT&delay=SECONDS: n events, delay apart (an async generator: the loop stays free)."""
+    n, delay = int(req.query.get("n", "4")), float(req.query.get("delay", "0.1"))
+
+    async def gen():
+        for i in range(n):
+            if i:
+                await asyncio.sleep(delay)
+            yield f"data: {i}\n\n"
+    return Response(gen(), content_type="text/event-stream")
+
+
+@app.get("/events/sync")
+def events_sync(req):
+    """The same as a plain generator (time.sleep between events)."""
+    n, delay = int(req.query.get("n", "4")), float(req.query.get("delay", "0.1"))
+
+    def gen():
+        for i in range(n):
+            if i:
+                time.sleep(delay)
+            yield f"data: {i}\n\n"
+    return Response(gen(), content_type="text/event-stream")
+
+
+# --- the app's own loggers, from every kind of handler: their records carry the request
+
+import logging  # noqa: E402
+
+app_log = logging.getLogger("myapp")
+
+
+def _log_both(where: str) -> str:
+    app_log.info("info from %s", where)
+    app_log.warning("warning from %s", where)
+    return where
+
+
+@app.get("/logs/inline")
+def logs_inline(req):
+    return _log_both(req.path)
+
+
+@app.get("/logs/async")
+async def logs_async(req):
+    await asyncio.sleep(0)
+    return _log_both(req.path)
+
+
+@app.get("/logs/thread", threaded=True)
+def logs_thread(req):
+    return _log_both(req.path)
+
+
+@app.get("/logs/stream")
+def logs_stream(req):
+    async def gen():
+        await asyncio.sleep(0)
+        yield _log_both(req.path)
+    return gen()
+
+
+@app.get("/logs/boom/{n:int}", threaded=True)
+def logs_boom(req, n):
+    raise RuntimeError(f"boom {n}")

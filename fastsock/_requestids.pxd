@@ -1,0 +1,25 @@
+# Request ids: each request's (the client's X-Request-ID, else a new one), and the header line
+# that echoes it, made for the writer's tail (no header list to check and encode per request).
+
+from fastsock._message cimport Request
+
+cdef list ECHO                      # req.response_headers of a request whose id is echoed
+
+
+cdef class RequestIds:
+    cdef readonly str prefix        # random per worker: ids of two workers never collide
+    cdef unsigned long long issued
+
+    cpdef assign(self, Request req)
+
+
+cdef class WithIds:
+    cdef object inner               # the dispatch callable it wraps
+    cdef object access_log          # callable(req, status, nbytes, seconds): on_complete
+    cdef bint log_health
+    cdef RequestIds ids
+
+    cdef object dispatch(self, Request req)
+
+
+cdef bytes echo_lines(Request req, bytes date_line)

@@ -1,0 +1,21 @@
+# Type stubs for the compiled request ids.
+from collections.abc import Callable
+from typing import Any
+
+from fastsock._message import Request
+
+ECHO_ID: list[tuple[str, str]]
+
+class RequestIds:
+    prefix: str
+    def assign(self, req: Request) -> None: ...
+
+class WithIds:
+    def __init__(self, inner: Callable[[Request], object],
+                 access_log: Callable[[Request, int, int, float], None] | None,
+                 log_health: bool) -> None: ...
+    def __call__(self, req: Any) -> object: ...     # a Request (a dispatch callable)
+    @property
+    def ids_issued(self) -> int: ...
+
+def echo_lines_of(req: Request, date_line: bytes) -> bytes | None: ...

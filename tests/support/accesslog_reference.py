@@ -1,0 +1,31 @@
+"""The access log's lines as fastsock wrote them in Python before its C formatter
+(fastsock/_accesslog.pyx), kept as the reference the C lines must equal byte for byte
+(tests/unit/test_accesslog.py). `now` is the time.time() the line is stamped with."""
+from __future__ import annotations
+
+import time
+from json.encoder import encode_basestring as _json_str  # the C string encoder
+
+_THREE_DIGITS = [f"{i:03}" for i in range(1000)]
+
+
+def line(req, status: int, nbytes: int, seconds: float, now: float, json: bool) -> bytes:
+    request_id = req.request_id
+    second = int(now)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+    stamp = f"{stamp}{_THREE_DIGITS[int((now - second) * 1000) % 1000]}Z"
+    us = int(seconds * 1e6)
+    duration = f"{us // 1000}.{_THREE_DIGITS[us % 1000]}"
+    client = req.client[0] if req.client else "-"
+    ua = req.user_agent
+    if json:
+        text = (f'{{"time":"{stamp}","method":"{req.method}","path":{_json_str(req.path)},'
+                f'"status":{status},"bytes":{nbytes},"duration_ms":{duration},'
+                f'"client":{_json_str(client)},'
+                f'"user_agent":{"null" if ua is None else _json_str(ua)},'
+                f'"request_id":{"null" if request_id is None else _json_str(request_id)}}}\n')
+    else:
+        text = (f'{stamp} {client} "{req.method} {req.raw_path.decode()} '
+                f'HTTP/{req.http_version}" '
+                f'{status} {nbytes} {duration}ms {_json_str(ua or "-")} {request_id or "-"}\n')
+    return text.encode("utf-8", "backslashreplace")
