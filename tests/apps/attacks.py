@@ -63,3 +63,7 @@ def cl(req):
     else:
         body = b"z" * n
     return Response(body, status, headers=hdrs)
+
+
+# the same, its generator pulled on the loop (not in the pool): written out at once
+app.route("/cl-inline", methods=["GET"], pull_inline=True)(cl)
