@@ -158,8 +158,8 @@ class Config:
         "wins)", path=True)
     ready_check: str = _opt(
         "", "a plain function MODULE:ATTRIBUTE that readiness also asks (at most once a second, "
-        "on the worker's loop: keep it quick): false or raising is 503; draining is 503 "
-        "whatever it says")
+        "on a thread of its own: a probe never waits for it): false, raising, no answer yet "
+        "or none for 10 s is 503; draining is 503 whatever it says")
     access_log: str = _opt("off", "access log to stdout: off, text, json, or on (in --log-format)",
                            choices=("off", "on", "text", "json"))
     log_health: bool = _opt(False, "also write health checks to the access log")

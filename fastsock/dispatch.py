@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Collection
 
@@ -56,34 +57,53 @@ def with_ready_check(ready: Callable[[], bool], check: Callable[[], object],
                      every: float = 1.0) -> Callable[[], bool]:
     """ready() and then the app's check (--ready-check): not ready while the server is not
     (starting, draining: 503 first, whatever the app says), nor while the check returns
-    false or raises. The check runs on the worker's loop: its answer is kept for `every`
-    seconds, so probes cost one call a second at most; a failure is logged as it starts."""
+    false, raises, or has not answered yet. The check runs on a thread of its own, at most
+    once every `every` seconds while probes come, and a probe takes its last answer: a check
+    that blocks holds that thread, never the worker's loop (past STALE_AFTER seconds without
+    an answer it is not ready, logged once). A failure is logged as it starts."""
     return _ReadyCheck(ready, check, every).ready
+
+
+STALE_AFTER = 10.0      # a check this long without an answer (a hung database call): not ready
 
 
 class _ReadyCheck:
     def __init__(self, ready: Callable[[], bool], check: Callable[[], object], every: float):
         self.server_ready, self.check, self.every = ready, check, every
-        self.until = 0.0
-        self.ok = False
+        self.ok = False                 # the last answer (none yet: not ready)
+        self.asked = float("-inf")      # when the last check started
+        self.running = False
         self.said = ""                  # the failure last logged ("": none)
 
     def ready(self) -> bool:
         if not self.server_ready():
             return False
         now = time.monotonic()
-        if now >= self.until:
-            self.until = now + self.every
-            try:
-                self.ok = bool(self.check())
-                self.said = ""
-            except Exception as e:      # noqa: BLE001  (the app's check: logged, not ready)
-                self.ok = False
-                if str(e) != self.said:
-                    self.said = str(e)
-                    log.error("the app's readiness check (--ready-check) failed",
-                                    exc_info=e)
+        if self.running:
+            if now - self.asked > max(STALE_AFTER, self.every):
+                if self.said != "stale":
+                    self.said = "stale"
+                    log.error("the app's readiness check (--ready-check) has not answered "
+                              "for %.0f s: not ready until it does", now - self.asked)
+                return False
+        elif now - self.asked >= self.every:
+            self.running, self.asked = True, now
+            threading.Thread(target=self._run, name="fastsock-ready-check",
+                             daemon=True).start()
         return self.ok
+
+    def _run(self) -> None:                 # on its own thread
+        try:
+            ok = bool(self.check())
+            if self.said:
+                log.info("the app's readiness check (--ready-check) passes again")
+            self.said = ""
+        except Exception as e:      # noqa: BLE001  (the app's check: logged, not ready)
+            ok = False
+            if str(e) != self.said:
+                self.said = str(e)
+                log.error("the app's readiness check (--ready-check) failed", exc_info=e)
+        self.ok, self.running = ok, False
 
 
 def answer_reserved(reserved: list[Route]) -> Callable[[object], object]:

@@ -2,6 +2,7 @@
 decision, proxies, recycling — each layer only when the Config asks for it."""
 import subprocess
 import sys
+import threading
 
 from fastsock import App
 from fastsock._message import RouteId
@@ -10,6 +11,7 @@ from fastsock._requestids import ECHO_ID
 from fastsock.config import Config
 from fastsock import dispatch as dispatch_mod
 from fastsock.forwarded import Proxies
+from tests.support.waiting import wait_until
 
 
 def request(raw: bytes, client=("10.0.0.9", 1234)):
@@ -227,16 +229,37 @@ def test_the_apps_ready_check_after_the_servers_state():
             raise RuntimeError("no database")
         return state["app"]
     ready = dispatch_mod.with_ready_check(lambda: state["server"], check, every=0.0)
-    assert ready() is True
+    wait_until(lambda: ready() is True, what="the check's first answer")
     state["app"] = False
-    assert ready() is False
+    wait_until(lambda: ready() is False, what="the check's false")
     state["app"] = "raise"
-    assert ready() is False
+    asked = state["asked"]
+    wait_until(lambda: ready() is False and state["asked"] > asked, what="the check raising")
     state["app"], state["server"] = True, False
+    wait_until(lambda: not ready.__self__.running, what="the last check ended")
     asked = state["asked"]
     assert ready() is False and state["asked"] == asked     # draining: the app not asked
     kept = dispatch_mod.with_ready_check(lambda: True, check, every=3600.0)
-    assert kept() is True and kept() is True and state["asked"] == asked + 1
+    wait_until(lambda: kept() is True, what="the kept check's answer")
+    assert kept() is True and state["asked"] == asked + 1
+
+
+def test_a_blocking_ready_check_never_holds_the_caller():
+    """The app's check blocks (a database call that hangs): readiness answers at once, not
+    ready, and the check runs once, not once per probe."""
+    release, calls = threading.Event(), []
+
+    def check():
+        calls.append(1)
+        release.wait(30)
+        return True
+    ready = dispatch_mod.with_ready_check(lambda: True, check, every=0.0)
+    for _ in range(50):
+        assert ready() is False         # (answered while the check blocks)
+    wait_until(lambda: calls, what="the check started")
+    assert len(calls) == 1
+    release.set()
+    wait_until(lambda: ready() is True, what="ready once the check answers")
 
 
 def test_a_ready_check_is_answered_on_readyz():
