@@ -74,7 +74,7 @@ def test_log_config_routes_the_error_log_as_the_file_says(serve, tmp_path, kind)
 
 
 @pytest.mark.parametrize("content, says", [
-    (None, "No such file or directory"),
+    (None, "must be a readable file"),
     ("{not json", "not valid JSON"),
     ('{"handlers": {}}', "not a logging dictConfig"),
     ('{"version": 1, "handlers": {"h": {"class": "no.such.Handler"}}}', "Unable to configure"),
@@ -88,7 +88,7 @@ def test_a_bad_log_config_is_refused_at_start_in_one_line(tmp_path, content, say
                        timeout=30)              # a hang guard: it must exit, not serve
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith(f"fastsock: error: --log-config {config}: ") and says in line, line
+    assert line.startswith("fastsock: error: --log-config ") and says in line, line
 
 
 def test_a_bad_log_format_is_refused():

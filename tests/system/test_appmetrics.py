@@ -155,7 +155,8 @@ def app_samples(text: str, names: dict[int, str], skip=()) -> set:
             labels = dict(s.labels)
             if "pid" in labels:
                 labels["pid"] = names.get(int(labels["pid"]), "unknown " + labels["pid"])
-            out.add((s.name, tuple(sorted(labels.items())), s.value))
+            # (12 digits: two sums of the same floats in another order differ in the last bit)
+            out.add((s.name, tuple(sorted(labels.items())), float(f"{s.value:.12g}")))
     return out
 
 
