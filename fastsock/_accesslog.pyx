@@ -17,7 +17,6 @@ from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
 cdef extern from "Python.h":
     void* PyTuple_GET_ITEM(object t, Py_ssize_t i)
-    bint PyUnicode_IS_ASCII(object s)
     int PyUnicode_KIND(object s)
     void* PyUnicode_DATA(object s)
     Py_ssize_t PyUnicode_GET_LENGTH(object s)
@@ -55,12 +54,14 @@ for _c in range(100):
     _DIGITS2[2 * _c + 1] = c'0' + _c % 10
 cdef Py_ssize_t START_CAP = 65536
 # bytes copied as they are: in JSON, the ASCII a string holds unescaped (json's encode_basestring
-# escapes " \ and < 0x20); in text, all ASCII. The rest is encoded (_put_cp).
+# escapes " \ and < 0x20); in text, the ASCII that is no control character (a control one is
+# escaped as JSON does: an id the app set to "a\nb" never splits or forges a line). The rest is
+# encoded (_put_cp).
 cdef unsigned char _plain[256]
 cdef unsigned char _ascii[256]
 for _c in range(256):
     _plain[_c] = 32 <= _c < 128 and _c != 34 and _c != 92
-    _ascii[_c] = _c < 128
+    _ascii[_c] = 32 <= _c < 128
 
 
 cdef double wall_clock() noexcept nogil:
@@ -119,9 +120,10 @@ cdef inline char* _put_3digits(char* p, long long v) noexcept nogil:
 
 cdef char* _put_cp(char* p, unsigned int c, bint json) noexcept nogil:
     """One code point, as UTF-8 (a surrogate as backslashreplace's \\udcXX), JSON-escaped
-    as json's encode_basestring does when json: at most 6 bytes."""
+    as json's encode_basestring does when json (else only a control character): at most 6
+    bytes."""
     if c < 128:
-        if _plain[c] or not json:
+        if _plain[c] or (c >= 32 and not json):
             p[0] = <char>c
             return p + 1
         p[0] = c'\\'
@@ -190,8 +192,6 @@ cdef inline char* _put_str(char* p, str s, bint json) noexcept:
     cdef void* data = PyUnicode_DATA(s)
     cdef Py_ssize_t i
     if kind == 1:
-        if not json and PyUnicode_IS_ASCII(s):
-            return _put(p, <const char*>data, PyUnicode_GET_LENGTH(s))
         return _put_latin1(p, <const char*>data, PyUnicode_GET_LENGTH(s), json)
     for i in range(PyUnicode_GET_LENGTH(s)):
         p = _put_cp(p, PyUnicode_READ(kind, data, i), json)
