@@ -1,5 +1,8 @@
-"""Hostile apps for tests/integration/test_request_logs.py and test_handlers.py: request ids the
-app sets to garbage, return values JSON cannot take, streams that fail."""
+"""A hostile app for tests/integration/test_request_logs.py and test_limit_concurrency.py:
+request ids the app sets to garbage, return values JSON cannot take (its json_default hands
+back what it is given), streams that fail, block until the test creates `release` in
+$FASTSOCK_TEST_DIR, or yield what is not bytes."""
+import asyncio
 import dataclasses
 import os
 import time
@@ -14,12 +17,7 @@ def self_default(o):
     return o                    # json_default that hands back what it was given
 
 
-def raising_default(o):
-    raise ValueError("no")
-
-
 app = App(json_default=self_default)
-raising = App(json_default=raising_default)
 
 
 @dataclasses.dataclass
@@ -59,25 +57,13 @@ def json_kind(req, kind):
         n = Node()
         n.child = n
         return {"n": n}
-    if kind == "nan":
-        return {"x": float("nan"), "y": float("inf")}
     if kind == "bigint":
         return {"x": 10 ** 5000}
     if kind == "opaque":
         return {"x": object()}
     if kind == "bytes":
         return {"x": b"\xff\x00"}
-    if kind == "strsub":
-        class S(str):
-            def __str__(self):
-                raise RuntimeError("boom")
-        return {S("k"): S("v")}
     raise KeyError(kind)
-
-
-@raising.get("/opaque")
-def raising_opaque(req):
-    return {"x": object()}
 
 
 @app.get("/gen/{kind}")
@@ -106,7 +92,6 @@ def hello(req):
 @app.get("/agen/{kind}")
 def agen(req, kind):
     async def forever():
-        import asyncio
         yield b"a"
         while not (OUT / "release").exists():
             await asyncio.sleep(0.01)

@@ -178,3 +178,18 @@ def test_a_stream_that_fails_is_logged_once(serve, path, error):
     assert server.get("/hello").text == "hello\n"     # the worker lives; anything logged since
     assert server.log().count(error) == 1, server.log()
     assert server.log().count("Traceback") == 1, server.log()
+
+
+@pytest.mark.parametrize("kind", ["deep", "deepdict", "cycle", "dictcycle", "dccycle", "bigint",
+                                  "opaque", "bytes"])
+def test_a_return_value_json_cannot_take_is_a_500_before_any_head(serve, kind):
+    """Nesting past the recursion limit, a list, dict or dataclass that holds itself, an int
+    past Python's digits limit, a json_default that hands its value back, bytes: a whole 500
+    (no 200 head sent first), logged, and the worker answers the next request."""
+    server = serve("--access-log", "text", app=HOSTILE)
+    received = fetch(server, f"/json/{kind}")
+    assert received.startswith(b"HTTP/1.1 500 ") and received.count(b"HTTP/1.1") == 1, received
+    assert received.endswith(b"\r\n\r\nInternal Server Error\n"), received
+    wait_until(lambda: "invalid response for GET /json/" in server.log(), what="the error line",
+               server=server)
+    assert server.get("/hello").text == "hello\n"
