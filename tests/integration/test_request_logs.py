@@ -193,3 +193,15 @@ def test_a_return_value_json_cannot_take_is_a_500_before_any_head(serve, kind):
     wait_until(lambda: "invalid response for GET /json/" in server.log(), what="the error line",
                server=server)
     assert server.get("/hello").text == "hello\n"
+
+
+def test_an_empty_client_request_id_is_replaced_by_a_new_one(serve):
+    """`X-Request-ID:` with no value is no id: the request gets one made by the server (as with
+    no header), echoed and logged, instead of an empty one that no log line can be found by."""
+    server = serve("--access-log", "json", app=HOSTILE)
+    r = server.get("/hello", headers={"X-Request-ID": ""})
+    rid = r.headers["x-request-id"]
+    assert r.status_code == 200 and rid, r.headers
+    wait_until(lambda: rid in server.stdout(), what="the access line", server=server)
+    (line,) = access_lines(server)
+    assert line["request_id"] == rid
