@@ -17,6 +17,7 @@ from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
 cdef extern from "Python.h":
     void* PyTuple_GET_ITEM(object t, Py_ssize_t i)
+    bint PyUnicode_IS_ASCII(object s)
     int PyUnicode_KIND(object s)
     void* PyUnicode_DATA(object s)
     Py_ssize_t PyUnicode_GET_LENGTH(object s)
@@ -198,6 +199,14 @@ cdef inline char* _put_str(char* p, str s, bint json) noexcept:
     return p
 
 
+cdef inline char* _put_checked(char* p, str s) noexcept:
+    """A str the parser checked or the server made (a method, a client's address), in text:
+    ASCII copied as it is (a control character never is one)."""
+    if PyUnicode_IS_ASCII(s):
+        return _put(p, <const char*>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s))
+    return _put_str(p, s, False)
+
+
 cdef inline char* _put_json(char* p, str s) noexcept:
     p[0] = c'"'
     p = _put_str(p + 1, s, True)
@@ -326,7 +335,7 @@ cdef class AccessLog:
         p = _put_3digits(p, <long long>((now - <double>self.second) * 1000) % 1000)
         if json:
             p = _put(p, b'Z","method":"', 13)
-            p = _put_str(p, method, False)
+            p = _put_checked(p, method)
             p = _put(p, b'","path":', 9)
             p = _put_json(p, path)
             p = _put(p, b',"status":', 10)
@@ -358,9 +367,9 @@ cdef class AccessLog:
             p = _put(p, b"}\n", 2)
         else:
             p = _put(p, b"Z ", 2)
-            p = _put_str(p, <str>host, False)
+            p = _put_checked(p, <str>host)
             p = _put(p, b' "', 2)
-            p = _put_str(p, method, False)
+            p = _put_checked(p, method)
             p[0] = c' '
             p = _put(p + 1, head + req.path_off, path_len) if path_len else \
                 _put(p + 1, b"/", 1)
