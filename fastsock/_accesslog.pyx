@@ -55,12 +55,14 @@ for _c in range(100):
     _DIGITS2[2 * _c + 1] = c'0' + _c % 10
 cdef Py_ssize_t START_CAP = 65536
 # bytes copied as they are: in JSON, the ASCII a string holds unescaped (json's encode_basestring
-# escapes " \ and < 0x20); in text, all ASCII. The rest is encoded (_put_cp).
+# escapes " \ and < 0x20); in text, the ASCII that is no control character (a control one is
+# escaped as JSON does: an id the app set to "a\nb" never splits or forges a line). The rest is
+# encoded (_put_cp).
 cdef unsigned char _plain[256]
 cdef unsigned char _ascii[256]
 for _c in range(256):
     _plain[_c] = 32 <= _c < 128 and _c != 34 and _c != 92
-    _ascii[_c] = _c < 128
+    _ascii[_c] = 32 <= _c < 128
 
 
 cdef double wall_clock() noexcept nogil:
@@ -119,9 +121,10 @@ cdef inline char* _put_3digits(char* p, long long v) noexcept nogil:
 
 cdef char* _put_cp(char* p, unsigned int c, bint json) noexcept nogil:
     """One code point, as UTF-8 (a surrogate as backslashreplace's \\udcXX), JSON-escaped
-    as json's encode_basestring does when json: at most 6 bytes."""
+    as json's encode_basestring does when json (else only a control character): at most 6
+    bytes."""
     if c < 128:
-        if _plain[c] or not json:
+        if _plain[c] or (c >= 32 and not json):
             p[0] = <char>c
             return p + 1
         p[0] = c'\\'
@@ -190,12 +193,18 @@ cdef inline char* _put_str(char* p, str s, bint json) noexcept:
     cdef void* data = PyUnicode_DATA(s)
     cdef Py_ssize_t i
     if kind == 1:
-        if not json and PyUnicode_IS_ASCII(s):
-            return _put(p, <const char*>data, PyUnicode_GET_LENGTH(s))
         return _put_latin1(p, <const char*>data, PyUnicode_GET_LENGTH(s), json)
     for i in range(PyUnicode_GET_LENGTH(s)):
         p = _put_cp(p, PyUnicode_READ(kind, data, i), json)
     return p
+
+
+cdef inline char* _put_checked(char* p, str s) noexcept:
+    """A str the parser checked or the server made (a method, a client's address), in text:
+    ASCII copied as it is (a control character never is one)."""
+    if PyUnicode_IS_ASCII(s):
+        return _put(p, <const char*>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s))
+    return _put_str(p, s, False)
 
 
 cdef inline char* _put_json(char* p, str s) noexcept:
@@ -326,7 +335,7 @@ cdef class AccessLog:
         p = _put_3digits(p, <long long>((now - <double>self.second) * 1000) % 1000)
         if json:
             p = _put(p, b'Z","method":"', 13)
-            p = _put_str(p, method, False)
+            p = _put_checked(p, method)
             p = _put(p, b'","path":', 9)
             p = _put_json(p, path)
             p = _put(p, b',"status":', 10)
@@ -358,9 +367,9 @@ cdef class AccessLog:
             p = _put(p, b"}\n", 2)
         else:
             p = _put(p, b"Z ", 2)
-            p = _put_str(p, <str>host, False)
+            p = _put_checked(p, <str>host)
             p = _put(p, b' "', 2)
-            p = _put_str(p, method, False)
+            p = _put_checked(p, method)
             p[0] = c' '
             p = _put(p + 1, head + req.path_off, path_len) if path_len else \
                 _put(p + 1, b"/", 1)

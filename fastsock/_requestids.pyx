@@ -1,9 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Request ids: the client's X-Request-ID, else a new one (this worker's random prefix and a
-counter, in hex), made once per request; and the "X-Request-ID: ..." line that echoes it, put
-before the Date line the writer ends every head with: the id needs no header list of its own
-(a list, a tuple and their encoding and checks per request). An id that is not a valid field
-value (one the app set) goes the checked way, as a header pair."""
+"""Request ids: the client's X-Request-ID (an empty one is none), else a new one (this
+worker's random prefix and a counter, in hex), made once per request; and the
+"X-Request-ID: ..." line that echoes it, put before the Date line the writer ends every head
+with: the id needs no header list of its own (a list, a tuple and their encoding and checks per
+request). An id that is not a valid field value (one the app set) goes the checked way, as a
+header pair."""
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.string cimport memcpy
 
@@ -37,8 +38,9 @@ cdef class RequestIds:
         cdef char buf[40]
         cdef Py_ssize_t n = PyUnicode_GET_LENGTH(self.prefix), i = 40
         cdef unsigned long long v
-        if req._request_id is not None or req.rid_off >= 0:
+        if req._request_id is not None or (req.rid_off >= 0 and req.rid_len > 0):
             return None                 # the client's (read from the head when asked for)
+        req.rid_off = -1                # an empty one is none: a new one stands for it
         self.issued += 1
         v = self.issued
         while True:

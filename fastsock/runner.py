@@ -234,19 +234,23 @@ class Runner:
     async def _pump(self, feed, stream, began: list) -> None:
         began.append(True)
         try:
-            async for chunk in stream:
-                if not feed.write(chunk):           # no room (or the client is gone)
-                    if feed.closed:
-                        return
-                    room = self.aio.create_future()
-                    feed.on_drain = functools.partial(_wake, room)
-                    await room
-            feed.end()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:          # noqa: BLE001  (the app's body: logged, stream failed)
-            error_log.error("streamed response failed", exc_info=e)
-            feed.fail("streamed response failed")
+            failed = False
+            try:
+                async for chunk in stream:
+                    if not feed.write(chunk):       # no room (or the client is gone)
+                        if feed.closed:
+                            return
+                        room = self.aio.create_future()
+                        feed.on_drain = functools.partial(_wake, room)
+                        await room
+                feed.end()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:      # noqa: BLE001  (the app's body: logged, stream failed)
+                error_log.error("streamed response failed", exc_info=e)
+                failed = True
+            if failed:                  # out of the except: the cut logs its line alone, not
+                feed.fail("streamed response failed")   # the traceback a second time
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

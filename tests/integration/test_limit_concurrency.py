@@ -5,6 +5,7 @@ fastsock_requests_refused_total{reason="concurrency"} and logged (rate-limited).
 routes are never refused. Real servers, real sockets; held handlers wait on a file the test
 creates."""
 import socket
+import struct
 import time
 
 import httpx
@@ -206,6 +207,47 @@ def test_the_environment_variable_sets_it(tmp_path):
         r = httpx.get(server.url + "/hello")
         assert r.status_code == 503
         holder.release_all()
+    finally:
+        (tmp_path / "release").write_text("1")
+        server.stop()
+
+
+def test_no_way_a_stream_ends_leaves_its_place_taken(tmp_path):
+    """--limit-concurrency 1: after each way a stream can end — its client gone mid-stream or
+    before a byte, the stream failing or yielding garbage, HEAD, a request pipelined behind
+    it, an async generator cut by a reset — the one place is free again."""
+    server = start_server(tmp_path, "--limit-concurrency", "1", "--threads", "2",
+                          app="tests.apps.hostile:app", env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+
+    def get(path: str, method: str = "GET") -> bytes:
+        return f"{method} {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+
+    ways = [
+        (get("/gen/forever"), True), (get("/gen/forever"), False),
+        (get("/agen/forever"), True), (get("/agen/forever"), False),
+        (get("/gen/raises"), True), (get("/gen/nonbytes"), True), (get("/agen/raises"), True),
+        (get("/gen/forever", "HEAD"), True), (get("/agen/forever", "HEAD"), True),
+        (get("/gen/raises") + get("/hello"), True), (get("/agen/forever") + get("/hello"), True),
+        (get("/throw-thread"), True),
+    ]
+    try:
+        for request, read_first in ways:
+            with server.connect() as c:
+                c.sendall(request)
+                if read_first:
+                    assert c.recv(65536).startswith(b"HTTP/1.1 "), request
+            wait_until(lambda: server.get("/hello").status_code == 200,
+                       what=f"the place freed after {request!r}", server=server)
+        with server.connect() as c:                 # a reset (RST) in the middle of a stream
+            c.sendall(get("/agen/forever"))
+            assert c.recv(65536).startswith(b"HTTP/1.1 200")
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wait_until(lambda: server.get("/hello").status_code == 200, what="the place freed",
+                   server=server)
+        holder_sock = send(server, "/agen/forever")     # the place is exactly one: taken...
+        Reader(holder_sock).response(head_only=True)
+        assert server.get("/hello").status_code == 503  # ...the next is refused
+        holder_sock.close()
     finally:
         (tmp_path / "release").write_text("1")
         server.stop()

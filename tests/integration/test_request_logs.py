@@ -131,3 +131,77 @@ def test_text_records_carry_the_request_id_and_route(serve):
     wait_until(lambda: "join-me-42" in server.stdout(), what="the access line")
     (line,) = server.stdout().splitlines()
     assert line.endswith(" join-me-42")
+
+
+# ---------------------------------------------------------------- hostile ids and streams
+
+HOSTILE = "tests.apps.hostile:app"
+RID_KINDS = ["crlf", "lf", "nul", "wide", "int", "bytes", "empty", "space"]
+
+
+def test_an_id_the_app_sets_to_garbage_never_splits_or_forges_a_text_access_line(serve):
+    """req.request_id = "a\\nforged" (or CR/LF, NUL...): one access line per request whatever
+    the app put there, its control characters escaped as JSON escapes them; never raw on the
+    wire either (a 500)."""
+    server = serve("--access-log", "text", app=HOSTILE)
+    for kind in RID_KINDS:
+        received = fetch(server, f"/rid/{kind}")
+        head = received.partition(b"\r\n\r\n")[0]
+        assert b"Set-Cookie" not in head and b"forged" not in head and b"\0" not in head
+        if kind in ("crlf", "lf", "nul", "wide"):   # not a field value: a 500, never sent
+            assert received.startswith(b"HTTP/1.1 500 "), received
+    wait_until(lambda: server.stdout().count(" 127.0.0.1 ") == len(RID_KINDS),
+               what="every access line", server=server)
+    lines = server.stdout().rstrip("\n").split("\n")     # as a log shipper splits them
+    assert len(lines) == len(RID_KINDS), lines          # one line per request, none forged
+    assert all(line.startswith("20") and ' "GET /rid/' in line for line in lines), lines
+    assert all(not any(c < " " for c in line) for line in lines), lines
+    by_kind = {line.split()[3].rpartition("/")[2]: line for line in lines}
+    assert by_kind["lf"].endswith(" a\\nforged"), by_kind["lf"]      # escaped as JSON does
+    assert by_kind["crlf"].endswith(" a\\r\\nSet-Cookie: x=1"), by_kind["crlf"]
+    assert by_kind["nul"].endswith(" a\\u0000b"), by_kind["nul"]
+    assert by_kind["space"].endswith(" a b") and by_kind["int"].endswith(" 12345")
+
+
+@pytest.mark.parametrize("path, error", [
+    ("/gen/raises", "RuntimeError: gen failed"),            # a plain generator, in the pool
+    ("/agen/raises", "RuntimeError: agen failed"),          # an async generator
+    ("/gen/nonbytes", "TypeError: a stream yielded a int"),
+])
+def test_a_stream_that_fails_is_logged_once(serve, path, error):
+    """The failure of a stream is one record (one traceback) of the error log, not two."""
+    server = serve("--access-log", "text", app=HOSTILE)
+    received = fetch(server, path)
+    assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"1\r\na\r\n")  # cut
+    wait_until(lambda: error in server.log() and path in server.stdout(),
+               what="the failure logged", server=server)
+    assert server.get("/hello").text == "hello\n"     # the worker lives; anything logged since
+    assert server.log().count(error) == 1, server.log()
+    assert server.log().count("Traceback") == 1, server.log()
+
+
+@pytest.mark.parametrize("kind", ["deep", "deepdict", "cycle", "dictcycle", "dccycle", "bigint",
+                                  "opaque", "bytes"])
+def test_a_return_value_json_cannot_take_is_a_500_before_any_head(serve, kind):
+    """Nesting past the recursion limit, a list, dict or dataclass that holds itself, an int
+    past Python's digits limit, a json_default that hands its value back, bytes: a whole 500
+    (no 200 head sent first), logged, and the worker answers the next request."""
+    server = serve("--access-log", "text", app=HOSTILE)
+    received = fetch(server, f"/json/{kind}")
+    assert received.startswith(b"HTTP/1.1 500 ") and received.count(b"HTTP/1.1") == 1, received
+    assert received.endswith(b"\r\n\r\nInternal Server Error\n"), received
+    wait_until(lambda: "invalid response for GET /json/" in server.log(), what="the error line",
+               server=server)
+    assert server.get("/hello").text == "hello\n"
+
+
+def test_an_empty_client_request_id_is_replaced_by_a_new_one(serve):
+    """`X-Request-ID:` with no value is no id: the request gets one made by the server (as with
+    no header), echoed and logged, instead of an empty one that no log line can be found by."""
+    server = serve("--access-log", "json", app=HOSTILE)
+    r = server.get("/hello", headers={"X-Request-ID": ""})
+    rid = r.headers["x-request-id"]
+    assert r.status_code == 200 and rid, r.headers
+    wait_until(lambda: rid in server.stdout(), what="the access line", server=server)
+    (line,) = access_lines(server)
+    assert line["request_id"] == rid

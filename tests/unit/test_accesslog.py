@@ -23,7 +23,8 @@ PATHS = [b"/", b"/plain", b"/a%20b", b"/%0A%0Dforged%20line", b"/q%22uote%5Cback
          b"/%ED%A0%80half-surrogate"]
 AGENTS = [None, b"", b"curl/8", b'quo"te \\ back', b"tab\there", b"\x80\xff\xe9latin",
           b"x" * 3000, b"{\"json\":1}", b"\xc3\xa9 utf-8 read as latin-1"]
-IDS = [None, b"", b"abc-123", b'evil" id\\', b"\xe9t\xe9", b"with space", b"long-" * 1000]
+IDS = [None, b"", b"abc-123", b'evil" id\\', b"\xe9t\xe9", b"with space", b"long-" * 1000,
+       b"tab\there"]
 CLIENTS = [("127.0.0.1", 5), ("::1", 6), ("", 0), None, (),
            ("h\u00e9\u2028\"\\\udc80\x01\x7f", 1)]
 
