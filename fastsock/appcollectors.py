@@ -2,11 +2,12 @@
 memory — `Info`, `Enum`, custom collectors, the process, platform and GC collectors — collected
 in each worker and shown by whichever worker answers a scrape.
 
-Each worker writes what they yield into its area (appmetrics.py) as a snapshot: at once when
-it answers a scrape, and on its loop's tick, at most once a second, while scrapes come (a
-scrape asks every live worker for one). A worker that has not been scraped for two minutes
+Each worker writes what they yield into its area (appmetrics.py) as a snapshot, made on a
+thread of its own (a collector is the app's code: a slow one never holds the loop): when it
+answers a scrape (waiting up to a second for it), and at most once a second while scrapes come
+(a scrape asks every live worker for one). A worker that has not been scraped for two minutes
 collects nothing. So another worker's figures are at most about a second old, and one whose
-loop is held by a handler shows its last snapshot.
+collector is slow shows its last snapshot.
 
 How they are merged: `Info` and `Enum` samples once, with no extra label (an `Enum` state is
 1 if it is the state in any worker); every other collector's samples per worker, with a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 
 from prometheus_client import REGISTRY, Counter, Enum, Gauge, Histogram, Info, Summary
@@ -38,6 +40,7 @@ log = logging.getLogger("fastsock.error")
 
 SHARED = (Counter, Gauge, Histogram, Summary)   # their values are in the areas already
 REFRESH = 1.0           # seconds between a worker's snapshots while it is scraped
+COLLECT_WAIT = 1.0      # seconds a scrape (or a worker's start) waits for its own snapshot
 SCRAPED_LATELY = 120.0  # seconds after a scrape that workers keep their snapshots fresh
 
 
@@ -67,18 +70,54 @@ def local_families() -> list:
 
 
 class Snapshots:
-    """This worker's side: its snapshot written into its area."""
+    """This worker's side: its snapshot written into its area, by a thread of its own — the
+    collectors are the app's code, and one that is slow or hangs holds that thread, never the
+    worker's loop (a scrape waits for a fresh snapshot at most COLLECT_WAIT, and not at all
+    while one is already overdue)."""
 
     def __init__(self, area: memoryview, pid: int):
         self.area, self.pid = area, pid
         self.last = 0.0
         self.said_unwritable = False
+        self._turn = threading.Condition()
+        self._busy = False              # a snapshot is asked for or being made
+        self._written = 0               # snapshots made (or failed) so far
+        self._thread: threading.Thread | None = None
 
     def tick(self) -> None:
         now = time.time()
         wanted = F64.unpack_from(self.area, SNAP_WANTED)[0]
         if now - wanted < SCRAPED_LATELY and now - self.last >= REFRESH:
-            self.write()
+            self.refresh()
+
+    def refresh(self, wait: float = 0.0) -> None:
+        """Ask the collectors' thread for a snapshot, and wait up to `wait` seconds for it,
+        unless one asked for earlier is still being made (a slow collector: no waiting)."""
+        with self._turn:
+            if self._busy:
+                return
+            self._busy = True
+            target = self._written + 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fastsock-collectors",
+                                                daemon=True)
+                self._thread.start()
+            self._turn.notify_all()
+            if wait:
+                self._turn.wait_for(lambda: self._written >= target, wait)
+
+    def _run(self) -> None:                 # the collectors' thread
+        while True:
+            with self._turn:
+                self._turn.wait_for(lambda: self._busy)
+            try:
+                self.write()
+            except Exception:               # noqa: BLE001  (logged: the thread lives on)
+                log.exception("app metrics: writing the collectors' snapshot failed")
+            with self._turn:
+                self._busy = False
+                self._written += 1
+                self._turn.notify_all()
 
     def write(self) -> bool:
         """Collect and store; False (counted as dropped, appmetrics logs) when it does not fit
@@ -149,7 +188,7 @@ class WorkerCollectors:
         live = self.workers()
         for _slot, area, _pid in live:
             F64.pack_into(area, SNAP_WANTED, now)      # keep yours fresh: scrapes come
-        self.own.write()
+        self.own.refresh(wait=COLLECT_WAIT)
         families: dict[str, Metric] = {}
         seen: set[tuple] = set()
         for slot, area, pid in live:

@@ -102,7 +102,8 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         shared.set_slot(slot, os.getpid(), SharedState.START_FAILED)
         return 1
     if snapshots is not None:
-        snapshots.write()       # a scrape answered by another worker shows this one at once
+        # a scrape answered by another worker shows this one at once
+        snapshots.refresh(wait=appcollectors.COLLECT_WAIT)
     # what the app made at import and start-up lives as long as the worker: out of the
     # collector's full passes (faster ones under load, and pages stay shared after the fork)
     gc.freeze()

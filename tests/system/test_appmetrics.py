@@ -309,3 +309,31 @@ def test_a_failing_collector_costs_its_own_figures_only(serve):
         assert "fastsock_requests_total" in r.text
     wait_until(lambda: "the queue is unreachable" in server.log(), what="the log line")
     assert server.log().count("the collector") == 1, server.log()
+
+
+def test_a_collector_that_hangs_never_holds_a_workers_loop(serve, tmp_path):
+    """A custom collector blocks (its database hangs) in both workers: the scrape still
+    answers, and every worker goes on serving while its collector is provably blocked."""
+    hold = tmp_path / "hold"
+    server = serve("--workers", "2", app="tests.apps.slowcollector:app",
+                   env={"FASTSOCK_TEST_DIR": str(tmp_path)})
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    pids = set()
+    hold.touch()
+    try:
+        assert server.get("/metrics").status_code == 200    # (its own snapshot not waited for)
+        wait_until(lambda: len(list(tmp_path.glob("collecting-*"))) == 2,
+                   what="both workers' collectors blocked", server=server)
+        with httpx.Client(base_url=server.url) as c:
+            for _ in range(200):
+                r = c.get("/hello", headers={"Connection": "close"})
+                assert r.status_code == 200
+                pids.add(r.text)
+                if len(pids) == 2:
+                    break
+        assert len(pids) == 2, pids          # both workers answered while blocked
+        assert len(list(tmp_path.glob("collecting-*"))) == 2   # (still blocked meanwhile)
+    finally:
+        hold.unlink(missing_ok=True)
+    wait_until(lambda: "slow_thing" in server.get("/metrics").text,
+               what="the collector's figure once it answers", server=server)
