@@ -231,8 +231,17 @@ cdef class Lifecycle(Endpoint):
         if self.state == C_STREAM_IN or self.state == C_BODY:
             if self._body_on_time():
                 return -3
-        if self.in_handler():               # a streamed body stopped coming
+        if self.state == C_STREAM_IN:       # a streamed body stopped coming: the handler is
             error_log.info("request timeout from %s:%s (streamed body)", *self.client())
+            body = self.body_in             # told (its answer is not awaited), the client
+            self.body_in = None             # gets the 408 a gathered body would
+            self._cancel_deferred()
+            if body is not None:
+                body.finish("body timeout")
+            self.refuse(E_NONE, 408)
+            self.close_reason = CLOSE_BODY_TIMEOUT
+            return -1
+        if self.in_handler():
             return CLOSE_BODY_TIMEOUT
         if self.state == C_HEAD or self.state == C_PROXY:
             if self.rend == self.rstart:

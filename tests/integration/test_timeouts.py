@@ -129,3 +129,18 @@ def test_out_of_file_descriptors_never_spins_and_keeps_serving(serve):
             return read_until_close(s).endswith(b"hello")
     wait_until(served_again, what="a new connection served", server=server)
     keeper.close()
+
+
+def test_a_streamed_body_that_stops_coming_gets_a_408(serve):
+    """A route that streams its body (its handler already running) and a client that stops
+    sending it: a 408 and the close, as for a body gathered whole; the handler is told."""
+    server = serve("--body-timeout", "1", "--workers", "1", app="tests.apps.native:app")
+    for path in ("/upload-small", "/echo"):
+        with server.connect(timeout=15) as s:
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\n\r\n".encode()
+                      + b"x" * 100)
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 408 "), (path, data[:200])
+    assert server.get("/").status_code == 200           # the worker serves on

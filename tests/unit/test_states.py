@@ -57,9 +57,13 @@ def test_an_answer_before_the_body_is_in_closes_after_it():
 
 
 def test_a_streamed_body_that_stops_coming_times_out_as_a_body():
-    conn, _, _, _ = streaming()
+    """A 408 as for a gathered body; the handler's wait is cancelled."""
+    conn, ctx, bodies, answers = streaming()
     conn.feed(POST + b"abcd")
-    assert conn.expire() == CLOSE_REASONS.index("body_timeout")
+    cancelled = []
+    answers[0].on_cancel = lambda: cancelled.append(True)
+    assert conn.expire() == "drive"
+    assert conn.state_name == "refused" and ctx.waiting == 0 and cancelled == [True]
 
 
 def test_a_handler_that_waits_has_no_server_deadline_and_a_hang_up_cancels_it():
