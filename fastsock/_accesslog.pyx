@@ -12,7 +12,7 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
-from fastsock._message cimport Request
+from fastsock._message cimport Request, ID_ROOM, issued_id
 from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
 cdef extern from "Python.h":
@@ -295,8 +295,10 @@ cdef class AccessLog:
         cdef Py_ssize_t rid_off = req.rid_off if req._head is not None else -1
         cdef Py_ssize_t path_len = req.path_len if req._head is not None else 0
         cdef object client = req.client
-        cdef object rid = req._request_id       # else the client's X-Request-ID, if any
+        cdef object rid = req._request_id       # else the one given, or the client's, if any
         cdef Py_ssize_t rid_len = 0, need
+        cdef char given[ID_ROOM]                # the id the server gave (hex and '-': plain)
+        cdef Py_ssize_t given_n = 0
         cdef str method = req.method, path = req.path
         cdef char* p
         if type(client) is tuple and PyTuple_GET_SIZE(client) > 0:
@@ -309,10 +311,12 @@ cdef class AccessLog:
             if type(rid) is not str:
                 rid = str(rid)
             rid_len = PyUnicode_GET_LENGTH(rid)
+        elif req.id_num:
+            given_n = issued_id(req, given)
         elif rid_off >= 0:
             rid_len = req.rid_len
         # the room it can take: every char 6 bytes at most (an escape), raw bytes 1
-        need = (256 + path_len + 6 * (
+        need = (256 + path_len + given_n + 6 * (
             PyUnicode_GET_LENGTH(path) + PyUnicode_GET_LENGTH(<str>host)
             + PyUnicode_GET_LENGTH(method) + (req.ua_len if ua_off >= 0 else 0) + rid_len))
         if self.cap - self.n < need:
@@ -348,6 +352,11 @@ cdef class AccessLog:
             p = _put(p, b',"request_id":', 14)
             if rid is not None:
                 p = _put_json(p, <str>rid)
+            elif given_n:
+                p[0] = c'"'
+                p = _put(p + 1, given, given_n)
+                p[0] = c'"'
+                p += 1
             elif rid_off >= 0:
                 p[0] = c'"'
                 p = _put_latin1(p + 1, head + rid_off, req.rid_len, True)
@@ -378,6 +387,8 @@ cdef class AccessLog:
                 p = _put(p, b'ms "-" ', 7)
             if rid is not None and rid_len:
                 p = _put_str(p, <str>rid, False)
+            elif given_n:
+                p = _put(p, given, given_n)
             elif rid is None and rid_off >= 0 and req.rid_len:
                 p = _put_latin1(p, head + rid_off, req.rid_len, False)
             else:

@@ -8,6 +8,7 @@ cdef list ECHO                      # req.response_headers of a request whose id
 
 cdef class RequestIds:
     cdef readonly str prefix        # random per worker: ids of two workers never collide
+    cdef bytes prefix_b             # the same, what a request keeps (Request.id_prefix)
     cdef unsigned long long issued
 
     cpdef assign(self, Request req)
@@ -22,4 +23,4 @@ cdef class WithIds:
     cdef object dispatch(self, Request req)
 
 
-cdef bytes echo_lines(Request req, bytes date_line)
+cdef list echo_id(Request req, char* room, const char** id_p, Py_ssize_t* id_n)
