@@ -12,7 +12,7 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
-from fastsock._message cimport Request, ID_ROOM, issued_id
+from fastsock._message cimport Request
 from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
 cdef extern from "Python.h":
@@ -297,8 +297,7 @@ cdef class AccessLog:
         cdef object client = req.client
         cdef object rid = req._request_id       # else the one given, or the client's, if any
         cdef Py_ssize_t rid_len = 0, need
-        cdef char given[ID_ROOM]                # the id the server gave (hex and '-': plain)
-        cdef Py_ssize_t given_n = 0
+        cdef Py_ssize_t given_n = 0             # the id the server gave (hex and '-': plain)
         cdef str method = req.method, path = req.path
         cdef char* p
         if type(client) is tuple and PyTuple_GET_SIZE(client) > 0:
@@ -311,8 +310,8 @@ cdef class AccessLog:
             if type(rid) is not str:
                 rid = str(rid)
             rid_len = PyUnicode_GET_LENGTH(rid)
-        elif req.id_num:
-            given_n = issued_id(req, given)
+        elif req.id_len:
+            given_n = req.id_len
         elif rid_off >= 0:
             rid_len = req.rid_len
         # the room it can take: every char 6 bytes at most (an escape), raw bytes 1
@@ -354,7 +353,7 @@ cdef class AccessLog:
                 p = _put_json(p, <str>rid)
             elif given_n:
                 p[0] = c'"'
-                p = _put(p + 1, given, given_n)
+                p = _put(p + 1, req.id_text, given_n)
                 p[0] = c'"'
                 p += 1
             elif rid_off >= 0:
@@ -388,7 +387,7 @@ cdef class AccessLog:
             if rid is not None and rid_len:
                 p = _put_str(p, <str>rid, False)
             elif given_n:
-                p = _put(p, given, given_n)
+                p = _put(p, req.id_text, given_n)
             elif rid is None and rid_off >= 0 and req.rid_len:
                 p = _put_latin1(p, head + rid_off, req.rid_len, False)
             else:

@@ -14,7 +14,7 @@ from fastsock._lifecycle cimport (
     Lifecycle, C_PROXY, C_HEAD, C_WAIT, C_STREAM_IN, C_WRITE, C_STREAM_OUT, C_CLOSING,
     C_REFUSED,
 )
-from fastsock._message cimport Request, Response, M_HEAD, ID_ROOM
+from fastsock._message cimport Request, Response, M_HEAD
 from fastsock._parser cimport (
     RequestParser, E_BODY_TOO_LARGE, NEED_DATA, SEND_CONTINUE, PARSE_ERROR, HEAD_READY,
     REQUEST_READY, fs_error_table,
@@ -275,7 +275,6 @@ cdef class Connection(Lifecycle):
         cdef int status = 200
         cdef unsigned long long mark
         cdef Py_ssize_t owed, id_n = 0
-        cdef char id_room[ID_ROOM]
         cdef const char* id_p = NULL       # its id to echo (ECHO), written before the Date line
         if self.body_in is not None:        # answered before its streamed body was all in:
             self.body_in.finish("answered before the body was read")   # the connection
@@ -284,7 +283,7 @@ cdef class Connection(Lifecycle):
         mark = self.out.total
         extra = req.response_headers
         if extra is ECHO:
-            extra = echo_id(req, id_room, &id_p, &id_n)
+            extra = echo_id(req, &id_p, &id_n)
         try:
             stream = write_response(self.out, result, keep_alive, head_only, http11, extra,
                                     ctx.date_line, &owed, id_p, id_n)

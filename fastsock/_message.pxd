@@ -44,6 +44,10 @@ cdef extern from *:
     const char* const fs_method_names[]
 
 
+cdef enum:
+    ID_TEXT_ROOM = 32               # an id the server gives: its worker's prefix, a hex number
+
+
 cdef class Request:
     cdef readonly str method
     cdef readonly str path
@@ -58,10 +62,10 @@ cdef class Request:
     cdef public list response_headers   # [(name, value)] added to the response (validated)
     cdef public object on_complete      # callable(req, status, nbytes, seconds) or None
     cdef object _request_id         # the id as set, or as made once read (a str), or None
-    # the id the server gave it, kept as its worker's prefix and a number (id_num 0: none) and
-    # made a str only when read: the echo and the access log write it from these (issued_id)
-    cdef bytes id_prefix
-    cdef unsigned long long id_num
+    # the id the server gave it (id_len 0: none), as its text: the echo and the access log copy
+    # it from here; a str is made of it only when req.request_id is read
+    cdef char id_text[ID_TEXT_ROOM]
+    cdef int id_len
     cdef bytes _head                # the whole head, validated: request line and fields
     cdef Py_ssize_t fields_off      # where the field lines start in _head
     cdef Py_ssize_t path_off, path_len      # the raw path in _head (len 0: "/")
@@ -85,10 +89,5 @@ cdef class Response:
     cdef public str content_type
 
 
-cdef enum:
-    ID_ROOM = 64                    # the bytes issued_id() may write (a prefix of at most 44)
-
-
 cdef str method_name(int method_id)
-cdef Py_ssize_t issued_id(Request req, char* out) noexcept
 cdef int method_id(const char* p, Py_ssize_t n) noexcept

@@ -5,8 +5,7 @@ Built by the parser, filled in by dispatch, read by the writer; no I/O here. A d
 body is encoded by _json; the headers and query are read into _fields' multi-dicts.
 """
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp
 
 from fastsock._fields cimport split_fields, raw_fields, cgi_fields
 from fastsock._json cimport json_bytes
@@ -25,30 +24,6 @@ cdef tuple _METHOD_STRS = METHOD_NAMES
 
 cdef str method_name(int method_id):
     return <str>_METHOD_STRS[method_id]
-
-
-cdef const char* HEX = b"0123456789abcdef"
-
-
-cdef Py_ssize_t issued_id(Request req, char* out) noexcept:
-    """The id the server gave req (id_prefix, then id_num in hex) into out (ID_ROOM bytes): its
-    length; 0 when it gave none."""
-    cdef char digits[16]
-    cdef int i = 16
-    cdef unsigned long long v = req.id_num
-    cdef Py_ssize_t n
-    if v == 0 or req.id_prefix is None:
-        return 0
-    n = PyBytes_GET_SIZE(req.id_prefix)
-    if n > ID_ROOM - 16:
-        n = ID_ROOM - 16
-    while v:
-        i -= 1
-        digits[i] = HEX[v & 15]
-        v >>= 4
-    memcpy(out, PyBytes_AS_STRING(req.id_prefix), n)
-    memcpy(out + n, digits + i, 16 - i)
-    return n + 16 - i
 
 
 cdef int method_id(const char* p, Py_ssize_t n) noexcept:
@@ -239,13 +214,10 @@ cdef class Request:
     def request_id(self):
         """This request's id: the one set or given it (a str made on first read of one the
         server gave), else the client's X-Request-ID."""
-        cdef char room[ID_ROOM]
-        cdef Py_ssize_t n
         if self._request_id is not None:
             return self._request_id
-        if self.id_num:
-            n = issued_id(self, room)
-            self._request_id = room[:n].decode("ascii")
+        if self.id_len:
+            self._request_id = self.id_text[:self.id_len].decode("ascii")
             return self._request_id
         if self.rid_off < 0:
             return None
@@ -254,7 +226,7 @@ cdef class Request:
     @request_id.setter
     def request_id(self, value):
         self._request_id = value
-        self.id_num = 0                 # one given before is not its id any more
+        self.id_len = 0                 # one given before is not its id any more
 
     def __repr__(self):
         return f"<Request {self.method} {self.path}>"

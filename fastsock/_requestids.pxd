@@ -5,10 +5,13 @@ from fastsock._message cimport Request
 
 cdef list ECHO                      # req.response_headers of a request whose id is echoed
 
+cdef enum:
+    PREFIX_N = 13                   # 12 hex digits and '-'
+
 
 cdef class RequestIds:
     cdef readonly str prefix        # random per worker: ids of two workers never collide
-    cdef bytes prefix_b             # the same, what a request keeps (Request.id_prefix)
+    cdef char prefix_c[PREFIX_N]    # the same, copied into each id given
     cdef unsigned long long issued
 
     cpdef assign(self, Request req)
@@ -23,4 +26,4 @@ cdef class WithIds:
     cdef object dispatch(self, Request req)
 
 
-cdef list echo_id(Request req, char* room, const char** id_p, Py_ssize_t* id_n)
+cdef list echo_id(Request req, const char** id_p, Py_ssize_t* id_n)

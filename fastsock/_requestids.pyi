@@ -1,6 +1,6 @@
 # Type stubs for the compiled request ids.
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from fastsock._message import Request
 
@@ -8,6 +8,7 @@ ECHO_ID: list[tuple[str, str]]
 
 class RequestIds:
     prefix: str
+    def __new__(cls, issued: int = 0) -> Self: ...  # __cinit__ takes it (object's __init__)
     def assign(self, req: Request) -> None: ...
 
 class WithIds:

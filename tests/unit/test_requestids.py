@@ -118,3 +118,9 @@ def test_ids_in_hex_across_digit_counts():
         ids.assign(req)
     for n in (1, 15, 16, 255, 256, 300):
         assert echo_of(reqs[n - 1])[0] == f"{ids.prefix}{n:x}".encode()
+    ids = RequestIds(issued=2**64 - 3)          # the count's last ids, then round again
+    reqs = [parse() for _ in range(3)]
+    for req in reqs:
+        ids.assign(req)
+    assert [req.request_id for req in reqs] == [
+        f"{ids.prefix}{'f' * 15}e", f"{ids.prefix}{'f' * 16}", f"{ids.prefix}1"]
