@@ -12,7 +12,7 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
-from fastsock._message cimport Request
+from fastsock._message cimport Request, ID_TEXT_ROOM
 from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
 cdef extern from "Python.h":
@@ -25,6 +25,10 @@ cdef extern from "Python.h":
 
 cdef extern from "<string.h>" nogil:
     void* memrchr(const void* s, int c, size_t n)
+
+cdef extern from "<stdint.h>" nogil:
+    ctypedef unsigned long long uint64_t
+    ctypedef unsigned int uint32_t
 
 cdef extern from "<poll.h>" nogil:
     struct pollfd:
@@ -79,6 +83,42 @@ cdef double wall_clock() noexcept nogil:
 cdef inline char* _put(char* p, const char* s, Py_ssize_t n) noexcept nogil:
     memcpy(p, s, n)
     return p + n
+
+
+cdef inline char* _put_var(char* p, const char* s, Py_ssize_t n) noexcept nogil:
+    """_put of a length known only when it runs: a short one (most a line holds) in two
+    overlapping moves, not a call."""
+    cdef uint64_t a, b
+    cdef uint32_t c, d
+    if n > 16:
+        memcpy(p, s, n)
+    elif n >= 8:
+        memcpy(&a, s, 8)
+        memcpy(&b, s + n - 8, 8)
+        memcpy(p, &a, 8)
+        memcpy(p + n - 8, &b, 8)
+    elif n >= 4:
+        memcpy(&c, s, 4)
+        memcpy(&d, s + n - 4, 4)
+        memcpy(p, &c, 4)
+        memcpy(p + n - 4, &d, 4)
+    elif n > 0:
+        p[0] = s[0]
+        p[n >> 1] = s[n >> 1]
+        p[n - 1] = s[n - 1]
+    return p + n
+
+
+cdef inline bint _plain8(const char* s, bint json) noexcept nogil:
+    """None of the 8 bytes at s needs encoding: all ASCII, and in JSON none below 0x20, no '"'
+    and no '\\' (a byte that wraps below 0 sets its high bit; a borrow it passes on only
+    follows such a byte)."""
+    cdef uint64_t w, ones = 0x0101010101010101ULL, highs = ones * 0x80
+    memcpy(&w, s, 8)
+    if not json:
+        return (w & highs) == 0
+    return ((w | (w - ones * 0x20) | ((w ^ (ones * 0x22)) - ones) | ((w ^ (ones * 0x5c)) - ones))
+            & highs) == 0
 
 
 cdef inline char* _put_int(char* p, long long v) noexcept nogil:
@@ -175,9 +215,11 @@ cdef inline char* _put_latin1(char* p, const char* s, Py_ssize_t n, bint json) n
     cdef Py_ssize_t i = 0, run
     while i < n:
         run = i
-        while run < n and table[u[run]]:   # a run copied as it is, in one go
+        while run + 8 <= n and _plain8(s + run, json):     # a run copied as it is, in one go
+            run += 8
+        while run < n and table[u[run]]:
             run += 1
-        p = _put(p, s + i, run - i)
+        p = _put_var(p, s + i, run - i)
         if run == n:
             break
         p = _put_cp(p, u[run], json)
@@ -191,7 +233,7 @@ cdef inline char* _put_str(char* p, str s, bint json) noexcept:
     cdef Py_ssize_t i
     if kind == 1:
         if not json and PyUnicode_IS_ASCII(s):
-            return _put(p, <const char*>data, PyUnicode_GET_LENGTH(s))
+            return _put_var(p, <const char*>data, PyUnicode_GET_LENGTH(s))
         return _put_latin1(p, <const char*>data, PyUnicode_GET_LENGTH(s), json)
     for i in range(PyUnicode_GET_LENGTH(s)):
         p = _put_cp(p, PyUnicode_READ(kind, data, i), json)
@@ -275,7 +317,7 @@ cdef class AccessLog:
         if second != self.second:
             self.second = second
             gmtime_r(&second, &t)
-            self.stamp_len = strftime(self.stamp, 32, b"%Y-%m-%dT%H:%M:%S.", &t)
+            self.stamp_len = strftime(self.stamp, STAMP_ROOM, b"%Y-%m-%dT%H:%M:%S.", &t)
 
     cdef int add(self, Request req, int status, long long nbytes, double seconds,
                  double end) except -1:
@@ -314,8 +356,9 @@ cdef class AccessLog:
             given_n = req.id_len
         elif rid_off >= 0:
             rid_len = req.rid_len
-        # the room it can take: every char 6 bytes at most (an escape), raw bytes 1
-        need = (256 + path_len + given_n + 6 * (
+        # the room it can take: every char 6 bytes at most (an escape), raw bytes 1, and room
+        # past the end for a whole stamp or id copied (STAMP_ROOM, ID_TEXT_ROOM)
+        need = (256 + STAMP_ROOM + ID_TEXT_ROOM + path_len + 6 * (
             PyUnicode_GET_LENGTH(path) + PyUnicode_GET_LENGTH(<str>host)
             + PyUnicode_GET_LENGTH(method) + (req.ua_len if ua_off >= 0 else 0) + rid_len))
         if self.cap - self.n < need:
@@ -325,7 +368,8 @@ cdef class AccessLog:
         p = self.buf + self.n
         if json:
             p = _put(p, b'{"time":"', 9)
-        p = _put(p, self.stamp, self.stamp_len)
+        memcpy(p, self.stamp, STAMP_ROOM)      # all of it: one move, not a call
+        p += self.stamp_len
         p = _put_3digits(p, <long long>((now - <double>self.second) * 1000) % 1000)
         if json:
             p = _put(p, b'Z","method":"', 13)
@@ -353,7 +397,8 @@ cdef class AccessLog:
                 p = _put_json(p, <str>rid)
             elif given_n:
                 p[0] = c'"'
-                p = _put(p + 1, req.id_text, given_n)
+                memcpy(p + 1, req.id_text, ID_TEXT_ROOM)   # (as the stamp)
+                p += 1 + given_n
                 p[0] = c'"'
                 p += 1
             elif rid_off >= 0:
@@ -387,7 +432,8 @@ cdef class AccessLog:
             if rid is not None and rid_len:
                 p = _put_str(p, <str>rid, False)
             elif given_n:
-                p = _put(p, req.id_text, given_n)
+                memcpy(p, req.id_text, ID_TEXT_ROOM)
+                p += given_n
             elif rid is None and rid_off >= 0 and req.rid_len:
                 p = _put_latin1(p, head + rid_off, req.rid_len, False)
             else:
