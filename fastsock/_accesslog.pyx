@@ -13,6 +13,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
 from fastsock._message cimport Request, ID_TEXT_ROOM
+from fastsock._putbytes cimport _put, _put_var, _plain8, _put_int, _put_3digits, _put_hex4
 from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
 cdef extern from "Python.h":
@@ -25,10 +26,6 @@ cdef extern from "Python.h":
 
 cdef extern from "<string.h>" nogil:
     void* memrchr(const void* s, int c, size_t n)
-
-cdef extern from "<stdint.h>" nogil:
-    ctypedef unsigned long long uint64_t
-    ctypedef unsigned int uint32_t
 
 cdef extern from "<poll.h>" nogil:
     struct pollfd:
@@ -52,11 +49,6 @@ cdef extern from "<time.h>" nogil:
     tm* gmtime_r(const time_t* t, tm* out)
     size_t strftime(char* s, size_t n, const char* fmt, const tm* t)
 
-cdef const char* HEX = b"0123456789abcdef"
-cdef char _DIGITS2[200]             # "00" .. "99"
-for _c in range(100):
-    _DIGITS2[2 * _c] = c'0' + _c // 10
-    _DIGITS2[2 * _c + 1] = c'0' + _c % 10
 cdef Py_ssize_t START_CAP = 65536
 # bytes copied as they are: in JSON, the ASCII a string holds unescaped (json's encode_basestring
 # escapes " \ and < 0x20); in text, all ASCII. The rest is encoded (_put_cp).
@@ -78,84 +70,7 @@ cdef double wall_clock() noexcept nogil:
     return <double>ns / 1e9
 
 
-# ------------------------------------------------------------------ writing into reserved room
-
-cdef inline char* _put(char* p, const char* s, Py_ssize_t n) noexcept nogil:
-    memcpy(p, s, n)
-    return p + n
-
-
-cdef inline char* _put_var(char* p, const char* s, Py_ssize_t n) noexcept nogil:
-    """_put of a length known only when it runs: a short one (most a line holds) in two
-    overlapping moves, not a call."""
-    cdef uint64_t a, b
-    cdef uint32_t c, d
-    if n > 16:
-        memcpy(p, s, n)
-    elif n >= 8:
-        memcpy(&a, s, 8)
-        memcpy(&b, s + n - 8, 8)
-        memcpy(p, &a, 8)
-        memcpy(p + n - 8, &b, 8)
-    elif n >= 4:
-        memcpy(&c, s, 4)
-        memcpy(&d, s + n - 4, 4)
-        memcpy(p, &c, 4)
-        memcpy(p + n - 4, &d, 4)
-    elif n > 0:
-        p[0] = s[0]
-        p[n >> 1] = s[n >> 1]
-        p[n - 1] = s[n - 1]
-    return p + n
-
-
-cdef inline bint _plain8(const char* s, bint json) noexcept nogil:
-    """None of the 8 bytes at s needs encoding: all ASCII, and in JSON none below 0x20, no '"'
-    and no '\\' (a byte that wraps below 0 sets its high bit; a borrow it passes on only
-    follows such a byte)."""
-    cdef uint64_t w, ones = 0x0101010101010101ULL, highs = ones * 0x80
-    memcpy(&w, s, 8)
-    if not json:
-        return (w & highs) == 0
-    return ((w | (w - ones * 0x20) | ((w ^ (ones * 0x22)) - ones) | ((w ^ (ones * 0x5c)) - ones))
-            & highs) == 0
-
-
-cdef inline char* _put_int(char* p, long long v) noexcept nogil:
-    cdef char digits[24]
-    cdef int i = 24
-    cdef unsigned long long u = <unsigned long long>(-v) if v < 0 else <unsigned long long>v
-    if v < 0:
-        p[0] = c'-'
-        p += 1
-    if u < 1000:                        # a status, most sizes: no loop
-        if u >= 100:
-            return _put_3digits(p, <long long>u)
-        if u >= 10:
-            p[0], p[1] = _DIGITS2[2 * u], _DIGITS2[2 * u + 1]
-            return p + 2
-        p[0] = <char>(c'0' + u)
-        return p + 1
-    while u >= 100:
-        i -= 2
-        digits[i], digits[i + 1] = _DIGITS2[2 * (u % 100)], _DIGITS2[2 * (u % 100) + 1]
-        u //= 100
-    if u >= 10:
-        i -= 2
-        digits[i], digits[i + 1] = _DIGITS2[2 * u], _DIGITS2[2 * u + 1]
-    else:
-        i -= 1
-        digits[i] = <char>(c'0' + u)
-    return _put(p, digits + i, 24 - i)
-
-
-cdef inline char* _put_3digits(char* p, long long v) noexcept nogil:
-    """0 <= v < 1000, as three digits."""
-    p[0] = <char>(c'0' + v // 100)
-    p[1] = _DIGITS2[2 * (v % 100)]
-    p[2] = _DIGITS2[2 * (v % 100) + 1]
-    return p + 3
-
+# ------------------------------------------------------ text into reserved room (_putbytes.pxd)
 
 cdef char* _put_cp(char* p, unsigned int c, bint json) noexcept nogil:
     """One code point, as UTF-8 (a surrogate as backslashreplace's \\udcXX), JSON-escaped
@@ -195,14 +110,6 @@ cdef char* _put_cp(char* p, unsigned int c, bint json) noexcept nogil:
     p[1] = <char>(0x80 | ((c >> 12) & 0x3f))
     p[2] = <char>(0x80 | ((c >> 6) & 0x3f))
     p[3] = <char>(0x80 | (c & 0x3f))
-    return p + 4
-
-
-cdef inline char* _put_hex4(char* p, unsigned int c) noexcept nogil:
-    p[0] = HEX[(c >> 12) & 15]
-    p[1] = HEX[(c >> 8) & 15]
-    p[2] = HEX[(c >> 4) & 15]
-    p[3] = HEX[c & 15]
     return p + 4
 
 
