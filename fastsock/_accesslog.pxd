@@ -6,6 +6,7 @@ from fastsock._message cimport Request
 cdef enum:
     PIPE_BUF = 4096             # a write of at most this many bytes to a pipe is never split
     FLUSH_AT = 32768            # bytes of lines that are written before the loop's tick
+    STAMP_ROOM = 32
 
 
 cdef class AccessLog:
@@ -14,7 +15,7 @@ cdef class AccessLog:
     cdef char* buf                  # lines not written yet
     cdef Py_ssize_t n, cap
     cdef long long second           # the second the cached stamp is of
-    cdef char stamp[32]             # "YYYY-MM-DDTHH:MM:SS." of that second
+    cdef char stamp[STAMP_ROOM]     # "YYYY-MM-DDTHH:MM:SS." of that second
     cdef Py_ssize_t stamp_len
 
     cdef double wall_offset         # time.time() - the monotonic clock, as of the last tick

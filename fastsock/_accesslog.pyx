@@ -12,7 +12,8 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
-from fastsock._message cimport Request
+from fastsock._message cimport Request, ID_TEXT_ROOM
+from fastsock._putbytes cimport _put, _put_var, _plain8, _put_int, _put_3digits, _put_hex4
 from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
 cdef extern from "Python.h":
@@ -48,11 +49,6 @@ cdef extern from "<time.h>" nogil:
     tm* gmtime_r(const time_t* t, tm* out)
     size_t strftime(char* s, size_t n, const char* fmt, const tm* t)
 
-cdef const char* HEX = b"0123456789abcdef"
-cdef char _DIGITS2[200]             # "00" .. "99"
-for _c in range(100):
-    _DIGITS2[2 * _c] = c'0' + _c // 10
-    _DIGITS2[2 * _c + 1] = c'0' + _c % 10
 cdef Py_ssize_t START_CAP = 65536
 # bytes copied as they are: in JSON, the ASCII a string holds unescaped (json's encode_basestring
 # escapes " \ and < 0x20); in text, the ASCII that is no control character (a control one is
@@ -76,48 +72,7 @@ cdef double wall_clock() noexcept nogil:
     return <double>ns / 1e9
 
 
-# ------------------------------------------------------------------ writing into reserved room
-
-cdef inline char* _put(char* p, const char* s, Py_ssize_t n) noexcept nogil:
-    memcpy(p, s, n)
-    return p + n
-
-
-cdef inline char* _put_int(char* p, long long v) noexcept nogil:
-    cdef char digits[24]
-    cdef int i = 24
-    cdef unsigned long long u = <unsigned long long>(-v) if v < 0 else <unsigned long long>v
-    if v < 0:
-        p[0] = c'-'
-        p += 1
-    if u < 1000:                        # a status, most sizes: no loop
-        if u >= 100:
-            return _put_3digits(p, <long long>u)
-        if u >= 10:
-            p[0], p[1] = _DIGITS2[2 * u], _DIGITS2[2 * u + 1]
-            return p + 2
-        p[0] = <char>(c'0' + u)
-        return p + 1
-    while u >= 100:
-        i -= 2
-        digits[i], digits[i + 1] = _DIGITS2[2 * (u % 100)], _DIGITS2[2 * (u % 100) + 1]
-        u //= 100
-    if u >= 10:
-        i -= 2
-        digits[i], digits[i + 1] = _DIGITS2[2 * u], _DIGITS2[2 * u + 1]
-    else:
-        i -= 1
-        digits[i] = <char>(c'0' + u)
-    return _put(p, digits + i, 24 - i)
-
-
-cdef inline char* _put_3digits(char* p, long long v) noexcept nogil:
-    """0 <= v < 1000, as three digits."""
-    p[0] = <char>(c'0' + v // 100)
-    p[1] = _DIGITS2[2 * (v % 100)]
-    p[2] = _DIGITS2[2 * (v % 100) + 1]
-    return p + 3
-
+# ------------------------------------------------------ text into reserved room (_putbytes.pxd)
 
 cdef char* _put_cp(char* p, unsigned int c, bint json) noexcept nogil:
     """One code point, as UTF-8 (a surrogate as backslashreplace's \\udcXX), JSON-escaped
@@ -161,14 +116,6 @@ cdef char* _put_cp(char* p, unsigned int c, bint json) noexcept nogil:
     return p + 4
 
 
-cdef inline char* _put_hex4(char* p, unsigned int c) noexcept nogil:
-    p[0] = HEX[(c >> 12) & 15]
-    p[1] = HEX[(c >> 8) & 15]
-    p[2] = HEX[(c >> 4) & 15]
-    p[3] = HEX[c & 15]
-    return p + 4
-
-
 cdef inline char* _put_latin1(char* p, const char* s, Py_ssize_t n, bint json) noexcept nogil:
     """Bytes read as Latin-1 (a header's value, as req.user_agent decodes it)."""
     cdef const unsigned char* table = _ascii
@@ -178,9 +125,11 @@ cdef inline char* _put_latin1(char* p, const char* s, Py_ssize_t n, bint json) n
     cdef Py_ssize_t i = 0, run
     while i < n:
         run = i
-        while run < n and table[u[run]]:   # a run copied as it is, in one go
+        while run + 8 <= n and _plain8(s + run, json):     # a run copied as it is, in one go
+            run += 8
+        while run < n and table[u[run]]:
             run += 1
-        p = _put(p, s + i, run - i)
+        p = _put_var(p, s + i, run - i)
         if run == n:
             break
         p = _put_cp(p, u[run], json)
@@ -200,10 +149,10 @@ cdef inline char* _put_str(char* p, str s, bint json) noexcept:
 
 
 cdef inline char* _put_checked(char* p, str s) noexcept:
-    """A str the parser checked or the server made (a method, a client's address), in text:
-    ASCII copied as it is (a control character never is one)."""
+    """A str the parser checked (a method), in text: ASCII copied as it is (a control
+    character never is one)."""
     if PyUnicode_IS_ASCII(s):
-        return _put(p, <const char*>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s))
+        return _put_var(p, <const char*>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s))
     return _put_str(p, s, False)
 
 
@@ -284,7 +233,7 @@ cdef class AccessLog:
         if second != self.second:
             self.second = second
             gmtime_r(&second, &t)
-            self.stamp_len = strftime(self.stamp, 32, b"%Y-%m-%dT%H:%M:%S.", &t)
+            self.stamp_len = strftime(self.stamp, STAMP_ROOM, b"%Y-%m-%dT%H:%M:%S.", &t)
 
     cdef int add(self, Request req, int status, long long nbytes, double seconds,
                  double end) except -1:
@@ -304,8 +253,9 @@ cdef class AccessLog:
         cdef Py_ssize_t rid_off = req.rid_off if req._head is not None else -1
         cdef Py_ssize_t path_len = req.path_len if req._head is not None else 0
         cdef object client = req.client
-        cdef object rid = req._request_id       # else the client's X-Request-ID, if any
+        cdef object rid = req._request_id       # else the one given, or the client's, if any
         cdef Py_ssize_t rid_len = 0, need
+        cdef Py_ssize_t given_n = 0             # the id the server gave (hex and '-': plain)
         cdef str method = req.method, path = req.path
         cdef char* p
         if type(client) is tuple and PyTuple_GET_SIZE(client) > 0:
@@ -318,10 +268,13 @@ cdef class AccessLog:
             if type(rid) is not str:
                 rid = str(rid)
             rid_len = PyUnicode_GET_LENGTH(rid)
+        elif req.id_len:
+            given_n = req.id_len
         elif rid_off >= 0:
             rid_len = req.rid_len
-        # the room it can take: every char 6 bytes at most (an escape), raw bytes 1
-        need = (256 + path_len + 6 * (
+        # the room it can take: every char 6 bytes at most (an escape), raw bytes 1, and room
+        # past the end for a whole stamp or id copied (STAMP_ROOM, ID_TEXT_ROOM)
+        need = (256 + STAMP_ROOM + ID_TEXT_ROOM + path_len + 6 * (
             PyUnicode_GET_LENGTH(path) + PyUnicode_GET_LENGTH(<str>host)
             + PyUnicode_GET_LENGTH(method) + (req.ua_len if ua_off >= 0 else 0) + rid_len))
         if self.cap - self.n < need:
@@ -331,7 +284,8 @@ cdef class AccessLog:
         p = self.buf + self.n
         if json:
             p = _put(p, b'{"time":"', 9)
-        p = _put(p, self.stamp, self.stamp_len)
+        memcpy(p, self.stamp, STAMP_ROOM)      # all of it: one move, not a call
+        p += self.stamp_len
         p = _put_3digits(p, <long long>((now - <double>self.second) * 1000) % 1000)
         if json:
             p = _put(p, b'Z","method":"', 13)
@@ -357,6 +311,12 @@ cdef class AccessLog:
             p = _put(p, b',"request_id":', 14)
             if rid is not None:
                 p = _put_json(p, <str>rid)
+            elif given_n:
+                p[0] = c'"'
+                memcpy(p + 1, req.id_text, ID_TEXT_ROOM)   # (as the stamp)
+                p += 1 + given_n
+                p[0] = c'"'
+                p += 1
             elif rid_off >= 0:
                 p[0] = c'"'
                 p = _put_latin1(p + 1, head + rid_off, req.rid_len, True)
@@ -367,7 +327,7 @@ cdef class AccessLog:
             p = _put(p, b"}\n", 2)
         else:
             p = _put(p, b"Z ", 2)
-            p = _put_checked(p, <str>host)
+            p = _put_str(p, <str>host, False)      # (X-Forwarded-For may name it)
             p = _put(p, b' "', 2)
             p = _put_checked(p, method)
             p[0] = c' '
@@ -387,6 +347,9 @@ cdef class AccessLog:
                 p = _put(p, b'ms "-" ', 7)
             if rid is not None and rid_len:
                 p = _put_str(p, <str>rid, False)
+            elif given_n:
+                memcpy(p, req.id_text, ID_TEXT_ROOM)
+                p += given_n
             elif rid is None and rid_off >= 0 and req.rid_len:
                 p = _put_latin1(p, head + rid_off, req.rid_len, False)
             else:

@@ -19,7 +19,7 @@ from fastsock._parser cimport (
     RequestParser, E_BODY_TOO_LARGE, NEED_DATA, SEND_CONTINUE, PARSE_ERROR, HEAD_READY,
     REQUEST_READY, fs_error_table,
 )
-from fastsock._requestids cimport ECHO, WithIds, echo_lines
+from fastsock._requestids cimport ECHO, WithIds, echo_id
 from fastsock._shared cimport count_request, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER, CLOSE_LENGTH
 from fastsock._stream_out cimport (
     StreamOut, stream_out, OUT_GOING, OUT_QUIET, OUT_DONE, OUT_BROKEN,
@@ -274,30 +274,26 @@ cdef class Connection(Lifecycle):
         cdef bint keep_alive, chunked
         cdef int status = 200
         cdef unsigned long long mark
-        cdef Py_ssize_t owed
+        cdef Py_ssize_t owed, id_n = 0
+        cdef const char* id_p = NULL       # its id to echo (ECHO), written before the Date line
         if self.body_in is not None:        # answered before its streamed body was all in:
             self.body_in.finish("answered before the body was read")   # the connection
             self.body_in = None             # closes after this response (body_unread)
         keep_alive = req.keep_alive and ctx.keep_alive and not self.body_unread
         mark = self.out.total
+        extra = req.response_headers
+        if extra is ECHO:
+            extra = echo_id(req, &id_p, &id_n)
         try:
-            if req.response_headers is not ECHO:
-                stream = write_response(self.out, result, keep_alive, head_only, http11,
-                                        req.response_headers, ctx.date_line, &owed)
-            else:                           # its id, echoed in the head's last lines
-                lines = echo_lines(req, ctx.date_line)
-                stream = write_response(
-                    self.out, result, keep_alive, head_only, http11,
-                    None if lines is not None or req.request_id is None else
-                    [("X-Request-ID", req.request_id)],     # not a field value: checked
-                    ctx.date_line if lines is None else lines, &owed)
+            stream = write_response(self.out, result, keep_alive, head_only, http11, extra,
+                                    ctx.date_line, &owed, id_p, id_n)
         except Exception:
             error_log.exception("invalid response for %s %s", req.method, req.path)
             if type(result) is Response and type((<Response>result).body) is not bytes:
                 close_stream((<Response>result).body)   # never to be pulled: told so
             result = SERVER_ERROR
             stream = write_response(self.out, result, keep_alive, head_only, http11, None,
-                                    ctx.date_line, &owed)
+                                    ctx.date_line, &owed, NULL, 0)
         if type(result) is Response:
             status = (<Response>result).status
         if stream is not None and not head_only:    # logged at its last byte: _stream_complete

@@ -44,6 +44,10 @@ cdef extern from *:
     const char* const fs_method_names[]
 
 
+cdef enum:
+    ID_TEXT_ROOM = 32               # an id the server gives: its worker's prefix, a hex number
+
+
 cdef class Request:
     cdef readonly str method
     cdef readonly str path
@@ -57,7 +61,11 @@ cdef class Request:
     # set by the server's dispatch, read by the connection once the response is written:
     cdef public list response_headers   # [(name, value)] added to the response (validated)
     cdef public object on_complete      # callable(req, status, nbytes, seconds) or None
-    cdef object _request_id
+    cdef object _request_id         # the id as set, or as made once read (a str), or None
+    # the id the server gave it (id_len 0: none), as its text: the echo and the access log copy
+    # it from here; a str is made of it only when req.request_id is read
+    cdef char id_text[ID_TEXT_ROOM]
+    cdef int id_len
     cdef bytes _head                # the whole head, validated: request line and fields
     cdef Py_ssize_t fields_off      # where the field lines start in _head
     cdef Py_ssize_t path_off, path_len      # the raw path in _head (len 0: "/")

@@ -212,8 +212,12 @@ cdef class Request:
 
     @property
     def request_id(self):
-        """This request's id: the one the server gave it, else the client's X-Request-ID."""
+        """This request's id: the one set or given it (a str made on first read of one the
+        server gave), else the client's X-Request-ID."""
         if self._request_id is not None:
+            return self._request_id
+        if self.id_len:
+            self._request_id = self.id_text[:self.id_len].decode("ascii")
             return self._request_id
         if self.rid_off < 0:
             return None
@@ -222,6 +226,7 @@ cdef class Request:
     @request_id.setter
     def request_id(self, value):
         self._request_id = value
+        self.id_len = 0                 # one given before is not its id any more
 
     def __repr__(self):
         return f"<Request {self.method} {self.path}>"

@@ -5,9 +5,13 @@ from fastsock._message cimport Request
 
 cdef list ECHO                      # req.response_headers of a request whose id is echoed
 
+cdef enum:
+    PREFIX_N = 13                   # 12 hex digits and '-'
+
 
 cdef class RequestIds:
     cdef readonly str prefix        # random per worker: ids of two workers never collide
+    cdef char prefix_c[PREFIX_N]    # the same, copied into each id given
     cdef unsigned long long issued
 
     cpdef assign(self, Request req)
@@ -22,4 +26,4 @@ cdef class WithIds:
     cdef object dispatch(self, Request req)
 
 
-cdef bytes echo_lines(Request req, bytes date_line)
+cdef list echo_id(Request req, const char** id_p, Py_ssize_t* id_n)

@@ -1,6 +1,6 @@
 # Type stubs for the compiled request ids.
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from fastsock._message import Request
 
@@ -8,6 +8,7 @@ ECHO_ID: list[tuple[str, str]]
 
 class RequestIds:
     prefix: str
+    def __new__(cls, issued: int = 0) -> Self: ...  # __cinit__ takes it (object's __init__)
     def assign(self, req: Request) -> None: ...
 
 class WithIds:
@@ -18,4 +19,4 @@ class WithIds:
     @property
     def ids_issued(self) -> int: ...
 
-def echo_lines_of(req: Request, date_line: bytes) -> bytes | None: ...
+def echo_of(req: Request) -> tuple[bytes | None, list[tuple[str, object]] | None]: ...

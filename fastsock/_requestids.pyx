@@ -1,11 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Request ids: the client's X-Request-ID (an empty one is none), else a new one (this
-worker's random prefix and a counter, in hex), made once per request; and the
-"X-Request-ID: ..." line that echoes it, put before the Date line the writer ends every head
-with: the id needs no header list of its own (a list, a tuple and their encoding and checks per
-request). An id that is not a valid field value (one the app set) goes the checked way, as a
-header pair."""
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+"""Request ids: the client's X-Request-ID (an empty one is none), else a new one: this
+worker's random prefix and a counter in hex, written by hand into the Request as C text (a str
+is made of it only when something reads req.request_id). The id is echoed as an
+"X-Request-ID: ..." line the writer puts before the Date line that ends every head, copied from
+that text or from the client's bytes: no str, no bytes, no header list per request. An id that
+is not a valid field value (one the app set) goes the checked way, as a header pair."""
+from cpython.bytes cimport PyBytes_AS_STRING
 from libc.string cimport memcpy
 
 from fastsock._chars cimport fs_init_char_classes, is_field_value
@@ -14,77 +14,80 @@ from fastsock._message cimport Request, FIRST_APP_ROUTE, ROUTE_NONE
 import os
 
 cdef extern from "Python.h":
-    object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
     int PyUnicode_KIND(object s)
     void* PyUnicode_DATA(object s)
     Py_ssize_t PyUnicode_GET_LENGTH(object s)
 
+cdef extern from *:
+    int __builtin_clzll(unsigned long long v) nogil     # (v != 0)
+
 fs_init_char_classes()
 
 cdef const char* HEX = b"0123456789abcdef"
-cdef const char* NAME = b"X-Request-ID: "
+
 # the marker the id layer sets as req.response_headers (empty: any other reader sends nothing)
 cdef list ECHO = []
 ECHO_ID = ECHO
 
 
 cdef class RequestIds:
-    """RequestIds().assign(req): req's id, given it if it has none (req.request_id reads it)."""
+    """RequestIds().assign(req): req's id, given it if it has none (req.request_id reads it).
+    issued: how many were given before (tests start near the end of the count)."""
 
-    def __cinit__(self):
-        self.prefix = os.urandom(6).hex() + "-"
+    def __cinit__(self, unsigned long long issued=0):
+        self.issued = issued
+        cdef bytes prefix = os.urandom(6).hex().encode("ascii") + b"-"
+        memcpy(self.prefix_c, <const char*>prefix, PREFIX_N)
+        self.prefix = prefix.decode("ascii")
 
     cpdef assign(self, Request req):
-        cdef char buf[40]
-        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(self.prefix), i = 40
         cdef unsigned long long v
-        if req._request_id is not None or (req.rid_off >= 0 and req.rid_len > 0):
+        cdef int digits
+        cdef char* p
+        if req._request_id is not None or req.id_len or (req.rid_off >= 0 and req.rid_len > 0):
             return None                 # the client's (read from the head when asked for)
         req.rid_off = -1                # an empty one is none: a new one stands for it
         self.issued += 1
+        if self.issued == 0:            # (after 2**64 of them)
+            self.issued = 1
         v = self.issued
-        while True:
-            i -= 1
-            buf[i] = HEX[v & 15]
+        digits = (67 - __builtin_clzll(v)) >> 2
+        memcpy(req.id_text, self.prefix_c, PREFIX_N)
+        p = req.id_text + PREFIX_N + digits
+        while v:
+            p -= 1
+            p[0] = HEX[v & 15]
             v >>= 4
-            if v == 0:
-                break
-        i -= n
-        memcpy(buf + i, PyUnicode_DATA(self.prefix), n)
-        rid = PyUnicode_New(40 - i, 127)
-        memcpy(PyUnicode_DATA(rid), buf + i, 40 - i)
-        req._request_id = rid
+        req.id_len = PREFIX_N + digits
         return None
 
 
-cdef bytes echo_lines(Request req, bytes date_line):
-    """ "X-Request-ID: <id>\\r\\n" then date_line; None when req's id is not sent this way (none,
-    or not a valid field value: the caller checks it as a header)."""
-    cdef const unsigned char* id_p
-    cdef Py_ssize_t id_n, i, date_n = PyBytes_GET_SIZE(date_line)
-    cdef char* p
+cdef list echo_id(Request req, const char** id_p, Py_ssize_t* id_n):
+    """Where the bytes of req's id to echo are (id_p[0], id_n[0]: in req, valid while it is);
+    -> None, or, when the id cannot go out that way (one the app set that is not a valid field
+    value, or not a str), the header pair the writer then checks. id_p[0] stays NULL when there
+    is nothing to echo that way."""
+    cdef const unsigned char* p
+    cdef Py_ssize_t n, i
     rid = req._request_id
+    if rid is None and req.id_len:
+        id_p[0], id_n[0] = req.id_text, req.id_len
+        return None
     if rid is not None:
         if type(rid) is not str or PyUnicode_KIND(rid) != 1:
-            return None
-        id_p = <const unsigned char*>PyUnicode_DATA(rid)
-        id_n = PyUnicode_GET_LENGTH(rid)
+            return [("X-Request-ID", rid)]
+        p = <const unsigned char*>PyUnicode_DATA(rid)
+        n = PyUnicode_GET_LENGTH(rid)
     elif req.rid_off >= 0 and req._head is not None:
-        id_p = <const unsigned char*>PyBytes_AS_STRING(req._head) + req.rid_off
-        id_n = req.rid_len
+        p = <const unsigned char*>PyBytes_AS_STRING(req._head) + req.rid_off
+        n = req.rid_len
     else:
         return None
-    for i in range(id_n):
-        if not is_field_value(id_p[i]):
-            return None
-    lines = PyBytes_FromStringAndSize(NULL, 16 + id_n + date_n)
-    p = PyBytes_AS_STRING(lines)
-    memcpy(p, NAME, 14)
-    memcpy(p + 14, id_p, id_n)
-    p[14 + id_n] = c'\r'
-    p[15 + id_n] = c'\n'
-    memcpy(p + 16 + id_n, PyBytes_AS_STRING(date_line), date_n)
-    return lines
+    for i in range(n):
+        if not is_field_value(p[i]):
+            return [("X-Request-ID", rid)]
+    id_p[0], id_n[0] = <const char*>p, n
+    return None
 
 
 cdef class WithIds:
@@ -115,6 +118,10 @@ cdef class WithIds:
         return result
 
 
-def echo_lines_of(Request req not None, bytes date_line not None):
-    """echo_lines, for tests."""
-    return echo_lines(req, date_line)
+def echo_of(Request req not None):
+    """-> (the bytes echo_id has the writer echo, or None; its header pair instead, or None);
+    for tests."""
+    cdef const char* id_p = NULL
+    cdef Py_ssize_t id_n = 0
+    pair = echo_id(req, &id_p, &id_n)
+    return (id_p[:id_n] if id_p != NULL else None), pair

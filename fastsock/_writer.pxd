@@ -6,7 +6,7 @@ from fastsock._outbuf cimport OutBuffer, take_buffer, give_buffer, BUFFER_SIZE
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
                            bint http11, list extra_headers, bytes date_line,
-                           Py_ssize_t* owed)
+                           Py_ssize_t* owed, const char* id_p, Py_ssize_t id_n)
 cdef void close_stream(object it)
 cdef int write_chunk(OutBuffer out, object chunk) except -1
 cdef int write_stream_end(OutBuffer out) except -1

@@ -5,7 +5,8 @@
 
 Every header line it writes is checked first (a token for the name, no CR, LF or other control
 character in the value); framing headers are the server's. The Date line is the caller's: the
-loop makes it once a second and hands it in.
+loop makes it once a second and hands it in; so is the request id it echoes (X-Request-ID,
+bytes the caller has checked), written before the Date line.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8String
@@ -80,8 +81,10 @@ cdef object _UNKNOWN_LENGTH = UNKNOWN_LENGTH
 
 
 cdef enum:
-    TAIL_ROOM = 192             # the end of a usual head: Content-Length, Connection, Date
+    TAIL_ROOM = 256             # the end of a usual head: Content-Length, Connection, the
+                                # request id, Date
     DATE_MAX = 96               # a Date line longer than this is written on its own
+    ID_MAX = 64                 # so is a request id longer than this
 
 
 cdef inline char* _put(char* p, const char* src, Py_ssize_t n) noexcept:
@@ -90,10 +93,11 @@ cdef inline char* _put(char* p, const char* src, Py_ssize_t n) noexcept:
 
 
 cdef int _write_tail(OutBuffer out, Py_ssize_t length, bint keep_alive, bint http11,
-                     list extra_headers, bytes date_line) except -1:
+                     list extra_headers, bytes date_line, const char* id_p,
+                     Py_ssize_t id_n) except -1:
     """The end of the head: Content-Length (unless length < 0), the server's own header lines,
-    the Date line and the blank line, made on the stack and written at once (one write of the
-    buffer's, not five, per response)."""
+    the request id's line (id_p: NULL for none), the Date line and the blank line, made on the
+    stack and written at once (one write of the buffer's, not five, per response)."""
     cdef char tail[TAIL_ROOM]
     cdef char digits[24]
     cdef char* p = tail
@@ -115,14 +119,23 @@ cdef int _write_tail(OutBuffer out, Py_ssize_t length, bint keep_alive, bint htt
     elif not http11:
         p = _put(p, PyBytes_AS_STRING(CONN_KEEP), PyBytes_GET_SIZE(CONN_KEEP))
     cdef bint server_date = False       # (the server's extra headers carry no Date)
-    if extra_headers or date_n > DATE_MAX:
+    if extra_headers or date_n > DATE_MAX or id_n > ID_MAX:
         out.write(tail, p - tail)
         p = tail
         if extra_headers:
             _write_headers(out, extra_headers, &server_date)
+        if id_p != NULL and (id_n > ID_MAX or date_n > DATE_MAX):   # before the Date
+            out.write(b"X-Request-ID: ", 14)
+            out.write(id_p, id_n)
+            out.write(b"\r\n", 2)
+            id_p = NULL
         if date_n > DATE_MAX:
             out.write_bytes(date_line)
             date_n = 0
+    if id_p != NULL:
+        p = _put(p, "X-Request-ID: ", 14)
+        p = _put(p, id_p, id_n)
+        p = _put(p, "\r\n", 2)
     p = _put(p, PyBytes_AS_STRING(date_line), date_n)
     p = _put(p, "\r\n", 2)
     return out.write(tail, p - tail)
@@ -192,9 +205,10 @@ cdef Py_ssize_t _write_headers(OutBuffer out, list headers, bint* has_date) exce
 
 cdef object write_response(OutBuffer out, object result, bint keep_alive, bint head_only,
                            bint http11, list extra_headers, bytes date_line,
-                           Py_ssize_t* owed):
+                           Py_ssize_t* owed, const char* id_p, Py_ssize_t id_n):
     """Append the response for a handler's result (str, bytes, dict/list as JSON, or
-    Response). extra_headers: (name, value) pairs the server adds. Returns the iterator to
+    Response). extra_headers: (name, value) pairs the server adds; id_p (NULL: none), the
+    request id to echo (id_n bytes, valid as a field value). Returns the iterator to
     stream the body from, or None when the response is complete; owed[0] is then the length
     a streamed body declared (Content-Length framing: the caller counts what it sends), or -1
     (chunked, or delimited by the close). On error nothing is left in the buffer and the
@@ -245,12 +259,13 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                 if has_date:                # the app's Date is the one sent
                     date_line = b""
             if status == 204 or status == 304:      # bodiless: no framing, never pulled
-                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line)
+                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line, id_p, id_n)
                 if type(resp.body) is not bytes:
                     close_stream(resp.body)
                 return None
             if head_only and declared >= 0:     # HEAD: the length GET would have had
-                _write_tail(out, declared, keep_alive, http11, extra_headers, date_line)
+                _write_tail(out, declared, keep_alive, http11, extra_headers, date_line, id_p,
+                            id_n)
                 if type(resp.body) is not bytes:
                     owed[0] = declared          # (the caller keeps the connection by it)
                 return resp.body if type(resp.body) is not bytes else None
@@ -261,7 +276,8 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                     out.write_bytes(TE_CHUNKED)
                 else:
                     keep_alive = False           # HTTP/1.0: the body ends when the connection does
-                _write_tail(out, declared, keep_alive, http11, extra_headers, date_line)
+                _write_tail(out, declared, keep_alive, http11, extra_headers, date_line, id_p,
+                            id_n)
                 return resp.body
             body = <bytes>resp.body
             if declared >= 0 and not head_only and declared != PyBytes_GET_SIZE(body):
@@ -272,7 +288,7 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
         if body is not None:
             body_p = PyBytes_AS_STRING(body)
             body_n = PyBytes_GET_SIZE(body)
-        _write_tail(out, body_n, keep_alive, http11, extra_headers, date_line)
+        _write_tail(out, body_n, keep_alive, http11, extra_headers, date_line, id_p, id_n)
     except BaseException:
         out.rollback(mark)                  # nothing was sent meanwhile: all of it goes
         raise
@@ -366,7 +382,7 @@ cdef int write_error(OutBuffer out, int status, bytes date_line) except -1:
         _ERROR_BODIES[status] = body
     out.write_bytes(<bytes>_STATUS_LINES[status])
     out.write_bytes(CT_TEXT)
-    _write_tail(out, PyBytes_GET_SIZE(body), False, True, None, date_line)
+    _write_tail(out, PyBytes_GET_SIZE(body), False, True, None, date_line, NULL, 0)
     out.write_bytes(body)
     return 0
 
@@ -374,12 +390,16 @@ cdef int write_error(OutBuffer out, int status, bytes date_line) except -1:
 # ---------------------------------------------------------------- Python API, for tests
 
 def serialize(result, bint keep_alive=True, bint head_only=False, bint http11=True,
-              list extra_headers=None, bytes date_line=EPOCH_DATE_LINE):
-    """The bytes the server would send for a handler's result (streamed bodies drained)."""
+              list extra_headers=None, bytes date_line=EPOCH_DATE_LINE, bytes request_id=None):
+    """The bytes the server would send for a handler's result (streamed bodies drained), with
+    request_id echoed when given."""
     cdef OutBuffer out = OutBuffer()
-    cdef Py_ssize_t owed
+    cdef Py_ssize_t owed, id_n = 0
+    cdef const char* id_p = NULL
+    if request_id is not None:
+        id_p, id_n = PyBytes_AS_STRING(request_id), PyBytes_GET_SIZE(request_id)
     it = write_response(out, result, keep_alive, head_only, http11, extra_headers, date_line,
-                        &owed)
+                        &owed, id_p, id_n)
     if it is not None and not head_only:
         for chunk in it:
             if owed >= 0:

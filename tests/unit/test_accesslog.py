@@ -8,9 +8,11 @@ import json
 import os
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from fastsock._accesslog import AccessLog
 from fastsock._parser import RequestParser
+from fastsock._requestids import RequestIds
 from tests.support.accesslog_reference import line as reference_line
 
 PIPE_BUF = 4096
@@ -42,6 +44,7 @@ def parse(path: bytes, ua: bytes | None, rid: bytes | None, version: bytes = b"1
 
 def corpus():
     n = 0
+    ids = RequestIds()
     for path in PATHS:
         for ua in AGENTS:
             for rid in IDS:
@@ -50,6 +53,10 @@ def corpus():
                 req.client = CLIENTS[n % len(CLIENTS)]
                 if n % 7 == 0:
                     req.request_id = "given-\udcff\u00e9\U0001f4a9\x1f\x08" if n % 2 else f"{n:x}"
+                elif n % 3:
+                    ids.assign(req)         # (none when the client sent one): its counter's
+                    if n % 3 == 2:
+                        req.request_id      # noqa: B018 (read: its str made before the line)
                 yield req, n
 
 
@@ -60,8 +67,9 @@ def test_the_lines_equal_the_python_formatters_byte_for_byte(fmt):
     for req, n in corpus():
         status, nbytes, seconds = 100 + n % 500, n * 7919, (n % 97) * 0.0123456 + n * 1e-7
         now = NOW + n * 0.0371
-        expected = reference_line(req, status, nbytes, seconds, now, fmt == "json")
-        assert log.line(req, status, nbytes, seconds, now) == expected, (req.path, n)
+        got = log.line(req, status, nbytes, seconds, now)   # first: the reference reads the id
+        assert got == reference_line(req, status, nbytes, seconds, now, fmt == "json"), (
+            req.path, n)
         checked += 1
     assert checked == len(PATHS) * len(AGENTS) * len(IDS)
     assert log.pending == 0
@@ -154,3 +162,30 @@ def test_a_line_is_stamped_with_the_wall_clock_of_its_answer():
     seconds = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
     at = seconds + int(stamp[20:23]) / 1000
     assert before - 0.002 <= at <= after + 0.002, (before, stamp, after)
+
+
+# bytes each format writes as they are, and bytes it encodes, mixed at every offset of the
+# 8-byte words the runs are scanned by
+TRICKY = list(b'aZ~ /"\\\t\x00\x1f\x7f\x80\xe9\xff')
+FIELD_VALUE = [c for c in TRICKY if c == 9 or 32 <= c < 127 or c >= 128]    # what the parser takes
+UAS = st.lists(st.sampled_from(FIELD_VALUE), max_size=40).map(bytes)
+RAW_PATHS = st.one_of(st.lists(st.sampled_from(TRICKY), max_size=40).map(bytes),
+                      st.binary(max_size=40))
+HOSTS = st.one_of(st.text(alphabet='a1."\\\x01\x7f\u00e9\u2028\udc80\U0001f4a9', max_size=30),
+                  st.text(max_size=20))
+
+
+@settings(max_examples=500, deadline=None)
+@given(fmt=st.sampled_from(["json", "text"]), ua=UAS, raw_path=RAW_PATHS, host=HOSTS,
+       given_id=st.booleans())
+def test_any_bytes_in_any_place_are_written_as_the_python_formatter_writes_them(
+        fmt, ua, raw_path, host, given_id):
+    # every byte at every offset of the 8-byte words the runs are scanned by
+    path = b"/" + b"".join(b"%%%02X" % c for c in raw_path)
+    req = parse(path, ua, None)
+    req.client = (host, 1)
+    if given_id:
+        RequestIds().assign(req)
+    log = AccessLog(fmt, fd=-1)
+    got = log.line(req, 200, 5, 0.25, NOW)
+    assert got == reference_line(req, 200, 5, 0.25, NOW, fmt == "json")

@@ -43,6 +43,19 @@ def test_the_end_of_the_head_in_its_order(keep_alive, http11, extra, date, conne
                        % (status, reason) + connection + middle + date + b"\r\n")
 
 
+@pytest.mark.parametrize("rid", [b"abc", b"r" * 64, b"r" * 65, b"r" * 5000])
+@pytest.mark.parametrize("extra, date", [
+    (None, DATE), ([("A", "1")], DATE), (None, b"Date: " + b"x" * 200 + b"\r\n"),
+])
+def test_the_echoed_request_id_comes_whole_after_the_extra_lines_and_before_the_date(
+        rid, extra, date):
+    out = serialize("hello", extra_headers=extra, date_line=date, request_id=rid)
+    middle = b"A: 1\r\n" if extra else b""
+    assert out == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Length: 5\r\n" + middle + b"X-Request-ID: " + rid + b"\r\n"
+                   + date + b"\r\nhello")
+
+
 def test_lengths_of_every_size_are_written_whole():
     for n in (0, 1, 9, 10, 99, 100, 12345, 1 << 20):
         out = serialize(b"a" * n)
@@ -224,6 +237,12 @@ def test_the_apps_date_replaces_the_servers(name):
     assert out.lower().count(b"\r\ndate: ") == 1
     assert f"{name}: {stamp}\r\n".encode() in out
     assert EPOCH_DATE_LINE not in out
+
+
+def test_the_apps_date_keeps_the_echoed_request_id():
+    out = serialize(Response(b"x", headers=[("Date", "Wed, 21 Oct 2015 07:28:00 GMT")]),
+                    request_id=b"abc")
+    assert b"\r\nX-Request-ID: abc\r\n" in out and EPOCH_DATE_LINE not in out
 
 
 def test_a_response_without_a_date_gets_the_servers():
