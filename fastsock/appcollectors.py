@@ -99,9 +99,15 @@ class Snapshots:
             self._busy = True
             target = self._written + 1
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fastsock-collectors",
-                                                daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="fastsock-collectors",
+                                          daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:        # no thread to be had (a pids limit): this once,
+                    self._busy = False      # on the caller's
+                    self.write()
+                    return
+                self._thread = thread
             self._turn.notify_all()
             if wait:
                 self._turn.wait_for(lambda: self._written >= target, wait)

@@ -88,8 +88,11 @@ class _ReadyCheck:
                 return False
         elif now - self.asked >= self.every:
             self.running, self.asked = True, now
-            threading.Thread(target=self._run, name="fastsock-ready-check",
-                             daemon=True).start()
+            try:
+                threading.Thread(target=self._run, name="fastsock-ready-check",
+                                 daemon=True).start()
+            except RuntimeError:            # no thread to be had (a pids limit): asked here
+                self._run()
         return self.ok
 
     def _run(self) -> None:                 # on its own thread

@@ -315,7 +315,8 @@ def test_a_collector_that_hangs_never_holds_a_workers_loop(serve, tmp_path):
     """A custom collector blocks (its database hangs) in both workers: the scrape still
     answers, and every worker goes on serving while its collector is provably blocked."""
     hold = tmp_path / "hold"
-    server = serve("--workers", "2", app="tests.apps.slowcollector:app",
+    # (reuseport: connections hashed over both workers' sockets, so both are asked)
+    server = serve("--workers", "2", "--accept", "reuseport", app="tests.apps.slowcollector:app",
                    env={"FASTSOCK_TEST_DIR": str(tmp_path)})
     wait_until(lambda: ready(server) == 200, what="readiness")
     pids = set()
