@@ -9,7 +9,9 @@ half-close, and slow readers of a large response. Afterwards:
 - no worker restarted (the same worker pids throughout, fastsock_worker_restarts 0);
 - the workers' resident memory is flat after warm-up: it grows by at most --rss-bound MiB
   between the end of the first fifth of the run and the end;
-- the workers' open fds are back to their baseline once the clients are gone.
+- the workers' open sockets are back to their baseline once the clients are gone, and their
+  other fds (the asyncio loop's, made by the first async handler or streamed body: a worker's
+  once) are those they had after warm-up.
 
     python tests/scripts/soak.py [--duration 120] [--workers 2] [--rss-bound 8]
 """
@@ -177,8 +179,18 @@ def rss_kib(pids) -> int:
     return total
 
 
-def fds(pids) -> int:
-    return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+def fds(pids) -> tuple[int, int]:
+    """(sockets, other fds) the processes hold."""
+    sockets = others = 0
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                is_socket = os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+            except OSError:
+                continue                # closed meanwhile
+            sockets += is_socket
+            others += not is_socket
+    return sockets, others
 
 
 def scrape(port: int) -> str:
@@ -218,6 +230,7 @@ def main() -> int:
             t.start()
         time.sleep(args.duration / 5)
         warm_rss = rss_kib(pids)
+        warm_fds = fds(pids)
         for t in threads:
             t.join(args.duration + 60)
         end_rss = rss_kib(pids)
@@ -228,8 +241,9 @@ def main() -> int:
               f"correctly: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.ok.items()))
               + f"; {tally.rounds['reset']} resets")
         print(f"soak: RSS after warm-up {warm_rss / 1024:.1f} MiB, at the end "
-              f"{end_rss / 1024:.1f} MiB (bound +{args.rss_bound} MiB); open fds "
-              f"{base_fds} before, {end_fds} after")
+              f"{end_rss / 1024:.1f} MiB (bound +{args.rss_bound} MiB); open sockets "
+              f"{base_fds[0]} before, {end_fds[0]} after; other fds {warm_fds[1]} after "
+              f"warm-up, {end_fds[1]} at the end")
         failures += tally.failures[:20]
         if tally.failures:
             failures.append(f"{len(tally.failures)} client failures in all")
@@ -241,8 +255,10 @@ def main() -> int:
                 (l for l in metrics.splitlines() if l.startswith("fastsock_worker_restarts")), "?"))
         if end_rss - warm_rss > args.rss_bound * 1024:
             failures.append(f"RSS grew by {(end_rss - warm_rss) / 1024:.1f} MiB after warm-up")
-        if end_fds != base_fds:
-            failures.append(f"open fds {base_fds} before, {end_fds} after")
+        if end_fds[0] != base_fds[0]:
+            failures.append(f"open sockets {base_fds[0]} before, {end_fds[0]} after")
+        if end_fds[1] != warm_fds[1]:
+            failures.append(f"other fds {warm_fds[1]} after warm-up, {end_fds[1]} at the end")
         missing = [fn.__name__ for fn in CLIENTS if not tally.rounds[fn.__name__]]
         if missing:
             failures.append(f"no round of {missing} completed")
