@@ -36,12 +36,14 @@ if sanitizers:
     cflags = cflags + [f"-fsanitize={','.join(sanitizers)}"]
     ldflags = [f"-fsanitize={','.join(sanitizers)}"]
 
+# zlib (permessage-deflate) is linked into the one room that calls it
+LIBRARIES = {"_wsdeflate": ["z"]}
 extensions = [
     Extension(f"fastsock.{name}", [f"fastsock/{name}.pyx"], extra_compile_args=cflags,
-              extra_link_args=ldflags)
-    for name in ("_json", "_fields", "_message", "_head", "_parser", "_outbuf", "_writer",
-                 "_proxy", "_shared", "_accept", "_handoff", "_context", "_stream_out",
-                 "_accesslog", "_requestids", "_lifecycle", "_conn", "_bridge", "_conn_io", "_loop")
+              extra_link_args=ldflags, libraries=LIBRARIES.get(name, []))
+    for name in ("_json", "_fields", "_message", "_head", "_parser", "_outbuf", "_wsdeflate",
+                 "_writer", "_proxy", "_shared", "_accept", "_handoff",
+                 "_context", "_stream_out", "_accesslog", "_requestids", "_lifecycle", "_conn", "_bridge", "_conn_io", "_loop")
 ]
 # Plain Python modules that run once per request (the dispatcher and its layers, the WSGI
 # and ASGI adapters) are compiled as they are, too: the .py stays the source, the
