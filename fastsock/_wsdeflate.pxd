@@ -47,6 +47,7 @@ cdef class PerMessageDeflate:
     cdef z_stream inflater
     cdef z_stream deflater
     cdef bint inflater_ready, deflater_ready
+    cdef bint stream_ended               # the message's data ended with a final block
     cdef Py_ssize_t zlib_bytes
     # Append what p[:n] (a compressed message's next bytes) inflates to, to out. -> 0, or 1 when
     # out.len would pass cap (nothing more is inflated: the message is a 1009; out.len may be

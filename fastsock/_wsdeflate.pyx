@@ -108,10 +108,12 @@ cdef class PerMessageDeflate:
         return 0
 
     cdef int _after_final_block(self) except -1:
-        """The client ended a block with BFINAL set (§7.2.3.3 allows it): what follows is a new
-        stream, which may still refer to the window of the last one when context is taken over."""
+        """The message that ended with a final block (BFINAL set, §7.2.3.3) has ended: the next
+        starts a new stream, which may still refer to the last one's window when the client
+        takes its context over."""
         cdef unsigned char window[32768]
         cdef unsigned int n = 0
+        self.stream_ended = False
         if self.client_no_context_takeover:
             z_inflateReset(&self.inflater)
             return 0
@@ -142,11 +144,9 @@ cdef class PerMessageDeflate:
             out.len += step - s.avail_out
             if out.len > cap:
                 return 1
-            if ret == Z_STREAM_END:
-                self._after_final_block()
-                if s.avail_in == 0:
-                    return 0
-                continue
+            if ret == Z_STREAM_END:         # a final block: the rest of the message is not
+                self.stream_ended = True    # deflate data (as zlib's own unused_data)
+                return 0
             if ret == Z_MEM_ERROR:
                 raise MemoryError()
             if ret == Z_BUF_ERROR:          # no progress possible: all input is in
@@ -161,6 +161,8 @@ cdef class PerMessageDeflate:
         cdef Py_ssize_t take
         if not self.inflater_ready:
             self._start_inflater()
+        if self.stream_ended:
+            return 0
         while n > 0:
             take = n if n < IN_STEP else IN_STEP
             self.inflater.next_in = <unsigned char*>p
@@ -168,12 +170,17 @@ cdef class PerMessageDeflate:
             r = self._inflate_input(out, cap)
             if r != 0:
                 return r
+            if self.stream_ended:
+                return 0
             p += take - self.inflater.avail_in
             n -= take - self.inflater.avail_in
         return 0
 
     cdef int inflate_end(self, ByteBuf* out, Py_ssize_t cap) except -2:
-        cdef int r = self.inflate(<const char*>TAIL, 4, out, cap)
+        cdef int r
+        if self.stream_ended:
+            return self._after_final_block()
+        r = self.inflate(<const char*>TAIL, 4, out, cap)
         if r == 0 and self.client_no_context_takeover:
             z_inflateReset(&self.inflater)
         return r
@@ -212,6 +219,10 @@ cdef class PerMessageDeflate:
         # a sync flush ends with an empty stored block, 00 00 ff ff: the receiver puts it back
         if out.len - start >= 4 and memcmp(out.data + out.len - 4, TAIL, 4) == 0:
             out.len -= 4
+        elif out.len == start:              # an empty message right after another: zlib makes
+            bytebuf_reserve(out, 1)         # no second flush, but an empty payload is no
+            out.data[out.len] = 0           # deflate data. A lone empty stored block's first
+            out.len += 1                    # byte is (§7.2.3.6): the stream is byte-aligned
         if self.server_no_context_takeover:
             self._end_deflater()            # ~the whole window: freed until the next message
         return 0
@@ -409,7 +420,7 @@ def negotiate(offers, *, bint enabled=True, int server_max_window_bits=15,
     """The client's Sec-WebSocket-Extensions value (str or bytes; "" or None: no offer) ->
     (the response's Sec-WebSocket-Extensions value, the connection's PerMessageDeflate), or
     (None, None) when no permessage-deflate offer is acceptable (or it is not enabled, or the
-    value breaks the grammar). The keywords are the server's side: the largest windows it uses
+    value breaks the grammar anywhere). The keywords are the server's side: the largest windows it uses
     and asks for, whether it keeps its own window between messages (and asks the client not
     to), its compression level and zlib's memLevel. The first acceptable offer is taken; an offer
     with an unknown, repeated or badly valued parameter is declined, as is one that limits the
@@ -432,11 +443,14 @@ def negotiate(offers, *, bint enabled=True, int server_max_window_bits=15,
             return None, None
     else:
         raw = bytes(offers)
-    while True:
-        r = _next_offer(raw, len(raw), &at, &o)
-        if r < 0:
+    found = None
+    while True:                         # the whole list is read: one that breaks the grammar
+        r = _next_offer(raw, len(raw), &at, &o)     # is no offer at all
+        if r == -2:
             return None, None
-        if r == 0 or not o.ok:
+        if r == -1:
+            return found if found is not None else (None, None)
+        if r == 0 or not o.ok or found is not None:
             continue
         if o.server_max_window_bits == 8:
             continue                    # a window zlib cannot compress with: not honoured
@@ -462,4 +476,4 @@ def negotiate(offers, *, bint enabled=True, int server_max_window_bits=15,
             params.append(f"server_max_window_bits={server_bits}")
         if o.client_max_window_bits > 0 or (o.client_max_window_bits == -1 and client_bits < 15):
             params.append(f"client_max_window_bits={client_bits}")
-        return "; ".join(params), pmd
+        found = ("; ".join(params), pmd)
