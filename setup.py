@@ -43,7 +43,8 @@ extensions = [
               extra_link_args=ldflags, libraries=LIBRARIES.get(name, []))
     for name in ("_json", "_fields", "_message", "_head", "_parser", "_outbuf", "_wsdeflate",
                  "_writer", "_wshandshake", "_proxy", "_shared", "_accept", "_handoff",
-                 "_context", "_stream_out", "_accesslog", "_requestids", "_lifecycle", "_conn", "_bridge", "_conn_io", "_loop")
+                 "_context", "_stream_out", "_accesslog", "_requestids", "_lifecycle", "_conn",
+                 "_bridge", "_conn_io", "_loop")
 ]
 # Plain Python modules that run once per request (the dispatcher and its layers, the WSGI
 # and ASGI adapters) are compiled as they are, too: the .py stays the source, the

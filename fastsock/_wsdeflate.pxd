@@ -60,9 +60,7 @@ cdef class PerMessageDeflate:
     # compressor freed after it if the server does not take its context over.
     cdef int deflate(self, const char* p, Py_ssize_t n, ByteBuf* out) except -1
     # internals
-    cdef void _end_inflater(self) noexcept
     cdef void _end_deflater(self) noexcept
-    cdef int _start_inflater(self) except -1
-    cdef int _start_deflater(self) except -1
+    cdef int _start(self, bint deflater) except -1
     cdef int _after_final_block(self) except -1
     cdef int _inflate_input(self, ByteBuf* out, Py_ssize_t cap) except -2
