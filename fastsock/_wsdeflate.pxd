@@ -15,6 +15,7 @@ cdef extern from "zlib.h":
         alloc_func zalloc
         free_func zfree
         void* opaque
+        int data_type       # inflate: +128 when it stopped between two blocks
     enum:
         Z_OK, Z_STREAM_END, Z_NEED_DICT, Z_BUF_ERROR, Z_MEM_ERROR
         Z_SYNC_FLUSH, Z_DEFLATED, Z_DEFAULT_STRATEGY

@@ -19,7 +19,7 @@ cdef extern from *:
     """
     #include <stdlib.h>
     #include <zlib.h>
-    /* zlib's allocations, counted in *opaque: each block carries its size in front of it. */
+    /* zlib's allocations, counted in *opaque: each block carries its size in front of it */
     static voidpf fs_zalloc(voidpf opaque, uInt items, uInt size) {
         size_t n = (size_t)items * size;
         size_t* p = (size_t*)malloc(n + 16);
@@ -30,8 +30,7 @@ cdef extern from *:
     }
     static void fs_zfree(voidpf opaque, voidpf address) {
         size_t* p = (size_t*)((char*)address - 16);
-        *(Py_ssize_t*)opaque -= (Py_ssize_t)p[0];
-        free(p);
+        *(Py_ssize_t*)opaque -= (Py_ssize_t)p[0]; free(p);
     }
     """
     void* fs_zalloc(void* opaque, unsigned int items, unsigned int size) noexcept
@@ -173,6 +172,8 @@ cdef class PerMessageDeflate:
         if self.stream_ended:
             return self._after_final_block()
         r = self.inflate(<const char*>TAIL, 4, out, cap)
+        if r == 0 and not self.stream_ended and not (self.inflater.data_type & 128):
+            return -1       # the message ended inside a block: cut short, or no deflate data
         if r == 0 and self.client_no_context_takeover:
             z_inflateReset(&self.inflater)
         return r

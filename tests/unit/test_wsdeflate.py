@@ -184,9 +184,17 @@ def test_the_cap_is_exact():
     assert status == 1 and out == data
 
 
-@pytest.mark.parametrize("data", [b"\xff\xff\xff\xff", b"\x07", bytes.fromhex("0005 00ffff")])
+@pytest.mark.parametrize("data", [b"\xff\xff\xff\xff", b"\x07", bytes.fromhex("0005 00ffff"),
+                                  b"", HELLO + TAIL, HELLO[:-1], HELLO[:-2]])
 def test_a_corrupt_stream_is_minus_one(data):
+    # (an empty payload, the tail left on, a message cut short: it would end inside a block)
     assert PerMessageDeflate().decompress(data)[0] == -1
+
+
+def test_a_message_cut_short_is_corrupt_however_it_is_cut():
+    wire = Client().compress(bytes(range(256)) * 64)
+    for cut in (1, 2, 5, len(wire) // 2):
+        assert PerMessageDeflate().decompress(wire[:-cut])[0] == -1, cut
 
 
 # --- memory
