@@ -4,7 +4,8 @@ to (a bomb), a corrupt stream, zlib's memory, and every kind of offer the negoti
 import zlib
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastsock._wsdeflate import PerMessageDeflate, negotiate
 
@@ -282,11 +283,15 @@ def test_an_acceptable_offer_is_answered(offer, response, agreed):
     'permessage-deflate; client_no_context_takeover=""',
     "permessage-deflate; server_max_window_bits",
     "permessage-deflate; server_max_window_bits=8",       # zlib cannot honour it
-    "permessage-deflate; server_max_window_bits=7", "permessage-deflate; server_max_window_bits=16",
-    "permessage-deflate; server_max_window_bits=010", "permessage-deflate; server_max_window_bits=1a",
-    "permessage-deflate; server_max_window_bits=+9", "permessage-deflate; client_max_window_bits=0",
+    "permessage-deflate; server_max_window_bits=7",
+    "permessage-deflate; server_max_window_bits=16",
+    "permessage-deflate; server_max_window_bits=010",
+    "permessage-deflate; server_max_window_bits=1a",
+    "permessage-deflate; server_max_window_bits=+9",
+    "permessage-deflate; client_max_window_bits=0",
     "permessage-deflate; client_max_window_bits=99999999999999999999",
-    'permessage-deflate; client_max_window_bits=""', 'permessage-deflate; client_max_window_bits="1 0"',
+    'permessage-deflate; client_max_window_bits=""',
+    'permessage-deflate; client_max_window_bits="1 0"',
     'permessage-deflate; client_max_window_bits="10000000000000000000000"',
     # breaks the grammar: nothing is taken
     "permessage-deflate;", "permessage-deflate; =10", "permessage-deflate x",
@@ -310,14 +315,18 @@ def test_the_servers_own_settings_shape_the_answer():
                    "server_max_window_bits=11")
     assert (pmd.level, pmd.mem_level, pmd.server_max_window_bits) == (6, 4, 11)
     # the client's window: asked for only where the client said it can be (§7.1.2.2)
-    assert negotiate("permessage-deflate", client_max_window_bits=10)[0] == "permessage-deflate"
-    assert negotiate("permessage-deflate", client_max_window_bits=10)[1].client_max_window_bits == 15
-    assert negotiate("permessage-deflate; client_max_window_bits",
-                     client_max_window_bits=10)[0] == "permessage-deflate; client_max_window_bits=10"
-    assert negotiate("permessage-deflate; client_max_window_bits=12",
-                     client_max_window_bits=10)[0] == "permessage-deflate; client_max_window_bits=10"
-    assert negotiate("permessage-deflate; server_max_window_bits=13",
-                     server_max_window_bits=11)[0] == "permessage-deflate; server_max_window_bits=11"
+    def answer(offer, **settings):
+        return negotiate(offer, **settings)[0]
+
+    assert answer("permessage-deflate", client_max_window_bits=10) == "permessage-deflate"
+    assert negotiate("permessage-deflate",
+                     client_max_window_bits=10)[1].client_max_window_bits == 15
+    assert answer("permessage-deflate; client_max_window_bits",
+                  client_max_window_bits=10) == "permessage-deflate; client_max_window_bits=10"
+    assert answer("permessage-deflate; client_max_window_bits=12",
+                  client_max_window_bits=10) == "permessage-deflate; client_max_window_bits=10"
+    assert answer("permessage-deflate; server_max_window_bits=13",
+                  server_max_window_bits=11) == "permessage-deflate; server_max_window_bits=11"
 
 
 @pytest.mark.parametrize("setting", [

@@ -88,8 +88,9 @@ def test_subprotocols_in_order_over_repeated_lines():
 
 
 def test_extensions_joined_over_repeated_lines():
-    req = upgrade_request(("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
-                          ("sec-websocket-extensions", "x-foo"))
+    req = upgrade_request(
+        ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+        ("sec-websocket-extensions", "x-foo"))
     assert extensions(req) == "permessage-deflate; client_max_window_bits, x-foo"
     assert extensions(upgrade_request()) == ""
 
