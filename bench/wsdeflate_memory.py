@@ -23,10 +23,13 @@ def from_client(bits: int) -> bytes:
 
 
 def main() -> None:
+    print("zlib's bytes after a message in (inflate), then one out (+deflate)")
     print(f"{'setting':44s} {'response':74s} {'inflate':>8s} {'+deflate':>9s}")
     settings_by_label: list[tuple[str, dict[str, Any]]] = [
         ("windows 15, memLevel 8 (zlib's defaults)", {}),
         ("the same, server_no_context_takeover", {"server_no_context_takeover": True}),
+        ("the same, both sides' no_context_takeover", {"server_no_context_takeover": True,
+                                                       "client_no_context_takeover": True}),
         ("windows 15, memLevel 5", {"mem_level": 5}),
         ("windows 12, memLevel 5", {"server_max_window_bits": 12, "client_max_window_bits": 12,
                                     "mem_level": 5}),

@@ -54,8 +54,9 @@ cdef class PerMessageDeflate:
     # out.len would pass cap (nothing more is inflated: the message is a 1009; out.len may be
     # cap + 1), -1 on a corrupt stream (invalid data: the caller closes with 1007).
     cdef int inflate(self, const char* p, Py_ssize_t n, ByteBuf* out, Py_ssize_t cap) except -2
-    # The message's last frame came: inflate the 00 00 ff ff tail (RFC 7692 §7.2.2), and reset
-    # the window if the client does not take its context over. Same answers as inflate.
+    # The message's last frame came: inflate the 00 00 ff ff tail (RFC 7692 §7.2.2), and free
+    # the decompressor if the client does not take its context over. Same answers as inflate
+    # (-1 also for a message that ends inside a deflate block).
     cdef int inflate_end(self, ByteBuf* out, Py_ssize_t cap) except -2
     # One whole message compressed into out (appended), its 00 00 ff ff tail stripped; the
     # compressor freed after it if the server does not take its context over.

@@ -224,6 +224,21 @@ def test_without_server_context_takeover_the_compressor_is_freed_after_each_mess
     assert 0 < pmd.memory() < 48 * 1024
 
 
+def test_without_client_context_takeover_the_decompressor_is_freed_after_each_message():
+    pmd = PerMessageDeflate(client_no_context_takeover=True)
+    assert pmd.decompress(HELLO[:3], fin=False) == (0, b"He")
+    assert pmd.memory() > 0                     # held while a message comes in
+    assert pmd.decompress(HELLO[3:]) == (0, b"llo")
+    assert pmd.memory() == 0
+    assert pmd.decompress(bytes.fromhex("f348cdc9c90700")) == (0, b"Hello")   # a final block
+    assert pmd.memory() == 0
+    assert pmd.decompress(HELLO) == (0, b"Hello")
+    both = PerMessageDeflate(server_no_context_takeover=True, client_no_context_takeover=True)
+    both.decompress(HELLO)
+    both.compress(b"Hello")
+    assert both.memory() == 0                   # an idle connection holds no zlib memory
+
+
 # --- the negotiation
 
 
