@@ -1,0 +1,6 @@
+# Type stubs for the permessage-deflate placeholder (dropped at the merge).
+from typing import Any
+
+class PerMessageDeflate: ...
+
+def negotiate(offer: str, options: Any = None) -> tuple[str | None, PerMessageDeflate | None]: ...
