@@ -311,7 +311,15 @@ cdef class Loop(ConnIO):
         self.draining = True
         self.drain_deadline = monotonic() + self.ctx.limits.graceful_timeout
         self._close_listeners()
+        self._close_websockets()
         self._close_idle()
+
+    cdef void _close_websockets(self):
+        """Draining: every open WebSocket is closed with 1001 (its handler is told)."""
+        cdef Connection c
+        for c in [c for c in self.conns.values() if c.ws is not None]:
+            c.ws.going_away()
+            self._resume(c)
 
     cdef void _close_listeners(self):
         """Out of the epoll set first, then closed: the socket lives on in the master and the
