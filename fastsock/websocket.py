@@ -52,8 +52,7 @@ class WebSockets:
                            if req.client else "?", status, why)
             headers = [VERSION_HEADER] if status == 426 else []
             return Response(_WHY.get(status, b"Bad WebSocket handshake\n"), status,
-                            headers=headers + [("Connection", "close")],
-                            content_type="text/plain")
+                            headers=headers, content_type="text/plain")
         if self.open >= self.max_connections:
             error_log.warning("refused a WebSocket: %d open in this worker (--ws-max-connections)",
                               self.open)
@@ -255,6 +254,8 @@ def start_websocket(req: Request, runner, run: Callable, what: str):
     the session when the handler accepts. run(channel) -> the handler's coroutine, a task on
     the worker's asyncio loop that ends the WebSocket when it ends (Channel.ended)."""
     sockets: WebSockets = runner.websockets
+    req.close_after()       # refused, the connection closes: what follows is never read as
+                            # requests (a proxy that took the upgrade for done sends frames)
     refusal = sockets.refusal(req)
     if refusal is not None:
         return refusal
@@ -270,6 +271,7 @@ def start_websocket(req: Request, runner, run: Callable, what: str):
     loop = runner.loop
     if loop is not None:
         loop.tasks += 1
+        loop.ws_handlers += 1
     channel.on_timeout = task.cancel        # type: ignore[method-assign]
     deferred.on_cancel = task.cancel        # the client left before the handshake's answer
     task.add_done_callback(functools.partial(_handler_done, channel, sockets, loop, what))
@@ -283,6 +285,7 @@ def _handler_done(channel: Channel, sockets: WebSockets, loop, what: str, task) 
     finally:
         sockets.open -= 1
         if loop is not None:
+            loop.ws_handlers -= 1
             loop.task_done()
 
 

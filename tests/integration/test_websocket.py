@@ -257,7 +257,7 @@ def test_the_access_log_has_a_line_at_close(server):
 
 
 def test_draining_closes_websockets_with_1001(tmp_path):
-    s = start_server(tmp_path, "--workers", "1", app=APP)
+    s = start_server(tmp_path, "--workers", "1", app=APP, env={"FASTSOCK_TEST_DIR": str(tmp_path)})
     try:
         with connect(url(s, "/watch")) as ws:
             ws.send("ping?")
@@ -267,6 +267,8 @@ def test_draining_closes_websockets_with_1001(tmp_path):
                 ws.recv(timeout=10)
             assert closed.value.rcvd.code == 1001
         assert s.proc.wait(15) == 0
+        # the worker waited for its handler, which saw the close (and awaited after it)
+        assert (tmp_path / "watch.txt").read_text() == "1001\n"
     finally:
         s.stop()
 
