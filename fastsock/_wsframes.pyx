@@ -28,6 +28,8 @@ cdef enum:
     REASON_MAX = 123            # a close frame's reason: 125 bytes of payload less the code
 
 cdef uint64_t HIGH_BITS = 0x8080808080808080ULL
+cdef str UTF8_BAD = "a text message that is not valid UTF-8"
+cdef str UTF8_CUT = "a text message that ends inside a UTF-8 sequence"
 
 
 cdef inline uint64_t unmask(unsigned char* dst, const unsigned char* src, Py_ssize_t n,
@@ -60,18 +62,14 @@ cdef class FrameReader:
     permessage-deflate, or None when it was not agreed (RSV1 is then a protocol error)."""
 
     def __cinit__(self):
-        self.close_reason = ""
-        self.ascii = 1
-        self.held = b""
+        self.close_reason, self.held = "", b""
 
     def __init__(self, Py_ssize_t max_message, Py_ssize_t max_frame,
                  PerMessageDeflate deflate=None):
         if max_message < 1 or max_frame < 1:
             raise ValueError(f"WebSocket limits must be positive: max_message={max_message}, "
                              f"max_frame={max_frame}")
-        self.max_message = max_message
-        self.max_frame = max_frame
-        self.deflate = deflate
+        self.max_message, self.max_frame, self.deflate = max_message, max_frame, deflate
 
     def __dealloc__(self):
         bytebuf_free(&self.buf)
@@ -214,7 +212,7 @@ cdef class FrameReader:
         if seen & HIGH_BITS:
             fs_utf8_check(&state, <unsigned char*>PyUnicode_DATA(msg), n, &ascii)
             if state != FS_UTF8_ACCEPT:
-                return self._fail(1007, "a text message that is not valid UTF-8")
+                return self._fail(1007, UTF8_BAD if state == FS_UTF8_REJECT else UTF8_CUT)
             msg = PyUnicode_DecodeUTF8(<char*>PyUnicode_DATA(msg), n, NULL)
         self.message = msg
         return WS_TEXT
@@ -249,7 +247,7 @@ cdef class FrameReader:
                       self.buf.len - self.checked, &self.ascii)
         self.checked = self.buf.len
         if self.utf8_state == FS_UTF8_REJECT:
-            return self._fail(1007, "a text message that is not valid UTF-8")
+            return self._fail(1007, UTF8_BAD)
         return 0
 
     cdef int _inflate_failed(self, int r) except -1:
@@ -273,7 +271,7 @@ cdef class FrameReader:
             bytebuf_free(&self.buf)
             return WS_BINARY
         if self.utf8_state != FS_UTF8_ACCEPT:
-            return self._fail(1007, "a text message that ends inside a UTF-8 sequence")
+            return self._fail(1007, UTF8_CUT)
         if self.ascii:                      # one copy, no decoding
             self.message = PyUnicode_New(self.buf.len, 127)
             if self.buf.len:

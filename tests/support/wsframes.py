@@ -49,11 +49,9 @@ def close(code: int | None = None, reason: bytes = b"", **kw: object) -> bytes:
 def fragments(opcode: int, payload: bytes, size: int, **kw: object) -> bytes:
     """A message cut into frames of `size` payload bytes (at least one frame)."""
     parts = [payload[i:i + size] for i in range(0, len(payload), size)] or [b""]
-    out = b""
-    for i, part in enumerate(parts):
-        out += frame(opcode if i == 0 else OP_CONT, part, fin=i == len(parts) - 1,
-                     **kw)  # type: ignore[arg-type]
-    return out
+    return b"".join(frame(opcode if i == 0 else OP_CONT, part, fin=i == len(parts) - 1,
+                          **kw)  # type: ignore[arg-type]
+                    for i, part in enumerate(parts))
 
 
 def parse_server_frames(data: bytes) -> list[tuple[int, bool, bool, bytes]]:
