@@ -99,7 +99,7 @@ cdef class FrameReader:
         cdef unsigned long long plen
         cdef const unsigned char* p
         cdef unsigned char ctrl[125]
-        cdef int b0, b1, opcode, r
+        cdef int b0, b1, opcode
         while True:
             if self.left == 0:              # a frame header: checked from its first 2 bytes
                 if n - pos < 2:
