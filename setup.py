@@ -42,9 +42,9 @@ extensions = [
     Extension(f"fastsock.{name}", [f"fastsock/{name}.pyx"], extra_compile_args=cflags,
               extra_link_args=ldflags, libraries=LIBRARIES.get(name, []))
     for name in ("_json", "_fields", "_message", "_head", "_parser", "_outbuf", "_wsdeflate",
-                 "_writer", "_wshandshake", "_proxy", "_shared", "_accept", "_handoff",
-                 "_context", "_stream_out", "_accesslog", "_requestids", "_lifecycle", "_conn",
-                 "_bridge", "_conn_io", "_loop")
+                 "_writer", "_wsframes", "_wshandshake", "_proxy", "_shared", "_accept",
+                 "_handoff", "_context", "_stream_out", "_accesslog", "_requestids", "_wsconn",
+                 "_lifecycle", "_conn", "_bridge", "_conn_io", "_loop")
 ]
 # Plain Python modules that run once per request (the dispatcher and its layers, the WSGI
 # and ASGI adapters) are compiled as they are, too: the .py stays the source, the

@@ -43,11 +43,23 @@ cdef class FrameReader:
     cdef unsigned int utf8_state        # the UTF-8 check's state across frames
     cdef Py_ssize_t checked             # bytes of buf already UTF-8 checked
     cdef bint ascii                     # every byte of the text so far is ASCII
+    cdef bytes held                     # feed()'s bytes of an unfinished header (tests' door)
 
     # One event from data[:n]: *used says how many bytes were taken (bytes of an incomplete
     # frame header are left: give them again with what follows). Call again with the rest
     # while it answers an event.
     cdef int next_event(self, const unsigned char* data, Py_ssize_t n, Py_ssize_t* used) except -1
+    # its steps
+    cdef int _next(self, const unsigned char* data, Py_ssize_t n, Py_ssize_t* used) except -1
+    cdef int _fail(self, int code, str reason) except -1
+    cdef int _check_header(self, int b0, int b1) except -1
+    cdef int _whole(self, const unsigned char* src, Py_ssize_t n,
+                    const unsigned char* mask) except -1
+    cdef int _payload(self, const unsigned char* p, Py_ssize_t m) except -1
+    cdef int _check_text(self) except -1
+    cdef int _inflate_failed(self, int r) except -1
+    cdef int _message_end(self) except -1
+    cdef int _control(self, int opcode, const unsigned char* p, Py_ssize_t n) except -1
 
 
 # Frames the server sends: never masked (RFC 6455 §5.1).

@@ -1,0 +1,63 @@
+# UTF-8 validation (RFC 3629), incremental: Björn Höhrmann's DFA
+# (https://bjoern.hoehrmann.de/utf-8/decoder/dfa/), with 8 bytes at a time while the text is
+# ASCII. The state goes from one call to the next, so a code point may be split across frames
+# or reads; the DFA rejects at the first byte no valid text can continue with (overlongs,
+# surrogates, past U+10FFFF), so an invalid prefix is found as soon as it arrives.
+# Declarations and inline C only: no module of its own.
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+
+    #define FS_UTF8_ACCEPT 0
+    #define FS_UTF8_REJECT 12
+
+    /* bytes -> character classes (256), then (state + class) -> state */
+    static const uint8_t fs_utf8d[] = {
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,9,9,9,9,9,9,9,9,9,9,9,9,9,9,9,9,
+      7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,
+      8,8,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+      10,3,3,3,3,3,3,3,3,3,3,3,3,4,3,3,11,6,6,6,5,8,8,8,8,8,8,8,8,8,8,8,
+      0,12,24,36,60,96,84,12,12,12,48,72,12,12,12,12,12,12,12,12,12,12,12,12,
+      12,0,12,12,12,12,12,0,12,0,12,12,12,24,12,12,12,12,12,24,12,24,12,12,
+      12,12,12,12,12,12,12,24,12,12,12,12,12,24,12,12,12,12,12,12,12,24,12,12,
+      12,12,12,12,12,12,12,36,12,36,12,12,12,36,12,12,12,12,12,36,12,36,12,12,
+      12,36,12,12,12,12,12,12,12,12,12,12,
+    };
+
+    /* Check p[:n], going on from *state (FS_UTF8_ACCEPT between code points). Returns n when
+       every byte may still be (part of) valid text, else the index of the first byte that
+       makes it invalid (*state is then FS_UTF8_REJECT). *ascii is cleared at a non-ASCII byte. */
+    static inline Py_ssize_t fs_utf8_check(unsigned int *state, const unsigned char *p,
+                                           Py_ssize_t n, int *ascii) {
+        unsigned int s = *state;
+        Py_ssize_t i = 0;
+        uint64_t w;
+        while (i < n) {
+            if (s == FS_UTF8_ACCEPT) {
+                while (i + 8 <= n) {
+                    memcpy(&w, p + i, 8);
+                    if (w & 0x8080808080808080ULL) break;
+                    i += 8;
+                }
+                if (i >= n) break;
+            }
+            if (p[i] >= 0x80) *ascii = 0;
+            s = fs_utf8d[256 + s + fs_utf8d[p[i]]];
+            if (s == FS_UTF8_REJECT) { *state = s; return i; }
+            i++;
+        }
+        *state = s;
+        return n;
+    }
+    """
+    enum:
+        FS_UTF8_ACCEPT
+        FS_UTF8_REJECT
+    Py_ssize_t fs_utf8_check(unsigned int* state, const unsigned char* p, Py_ssize_t n,
+                             bint* ascii) noexcept nogil
