@@ -114,6 +114,8 @@ cdef class Lifecycle(Endpoint):
         ws.attach(self.ctx, self, self.out, self.client(), req)
         self.ws = ws
         self._to(C_WEBSOCKET)
+        if not self.ctx.keep_alive:         # draining: it goes at once, as the others did
+            ws.going_away()
         return 0
 
     cdef int websocket_input(self) except -1:

@@ -69,7 +69,10 @@ cdef class WsSession:
         cdef OutBuffer scratch = OutBuffer.__new__(OutBuffer)
         answer = None
         if self.opts.compression and self.offered_extensions:
-            answer, self.deflate = negotiate(self.offered_extensions)
+            # 4 KiB windows and memLevel 5 (the websockets library's defaults): ~50 KB of zlib
+            # per connection that keeps its context, not ~300 KB (bench/wsdeflate_memory.py)
+            answer, self.deflate = negotiate(self.offered_extensions, server_max_window_bits=12,
+                                             client_max_window_bits=12, mem_level=5)
         write_accept(scratch, self.accept_value, subprotocol, answer,
                      list(headers) if headers else [], b"")
         self.head = scratch.getvalue()
