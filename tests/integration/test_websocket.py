@@ -322,3 +322,30 @@ def test_an_app_that_never_answers_the_handshake_gets_504(tmp_path):
         wait_for_log(s, "neither accepted nor refused")
     finally:
         s.stop()
+
+
+def test_past_ws_max_connections_the_handshake_gets_503(tmp_path):
+    s = start_server(tmp_path, "--workers", "1", "--ws-max-connections", "3", app=APP)
+    try:
+        with ExitStack() as stack:
+            for _ in range(3):
+                stack.enter_context(connect(url(s, "/echo")))
+            with pytest.raises(InvalidStatus) as full:
+                connect(url(s, "/echo"))
+            assert full.value.response.status_code == 503
+            assert full.value.response.headers["retry-after"] == "1"
+            wait_for_log(s, "refused a WebSocket: 3 open in this worker")
+            assert s.get("/hello").text == "hello"          # HTTP is not refused
+        # closed, their places are free again
+        wait_until(lambda: _connects(s), what="a WebSocket accepted again")
+    finally:
+        s.stop()
+
+
+def _connects(s) -> bool:
+    try:
+        with connect(url(s, "/echo")) as ws:
+            ws.send("x")
+            return ws.recv(timeout=5) == "x"
+    except InvalidStatus:
+        return False
