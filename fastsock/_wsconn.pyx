@@ -120,9 +120,8 @@ cdef class WsSession:
                     if self.phase == WS_OPEN:
                         write_frame(self.out, OP_PONG, <bytes>r.message,
                                     len(<bytes>r.message), False)
-                elif ev == WS_PONG:
-                    if len(<bytes>r.message) == 4 and _unpack(<bytes>r.message) == self.pings:
-                        self.pong_due = NEVER
+                elif ev == WS_PONG:     # any pong shows the peer alive (one to an earlier
+                    self.pong_due = NEVER   # ping, late; an unsolicited one, RFC 6455 §5.5.3)
                 elif ev == WS_CLOSE:
                     code = r.close_code
                     if self.phase == WS_OPEN:       # echo its code (RFC 6455 §5.5.1)
@@ -277,7 +276,3 @@ cdef inline void _pack(unsigned char* p, uint32_t v) noexcept:
     p[2] = (v >> 8) & 0xff
     p[3] = v & 0xff
 
-
-cdef inline uint32_t _unpack(bytes b) noexcept:
-    cdef const unsigned char* p = <const unsigned char*><const char*>b
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
