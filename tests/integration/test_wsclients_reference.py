@@ -1,0 +1,134 @@
+"""The WebSocket clients of tests/support/wsclients.py, proven against a reference server:
+uvicorn (its `websockets` and `wsproto` implementations) serving the Starlette echo app of
+tests/apps/ws_reference.py. The server is a fixture parametrised over WS_SERVERS: fastsock
+joins it as one more entry (a start function returning a Server) when it serves WebSockets."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.servers import ROOT, Server, free_port
+from tests.support.waiting import wait_until
+from tests.support.wsclients import CLIENTS, chromium_roundtrip
+
+APP = "tests.apps.ws_reference:app"
+
+
+def start_uvicorn(tmp_path, ws: str) -> Server:
+    port = free_port()
+    log_path, out_path = tmp_path / f"uvicorn-{port}.err", tmp_path / f"uvicorn-{port}.out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    with open(log_path, "wb") as err, open(out_path, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port),
+             "--ws", ws, "--no-access-log", "--log-level", "warning"],
+            cwd=ROOT, stdout=out, stderr=err, env=env)
+    server = Server(proc, port, log_path, out_path)
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {proc.returncode}:\n{server.log()}")
+        try:
+            server.connect(0.5).close()
+            return True
+        except OSError:
+            return False
+
+    wait_until(listening, 15, what="uvicorn listening", server=server)
+    return server
+
+
+WS_SERVERS = {
+    "uvicorn-websockets": lambda tmp: start_uvicorn(tmp, "websockets"),
+    "uvicorn-wsproto": lambda tmp: start_uvicorn(tmp, "wsproto"),
+}
+
+MESSAGES = ["hello", "", "ünïcödé ✓ 𝄞", b"\x00\xff binary \x80", b"", "x" * 70_000,
+            bytes(range(256)) * 300]
+
+
+@pytest.fixture(scope="module", params=list(WS_SERVERS))
+def ws_server(request, tmp_path_factory):
+    server = WS_SERVERS[request.param](tmp_path_factory.mktemp("ws"))
+    yield server
+    server.stop()
+
+
+def ws_url(server: Server, path: str = "/echo") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_each_client_echoes_text_and_binary_then_closes_1000(ws_server, client):
+    echoed = CLIENTS[client](ws_url(ws_server), MESSAGES)
+    assert echoed.replies == MESSAGES
+    assert [type(r) for r in echoed.replies] == [type(m) for m in MESSAGES]
+    assert echoed.close_code == 1000
+    assert echoed.subprotocol is None
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_each_client_negotiates_a_subprotocol(ws_server, client):
+    echoed = CLIENTS[client](ws_url(ws_server), ["ping"], subprotocols=["chat.v2", "chat.v1"])
+    assert echoed.subprotocol == "chat.v2"
+    assert echoed.replies == ["ping"]
+
+
+@pytest.mark.parametrize("client", ["websockets", "wsproto", "aiohttp"])
+def test_each_client_with_permessage_deflate(ws_server, client):
+    # compressible and incompressible messages, both ways through the deflate context
+    messages = ["a" * 50_000, os.urandom(20_000), "short", b"b" * 10]
+    echoed = CLIENTS[client](ws_url(ws_server), messages, compress=True)
+    assert echoed.replies == messages
+    assert "permessage-deflate" in (echoed.extensions or "")
+    assert echoed.close_code == 1000
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_without_compression_no_extension_is_accepted(ws_server, client):
+    echoed = CLIENTS[client](ws_url(ws_server), ["a" * 1000])
+    assert not echoed.extensions
+
+
+def test_picows_refuses_compression_it_does_not_have(ws_server):
+    with pytest.raises(ValueError, match="permessage-deflate"):
+        CLIENTS["picows"](ws_url(ws_server), ["x"], compress=True)
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_each_client_fails_fast_on_a_refused_upgrade(ws_server, client):
+    """A path with no WebSocket route: the helper raises, it does not hang or return."""
+    with pytest.raises(Exception):  # noqa: B017  (each library has its own error type)
+        CLIENTS[client](ws_url(ws_server, "/no-such-socket"), ["x"])
+
+
+def test_chromium_on_a_same_origin_page(ws_server):
+    page = f"http://127.0.0.1:{ws_server.port}/ws-page"
+    messages = ["from the browser", "ünïcödé ✓", b"\x00\x01\xfe\xff", "y" * 100_000]
+    echoed = chromium_roundtrip(page, messages)
+    assert echoed.replies == messages
+    assert echoed.close_code == 1000
+    assert echoed.origin == f"http://127.0.0.1:{ws_server.port}"
+    # Chromium always offers permessage-deflate; uvicorn's implementations accept it
+    assert "permessage-deflate" in (echoed.extensions or "")
+
+
+def test_chromium_subprotocol_and_the_origin_the_app_sees(ws_server):
+    page = f"http://127.0.0.1:{ws_server.port}/ws-page"
+    echoed = chromium_roundtrip(page, ["x"], subprotocols=["chat.v1"])
+    assert echoed.subprotocol == "chat.v1"
+    assert echoed.replies == ["x"]
+    # /origin sends the Origin header the handshake carried, then closes 1000
+    origin = chromium_roundtrip(page, ["ignored"], ws_url=ws_url(ws_server, "/origin"))
+    assert origin.replies == [f"http://127.0.0.1:{ws_server.port}"]
+    assert origin.close_code == 1000
+
+
+def test_chromium_reports_a_refused_upgrade(ws_server):
+    page = f"http://127.0.0.1:{ws_server.port}/ws-page"
+    with pytest.raises(ConnectionError, match="chromium"):
+        chromium_roundtrip(page, ["x"], ws_url=ws_url(ws_server, "/no-such-socket"))
