@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zlib
 
 import pytest
 
+from tests.support import wsframes as wf
 from tests.support.servers import ROOT, Server, free_port
 from tests.support.waiting import wait_until
 from tests.support.wsclients import CLIENTS, chromium_roundtrip
@@ -132,3 +134,75 @@ def test_chromium_reports_a_refused_upgrade(ws_server):
     page = f"http://127.0.0.1:{ws_server.port}/ws-page"
     with pytest.raises(ConnectionError, match="chromium"):
         chromium_roundtrip(page, ["x"], ws_url=ws_url(ws_server, "/no-such-socket"))
+
+
+# ------------------------------------------- the raw-socket helpers (tests/support/wsframes.py)
+
+
+def test_raw_handshake_then_frames_by_hand(ws_server):
+    status, headers, sock, leftover = wf.upgrade(ws_server.port, subprotocols=["chat.v1", "x"])
+    with sock:
+        assert status == 101
+        assert headers.get("sec-websocket-accept") == wf.accept_key(headers.key)
+        assert headers.get("sec-websocket-protocol") == "chat.v1"
+        assert headers.get("upgrade").lower() == "websocket"
+        reader = wf.ServerFrames(sock, leftover)
+        sock.sendall(wf.frame(wf.OP_TEXT, b"hello"))
+        f = reader.next()
+        assert (f.opcode, f.fin, f.text, f.masked) == (wf.OP_TEXT, True, "hello", False)
+        # a fragmented message with a ping between its fragments: the pong comes (same
+        # payload), and the message is echoed whole
+        first, second, third = wf.pieces(wf.OP_BINARY, b"0123456789" * 30, 100)
+        sock.sendall(first + wf.frame(wf.OP_PING, b"are you there") + second + third)
+        opcode, data, controls = reader.message()
+        assert (opcode, data) == (wf.OP_BINARY, b"0123456789" * 30)
+        assert [(c.opcode, c.payload) for c in controls] == [(wf.OP_PONG, b"are you there")]
+        # a 64-bit length
+        sock.sendall(wf.frame(wf.OP_BINARY, b"z" * 70_000))
+        assert reader.message()[1] == b"z" * 70_000
+        # the close handshake: our 1000 comes back, then the server ends TCP
+        sock.sendall(wf.close(1000, b"done"))
+        closing = reader.next()
+        assert (closing.opcode, closing.close_code) == (wf.OP_CLOSE, 1000)
+        assert reader.closed()
+
+
+def test_raw_compressed_message_both_ways(ws_server):
+    status, headers, sock, leftover = wf.upgrade(
+        ws_server.port, extensions="permessage-deflate; client_max_window_bits")
+    with sock:
+        assert status == 101
+        assert "permessage-deflate" in headers.get("sec-websocket-extensions", "")
+        reader = wf.ServerFrames(sock, leftover)
+        compressor, inflater = zlib.compressobj(wbits=-15), wf.Inflater()
+        for message in ("ü" * 3000, "short", "ü" * 3000):
+            sock.sendall(wf.frame(wf.OP_TEXT, wf.deflated(message.encode(), compressor), rsv=4))
+            f = reader.next()
+            payload = inflater.decompress(f.payload) if f.rsv1 else f.payload
+            assert (f.opcode, payload.decode()) == (wf.OP_TEXT, message)
+
+
+@pytest.mark.parametrize("kw", [{"version": "12"}, {"version": None}, {"key": ""}])
+def test_raw_handshake_refusals_come_as_a_status(ws_server, kw):
+    """The helper hands back a refused upgrade's status and head (the reference server's
+    statuses differ: uvicorn's websockets says 400 to version 12 where RFC 6455 §4.4 wants
+    426; fastsock's tests hold it to the RFC)."""
+    status, headers, sock, leftover = wf.upgrade(ws_server.port, **kw)
+    sock.close()
+    assert 400 <= status < 500
+    assert headers.get("sec-websocket-accept") is None
+
+
+def test_raw_unmasked_frame_fails_the_connection(ws_server):
+    """An unmasked client frame (RFC 6455 §5.1): no echo, the connection failed; a close frame
+    first, if any, says 1002 (uvicorn's websockets sends one, its wsproto only closes TCP)."""
+    status, _, sock, leftover = wf.upgrade(ws_server.port)
+    with sock:
+        assert status == 101
+        reader = wf.ServerFrames(sock, leftover)
+        sock.sendall(wf.frame(wf.OP_TEXT, b"no mask", masked=False))
+        frames = []
+        with pytest.raises(ConnectionError):
+            while True:
+                frames.append(reader.next())
+        assert [(f.opcode, f.close_code) for f in frames] in ([], [(wf.OP_CLOSE, 1002)])
