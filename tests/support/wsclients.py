@@ -93,10 +93,12 @@ def wsproto_roundtrip(url: str, messages: list[Message], *, subprotocols=None,
         AcceptConnection,
         BytesMessage,
         CloseConnection,
-        Message as WsMessage,
         RejectConnection,
         Request,
         TextMessage,
+    )
+    from wsproto.events import (
+        Message as WsMessage,
     )
     from wsproto.extensions import PerMessageDeflate
 
