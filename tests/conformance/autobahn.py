@@ -9,6 +9,7 @@ real sockets: `cases(...)` to parametrise over, `steps(case)` to play a case's c
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -42,10 +43,6 @@ def payload(p: dict | None) -> bytes:
     return unit * (p["size"] // len(unit))
 
 
-def _rsv(bits: int) -> dict:
-    return {"rsv1": bool(bits & 4), "rsv2": bool(bits & 2), "rsv3": bool(bits & 1)}
-
-
 def _chopped(data: bytes, chopsize: int | None) -> Iterator[tuple[str, object]]:
     if not chopsize:
         yield "send", data
@@ -66,27 +63,24 @@ def steps(c: dict) -> Iterator[tuple[str, object]]:
             if a.get("payload_len") is not None:    # the payload repeated to that length
                 n = a["payload_len"]
                 data = (data * (n // max(len(data), 1) + 1))[:n] if data else b""
-            yield from _chopped(wf.frame(data, a["opcode"], fin=a["fin"], **_rsv(a["rsv"])),
+            # the suite's rsv is the 3-bit field as the builder takes it (4 is RSV1)
+            yield from _chopped(wf.frame(a["opcode"], data, fin=a["fin"], rsv=a["rsv"]),
                                 a.get("chopsize"))
         elif op == "message":
             data = payload(a["payload"])
-            opcode = wf.BINARY if a["binary"] else wf.TEXT
+            opcode = wf.OP_BINARY if a["binary"] else wf.OP_TEXT
             size = a.get("fragment_size")
-            if size and len(data) > size:
-                pieces = wf.fragments(data, opcode, sizes=[size] * ((len(data) - 1) // size))
-                for piece in pieces:
-                    yield "send", piece
-            else:
-                yield "send", wf.frame(data, opcode)
+            for piece in wf.pieces(opcode, data, size) if size else [wf.frame(opcode, data)]:
+                yield "send", piece
         elif op == "begin_message":
             binary = a["binary"]
         elif op == "begin_message_frame":
-            mask = __import__("os").urandom(4)
-            n = a["length"]
-            seven, extended = wf.encode_length(n)
-            first = 0x80 | (wf.BINARY if binary else wf.TEXT)
+            # the header (declared length, mask) now, the payload in the parts that follow
+            mask = os.urandom(4)
+            header = wf.frame(wf.OP_BINARY if binary else wf.OP_TEXT, b"", mask=mask,
+                              declared=a["length"])
             streaming = {"mask": mask, "at": 0}
-            yield "send", bytes([first, 0x80 | seven]) + extended + mask
+            yield "send", header
         elif op == "message_frame_data":
             data = payload(a["payload"])
             assert streaming is not None, "message_frame_data outside a frame"
@@ -99,7 +93,10 @@ def steps(c: dict) -> Iterator[tuple[str, object]]:
             streaming = None
         elif op in ("close", "close_frame"):
             reason = payload(a.get("reason"))
-            yield "send", wf.close_frame(a.get("code"), reason)
+            code = a.get("code")
+            # no code: the reason alone is the body (7.3.2 sends a 1-byte one)
+            yield "send", wf.close(code, reason) if code is not None else \
+                wf.frame(wf.OP_CLOSE, reason)
         elif op in ("wait", "close_after", "expect_closed_within"):
             yield op, a["seconds"]
         else:
