@@ -1,7 +1,8 @@
 """The WebSocket clients of tests/support/wsclients.py, proven against a reference server:
 uvicorn (its `websockets` and `wsproto` implementations) serving the Starlette echo app of
-tests/apps/ws_reference.py. The server is a fixture parametrised over WS_SERVERS: fastsock
-joins it as one more entry (a start function returning a Server) when it serves WebSockets."""
+tests/apps/ws_reference.py; and fastsock serving the same app, and its native twin
+(tests/apps/ws_reference_native.py). The server is a fixture
+parametrised over WS_SERVERS (a start function returning a Server each)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ import zlib
 import pytest
 
 from tests.support import wsframes as wf
-from tests.support.servers import ROOT, Server, free_port
+from tests.support.servers import ROOT, Server, free_port, start_server
 from tests.support.waiting import wait_until
 from tests.support.wsclients import CLIENTS, chromium_roundtrip
 
@@ -47,6 +48,9 @@ def start_uvicorn(tmp_path, ws: str) -> Server:
 WS_SERVERS = {
     "uvicorn-websockets": lambda tmp: start_uvicorn(tmp, "websockets"),
     "uvicorn-wsproto": lambda tmp: start_uvicorn(tmp, "wsproto"),
+    # the same Starlette app through fastsock's ASGI adapter, and as a native app
+    "fastsock-asgi": lambda tmp: start_server(tmp, app=APP),
+    "fastsock": lambda tmp: start_server(tmp, app="tests.apps.ws_reference_native:app"),
 }
 
 MESSAGES = ["hello", "", "ünïcödé ✓ 𝄞", b"\x00\xff binary \x80", b"", "x" * 70_000,
