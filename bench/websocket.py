@@ -12,14 +12,14 @@ with permessage-deflate negotiated (one compressed message each), where the serv
 
     python bench/websocket.py [--duration 10] [--connections 100] [--inflight 8]
                               [--idle 1000] [--only uvicorn-websockets,picows] [--text]
-                              [--json FILE]
+                              [--repeat 3] [--json FILE]
 
 The generator's own ceiling: its CPU per message is printed beside each row (it has a core of
 its own; a row where it nears a whole core is the generator's figure, not the server's).
 
-fastsock's rows: SERVERS["fastsock"] serves bench/apps/ws_echo_fastsock.py (the native
-`@app.websocket("/echo")`), SERVERS["fastsock-asgi"] the Starlette echo of bench/ws_apps.py; a
-server that does not complete the handshake is reported as skipped, with why.
+fastsock's rows: "fastsock" serves bench/ws_echo_fastsock.py (the native
+`@app.websocket("/echo")`), "fastsock-asgi" the Starlette echo of bench/ws_apps.py; a server
+that does not complete the handshake is reported as skipped, with why.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import os
 import platform
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -82,8 +83,8 @@ def start_fastsock_app(app: str):
 
 
 SERVERS = {
-    # the lead's slots: the native echo (bench/apps/ws_echo_fastsock.py) and the Starlette one
-    "fastsock": start_fastsock_app("apps.ws_echo_fastsock:app"),
+    # the native echo (bench/ws_echo_fastsock.py) and the Starlette one, both on fastsock
+    "fastsock": start_fastsock_app("ws_echo_fastsock:app"),
     "fastsock-asgi": start_fastsock_app("ws_apps:starlette_app"),
     "uvicorn-websockets": start_uvicorn("websockets"),
     "uvicorn-wsproto": start_uvicorn("wsproto"),
@@ -263,10 +264,24 @@ def measure(name: str, args) -> dict:
                 raise RuntimeError(f"{name} exited during the run")
     finally:
         stop(proc)
+    return result
+
+
+def measure_idle(name: str, result: dict, args) -> None:
+    start = SERVERS[name]
     if args.idle:
         result["idle"] = idle(start, args.idle, deflate=False)
         result["idle_deflate"] = idle(start, args.idle, deflate=True)
-    return result
+
+
+def median_of(runs: list[dict]) -> dict:
+    """Each figure's median over the runs (round robin over the servers, so a busy moment of a
+    shared machine falls on one run of each, not on one server)."""
+    out: dict = {"name": runs[0]["name"]}
+    for size in SIZES:
+        out[size] = {k: statistics.median(r[size][k] for r in runs) for k in runs[0][size]}
+        out[size]["wrong"] = sum(r[size]["wrong"] for r in runs)
+    return out
 
 
 def fmt(value, spec: str) -> str:
@@ -281,31 +296,44 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=1000, help="idle WebSockets (0: no idle run)")
     ap.add_argument("--only", default=",".join(SERVERS))
     ap.add_argument("--text", action="store_true", help="text messages (default: binary)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure every server this many times, round robin; report medians")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < args.idle + 200:
         sys.exit(f"the open-file limit ({hard}) is below {args.idle} idle sockets")
-    results: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {}
     skipped: dict[str, str] = {}
-    for name in [n for n in args.only.split(",") if n]:
+    names = [n for n in args.only.split(",") if n]
+    for _ in range(args.repeat):
+        for name in names:
+            if name in skipped:
+                continue
+            try:
+                r = measure(name, args)
+            except (OSError, RuntimeError) as e:
+                skipped[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
+                print(f"  skipped {name}: {skipped[name]}", file=sys.stderr)
+                continue
+            runs.setdefault(name, []).append(r)
+            print(f"  measured {name}: " + ", ".join(
+                f"{s} B {r[s]['msgs_per_s']:.0f} msg/s {r[s]['cpu_us']:.2f} µs/msg"
+                for s in SIZES), file=sys.stderr)
+    results = {name: median_of(rs) for name, rs in runs.items()}
+    for name, result in results.items():
         try:
-            results[name] = measure(name, args)
+            measure_idle(name, result, args)
         except (OSError, RuntimeError) as e:
-            skipped[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
-            print(f"  skipped {name}: {skipped[name]}", file=sys.stderr)
-            continue
-        r = results[name]
-        print(f"  measured {name}: " + ", ".join(
-            f"{s} B {r[s]['msgs_per_s']:.0f} msg/s {r[s]['cpu_us']:.2f} µs/msg" for s in SIZES),
-            file=sys.stderr)
+            print(f"  no idle figure for {name}: {e}", file=sys.stderr)
     kind = "text" if args.text else "binary"
     print(f"# {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
           f"{platform.python_implementation()} {platform.python_version()}; server on core "
           f"{bench.SERVER_CORE}, bench/ws_load.py on core {bench.CLIENT_CORE}: "
           f"{args.connections} connections x {args.inflight} {kind} messages in flight, "
-          f"{args.duration:g}s per size; idle: {args.idle} sockets")
+          f"{args.duration:g}s per size" + (f", median of {args.repeat}" if args.repeat > 1
+                                             else "") + f"; idle: {args.idle} sockets")
     print("| server             |  32 B msg/s | CPU µs/msg | 4 KiB msg/s | CPU µs/msg "
           "| idle KiB/ws (Pss) | deflate KiB/ws (Pss) | generator µs/msg 32 B / 4 KiB |")
     print("|--------------------|-------------|------------|-------------|------------"
@@ -339,7 +367,7 @@ def main() -> int:
         print()
         pw = results["picows"]
         for name, r in results.items():
-            if name != "picows":
+            if name != "picows" and not name.startswith("fastsock"):   # those printed above
                 print(f"{name}/picows: CPU per message " + ", ".join(
                     f"{s} B {r[s]['cpu_us'] / pw[s]['cpu_us']:.2f}x" for s in SIZES))
     if args.json:
