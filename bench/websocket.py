@@ -307,6 +307,9 @@ def main() -> int:
     runs: dict[str, list[dict]] = {}
     skipped: dict[str, str] = {}
     names = [n for n in args.only.split(",") if n]
+    unknown = [n for n in names if n not in SERVERS]
+    if unknown:
+        sys.exit(f"no such server: {', '.join(unknown)} (these are: {', '.join(SERVERS)})")
     for _ in range(args.repeat):
         for name in names:
             if name in skipped:
