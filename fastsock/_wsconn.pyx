@@ -275,4 +275,3 @@ cdef inline void _pack(unsigned char* p, uint32_t v) noexcept:
     p[1] = (v >> 16) & 0xff
     p[2] = (v >> 8) & 0xff
     p[3] = v & 0xff
-
