@@ -14,12 +14,12 @@ from fastsock._lifecycle cimport (
     Lifecycle, C_PROXY, C_HEAD, C_WAIT, C_STREAM_IN, C_WRITE, C_STREAM_OUT, C_CLOSING,
     C_REFUSED,
 )
-from fastsock._message cimport Request, Response, M_HEAD
+from fastsock._message cimport Request, Response, Dispatcher, M_HEAD
 from fastsock._parser cimport (
     RequestParser, E_BODY_TOO_LARGE, NEED_DATA, SEND_CONTINUE, PARSE_ERROR, HEAD_READY,
     REQUEST_READY, fs_error_table,
 )
-from fastsock._requestids cimport ECHO, WithIds, echo_id
+from fastsock._requestids cimport ECHO, echo_id
 from fastsock._shared cimport count_request, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER, CLOSE_LENGTH
 from fastsock._stream_out cimport (
     StreamOut, stream_out, OUT_GOING, OUT_QUIET, OUT_DONE, OUT_BROKEN,
@@ -71,6 +71,7 @@ cdef class Connection(Lifecycle):
         cdef Limits* lim = &ctx.limits
         self.ctx = ctx
         self.dispatch = dispatch
+        self.c_dispatch = dispatch if isinstance(dispatch, Dispatcher) else None
         self.fd = fd
         self.out = OutBuffer.__new__(OutBuffer)
         self.parser = RequestParser.__new__(
@@ -155,8 +156,8 @@ cdef class Connection(Lifecycle):
                 result = ctx.refusal(req)       # a 503, or None: never refused
             if result is None:
                 try:
-                    if type(self.dispatch) is WithIds:      # the request-id layer: from C
-                        result = (<WithIds>self.dispatch).dispatch(req)
+                    if self.c_dispatch is not None:     # the app's, the id layer: from C
+                        result = self.c_dispatch.dispatch(req)
                     else:
                         result = self.dispatch(req)
                 except BaseException:
