@@ -19,6 +19,7 @@ cdef class RequestIds:
 
 cdef class WithIds(Dispatcher):
     cdef object inner               # the dispatch callable it wraps
+    cdef Dispatcher c_inner         # the same when it is a Dispatcher (called from C), else None
     cdef object access_log          # callable(req, status, nbytes, seconds): on_complete
     cdef bint log_health
     cdef RequestIds ids

@@ -98,6 +98,7 @@ cdef class WithIds(Dispatcher):
 
     def __init__(self, inner, access_log, bint log_health):
         self.inner, self.access_log, self.log_health = inner, access_log, log_health
+        self.c_inner = inner if isinstance(inner, Dispatcher) else None
         self.ids = RequestIds()
 
     @property
@@ -106,7 +107,10 @@ cdef class WithIds(Dispatcher):
 
     cpdef object dispatch(self, Request req):
         self.ids.assign(req)
-        result = self.inner(req)
+        if self.c_inner is not None:        # the app's dispatcher: from C
+            result = self.c_inner.dispatch(req)
+        else:
+            result = self.inner(req)
         if req.route_id >= FIRST_APP_ROUTE or req.route_id == ROUTE_NONE:
             req.response_headers = ECHO     # the connection echoes its id in the head
             req.on_complete = self.access_log
