@@ -16,6 +16,8 @@ from fastsock._message cimport Request, ID_TEXT_ROOM
 from fastsock._putbytes cimport _put, _put_var, _plain8, _put_int, _put_3digits, _put_hex4
 from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
+import logging
+
 cdef extern from "Python.h":
     void* PyTuple_GET_ITEM(object t, Py_ssize_t i)
     bint PyUnicode_IS_ASCII(object s)
@@ -48,6 +50,8 @@ cdef extern from "<time.h>" nogil:
     int clock_gettime(int clk, timespec* ts)
     tm* gmtime_r(const time_t* t, tm* out)
     size_t strftime(char* s, size_t n, const char* fmt, const tm* t)
+
+error_log = logging.getLogger("fastsock.error")
 
 cdef Py_ssize_t START_CAP = 65536
 # bytes copied as they are: in JSON, the ASCII a string holds unescaped (json's encode_basestring
@@ -404,3 +408,17 @@ cdef class AccessLog:
             if self.buf == NULL:
                 self.cap = 0
                 raise MemoryError()
+
+
+cdef int run_hook(Request req, int status, long long nbytes, double seconds,
+                  double end) except -1:
+    """Call req.on_complete (an AccessLog from C, any other callable as Python); a hook that
+    fails costs its request's line, logged, never the connection."""
+    try:
+        if type(req.on_complete) is AccessLog:
+            (<AccessLog>req.on_complete).add(req, status, nbytes, seconds, end)
+        else:
+            req.on_complete(req, status, nbytes, seconds)
+    except Exception:
+        error_log.exception("completion hook failed for %s %s", req.method, req.path)
+    return 0

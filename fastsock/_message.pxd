@@ -86,6 +86,12 @@ cdef class Request:
     cdef str _authority(self)
 
 
+# a dispatch callable the connection calls from C (a vtable call, no Python call): the app's
+# dispatcher and the request-id layer are ones
+cdef class Dispatcher:
+    cpdef object dispatch(self, Request req)
+
+
 cdef class Response:
     cdef public int status
     cdef public object body          # bytes, or an iterator of chunks (streamed)

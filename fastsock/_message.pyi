@@ -55,6 +55,10 @@ class Request:
     def stream(self) -> AsyncIterator[bytes]: ...
     body_stream: Any
 
+class Dispatcher:
+    def dispatch(self, req: Request) -> object: ...
+    def __call__(self, req: Any) -> object: ...     # a Request (a dispatch callable)
+
 class Response:
     status: int
     body: bytes | Iterator[bytes | str]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from fastsock import hooks
 from fastsock._handoff import BodyIn, Deferred
 from fastsock._json import configure as configure_json
-from fastsock._message import METHOD_NAMES, Request, Response
+from fastsock._message import METHOD_NAMES, Dispatcher, Request, Response
 from fastsock.responses import NOT_FOUND, method_not_allowed
 from fastsock.results import HTTPError, error_response, to_response
 from fastsock.routing import Route, Router
@@ -47,9 +47,10 @@ def _runnable(handler, options: dict, runner, app: App):
     return handler
 
 
-class _Dispatch:
+class _Dispatch(Dispatcher):
     """The tables dispatch looks a request up in (app.pxd gives them C attributes, and
-    dispatch a typed Request: its fields are read as a struct's, not looked up by name)."""
+    dispatch a typed Request: its fields are read as a struct's, not looked up by name). A
+    Dispatcher: called as dispatch(req), and by the connection from C."""
 
     def __init__(self, by_id: dict, lookup, match, pooled_body, pulled_inline: frozenset):
         self.by_id, self.lookup, self.match = by_id, lookup, match
@@ -256,7 +257,7 @@ class App:
                   for route in (*self.router.exact.values(), *reserved)}.get
         return _Dispatch(by_id, lookup, self.router.match_pattern,
                          runner.pooled_body if runner is not None else None,
-                         frozenset(pulled)).dispatch
+                         frozenset(pulled))
 
     def route_names(self) -> dict[int, str]:
         """route id -> template: the metrics' route label."""
