@@ -209,11 +209,12 @@ cdef class FrameReader:
             return WS_BINARY
         msg = PyUnicode_New(n, 127)         # ASCII is the bet: then this str is the message
         seen = unmask(<unsigned char*>PyUnicode_DATA(msg), src, n, mask, 0)
-        if seen & HIGH_BITS:
-            fs_utf8_check(&state, <unsigned char*>PyUnicode_DATA(msg), n, &ascii)
-            if state != FS_UTF8_ACCEPT:
+        if seen & HIGH_BITS:                # CPython's strict decoder checks RFC 3629 too
+            try:
+                msg = PyUnicode_DecodeUTF8(<char*>PyUnicode_DATA(msg), n, NULL)
+            except UnicodeDecodeError:      # the DFA only says why
+                fs_utf8_check(&state, <unsigned char*>PyUnicode_DATA(msg), n, &ascii)
                 return self._fail(1007, UTF8_BAD if state == FS_UTF8_REJECT else UTF8_CUT)
-            msg = PyUnicode_DecodeUTF8(<char*>PyUnicode_DATA(msg), n, NULL)
         self.message = msg
         return WS_TEXT
 
@@ -285,12 +286,9 @@ cdef class FrameReader:
         cdef int code
         cdef unsigned int state = FS_UTF8_ACCEPT
         cdef bint ascii = 1
-        if opcode == OP_PING:
+        if opcode != OP_CLOSE:
             self.message = PyBytes_FromStringAndSize(<const char*>p, n)
-            return WS_PING
-        if opcode == OP_PONG:
-            self.message = PyBytes_FromStringAndSize(<const char*>p, n)
-            return WS_PONG
+            return WS_PING if opcode == OP_PING else WS_PONG
         if n == 0:
             self.close_code, self.close_reason = 1005, ""
             return WS_CLOSE
@@ -428,10 +426,12 @@ def server_frame(int opcode, bytes payload, bint rsv1=False):
     return out.getvalue()
 
 
-def message_frame(message, PerMessageDeflate deflate=None, Py_ssize_t compress_from=0):
-    """A whole message as write_message writes it."""
+def message_frame(message, PerMessageDeflate deflate=None, Py_ssize_t compress_from=0,
+                  Py_ssize_t repeat=1):
+    """A whole message as write_message writes it (`repeat` times: bench/ws_frames.py)."""
     out = OutBuffer()
-    write_message(out, message, deflate, compress_from)
+    for _ in range(repeat):
+        write_message(out, message, deflate, compress_from)
     return out.getvalue()
 
 
