@@ -718,3 +718,58 @@ def test_write_message_compresses_from_compress_from() -> None:
         (OP_TEXT, True, False, b"short")]
     [(opcode, _, rsv1, _)] = parse_server_frames(message_frame(b"\x00" * 100, pmd, 64))
     assert (opcode, rsv1) == (OP_BINARY, True)
+
+
+# --- what a hostile client or a misbehaving app can do ----------------------------------------
+
+def test_a_declared_length_is_not_memory_until_its_bytes_arrive() -> None:
+    import tracemalloc
+    stream = frame(OP_BINARY, b"x" * 100, declared=60 * MIB)   # 60 MiB declared, 100 sent
+    tracemalloc.start()
+    try:
+        r = reader()
+        before = tracemalloc.get_traced_memory()[0]
+        assert r.feed(stream) == []
+        assert tracemalloc.get_traced_memory()[0] - before < 64 * 1024
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_read_message_gives_its_buffer_back() -> None:
+    import tracemalloc
+    payload = b"y" * MIB
+    stream = fragments(OP_BINARY, payload, 4096)
+    tracemalloc.start()
+    try:
+        r = reader()
+        before = tracemalloc.get_traced_memory()[0]
+        [(_, got)] = r.feed(stream, 1000)
+        held = tracemalloc.get_traced_memory()[0] - before - len(got)
+        assert held < 64 * 1024, f"{held} bytes held after the message"
+        r2 = reader()
+        r2.feed(frame(OP_TEXT, b"z" * MIB, fin=False)[:MIB // 2])
+        del r2                                  # a reader dropped mid-message frees its buffer
+        assert tracemalloc.get_traced_memory()[0] - before - len(got) < 64 * 1024
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_failure_gives_the_buffer_back() -> None:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        r = reader()
+        before = tracemalloc.get_traced_memory()[0]
+        r.feed(frame(OP_BINARY, b"a" * MIB, fin=False) + frame(OP_TEXT, b"b"))
+        assert tracemalloc.get_traced_memory()[0] - before < 64 * 1024
+    finally:
+        tracemalloc.stop()
+
+
+def test_write_message_refuses_a_memoryview_that_is_not_contiguous() -> None:
+    with pytest.raises(BufferError):
+        message_frame(memoryview(b"abcdef")[::2])
+
+
+def test_write_close_without_a_reason() -> None:
+    assert close_frame(1000, None) == b"\x88\x02\x03\xe8"  # type: ignore[arg-type]
