@@ -36,13 +36,15 @@ if sanitizers:
     cflags = cflags + [f"-fsanitize={','.join(sanitizers)}"]
     ldflags = [f"-fsanitize={','.join(sanitizers)}"]
 
+# zlib (permessage-deflate) is linked into the one room that calls it
+LIBRARIES = {"_wsdeflate": ["z"]}
 extensions = [
     Extension(f"fastsock.{name}", [f"fastsock/{name}.pyx"], extra_compile_args=cflags,
-              extra_link_args=ldflags)
+              extra_link_args=ldflags, libraries=LIBRARIES.get(name, []))
     for name in ("_json", "_fields", "_message", "_head", "_parser", "_outbuf", "_wsdeflate",
-                 "_writer", "_wsframes", "_proxy", "_shared", "_accept", "_handoff", "_context",
-                 "_stream_out", "_accesslog", "_requestids", "_lifecycle", "_conn", "_bridge",
-                 "_conn_io", "_loop")
+                 "_writer", "_wsframes", "_wshandshake", "_proxy", "_shared", "_accept",
+                 "_handoff", "_context", "_stream_out", "_accesslog", "_requestids", "_wsconn",
+                 "_lifecycle", "_conn", "_bridge", "_conn_io", "_loop")
 ]
 # Plain Python modules that run once per request (the dispatcher and its layers, the WSGI
 # and ASGI adapters) are compiled as they are, too: the .py stays the source, the
@@ -60,6 +62,12 @@ if not pure:
     ]
 
 
+def _has_zlib_header():
+    dirs = ["/usr/include", "/usr/local/include", sysconfig.get_paths()["include"]]
+    dirs += glob.glob("/usr/include/*-linux-gnu*")
+    return any(os.path.exists(os.path.join(d, "zlib.h")) for d in dirs)
+
+
 class BuildWithAClearError(build_ext):
     """A missing C compiler is one line that says what to install, not a compiler traceback."""
 
@@ -70,6 +78,10 @@ class BuildWithAClearError(build_ext):
         except (CCompilerError, CompileError, ExecError, PlatformError) as e:
             compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
             if shutil.which(compiler.split()[0]):
+                if not _has_zlib_header():
+                    sys.exit("fastsock compiles permessage-deflate against zlib, and zlib's "
+                             "header (zlib.h) is missing: install it (Debian/Ubuntu: apt-get "
+                             "install zlib1g-dev; Fedora: dnf install zlib-devel).")
                 raise               # a compiler is there: its error is the one to read
             sys.exit(f"fastsock compiles its core and found no C compiler ({compiler!r}: {e}): "
                      "install one (Debian/Ubuntu: apt-get install gcc python3-dev; Fedora: "

@@ -1,9 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""One connection's exchange: whole requests out of its read buffer, to the dispatch callable,
-and their results into its output buffer, in order: answered at once, deferred to a handler
-that answers later (C_WAIT), with the body streamed to it (C_STREAM_IN), or with a body that
-streams out (StreamOut). Its life (buffers, states, deadlines, end) is Lifecycle's. No I/O.
-"""
+"""One connection's exchange: requests out of its read buffer, to the dispatch callable, and
+their results into its output, in order: at once, deferred to a handler (C_WAIT), its body
+streamed in (C_STREAM_IN) or out (StreamOut), or upgraded to a WebSocket (C_WEBSOCKET, _wsconn).
+Its life (buffers, states, deadlines, end) is Lifecycle's. No I/O."""
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.string cimport memmove
 
@@ -11,8 +10,8 @@ from fastsock._accesslog cimport AccessLog
 from fastsock._context cimport Context, Limits
 from fastsock._handoff cimport Deferred, BodyIn, Feed
 from fastsock._lifecycle cimport (
-    Lifecycle, C_PROXY, C_HEAD, C_WAIT, C_STREAM_IN, C_WRITE, C_STREAM_OUT, C_CLOSING,
-    C_REFUSED,
+    Lifecycle, C_PROXY, C_HEAD, C_WAIT, C_STREAM_IN, C_WRITE, C_STREAM_OUT, C_WEBSOCKET,
+    C_CLOSING, C_REFUSED,
 )
 from fastsock._message cimport Request, Response, M_HEAD
 from fastsock._parser cimport (
@@ -26,6 +25,7 @@ from fastsock._stream_out cimport (
 )
 from fastsock._sys cimport monotonic
 from fastsock._writer cimport OutBuffer, write_response, write_continue, close_stream
+from fastsock._wsconn cimport WsSession
 
 from fastsock._lifecycle import STATE_NAMES  # no-cython-lint: re-exported (_conn.pyi)
 
@@ -93,12 +93,14 @@ cdef class Connection(Lifecycle):
     # ---------------------------------------------------------------- requests to responses
 
     cdef int produce(self) except -1:
-        """Fill the output buffer up to its bound: answer every whole request buffered, in
-        order, or pull chunks of the response being streamed."""
+        """Fill the output up to its bound: answer the whole requests buffered, in order, pull
+        chunks of the response being streamed, or read a WebSocket's frames."""
         cdef Py_ssize_t used
         cdef Py_ssize_t high_water = self.ctx.limits.output_high_water
         cdef int r = NEED_DATA
         cdef bint need_data = False     # what is buffered can never be a whole request
+        if self.state == C_WEBSOCKET:
+            return self.websocket_input()
         if self.state == C_STREAM_OUT:
             if self.out.pending() < high_water and not self.streaming.pushed:
                 self._pull()
@@ -184,9 +186,8 @@ cdef class Connection(Lifecycle):
             _handling = NULL
 
     cdef int _on_head(self) except -1:
-        """A head with a body is in (announced heads: some route streams its body). Either
-        its route streams it — dispatch now, push the body to the handler as it comes — or
-        the body is gathered whole, under the server's limit."""
+        """A head with a body is in (some route streams its body): its route streams it (dispatch
+        now, push the body as it comes), or the body is gathered whole, under the limit."""
         cdef Request req = self.parser.pending
         found = self.ctx.on_head(req)
         if found is None:
@@ -276,6 +277,10 @@ cdef class Connection(Lifecycle):
         cdef unsigned long long mark
         cdef Py_ssize_t owed, id_n = 0
         cdef const char* id_p = NULL       # its id to echo (ECHO), written before the Date line
+        if type(result) is WsSession:       # completed (counted, logged) when it closes
+            self.streamed, self.streamed_status, self.streamed_t0 = req, 101, t0
+            self.streamed_mark = self.out.total
+            return self.upgrade(<WsSession>result)
         if self.body_in is not None:        # answered before its streamed body was all in:
             self.body_in.finish("answered before the body was read")   # the connection
             self.body_in = None             # closes after this response (body_unread)
@@ -325,8 +330,7 @@ cdef class Connection(Lifecycle):
         return 0
 
     cdef int _stream_complete(self, Py_ssize_t unsent) except -1:
-        """The streamed response ended (whole, cut, or its connection gone with `unsent`
-        bytes of it never sent): complete it once."""
+        """A streamed response or WebSocket ended (`unsent` bytes never sent): complete it once."""
         cdef Request req = self.streamed
         if req is None:
             return 0
@@ -356,13 +360,14 @@ cdef class Connection(Lifecycle):
         return self.out.pending() < self.ctx.limits.output_high_water
 
     cdef void output_drained(self):
-        """The loop sent output: a pushed stream waiting for room may go on."""
+        """The loop sent output: a pushed stream or a WebSocket's sender waiting goes on."""
         if self.streaming is not None and self.streaming.pushed and self.has_room():
             (<Feed>self.streaming.source).drained()
+        elif self.ws is not None and self.has_room():
+            self.ws.drained()
 
     cdef void _start_stream(self, StreamOut s, bint keep_alive) noexcept:
-        """Its head is written; its body streams out now, then the connection goes on (or
-        closes: last_response)."""
+        """Its head is written; its body streams out, then the connection goes on or closes."""
         self.streaming = s
         self.ctx.streaming += 1             # in the app until its last chunk (_streamed)
         self.last_response = not keep_alive
@@ -418,8 +423,7 @@ cdef class Connection(Lifecycle):
     # ---------------------------------------------------------------- Python API, for tests
 
     def feed(self, bytes data):
-        """Hand in bytes as if read from the socket; return what would be sent (everything the
-        connection produces, as if the client read it at once)."""
+        """Bytes in as if read from the socket -> all it would send, as if read at once."""
         cdef Py_ssize_t room, n, pos = 0
         cdef char* p
         cdef bint progressed

@@ -115,8 +115,8 @@ cdef class ConnIO(Bridge):
             self._drive(c)
             if c.fd < 0 or c.lingers():
                 return 0                    # closed, or _drive drained it already
-            if hangup and c.streams_out():  # ... or while its response streams
-                self._close(c, CLOSE_CLIENT)
+            if hangup and c.awaits_room():  # ... or while its response streams, or a
+                self._close(c, CLOSE_CLIENT)    # WebSocket is open
                 return 0
             if c.awaits_handler():
                 if hangup:                  # half-closed while its handler works: as above
@@ -173,8 +173,8 @@ cdef class ConnIO(Bridge):
             self.ctx.slot.response_bytes += n
             if n < pending:
                 break                       # the socket buffer is full: wait for EPOLLOUT
-        if c.streams_out():
-            c.output_drained()              # a pushed stream waiting for room goes on
+        if c.awaits_room():
+            c.output_drained()              # a pushed stream or a WebSocket's sender goes on
         if c.finished():
             if not c.must_linger():
                 self._close(c, c.close_reason)
@@ -231,8 +231,8 @@ cdef class ConnIO(Bridge):
         c.fd = -1
         self.closed.append(c)
         self.ctx.slot.conns -= 1
-        if self.draining and not self.conns:
-            self.running = False
+        if self.draining and not self.conns and not self.ws_handlers:
+            self.running = False        # (else the drain's tick ends it: _close_idle)
 
     cdef void _close_all(self):
         cdef Connection c

@@ -5,7 +5,6 @@ multi-dicts (Headers, MultiDict), and the field lines read back out of the valid
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeLatin1
-from libc.string cimport memchr
 
 
 class MultiDict:
@@ -74,38 +73,12 @@ cdef dict _CGI_KEYS = {}            # -> "HTTP_NAME", "CONTENT_TYPE", ... or Non
 cdef Py_ssize_t NAMES_CACHED = 256
 
 
-cdef inline bint _next_field(const char* p, Py_ssize_t n, Py_ssize_t* i, Py_ssize_t* ns,
-                             Py_ssize_t* colon, Py_ssize_t* vs, Py_ssize_t* ve) noexcept:
-    """The next field line of a validated head from i: its name is p[ns:colon], its value
-    p[vs:ve] (the whitespace around it left out); i moves past the line. False at the end."""
-    cdef const char* cr
-    cdef Py_ssize_t end
-    while i[0] < n:
-        cr = <const char*>memchr(p + i[0], c'\r', n - i[0])
-        end = n if cr == NULL else cr - p
-        if end == i[0]:                 # the empty line that ends the head
-            i[0] = end + 2
-            continue
-        ns[0] = colon[0] = i[0]
-        while colon[0] < end and p[colon[0]] != c':':
-            colon[0] += 1
-        vs[0] = colon[0] + 1
-        while vs[0] < end and (p[vs[0]] == c' ' or p[vs[0]] == c'\t'):
-            vs[0] += 1
-        ve[0] = end
-        while ve[0] > vs[0] and (p[ve[0] - 1] == c' ' or p[ve[0] - 1] == c'\t'):
-            ve[0] -= 1
-        i[0] = end + 2
-        return True
-    return False
-
-
 cdef list split_fields(bytes head, Py_ssize_t fields_off):
     """The request's field lines -> [(lowercased name, value), ...] as str (req.headers)."""
     cdef const char* p = head
     cdef Py_ssize_t n = len(head), i = fields_off, ns, colon, vs, ve
     cdef list out = []
-    while _next_field(p, n, &i, &ns, &colon, &vs, &ve):
+    while next_field(p, n, &i, &ns, &colon, &vs, &ve):
         out.append((p[ns:colon].decode("ascii").lower(),
                     PyUnicode_DecodeLatin1(p + vs, ve - vs, NULL)))
     return out
@@ -117,7 +90,7 @@ cdef list raw_fields(bytes head, Py_ssize_t fields_off, bint* websocket):
     cdef const char* p = head
     cdef Py_ssize_t n = len(head), i = fields_off, ns, colon, vs, ve
     cdef list out = []
-    while _next_field(p, n, &i, &ns, &colon, &vs, &ve):
+    while next_field(p, n, &i, &ns, &colon, &vs, &ve):
         name = PyBytes_FromStringAndSize(p + ns, colon - ns)
         lower = _ASGI_NAMES.get(name)
         if lower is None:
@@ -139,7 +112,7 @@ cdef dict cgi_fields(bytes head, Py_ssize_t fields_off):
     cdef const char* p = head
     cdef Py_ssize_t n = len(head), i = fields_off, ns, colon, vs, ve
     cdef dict out = {}
-    while _next_field(p, n, &i, &ns, &colon, &vs, &ve):
+    while next_field(p, n, &i, &ns, &colon, &vs, &ve):
         name = PyBytes_FromStringAndSize(p + ns, colon - ns)
         key = _CGI_KEYS.get(name, False)
         if key is False:

@@ -9,6 +9,7 @@ from fastsock._parser cimport RequestParser, ParseError
 from fastsock._stream_out cimport StreamOut
 from fastsock._sys cimport sockaddr_storage
 from fastsock._writer cimport OutBuffer
+from fastsock._wsconn cimport WsSession
 
 # What a connection waits for: ONE table gives each state its value and its name (state_name,
 # STATE_NAMES). Order matters: every state from C_CLOSING on reads no further request. A hang-up
@@ -28,6 +29,8 @@ cdef extern from *:
         X(C_WRITE, "write")     /* a response is being written: write timer, renewed on \
                                    progress */ \
         X(C_STREAM_OUT, "stream_out") /* its body streams out: write timer while output waits */ \
+        X(C_WEBSOCKET, "websocket") /* upgraded: frames both ways (_wsconn), its ping and close \
+                                       timers */ \
         X(C_CLOSING, "closing") /* no more requests: send what is queued, then close */ \
         X(C_REFUSED, "refused") /* a request was refused: send the answer, then linger */ \
         X(C_LINGER, "linger")   /* our side is shut; input is read and dropped until the client \
@@ -54,6 +57,7 @@ cdef extern from *:
         C_STREAM_IN
         C_WRITE
         C_STREAM_OUT
+        C_WEBSOCKET
         C_CLOSING
         C_REFUSED
         C_LINGER
@@ -90,6 +94,7 @@ cdef class Lifecycle(Endpoint):
     cdef bint last_response         # the response being sent says "Connection: close": once
                                     # its streamed body is out, C_CLOSING (not C_WRITE)
     cdef bint input_ended           # the client half-closed: answer what is here, then close
+    cdef WsSession ws               # the WebSocket it was upgraded to (C_WEBSOCKET), or None
     cdef object peer
     cdef sockaddr_storage addr
 
@@ -107,6 +112,10 @@ cdef class Lifecycle(Endpoint):
 
     cdef inline bint streams_out(self) noexcept:
         return self.state == C_STREAM_OUT
+
+    cdef inline bint awaits_room(self) noexcept:
+        """Someone waits for its output to drain: a pushed stream, a WebSocket's sender."""
+        return self.state == C_STREAM_OUT or self.state == C_WEBSOCKET
 
     cdef inline bint input_closed(self) noexcept:
         """The client half-closed: nothing more is read."""
@@ -128,6 +137,8 @@ cdef class Lifecycle(Endpoint):
     cdef char* read_space(self, Py_ssize_t* room) except? NULL
     cdef int received(self, Py_ssize_t n) except -1
     cdef int _proxy_header(self) except -1
+    cdef int upgrade(self, WsSession ws) except -1
+    cdef int websocket_input(self) except -1
     cdef void _release_input(self) noexcept
     cdef bint end_input(self) noexcept
     cdef bint finished(self) noexcept

@@ -11,10 +11,11 @@ from fastsock._context cimport Context
 from fastsock._parser cimport ParseError, E_NONE, E_HEAD_TOO_LARGE, fs_error_table
 from fastsock._proxy cimport parse_proxy_header
 from fastsock._shared cimport (
-    CLOSE_KEEPALIVE, CLOSE_HEADER_TIMEOUT, CLOSE_BODY_TIMEOUT, CLOSE_ERROR,
+    CLOSE_CLIENT, CLOSE_KEEPALIVE, CLOSE_HEADER_TIMEOUT, CLOSE_BODY_TIMEOUT, CLOSE_ERROR,
 )
 from fastsock._sys cimport sockaddr_in, sockaddr_in6, AF_INET, AF_INET6, inet_ntop, ntohs
 from fastsock._writer cimport take_buffer, give_buffer, BUFFER_SIZE, write_error
+from fastsock._wsconn cimport WsSession, WS_CLOSED, WS_BROKEN
 
 import logging
 
@@ -52,6 +53,8 @@ cdef class Lifecycle(Endpoint):
             self.deadline = ctx.now + ctx.limits.keepalive_timeout
         elif s == C_WAIT:
             self.deadline = NEVER
+        elif s == C_WEBSOCKET:
+            self.deadline = self.ws.deadline()
         elif s == C_LINGER:
             self.deadline = ctx.now + LINGER_SECONDS
         self.state = s
@@ -81,7 +84,7 @@ cdef class Lifecycle(Endpoint):
                 self.rend -= self.rstart
                 self.rstart = 0
             else:
-                if self.state >= C_CLOSING or self.state == C_STREAM_OUT:
+                if self.state >= C_STREAM_OUT:
                     return NULL     # no request is read now: none to grow the buffer for
                 max_rbuf = (self.ctx.limits.max_request_line + self.ctx.limits.max_header_bytes
                             + 4096)
@@ -104,6 +107,27 @@ cdef class Lifecycle(Endpoint):
         self.rx_total += n
         if self.state == C_PROXY:
             self._proxy_header()
+        return 0
+
+    cdef int upgrade(self, WsSession ws) except -1:
+        """The app accepted its WebSocket: the 101 goes out, frames from now on."""
+        ws.attach(self.ctx, self, self.out, self.client())
+        self.ws = ws
+        self._to(C_WEBSOCKET)
+        return 0
+
+    cdef int websocket_input(self) except -1:
+        """Frames read go to the WebSocket (until its inbox is full); how it ends."""
+        cdef Py_ssize_t used
+        cdef int r = self.ws.take_input(<const unsigned char*>self.rbuf + self.rstart,
+                                        self.rend - self.rstart, &used)
+        self.rstart += used
+        if self.rstart == self.rend:
+            self.rstart = self.rend = 0
+        if r == WS_CLOSED:
+            self._end(C_CLOSING, CLOSE_CLIENT)
+        elif r == WS_BROKEN:
+            self._end(C_REFUSED, CLOSE_ERROR)
         return 0
 
     cdef int _proxy_header(self) except -1:
@@ -136,8 +160,8 @@ cdef class Lifecycle(Endpoint):
         """The client shut its side (a read of 0): -> True when nothing is left to answer, so
         the loop closes now; else the requests already here are answered first."""
         self.input_ended = True
-        if self.state == C_LINGER or self.state == C_PROXY:
-            return True
+        if self.state == C_LINGER or self.state == C_PROXY or self.state == C_WEBSOCKET:
+            return True                     # (a WebSocket's client gone without its Close)
         return (self.rend == self.rstart and self.out.pending() == 0
                 and self.state != C_STREAM_OUT)
 
@@ -161,6 +185,7 @@ cdef class Lifecycle(Endpoint):
         return (self.state < C_CLOSING and not self.input_ended
                 and self.state != C_WAIT and self.state != C_STREAM_OUT
                 and (self.state != C_STREAM_IN or not self.body_in.full())
+                and (self.state != C_WEBSOCKET or not self.ws.inbox_full())
                 and self.out.pending() < self.ctx.limits.output_high_water)
 
     cdef void settle(self) noexcept:
@@ -172,6 +197,9 @@ cdef class Lifecycle(Endpoint):
         if self.rend == self.rstart:
             self._release_input()
         if self.in_handler():               # (its deadline was set as it began: _to)
+            return
+        if self.state == C_WEBSOCKET:       # its timers: a ping due, a pong or Close awaited
+            self.deadline = self.ws.deadline()
             return
         if self.state >= C_CLOSING or self.state == C_STREAM_OUT:
             if self.state != C_LINGER and self.state != C_CLOSED:
@@ -226,8 +254,14 @@ cdef class Lifecycle(Endpoint):
         return False
 
     cdef int on_timeout(self) except -2:
-        """The deadline passed: -1 when a 408 was queued (drive it), -3 when the deadline
-        moved (a body still on time), else the CLOSE_* reason to close it with."""
+        """The deadline passed: -1 when a 408 (or a WebSocket's ping) was queued (drive it), -3
+        when the deadline moved (a body still on time), else the CLOSE_* reason to close it
+        with."""
+        cdef int r
+        if self.state == C_WEBSOCKET:
+            r = self.ws.on_timeout(self.ctx.now)
+            self.deadline = self.ws.deadline()
+            return r
         if self.state == C_STREAM_IN or self.state == C_BODY:
             if self._body_on_time():
                 return -3
@@ -288,6 +322,9 @@ cdef class Lifecycle(Endpoint):
             self.body_in.finish("the client went away")
             self.body_in = None
         self._cancel_deferred()
+        if self.ws is not None:
+            self.ws.gone()
+            self.ws = None
         if self.streaming is not None:
             self.streaming.close()
             self.streaming = None

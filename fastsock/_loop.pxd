@@ -39,6 +39,7 @@ cdef class Loop(ConnIO):
     cdef int _unwatch(self, Listener l) except -1
     cdef int _watch_again(self) except -1
     cdef void _start_drain(self)
+    cdef void _close_websockets(self)
     cdef void _close_listeners(self)
     cdef void _close_idle(self)
     cdef void _tick(self)

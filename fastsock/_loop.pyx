@@ -311,7 +311,15 @@ cdef class Loop(ConnIO):
         self.draining = True
         self.drain_deadline = monotonic() + self.ctx.limits.graceful_timeout
         self._close_listeners()
+        self._close_websockets()
         self._close_idle()
+
+    cdef void _close_websockets(self):
+        """Draining: every open WebSocket is closed with 1001 (its handler is told)."""
+        cdef Connection c
+        for c in [c for c in self.conns.values() if c.ws is not None]:
+            c.ws.going_away()
+            self._resume(c)
 
     cdef void _close_listeners(self):
         """Out of the epoll set first, then closed: the socket lives on in the master and the
@@ -330,8 +338,8 @@ cdef class Loop(ConnIO):
                 if c.is_idle() and self.ctx.now - c.since >= DRAIN_IDLE_GRACE]
         for c in idle:
             self._close(c, CLOSE_SERVER)
-        if not self.conns:
-            self.running = False
+        if not self.conns and (not self.ws_handlers or self.ctx.now >= self.drain_deadline):
+            self.running = False        # (a WebSocket handler told of its close ends first)
 
     cdef void _tick(self):
         """Once per tick: the Date line, expired deadlines, draining, the on_tick hook, and

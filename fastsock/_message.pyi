@@ -18,6 +18,7 @@ class BadRequest(ValueError):
     status: int
 
 class Request:
+    def close_after(self) -> None: ...
     method: str
     path: str
     raw_path: bytes

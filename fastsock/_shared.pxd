@@ -8,6 +8,7 @@ cdef enum:
     REQ_CELLS = 1024        # (route, method, status) request counters per slot; a power of 2
     DUR_CELLS = 256         # (route, method) duration histograms per slot; a power of 2
     N_PARSE_REASONS = 64
+    N_WS_CODES = 12         # WebSocket close codes counted by name (_wsconn.CLOSE_CODES) + other
 
 # Why a connection closed: ONE table gives each reason its value and its metric label
 # (fastsock_connections_closed_total{reason=...}); the slots' counters are indexed by it.
@@ -21,7 +22,9 @@ cdef extern from *:
         X(CLOSE_ERROR, "error")     /* refused request, bad PROXY header, I/O error, failed \
                                        stream */ \
         X(CLOSE_SERVER, "server")                   /* Connection: close, HTTP/1.0, draining */ \
-        X(CLOSE_LENGTH, "response_length")  /* a streamed body broke its app's Content-Length */
+        X(CLOSE_LENGTH, "response_length")  /* a streamed body broke its app's Content-Length */ \
+        X(CLOSE_PING_TIMEOUT, "ping_timeout")   /* a WebSocket's pong did not come in time */ \
+        X(CLOSE_CLOSE_TIMEOUT, "close_timeout") /* a WebSocket's Close did not come back */
     typedef enum {
     #define FS_ENUM(e, name) e,
         FS_CLOSE_REASONS(FS_ENUM)
@@ -42,6 +45,8 @@ cdef extern from *:
         CLOSE_ERROR
         CLOSE_SERVER
         CLOSE_LENGTH
+        CLOSE_PING_TIMEOUT
+        CLOSE_CLOSE_TIMEOUT
         N_CLOSE_REASONS
     const char* const fs_close_reason_names[]
 
@@ -89,6 +94,13 @@ cdef struct Slot:
     long long response_bytes
     long long untracked     # requests whose (route, method, status) found no free cell
     long long refused_concurrency   # requests answered 503 past --limit-concurrency
+    long long ws_open       # WebSockets open now, ever opened, messages and wire bytes each way
+    long long ws_opened
+    long long ws_messages_in
+    long long ws_messages_out
+    long long ws_bytes_in
+    long long ws_bytes_out
+    long long ws_closes[N_WS_CODES]
     long long closed[N_CLOSE_REASONS]
     long long parse_errors[N_PARSE_REASONS]
     ReqCell req_cells[REQ_CELLS]

@@ -183,7 +183,9 @@ cdef class SharedState:
         cdef DurCell* d
         requests, durations, closed, parse_errors, workers = {}, {}, [0] * N_CLOSE_REASONS, {}, {}
         totals = dict(in_flight=0, accepted=0, open=0, request_bytes=0, response_bytes=0,
-                      untracked=0, refused_concurrency=0)
+                      untracked=0, refused_concurrency=0, ws_open=0, ws_opened=0,
+                      ws_messages_in=0, ws_messages_out=0, ws_bytes_in=0, ws_bytes_out=0)
+        ws_closes = [0] * N_WS_CODES
         for i in range(self.nslots):
             s = self.slot(i)
             if s.state != SLOT_FREE and s.pid:
@@ -193,9 +195,17 @@ cdef class SharedState:
             totals["response_bytes"] += s.response_bytes
             totals["untracked"] += s.untracked
             totals["refused_concurrency"] += s.refused_concurrency
+            totals["ws_opened"] += s.ws_opened
+            totals["ws_messages_in"] += s.ws_messages_in
+            totals["ws_messages_out"] += s.ws_messages_out
+            totals["ws_bytes_in"] += s.ws_bytes_in
+            totals["ws_bytes_out"] += s.ws_bytes_out
+            for j in range(N_WS_CODES):
+                ws_closes[j] += s.ws_closes[j]
             if s.state != SLOT_FREE:
                 totals["in_flight"] += s.in_flight
                 totals["open"] += s.conns
+                totals["ws_open"] += s.ws_open
             for j in range(<int>N_CLOSE_REASONS):
                 closed[j] += s.closed[j]
             for j in range(N_PARSE_REASONS):
@@ -218,6 +228,7 @@ cdef class SharedState:
                     for b in range(N_BOUNDS + 1):
                         entry[2][b] += d.buckets[b]
         return dict(totals, requests=requests, durations=durations, closed=closed,
+                    ws_closes=ws_closes,
                     parse_errors=parse_errors, workers=workers,
                     workers_alive=self.header.workers_alive, restarts=self.header.restarts)
 

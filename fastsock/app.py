@@ -12,6 +12,7 @@ from fastsock.responses import NOT_FOUND, method_not_allowed
 from fastsock.results import HTTPError, error_response, to_response
 from fastsock.routing import Route, Router
 from fastsock.runner import RequestStream, is_async
+from fastsock.websocket import websocket_route
 
 __all__ = ["App", "HTTPError"]
 
@@ -22,6 +23,11 @@ def _runnable(handler, options: dict, runner, app: App):
     """The handler as the dispatcher calls it: as it is (inline), or started on the runner's
     asyncio loop or thread pool, returning a Deferred; inside the app's hooks and middleware
     when it has any (hooks.runnable)."""
+    if options.get("websocket"):
+        if runner is None:
+            raise RuntimeError(f"{handler.__qualname__} is a WebSocket handler: serve the app "
+                               "(fastsock MODULE:APP) or test it with fastsock.testing")
+        return websocket_route(handler, runner, options)
     if hooks.has_layers(app):
         return hooks.runnable(handler, options, runner, app)
     pull_inline = bool(options.get("pull_inline"))
@@ -196,6 +202,20 @@ class App:
                 raise TypeError(f"{handler.__qualname__}: stream=True needs an async handler "
                                 "(it reads the body with `async for chunk in req.stream()`)")
             self.router.add(path, methods, handler, options)
+            self._dispatch = None
+            return handler
+        return register
+
+    def websocket(self, path: str) -> Callable:
+        """Register an `async def handler(ws, **params)` for WebSockets at path: it gets a
+        fastsock.websocket.WebSocket (`async for message in ws`, `await ws.send(...)`, `await
+        ws.close(code)`), accepted on first use unless it calls `await ws.accept(...)` first
+        (to pick one of `ws.subprotocols` or add headers) or closes it (a 403). A request to
+        path that is not an opening handshake gets 426."""
+        def register(handler: Callable) -> Callable:
+            if not is_async(handler):
+                raise TypeError(f"{handler.__qualname__}: a WebSocket handler is an async def")
+            self.router.add(path, ("GET",), handler, {"websocket": True})
             self._dispatch = None
             return handler
         return register

@@ -176,6 +176,32 @@ class Config:
         "or * to trust every peer")
     proxy_protocol: bool = _opt(
         False, "expect a PROXY protocol v1/v2 header on every connection (AWS NLB)")
+    ws_max_message: int = _count(
+        1048576, "largest WebSocket message in bytes, as inflated (the WebSocket is closed "
+        "with 1009 past it)", high=SIZE_MAX)
+    ws_max_frame: int = _count(
+        1048576, "largest WebSocket frame payload in bytes (closed with 1009 past it)",
+        high=SIZE_MAX)
+    ws_max_queue: int = _count(
+        1048576, "WebSocket bytes received and not yet taken by the handler, past which the "
+        "server stops reading that WebSocket", high=SIZE_MAX)
+    ws_max_connections: int = _count(
+        10000, "WebSockets each worker has open at once; past it, the handshake gets 503")
+    ws_ping_interval: float = _seconds(
+        20.0, "seconds between the server's pings on an open WebSocket: under the idle "
+        "timeouts of AWS ALB (60 s) and ingress-nginx (60 s), so they never cut a quiet one "
+        "(0: no pings)", low=TIMER_MIN, off=0)
+    ws_ping_timeout: float = _seconds(
+        20.0, "seconds a ping's pong may take before the WebSocket is closed (a peer gone "
+        "behind a NAT or load balancer)", low=TIMER_MIN)
+    ws_close_timeout: float = _seconds(
+        5.0, "seconds the peer has to answer the server's Close before the connection is "
+        "closed", low=TIMER_MIN)
+    ws_handshake_timeout: float = _seconds(
+        10.0, "seconds a WebSocket handler has to accept or refuse the handshake (504 past it)",
+        low=TIMER_MIN)
+    ws_compression: bool = _opt(
+        True, "agree to permessage-deflate (RFC 7692) when a WebSocket client offers it")
 
     def limits(self) -> dict:
         """The fields a worker's loop needs, as its typed Limits struct takes them."""
@@ -186,6 +212,17 @@ class Config:
                  "limit_concurrency")
         return {**{name: getattr(self, name) for name in names},
                 "count_requests": self.metrics}
+
+    def websockets(self):
+        """One worker's WebSocket options and limits (fastsock.websocket.WebSockets)."""
+        from fastsock._wsconn import WsOptions
+        from fastsock.websocket import WebSockets
+        return WebSockets(
+            WsOptions(max_message=self.ws_max_message, max_frame=self.ws_max_frame,
+                      max_queue=self.ws_max_queue, ping_interval=self.ws_ping_interval,
+                      ping_timeout=self.ws_ping_timeout, close_timeout=self.ws_close_timeout,
+                      compression=self.ws_compression),
+            self.ws_max_connections, self.ws_handshake_timeout)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -16,12 +16,14 @@ from prometheus_client.utils import floatToGoString
 from fastsock._message import METHOD_NAMES, Response, RouteId
 from fastsock._parser import PARSE_ERRORS
 from fastsock._shared import CLOSE_REASONS, DURATION_BOUNDS, SharedState
+from fastsock._wsconn import CLOSE_CODES
 from fastsock.version import __version__
 
 UNMATCHED = "unmatched"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _LE = [floatToGoString(b) for b in DURATION_BOUNDS] + ["+Inf"]
+WS_CLOSE_LABELS = [str(code) for code in CLOSE_CODES] + ["other"]
 _PARSE_LABELS = [label for _name, _status, label in PARSE_ERRORS]
 # the server's own routes: probes and scrapes, counted apart from the app's requests so that
 # error-ratio and latency alerts see only the app's traffic
@@ -97,6 +99,7 @@ class CoreCollector:
         for reason, n in zip(CLOSE_REASONS, snap["closed"], strict=False):
             closed.add_metric([reason], n)
         yield closed
+        yield from self._websockets(snap)
         errors = CounterMetricFamily("fastsock_parse_errors",
                                      "Requests refused by the HTTP parser.", labels=["reason"])
         for index, n in sorted(snap["parse_errors"].items()):
@@ -113,6 +116,33 @@ class CoreCollector:
         info.add_metric([__version__, platform.python_version()], 1)
         yield info
         yield from self._processes(snap["workers"])
+
+    @staticmethod
+    def _websockets(snap: dict):
+        yield GaugeMetricFamily("fastsock_websockets_open", "WebSockets open now.",
+                                value=snap["ws_open"])
+        yield CounterMetricFamily("fastsock_websockets_opened", "WebSockets accepted.",
+                                  value=snap["ws_opened"])
+        messages = CounterMetricFamily("fastsock_websocket_messages",
+                                       "WebSocket messages, by direction (in: from clients).",
+                                       labels=["direction"])
+        messages.add_metric(["in"], snap["ws_messages_in"])
+        messages.add_metric(["out"], snap["ws_messages_out"])
+        yield messages
+        wire = CounterMetricFamily("fastsock_websocket_bytes",
+                                   "WebSocket bytes on the wire, by direction (in: every frame "
+                                   "read; out: the app's messages, framed and compressed).",
+                                   labels=["direction"])
+        wire.add_metric(["in"], snap["ws_bytes_in"])
+        wire.add_metric(["out"], snap["ws_bytes_out"])
+        yield wire
+        closes = CounterMetricFamily("fastsock_websocket_closes",
+                                     "WebSockets ended, by close code (1005: the peer gave "
+                                     "none; 1006: no Close exchanged; other: any code not "
+                                     "named).", labels=["code"])
+        for code, n in zip(WS_CLOSE_LABELS, snap["ws_closes"], strict=True):
+            closes.add_metric([code], n)
+        yield closes
 
     @staticmethod
     def _processes(workers: dict[int, int]):

@@ -14,8 +14,6 @@ CONCURRENCY_FULL = Response(b"Service Unavailable: too many requests in progress
 NOT_FOUND = Response(b"Not Found\n", 404, content_type=TEXT)
 HEALTH_OK = Response(b"ok\n", 200, content_type=TEXT)
 NOT_READY = Response(b"not ready\n", 503, content_type=TEXT)
-WEBSOCKET_REFUSED = Response(b"WebSocket is not supported by this server\n", 501,
-                             content_type=TEXT)
 
 
 def method_not_allowed(allow: str) -> Response:

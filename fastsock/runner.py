@@ -25,6 +25,7 @@ from fastsock._message import Response
 from fastsock.logs import REQUEST, current_request
 from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR, SHUTTING_DOWN
 from fastsock.results import error_response, to_response
+from fastsock.websocket import WebSockets
 
 error_log = logging.getLogger("fastsock.error")
 
@@ -80,6 +81,7 @@ class Runner:
         # need a thread of its own (a threaded handler): the pool may grow by as many
         self.parked = 0
         self._parking = threading.Lock()
+        self.websockets = WebSockets()  # the worker's options: Config.websockets()
 
     @property
     def aio(self) -> asyncio.AbstractEventLoop:

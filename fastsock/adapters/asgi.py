@@ -15,6 +15,8 @@ import asyncio
 import logging
 
 from fastsock._handoff import Deferred
+from fastsock._wshandshake import subprotocols
+from fastsock.adapters.asgi_ws import WebSocketCycle
 from fastsock.adapters.common import (
     ClientDisconnected,
     app_response,
@@ -24,7 +26,8 @@ from fastsock.adapters.common import (
 from fastsock.adapters.routelabels import RouteLabels
 from fastsock.dispatch import answer_reserved
 from fastsock.logs import REQUEST
-from fastsock.responses import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN, WEBSOCKET_REFUSED
+from fastsock.responses import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN
+from fastsock.websocket import start_websocket
 
 error_log = logging.getLogger("fastsock.error")
 
@@ -97,9 +100,7 @@ class ASGIApp:
                 return answer
             headers = req.raw_headers
             if req.websocket:
-                error_log.info("refused a WebSocket handshake from %s: not supported",
-                               req.client[0] if req.client else "?")
-                return WEBSOCKET_REFUSED
+                return self._websocket(req, runner)
             scope = {
                 "type": "http", "asgi": ASGI, "http_version": req.http_version,
                 "method": req.method, "scheme": req.scheme,
@@ -122,6 +123,29 @@ class ASGIApp:
                 cycle.timer = aio.call_later(timeout, cycle.expire)
             return deferred
         return dispatch
+
+
+    def _websocket(self, req, runner):
+        """An opening handshake: the app's websocket scope (a WebSocketCycle)."""
+        root_path = self.root_path
+        scope = {
+            "type": "websocket", "asgi": ASGI, "http_version": req.http_version,
+            "scheme": "wss" if req.scheme == "https" else "ws",
+            "path": root_path + req.path if root_path else req.path,
+            "raw_path": root_path.encode("latin-1") + req.raw_path if root_path
+            else req.raw_path,
+            "query_string": req.query_string, "root_path": root_path,
+            "headers": req.raw_headers, "client": req.client, "server": self.server,
+            "subprotocols": subprotocols(req),
+            "state": self.state.copy() if self.state else {},
+            "extensions": {"websocket.http.response": {}},
+        }
+        req.route_id = self.labels.fallback
+        app = self.app
+
+        def run(channel):
+            return WebSocketCycle(req, scope, self.labels, channel).run(app)
+        return start_websocket(req, runner, run, "ASGI app")
 
 
 

@@ -1,0 +1,294 @@
+"""WebSockets for handlers: the native `WebSocket` an `@app.websocket` handler gets, and the
+way every WebSocket (native or ASGI) is started, accepted, waited on and ended. The protocol
+is the compiled rooms' (_wshandshake, _wsframes, _wsdeflate, _wsconn): this layer never reads
+a frame, it hands messages over."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+
+from fastsock._handoff import Deferred
+from fastsock._message import Request, Response
+from fastsock._wsconn import WsOptions, WsSession
+from fastsock._wshandshake import VERSION_HEADER, accept_value, extensions, refusal, subprotocols
+from fastsock.logs import REQUEST
+
+__all__ = ["WebSocket", "WebSocketDisconnect"]
+
+error_log = logging.getLogger("fastsock.error")
+
+_WHY = {400: b"Bad WebSocket handshake\n", 426: b"WebSocket version 13 only\n"}
+NOT_AN_UPGRADE = "Upgrade does not name websocket"     # _wshandshake's reason for a plain GET
+
+
+class WebSocketDisconnect(Exception):
+    """The WebSocket closed: `code` is the peer's close code (1005: it gave none; 1006: the
+    connection went without a Close), or the one the server closed it with."""
+
+    def __init__(self, code: int = 1000, reason: str = ""):
+        super().__init__(code, reason)
+        self.code, self.reason = code, reason
+
+
+class WebSockets:
+    """One worker's WebSockets: their options, how many are open, and the refusals."""
+
+    def __init__(self, options: WsOptions | None = None, max_connections: int = 10000,
+                 handshake_timeout: float = 10.0):
+        self.options = options or WsOptions()
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
+        self.open = 0               # started (handshake on the way) and not yet ended
+
+    def refusal(self, req: Request) -> Response | None:
+        """The answer to an opening handshake that is not served, or None."""
+        status, why = refusal(req)
+        if status:
+            if why == NOT_AN_UPGRADE:       # a plain request to a WebSocket route
+                return _UPGRADE_REQUIRED
+            error_log.info("refused a WebSocket handshake from %s: %d %s", req.client[0]
+                           if req.client else "?", status, why)
+            headers = [VERSION_HEADER] if status == 426 else []
+            return Response(_WHY.get(status, b"Bad WebSocket handshake\n"), status,
+                            headers=headers, content_type="text/plain")
+        if self.open >= self.max_connections:
+            error_log.warning("refused a WebSocket: %d open in this worker (--ws-max-connections)",
+                              self.open)
+            return Response(b"Too many WebSockets\n", 503, headers=[("Retry-After", "1")],
+                            content_type="text/plain")
+        return None
+
+    def session(self, req: Request) -> WsSession:
+        return WsSession(self.options, accept_value(req.headers.get("sec-websocket-key")),
+                         extensions(req))
+
+
+class Channel:
+    """One WebSocket's way between the connection and a handler (native or ASGI): accept or
+    deny the handshake, receive, send with back-pressure, close. On the loop's thread."""
+
+    def __init__(self, session: WsSession, deferred: Deferred, aio: asyncio.AbstractEventLoop,
+                 handshake_timeout: float):
+        self.session, self.deferred, self.aio = session, deferred, aio
+        self.handshake_timeout = handshake_timeout
+        self.accepted = False
+        self.answered = False       # accepted, or denied with a response
+        self.timer = aio.call_later(handshake_timeout, self._handshake_expired) \
+            if handshake_timeout else None
+
+    def accept(self, subprotocol: str | None = None, headers=None) -> None:
+        if self.answered:
+            raise RuntimeError("this WebSocket was already accepted or refused")
+        self.session.agree(subprotocol, headers)    # ValueError: a header it cannot send
+        self.accepted = self.answered = True
+        self._stop_timer()
+        self.deferred.complete(self.session)
+
+    def deny(self, response: Response) -> None:
+        if self.answered:
+            raise RuntimeError("this WebSocket was already accepted or refused")
+        self.answered = True
+        self._stop_timer()
+        self.deferred.complete(response)
+
+    async def receive(self) -> str | bytes:
+        session = self.session
+        while True:
+            try:
+                message = session.receive()
+            except ConnectionError:
+                raise WebSocketDisconnect(session.close_code, session.close_reason) from None
+            if message is not None:
+                return message
+            waiting = self.aio.create_future()
+            session.waiter = functools.partial(_wake, waiting)
+            await waiting
+
+    async def send(self, message) -> None:
+        session = self.session
+        try:
+            if session.send(message):
+                return
+        except ConnectionError:
+            raise WebSocketDisconnect(session.close_code or 1006, session.close_reason) from None
+        waiting = self.aio.create_future()
+        session.on_drain = functools.partial(_wake, waiting)
+        await waiting
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if not 1000 <= code <= 4999 or code in (1004, 1005, 1006, 1015):
+            raise ValueError(f"{code} is not a close code an endpoint may send")
+        if len(reason.encode("utf-8")) > 123:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8")
+        self.session.close(code, reason)
+
+    def ended(self, exc: BaseException | None, cancelled: bool, what: str) -> None:
+        """The handler is done: a handshake it never answered gets 403 (or 500 if it failed);
+        an open WebSocket it leaves is closed (1000, or 1011 after an error)."""
+        self._stop_timer()
+        if exc is not None and not isinstance(exc, WebSocketDisconnect):
+            error_log.error("WebSocket handler %s failed", what, exc_info=exc)
+        if not self.answered:
+            self.answered = True
+            failed = exc is not None and not isinstance(exc, WebSocketDisconnect)
+            self.deferred.complete(_SERVER_ERROR if failed or cancelled else _FORBIDDEN)
+        elif self.accepted:
+            self.session.close(1011 if exc is not None and not isinstance(
+                exc, WebSocketDisconnect) else 1000, "")
+
+    def _handshake_expired(self) -> None:
+        self.timer = None
+        if not self.answered:
+            error_log.warning("a WebSocket handler neither accepted nor refused within %gs "
+                              "(--ws-handshake-timeout)", self.handshake_timeout)
+            self.answered = True
+            self.deferred.complete(_HANDSHAKE_TIMEOUT)
+            self.on_timeout()
+
+    def on_timeout(self) -> None:           # the runner's: cancel the handler
+        pass
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+_FORBIDDEN = Response(b"WebSocket refused\n", 403, content_type="text/plain")
+_SERVER_ERROR = Response(b"Internal Server Error\n", 500, content_type="text/plain")
+_HANDSHAKE_TIMEOUT = Response(b"WebSocket handshake timed out\n", 504,
+                              content_type="text/plain")
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class WebSocket:
+    """What an `@app.websocket` handler gets. Accepted on first use unless the handler calls
+    accept() (to pick a subprotocol or add headers) or close() before it.
+
+        @app.websocket("/echo")
+        async def echo(ws: WebSocket):
+            async for message in ws:
+                await ws.send(message)
+    """
+
+    __slots__ = ("request", "_channel", "_subprotocols")
+
+    def __init__(self, request: Request, channel: Channel, offered: list[str]):
+        self.request = request
+        self._channel = channel
+        self._subprotocols = offered
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order of preference."""
+        return self._subprotocols
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._channel.session.subprotocol
+
+    @property
+    def close_code(self) -> int | None:
+        """Once closed: the peer's code, or the server's (see WebSocketDisconnect)."""
+        session = self._channel.session
+        return session.close_code if session.closed else None
+
+    async def accept(self, subprotocol: str | None = None, headers=None) -> None:
+        """Answer the handshake with 101. subprotocol: one the client offered; headers:
+        (name, value) pairs added to the response."""
+        if subprotocol is not None and subprotocol not in self._subprotocols:
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
+        self._channel.accept(subprotocol, headers)
+
+    async def receive(self) -> str | bytes:
+        """The next message: str (text) or bytes (binary). WebSocketDisconnect once closed."""
+        if not self._channel.answered:
+            self._channel.accept()
+        return await self._channel.receive()
+
+    async def send(self, message: str | bytes) -> None:
+        """Send a message: str as text, bytes-like as binary. Waits while the client is slow
+        to read (the output is over its bound). WebSocketDisconnect once closed."""
+        if not self._channel.answered:
+            self._channel.accept()
+        await self._channel.send(message)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with code and reason (before accepting: refuse the handshake with 403)."""
+        if not self._channel.answered:
+            self._channel.deny(_FORBIDDEN)
+            return
+        self._channel.close(code, reason)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.receive()
+        except WebSocketDisconnect:
+            raise StopAsyncIteration from None
+
+
+def websocket_route(handler: Callable, runner, options: dict) -> Callable:
+    """handler(ws, **params), an `async def`, as the dispatcher calls it: req -> a Deferred
+    completed with the session when the handler accepts (or the refusal)."""
+    what = getattr(handler, "__qualname__", repr(handler))
+
+    @functools.wraps(handler)
+    def start(req, **params):
+        def run(channel: Channel):
+            return handler(WebSocket(req, channel, subprotocols(req)), **params)
+        return start_websocket(req, runner, run, what)
+    return start
+
+
+def start_websocket(req: Request, runner, run: Callable, what: str):
+    """An opening handshake to serve: its refusal (a Response), or a Deferred completed with
+    the session when the handler accepts. run(channel) -> the handler's coroutine, a task on
+    the worker's asyncio loop that ends the WebSocket when it ends (Channel.ended)."""
+    sockets: WebSockets = runner.websockets
+    req.close_after()       # refused, the connection closes: what follows is never read as
+                            # requests (a proxy that took the upgrade for done sends frames)
+    refusal = sockets.refusal(req)
+    if refusal is not None:
+        return refusal
+    aio = runner.aio
+    deferred = Deferred()
+    channel = Channel(sockets.session(req), deferred, aio, sockets.handshake_timeout)
+    token = REQUEST.set(req)                # the task's context, copied now, has its request
+    try:
+        task = aio.create_task(run(channel))
+    finally:
+        REQUEST.reset(token)
+    sockets.open += 1
+    loop = runner.loop
+    if loop is not None:
+        loop.tasks += 1
+        loop.ws_handlers += 1
+    channel.on_timeout = task.cancel        # type: ignore[method-assign]
+    deferred.on_cancel = task.cancel        # the client left before the handshake's answer
+    task.add_done_callback(functools.partial(_handler_done, channel, sockets, loop, what))
+    return deferred
+
+
+def _handler_done(channel: Channel, sockets: WebSockets, loop, what: str, task) -> None:
+    try:
+        cancelled = task.cancelled()
+        channel.ended(None if cancelled else task.exception(), cancelled, what)
+    finally:
+        sockets.open -= 1
+        if loop is not None:
+            loop.ws_handlers -= 1
+            loop.task_done()
+
+
+_UPGRADE_REQUIRED = Response(b"This route is a WebSocket: upgrade to one\n", 426,
+                             headers=[("Upgrade", "websocket"), ("Connection", "Upgrade")],
+                             content_type="text/plain")
