@@ -68,7 +68,8 @@ def instructions(case: str, rounds: int) -> tuple[int, int]:
                                                        os.environ.get("PYTHONPATH", "")])})
     m = re.search(r"^(?:summary|totals): (\d+)", (out / "cg").read_text(errors="replace"), re.M)
     assert m, "no callgrind total"
-    annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out / "cg")],
+    annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                                str(out / "cg")],
                                check=True, capture_output=True, text=True).stdout
     core = re.search(r"^\s*([\d,]+) .*" + CORE[CASES[case][0]] + r"\b", annotated, re.M)
     assert core, f"no {CORE[CASES[case][0]]} in the profile"
