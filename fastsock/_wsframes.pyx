@@ -22,38 +22,14 @@ cdef extern from "Python.h":
 
 from fastsock._bytebuf cimport bytebuf_reserve, bytebuf_free
 from fastsock._utf8 cimport fs_utf8_check, FS_UTF8_ACCEPT, FS_UTF8_REJECT
+from fastsock._wsmask cimport fs_unmask
 
 cdef enum:
     CHUNK = 4096                # a compressed payload is unmasked this much at a time
     REASON_MAX = 123            # a close frame's reason: 125 bytes of payload less the code
 
-cdef uint64_t HIGH_BITS = 0x8080808080808080ULL
 cdef str UTF8_BAD = "a text message that is not valid UTF-8"
 cdef str UTF8_CUT = "a text message that ends inside a UTF-8 sequence"
-
-
-cdef inline uint64_t unmask(unsigned char* dst, const unsigned char* src, Py_ssize_t n,
-                            const unsigned char* mask, unsigned int at) noexcept nogil:
-    """dst[i] = src[i] ^ mask[(at + i) % 4], 8 bytes at a time. Answers the OR of the bytes
-    written: its high bits say whether any was not ASCII."""
-    cdef unsigned char m[8]
-    cdef uint64_t m8, w, seen = 0
-    cdef Py_ssize_t i = 0
-    cdef unsigned int j
-    for j in range(8):
-        m[j] = mask[(at + j) & 3]
-    memcpy(&m8, m, 8)
-    while i + 8 <= n:
-        memcpy(&w, src + i, 8)
-        w ^= m8
-        seen |= w
-        memcpy(dst + i, &w, 8)
-        i += 8
-    while i < n:                        # 8 is a multiple of 4: m's phase still holds here
-        dst[i] = src[i] ^ m[i & 7]
-        seen |= dst[i]
-        i += 1
-    return seen
 
 
 cdef class FrameReader:
@@ -129,7 +105,7 @@ cdef class FrameReader:
                     if <unsigned long long>(n - pos - hlen) < plen:
                         used[0] = pos
                         return WS_NEED_MORE
-                    unmask(ctrl, data + pos + hlen, <Py_ssize_t>plen, p, 0)
+                    fs_unmask(ctrl, data + pos + hlen, <Py_ssize_t>plen, p, 0)
                     used[0] = pos + hlen + <Py_ssize_t>plen
                     return self._control(opcode, ctrl, <Py_ssize_t>plen)
                 if plen > <unsigned long long>self.max_frame:
@@ -204,12 +180,12 @@ cdef class FrameReader:
         cdef uint64_t seen
         if self.msg_opcode == OP_BINARY:
             msg = PyBytes_FromStringAndSize(NULL, n)
-            unmask(<unsigned char*>PyBytes_AS_STRING(msg), src, n, mask, 0)
+            fs_unmask(<unsigned char*>PyBytes_AS_STRING(msg), src, n, mask, 0)
             self.message = msg
             return WS_BINARY
         msg = PyUnicode_New(n, 127)         # ASCII is the bet: then this str is the message
-        seen = unmask(<unsigned char*>PyUnicode_DATA(msg), src, n, mask, 0)
-        if seen & HIGH_BITS:                # CPython's strict decoder checks RFC 3629 too
+        seen = fs_unmask(<unsigned char*>PyUnicode_DATA(msg), src, n, mask, 0)
+        if seen:                # CPython's strict decoder checks RFC 3629 too
             try:
                 msg = PyUnicode_DecodeUTF8(<char*>PyUnicode_DATA(msg), n, NULL)
             except UnicodeDecodeError:      # the DFA only says why
@@ -227,7 +203,7 @@ cdef class FrameReader:
         if self.compressed:
             while m:
                 k = m if m < CHUNK else CHUNK
-                unmask(chunk, p, k, self.mask, self.mask_at)
+                fs_unmask(chunk, p, k, self.mask, self.mask_at)
                 self.mask_at = (self.mask_at + <unsigned int>k) & 3
                 r = self.deflate.inflate(<const char*>chunk, k, &self.buf, self.max_message)
                 if r:
@@ -236,7 +212,8 @@ cdef class FrameReader:
                 m -= k
         else:
             bytebuf_reserve(&self.buf, m)
-            unmask(<unsigned char*>self.buf.data + self.buf.len, p, m, self.mask, self.mask_at)
+            fs_unmask(<unsigned char*>self.buf.data + self.buf.len, p, m, self.mask,
+                      self.mask_at)
             self.mask_at = (self.mask_at + <unsigned int>m) & 3
             self.buf.len += m
         if self.msg_opcode == OP_TEXT:

@@ -113,6 +113,17 @@ def test_the_mask_phase_holds_across_reads_and_frames() -> None:
     assert read(stream) == [("binary", payload + payload[:13])]
 
 
+def test_unmasking_at_every_length_and_phase() -> None:
+    # the unmasker steps 32, then 8, then 1 byte: every length around those, from reads that
+    # leave the mask at each phase
+    rng = random.Random(7)
+    for n in range(0, 100):
+        payload = bytes(rng.randrange(256) for _ in range(n))
+        stream = frame(OP_BINARY, payload, mask=bytes(rng.randrange(256) for _ in range(4)))
+        for size in (0, 1, 3, 5, 7, 9, 31, 33):
+            assert reader().feed(stream, size) == [("binary", payload)], (n, size)
+
+
 # --- case 2: ping and pong -------------------------------------------------------------------
 
 @pytest.mark.parametrize("payload", [b"", b"Hello, world!", b"\x00\xff\xfe\xfd\xfc\xfb\x00\xff",
