@@ -27,6 +27,7 @@ from fastsock._wsmask cimport fs_unmask
 cdef enum:
     CHUNK = 4096                # a compressed payload is unmasked this much at a time
     REASON_MAX = 123            # a close frame's reason: 125 bytes of payload less the code
+    SMALL_FRAME = 512           # a frame up to this is copied to the output in one write
 
 cdef str UTF8_BAD = "a text message that is not valid UTF-8"
 cdef str UTF8_CUT = "a text message that ends inside a UTF-8 sequence"
@@ -313,7 +314,7 @@ _NAMES = {WS_TEXT: "text", WS_BINARY: "binary", WS_PING: "ping", WS_PONG: "pong"
 
 
 cdef int write_frame(OutBuffer out, int opcode, const char* p, Py_ssize_t n, bint rsv1) except -1:
-    cdef unsigned char h[10]
+    cdef unsigned char h[4 + SMALL_FRAME]
     cdef int hlen = 2, i
     h[0] = 0x80 | (0x40 if rsv1 else 0) | opcode
     if n < 126:
@@ -326,6 +327,10 @@ cdef int write_frame(OutBuffer out, int opcode, const char* p, Py_ssize_t n, bin
         for i in range(8):
             h[2 + i] = <unsigned char>(<unsigned long long>n >> (56 - 8 * i))
         hlen = 10
+    if n <= SMALL_FRAME:                # one write for the two (p may be NULL when n is 0)
+        if n:
+            memcpy(h + hlen, p, n)
+        return out.write(<const char*>h, hlen + n)
     out.write(<const char*>h, hlen)
     return out.write(p, n)
 

@@ -11,29 +11,37 @@ cdef extern from *:
     #include <stdint.h>
     #include <string.h>
 
-    typedef uint8_t fs_v16 __attribute__((vector_size(16)));
+    typedef uint64_t fs_v2 __attribute__((vector_size(16)));
 
     /* dst[i] = src[i] ^ mask[(at + i) % 4] for i < n (dst may be src). Answers the OR of the
        bytes written, its high bits only: nonzero when a byte was not ASCII. */
     static inline uint64_t fs_unmask(unsigned char *dst, const unsigned char *src,
                                      Py_ssize_t n, const unsigned char *mask, unsigned int at) {
-        unsigned char m[16];
-        fs_v16 key, a, b, seen16 = {0};
+        unsigned char m[4];
+        uint32_t key4;
         uint64_t key8, w, seen = 0, halves[2];
+        fs_v2 key, a, b, seen16 = {0, 0};
         Py_ssize_t i = 0;
-        int j;
-        for (j = 0; j < 16; j++) m[j] = mask[(at + j) & 3];   /* 16, 8: multiples of 4 */
-        memcpy(&key, m, 16);
-        for (; i + 32 <= n; i += 32) {
-            memcpy(&a, src + i, 16);
-            memcpy(&b, src + i + 16, 16);
-            a ^= key;
-            b ^= key;
-            seen16 |= a | b;
-            memcpy(dst + i, &a, 16);
-            memcpy(dst + i + 16, &b, 16);
+        m[0] = mask[at & 3];            /* the key from this phase: 4 bytes, then 8 and 16 */
+        m[1] = mask[(at + 1) & 3];
+        m[2] = mask[(at + 2) & 3];
+        m[3] = mask[(at + 3) & 3];
+        memcpy(&key4, m, 4);
+        key8 = (uint64_t)key4 | ((uint64_t)key4 << 32);     /* the 4 bytes twice, any endian */
+        if (n >= 32) {
+            key = (fs_v2){key8, key8};
+            for (; i + 32 <= n; i += 32) {
+                memcpy(&a, src + i, 16);
+                memcpy(&b, src + i + 16, 16);
+                a ^= key;
+                b ^= key;
+                seen16 |= a | b;
+                memcpy(dst + i, &a, 16);
+                memcpy(dst + i + 16, &b, 16);
+            }
+            memcpy(halves, &seen16, 16);
+            seen = halves[0] | halves[1];
         }
-        memcpy(&key8, m, 8);
         for (; i + 8 <= n; i += 8) {
             memcpy(&w, src + i, 8);
             w ^= key8;
@@ -44,8 +52,7 @@ cdef extern from *:
             dst[i] = src[i] ^ m[i & 3];
             seen |= dst[i];
         }
-        memcpy(halves, &seen16, 16);
-        return (seen | halves[0] | halves[1]) & 0x8080808080808080ULL;
+        return seen & 0x8080808080808080ULL;
     }
     """
     uint64_t fs_unmask(unsigned char* dst, const unsigned char* src, Py_ssize_t n,
