@@ -19,6 +19,9 @@ class BadRequest(ValueError):
 
 class Request:
     def close_after(self) -> None: ...
+    ws_in: int
+    ws_out: int
+    ws_close: int
     method: str
     path: str
     raw_path: bytes
