@@ -59,18 +59,19 @@ CORE = {"read": "FrameReader_next_event", "write": "_wsframes_write_message"}
 
 def instructions(case: str, rounds: int) -> tuple[int, int]:
     """(the run's total, the core function's inclusive count)"""
-    out = Path(tempfile.mkdtemp(prefix="fastsock-callgrind-"))
-    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg",
-                    sys.executable, __file__, "--child", case, "--rounds", str(rounds)],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONHASHSEED": "0",
-                        "PYTHONPATH": os.pathsep.join([str(ROOT),
-                                                       os.environ.get("PYTHONPATH", "")])})
-    m = re.search(r"^(?:summary|totals): (\d+)", (out / "cg").read_text(errors="replace"), re.M)
-    assert m, "no callgrind total"
-    annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
-                                str(out / "cg")],
-                               check=True, capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory(prefix="fastsock-wsframes-") as tmp:
+        profile = Path(tmp) / "cg"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={profile}",
+                        sys.executable, __file__, "--child", case, "--rounds", str(rounds)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "PYTHONHASHSEED": "0",
+                            "PYTHONPATH": os.pathsep.join([str(ROOT),
+                                                           os.environ.get("PYTHONPATH", "")])})
+        m = re.search(r"^(?:summary|totals): (\d+)", profile.read_text(errors="replace"), re.M)
+        assert m, "no callgrind total"
+        annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                                    str(profile)], check=True, capture_output=True,
+                                   text=True).stdout
     core = re.search(r"^\s*([\d,]+) .*" + CORE[CASES[case][0]] + r"\b", annotated, re.M)
     assert core, f"no {CORE[CASES[case][0]]} in the profile"
     return int(m.group(1)), int(core.group(1).replace(",", ""))
