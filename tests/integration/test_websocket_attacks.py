@@ -209,3 +209,164 @@ def test_an_upgrade_over_the_proxy_protocol(tmp_path):
         assert frames[0][3] == b"203.0.113.7:4444" and close_code(frames) == 1000
     finally:
         s.stop()
+
+
+# ------------------------------------------------------------------ protocol abuse
+
+F = W.frame
+
+
+@pytest.mark.parametrize("data,code", [
+    (F(W.OP_CLOSE, b"\x03"), 1002),                              # a 1-byte close payload
+    (W.close(1005), 1002), (W.close(1006), 1002), (W.close(999), 1002),
+    (W.close(1004), 1002), (W.close(2999), 1002), (W.close(5000), 1002),
+    (W.close(1000, b"\xff\xfe"), 1007),                          # a reason not UTF-8
+    (F(W.OP_CLOSE, b"\x03\xe8" + b"a" * 124), 1002),             # 126 bytes: too long
+    (F(W.OP_BINARY, b"", declared=2 ** 63), 1002),
+    (F(W.OP_BINARY, b"", declared=2 ** 64 - 1), 1002),
+    (F(W.OP_TEXT, b"hi", masked=False), 1002),
+    (F(W.OP_TEXT, b"hi", rsv=4), 1002),                          # RSV1, no deflate agreed
+    (F(W.OP_TEXT, b"hi", rsv=2), 1002), (F(W.OP_TEXT, b"hi", rsv=1), 1002),
+    (F(W.OP_PING, b"p", fin=False), 1002),                       # a fragmented control frame
+    (F(W.OP_PING, b"a" * 126), 1002),
+    (F(W.OP_CONT, b"x"), 1002),
+    (F(W.OP_TEXT, b"a", fin=False) + F(W.OP_TEXT, b"b"), 1002),
+    (F(W.OP_TEXT, b"\xc3", fin=False) + F(W.OP_CONT, b"\x28"), 1007),
+    (F(W.OP_TEXT, b"\xed\xa0\x80"), 1007),                       # a surrogate
+    (F(3, b"x"), 1002), (F(0xB, b"x"), 1002),                    # reserved opcodes
+    (F(W.OP_BINARY, b"x" * 70000), 1009),                        # past --ws-max-frame 65536
+])
+def test_protocol_violations_get_their_close_code_and_the_connection_ends(limited, data, code):
+    s, rest = opened(limited)
+    s.sendall(data)
+    frames = frames_until_close(s, rest)
+    s.close()
+    assert close_code(frames) == code
+    assert frames[-1][0] == W.OP_CLOSE          # nothing after it
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    s = start_server(tmp_path_factory.mktemp("wsa-lim"), "--workers", "2", "--ws-max-frame",
+                     "65536", "--ws-max-message", "200000", app=APP)
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("data,echo", [
+    (F(W.OP_TEXT, b"hi", length_form=16), b"hi"),                # non-minimal lengths: allowed
+    (F(W.OP_TEXT, b"hi", length_form=64), b"hi"),
+    (F(W.OP_TEXT, b"a", fin=False) + F(W.OP_PING, b"p1") + F(W.OP_CONT, b"b", fin=False)
+     + F(W.OP_PONG, b"unasked") + F(W.OP_CONT, b"c"), b"abc"),
+    (b"".join(F(W.OP_TEXT if i == 0 else W.OP_CONT, b"", fin=False) for i in range(5000))
+     + F(W.OP_CONT, b"z"), b"z"),                                 # 5,000 empty fragments
+    (F(W.OP_TEXT, "é".encode()[:1], fin=False) + F(W.OP_CONT, "é".encode()[1:]),
+     "é".encode()),                                               # UTF-8 across fragments
+])
+def test_odd_but_legal_frames_are_served(limited, data, echo):
+    s, rest = opened(limited)
+    s.sendall(data)
+    rest += read_all(s, until=echo)             # the echo first: a Close sent with the message
+    s.sendall(W.close(1000))                    # would close before the handler's send
+    frames = frames_until_close(s, rest)
+    s.close()
+    assert [p for op, _, _, p in frames if op in (W.OP_TEXT, W.OP_BINARY)] == [echo]
+    assert close_code(frames) == 1000
+
+
+def test_a_message_in_fragments_past_max_message_is_1009(limited):
+    s, rest = opened(limited)
+    piece = b"x" * 60000                    # each frame under --ws-max-frame, 4 of them over
+    s.sendall(W.fragments(W.OP_BINARY, piece * 4, 60000))
+    frames = frames_until_close(s, rest)
+    s.close()
+    assert close_code(frames) == 1009
+
+
+def test_pings_between_fragments_up_to_the_limit_are_answered_in_order(limited):
+    s, rest = opened(limited)
+    data = F(W.OP_BINARY, b"", fin=False)
+    for i in range(300):
+        data += F(W.OP_CONT, b"y" * 600, fin=False) + F(W.OP_PING, b"%d" % i)
+    s.sendall(data + F(W.OP_CONT, b"end"))      # 180,003 bytes: under 200,000
+    rest += read_all(s, until=b"end")
+    s.sendall(W.close(1000))
+    frames = frames_until_close(s, rest)
+    s.close()
+    assert [p for op, _, _, p in frames if op == W.OP_PONG] == [b"%d" % i for i in range(300)]
+    assert [len(p) for op, _, _, p in frames if op == W.OP_BINARY] == [180003]
+
+
+def test_data_after_the_clients_close_is_ignored(server):
+    s, rest = opened(server)
+    s.sendall(W.close(1000) + F(W.OP_TEXT, b"after") + F(W.OP_PING, b"after"))
+    frames = frames_until_close(s, rest)
+    s.close()
+    assert [op for op, _, _, _ in frames] == [W.OP_CLOSE] and close_code(frames) == 1000
+
+
+def test_the_client_half_closing_after_its_close_gets_the_echo(server):
+    s, rest = opened(server)
+    s.sendall(W.close(4444))
+    s.shutdown(socket.SHUT_WR)
+    frames = frames_until_close(s, rest)
+    s.close()
+    assert close_code(frames) == 4444
+
+
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_the_client_leaving_mid_message_ends_its_websocket(server, how):
+    before = metric(server, 'fastsock_websocket_closes_total{code="1006"}')
+    s, _ = opened(server)
+    s.sendall(F(W.OP_BINARY, b"x" * 1000, fin=False) + F(W.OP_CONT, b"y" * 10)[:7])
+    if how == "rst":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    else:
+        s.shutdown(socket.SHUT_WR)
+    s.close()
+    wait_until(lambda: metric(server, 'fastsock_websocket_closes_total{code="1006"}') > before,
+               what="a 1006 counted", server=server)
+    assert httpx.get(server.url + "/hello").text == "hello"
+
+
+def test_a_close_echo_that_never_comes_is_timed_out(tmp_path):
+    s = start_server(tmp_path, "--ws-close-timeout", "0.3", app=APP)
+    try:
+        before = metric(s, 'fastsock_connections_closed_total{reason="close_timeout"}')
+        sock, rest = opened(s, b"/send-after-close")
+        # the app closes with 4000; this client never answers and never closes
+        frames = frames_until_close(sock, rest)
+        sock.close()
+        assert close_code(frames) == 4000
+        wait_until(lambda: metric(s, 'fastsock_connections_closed_total{reason="close_timeout"}')
+                   > before, what="the close timeout counted", server=s)
+    finally:
+        s.stop()
+
+
+def test_compressed_frames(tmp_path):
+    """RSV1 on a continuation, on a control frame, and a bomb sent in many fragments."""
+    s = start_server(tmp_path, "--ws-max-message", "100000", app=APP)
+    try:
+        import zlib
+        deflate = "Sec-WebSocket-Extensions: permessage-deflate\r\n".encode()
+        for data, code in [
+            (F(W.OP_TEXT, b"\x00", fin=False, rsv=4) + F(W.OP_CONT, b"\x00", rsv=4), 1002),
+            (F(W.OP_PING, b"", rsv=4), 1002),
+            (F(W.OP_TEXT, b"not deflate at all \xff\xff", rsv=4), 1007),
+        ]:
+            sock, rest = opened(s, extra=deflate)
+            sock.sendall(data)
+            frames = frames_until_close(sock, rest)
+            sock.close()
+            assert close_code(frames) == code, (data[:8], frames)
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        bomb = c.compress(b"\0" * (50 << 20)) + c.flush(zlib.Z_SYNC_FLUSH)[:-4]
+        sock, rest = opened(s, extra=deflate)
+        sock.sendall(F(W.OP_BINARY, bomb[:1000], fin=False, rsv=4)
+                     + W.fragments(W.OP_CONT, bomb[1000:], 1000))
+        frames = frames_until_close(sock, rest)
+        sock.close()
+        assert close_code(frames) == 1009
+    finally:
+        s.stop()
