@@ -370,3 +370,189 @@ def test_compressed_frames(tmp_path):
         assert close_code(frames) == 1009
     finally:
         s.stop()
+
+
+# ------------------------------------------------------------------ the misbehaving app
+
+
+def seen(server) -> dict:
+    return httpx.get(server.url + "/seen").json()
+
+
+def wait_seen(server, key: str, read=None):
+    """seen[key] once a worker has it (each worker has its own; poll until the one that ran the
+    handler answers)."""
+    found: dict = {}
+
+    def has() -> bool:
+        found.update((read or seen)(server))
+        return key in found
+    wait_until(has, what=f"{key} seen", server=server)
+    return found[key]
+
+
+def test_send_and_close_after_close(server):
+    with connect(url(server, "/send-after-close")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 4000 and closed.value.rcvd.reason == "first"
+    assert wait_seen(server, "send_after_close") == "WebSocketDisconnect"
+    assert wait_seen(server, "close_again") == "ok"         # a second close does nothing
+
+
+@pytest.mark.parametrize("code", ["999", "1004", "1005", "1006", "1015", "5000", "0"])
+def test_a_bad_close_code_from_the_app_is_a_valueerror_and_the_socket_lives(server, code):
+    with connect(url(server, f"/close-bad-code/{code}")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 4002
+    assert wait_seen(server, "bad_code_" + code) == "ValueError"
+
+
+def test_a_bad_close_code_left_uncaught_is_1011(server):
+    with connect(url(server, "/close-bad-code-uncaught")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 1011
+    wait_for_log(server, "1005 is not a close code")
+
+
+def test_a_close_reason_over_123_bytes_is_refused(server):
+    with connect(url(server, "/long-reason")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.reason == "é" * 61 + "x"
+    assert wait_seen(server, "long_reason") == "ValueError"
+
+
+def test_accepting_twice_is_an_error_for_the_app_not_the_wire(server):
+    with connect(url(server, "/accept-twice")) as ws:
+        assert ws.recv(timeout=5) == "still open"
+    assert wait_seen(server, "accept_twice") == "RuntimeError"
+
+
+def test_an_unoffered_subprotocol_is_500(server):
+    with pytest.raises(InvalidStatus) as failed:
+        connect(url(server, "/unoffered-subprotocol"))
+    assert failed.value.response.status_code == 500
+
+
+def test_what_the_app_cannot_send_is_a_typeerror_and_the_socket_lives(server):
+    with connect(url(server, "/send-types")) as ws:
+        assert ws.recv(timeout=5) == "after the bad ones"
+    got = {}
+    for key in ("send_NoneType", "send_float", "send_list", "send_dict", "send_str_surrogate"):
+        got[key] = wait_seen(server, key)
+    assert got == {"send_NoneType": "TypeError", "send_float": "TypeError",
+                   "send_list": "TypeError", "send_dict": "TypeError",
+                   "send_str_surrogate": "UnicodeEncodeError"}
+
+
+@pytest.mark.xfail(strict=True, reason="fastsock.websocket.WebSockets.open counts handler "
+                   "tasks (start_websocket +1, _handler_done -1), not open WebSockets: a handler "
+                   "that outlives its client holds a --ws-max-connections slot, and the worker "
+                   "answers 503 with fastsock_websockets_open == 0")
+def test_handlers_that_outlive_their_client_do_not_hold_ws_max_connections(tmp_path):
+    """A handler that ignores the client leaving keeps its task; the WebSocket is closed, so
+    it must not count against --ws-max-connections (the option counts open WebSockets)."""
+    s = start_server(tmp_path, "--ws-max-connections", "2", app=APP)
+    try:
+        for i in range(2):
+            with connect(url(s, "/linger")):
+                pass
+        wait_until(lambda: seen(s)["lingering"] == 2, what="both handlers past their loop")
+        wait_until(lambda: metric(s, "fastsock_websockets_open") == 0, what="none open")
+        with connect(url(s, "/echo")) as ws:
+            ws.send("room for me")
+            assert ws.recv(timeout=5) == "room for me"
+    finally:
+        s.stop()
+
+
+def test_ws_max_connections_reached_is_503_and_frees_up(tmp_path):
+    s = start_server(tmp_path, "--ws-max-connections", "3", app=APP)
+    try:
+        with ExitStack() as stack:
+            [stack.enter_context(connect(url(s, "/echo"))) for _ in range(3)]
+            with pytest.raises(InvalidStatus) as full:
+                connect(url(s, "/echo"))
+            assert full.value.response.status_code == 503
+            assert full.value.response.headers["retry-after"] == "1"
+        wait_until(lambda: metric(s, "fastsock_websockets_open") == 0, what="none open")
+        with connect(url(s, "/echo")) as ws:
+            ws.send("again")
+            assert ws.recv(timeout=5) == "again"
+    finally:
+        s.stop()
+
+
+# the ASGI app's misbehaviour
+
+
+def asgi_seen(asgi) -> dict:
+    return httpx.get(asgi.url + "/").json()
+
+
+def test_asgi_accept_twice_is_1011(asgi):
+    with connect(url(asgi, "/accept-twice")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 1011
+
+
+@pytest.mark.parametrize("path", ["/http-start", "/accept-bad-header"])
+def test_asgi_bad_answers_to_the_handshake_are_500(asgi, path):
+    s = asgi.connect()
+    s.sendall(upgrade(path.encode()))
+    got = read_all(s, until=b"\r\n\r\n")
+    s.close()
+    assert got.startswith(b"HTTP/1.1 500 "), got
+    assert b"Injected" not in got
+
+
+@pytest.mark.parametrize("status,answer", [("101", 500), ("99", 500), ("1000", 500),
+                                           ("200", 200)])
+def test_asgi_denial_statuses(asgi, status, answer):
+    """A denial with 101 (no upgrade was done) or a status that is not HTTP's is the app's
+    error (500); any other status is the app's to choose, as ASGI says."""
+    s = asgi.connect()
+    s.sendall(upgrade(b"/deny-status/" + status.encode()))
+    got = read_all(s, until=b"\r\n\r\n")
+    s.close()
+    assert got.startswith(b"HTTP/1.1 %d " % answer), got
+
+
+def test_asgi_denial_with_a_bad_header_never_reaches_the_wire(asgi):
+    s = asgi.connect()
+    s.sendall(upgrade(b"/deny-bad-header"))
+    got = read_all(s, until=b"\r\n\r\n")
+    s.close()
+    assert got.startswith(b"HTTP/1.1 500 ") and b"Injected" not in got
+
+
+def test_asgi_receive_after_disconnect_says_disconnect_again(asgi):
+    with connect(url(asgi, "/receive-after-disconnect")):
+        pass
+    assert wait_seen(asgi, "asgi_after_disconnect", asgi_seen) == ["websocket.disconnect"] * 3
+
+
+def test_asgi_close_with_a_bad_code_is_1011(asgi):
+    with connect(url(asgi, "/close-bad-code")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 1011
+
+
+def test_asgi_send_after_close_raises_an_oserror(asgi):
+    with connect(url(asgi, "/send-after-close")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 4005
+    assert wait_seen(asgi, "asgi_send_after_close", asgi_seen) == "ClientDisconnected"
+
+
+def test_asgi_send_with_text_and_bytes_is_1011(asgi):
+    with connect(url(asgi, "/send-both")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 1011
