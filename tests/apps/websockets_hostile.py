@@ -124,6 +124,16 @@ async def firehose(ws: WebSocket):
         pass
 
 
+@app.websocket("/silent")
+async def silent(ws: WebSocket):
+    """Neither accepts nor refuses: --ws-handshake-timeout ends it."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        seen["silent_cancelled"] = seen.get("silent_cancelled", 0) + 1  # type: ignore
+        raise
+
+
 @app.websocket("/deaf")
 async def deaf(ws: WebSocket):
     await ws.accept()

@@ -556,3 +556,167 @@ def test_asgi_send_with_text_and_bytes_is_1011(asgi):
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=5)
     assert closed.value.rcvd.code == 1011
+
+
+# ------------------------------------------------------------------ resources
+
+
+def worker_of(s) -> int:
+    from tests.support.servers import children
+    wait_until(lambda: len(children(s.proc.pid)) == 1, what="one worker")
+    return children(s.proc.pid)[0]
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def push_until_stalled(sock: socket.socket, data: bytes, server, counter: str) -> int:
+    """Send data over and over (never reading) until the server stops taking it: the server's
+    `counter` metric stays the same across 20 readings while our sends make no progress.
+    -> the bytes this client got into the kernel."""
+    sock.setblocking(False)
+    sent = 0
+    readings: list[float] = []
+
+    def stalled() -> bool:
+        nonlocal sent
+        for _ in range(64):
+            try:
+                sent += sock.send(data[sent % len(data):])
+            except BlockingIOError:
+                break
+        readings.append(metric(server, counter))
+        return len(readings) > 20 and readings[-1] == readings[-20] > 0
+    wait_until(stalled, timeout=60, what="the server to stop reading", server=server)
+    return sent
+
+
+@pytest.mark.parametrize("path,data,counter", [
+    # pings the client never reads the pongs of: the output stops the reading
+    (b"/echo", F(W.OP_PING, b"p" * 125) * 512, "fastsock_websocket_bytes_total"
+     '{direction="in"}'),
+    # messages the app never takes: --ws-max-queue stops the reading
+    (b"/deaf", F(W.OP_BINARY, b"m" * 60000) * 16, "fastsock_websocket_bytes_total"
+     '{direction="in"}'),
+])
+def test_a_flooding_client_is_held_and_memory_stays_bounded(tmp_path, path, data, counter):
+    s = start_server(tmp_path, "--ws-max-queue", "1048576", "--output-high-water", "65536",
+                     app=APP)
+    try:
+        pid = worker_of(s)
+        sock, _ = opened(s, path)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        before = rss_kib(pid)
+        sent = push_until_stalled(sock, data, s, counter)
+        taken = metric(s, counter)
+        # the kernel's buffers take some; the server's own: the queue + a read buffer + output
+        assert taken < 16 << 20, (sent, taken)
+        assert rss_kib(pid) - before < 16 << 10, (before, rss_kib(pid))
+        sock.close()
+        assert httpx.get(s.url + "/hello").text == "hello"
+    finally:
+        s.stop()
+
+
+def test_an_app_that_floods_a_client_that_never_reads_is_held(tmp_path):
+    s = start_server(tmp_path, "--output-high-water", "65536", app=APP)
+    try:
+        pid = worker_of(s)
+        sock, _ = opened(s, b"/firehose")
+        before = rss_kib(pid)
+        readings: list[int] = []
+
+        def stalled() -> bool:
+            readings.append(seen(s)["sent"])
+            return len(readings) > 20 and readings[-1] == readings[-20] > 0
+        wait_until(stalled, what="the app held in send()", server=s)
+        assert readings[-1] < 150, readings[-1]          # of 64 KiB: kernel buffers + bound
+        assert rss_kib(pid) - before < 16 << 10
+        sock.close()
+    finally:
+        s.stop()
+
+
+def test_handshakes_the_app_never_answers_are_504_and_their_tasks_end(tmp_path):
+    s = start_server(tmp_path, "--ws-handshake-timeout", "0.5", app=APP)
+    try:
+        socks = [s.connect() for _ in range(100)]
+        for sock in socks:
+            sock.sendall(upgrade(b"/silent"))
+        heads = [read_all(sock, until=b"\r\n\r\n") for sock in socks]
+        for sock in socks:
+            sock.close()
+        assert {h.split(b" ")[1] for h in heads} == {b"504"}
+        wait_until(lambda: seen(s).get("silent_cancelled", 0) == 100,
+                   what="every handler cancelled", server=s)
+    finally:
+        s.stop()
+
+
+def _raise_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
+
+
+def test_5000_idle_websockets_on_one_worker(tmp_path):
+    import resource
+    _raise_nofile()
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 11000:
+        pytest.skip("the fd limit cannot be raised for 5,000 sockets a side")
+    s = start_server(tmp_path, preexec_fn=_raise_nofile, app=APP)
+    try:
+        socks = []
+        for _ in range(5000):
+            sock = s.connect()
+            sock.sendall(upgrade())
+            socks.append(sock)
+        for sock in socks:
+            assert read_all(sock, until=b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+        wait_until(lambda: metric(s, "fastsock_websockets_open") == 5000, what="5,000 open")
+        for i, sock in enumerate(socks[::250]):
+            sock.sendall(F(W.OP_TEXT, b"m%d" % i))
+            assert read_all(sock, until=b"m%d" % i).endswith(b"m%d" % i)
+        for sock in socks:
+            sock.close()
+        wait_until(lambda: metric(s, "fastsock_websockets_open") == 0, what="all closed")
+    finally:
+        s.stop()
+
+
+def test_sigterm_with_100_open_sends_1001_to_all_and_exits_0(tmp_path):
+    s = start_server(tmp_path, "--workers", "2", "--graceful-timeout", "10", app=APP)
+    try:
+        socks = [opened(s)[0] for _ in range(100)]
+        wait_until(lambda: metric(s, "fastsock_websockets_open") == 100, what="100 open")
+        s.proc.send_signal(signal.SIGTERM)
+        codes = []
+        for sock in socks:
+            frames = W.parse_server_frames(read_all(sock, until=b"\x88"))
+            codes.append(close_code(frames))
+            sock.sendall(W.close(1001))
+            sock.close()
+        assert codes == [1001] * 100
+        assert s.proc.wait(15) == 0
+    finally:
+        s.stop()
+
+
+def test_a_handler_that_blocks_the_loop_does_not_cost_other_clients_their_pings(tmp_path):
+    """A sync sleep inside async holds the worker's loop past the pong deadline: the pongs
+    that came in meanwhile must count before the deadline is judged."""
+    s = start_server(tmp_path, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.5",
+                     app=APP)
+    try:
+        with connect(url(s, "/echo")) as healthy, connect(url(s, "/block")) as blocker:
+            healthy.send("before")
+            assert healthy.recv(timeout=5) == "before"
+            blocker.send("2")
+            assert blocker.recv(timeout=10) == "woke"
+            healthy.send("after")
+            assert healthy.recv(timeout=5) == "after"
+        assert metric(s, 'fastsock_connections_closed_total{reason="ping_timeout"}') == 0
+    finally:
+        s.stop()
