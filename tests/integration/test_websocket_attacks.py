@@ -720,3 +720,130 @@ def test_a_handler_that_blocks_the_loop_does_not_cost_other_clients_their_pings(
         assert metric(s, 'fastsock_connections_closed_total{reason="ping_timeout"}') == 0
     finally:
         s.stop()
+
+
+# ------------------------------------------------------------------ liveness and the operator
+
+
+def _pings(data: bytes) -> tuple[list[bytes], bytes]:
+    """The complete ping payloads at the front of data, and what is left."""
+    out = []
+    while len(data) >= 2 and len(data) >= 2 + (data[1] & 0x7F):
+        n = data[1] & 0x7F
+        assert data[0] == 0x89, data[:8]
+        out.append(data[2:2 + n])
+        data = data[2 + n:]
+    return out, data
+
+
+@pytest.mark.xfail(strict=True, reason="_wsconn.take_input clears pong_due only for a pong "
+                   "whose payload is the latest ping's (_unpack(...) == self.pings): a client "
+                   "that answers each ping one behind (RFC 6455 §5.5.3 lets it answer an "
+                   "earlier one) is closed as ping_timeout though it answered every ping "
+                   "well within --ws-ping-timeout")
+def test_a_pong_to_an_earlier_ping_proves_the_peer_alive(tmp_path):
+    s = start_server(tmp_path, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "1",
+                     app=APP)
+    try:
+        sock, rest = opened(s)
+        sock.settimeout(10)
+        answered = 0
+        pending: list[bytes] = []
+        while answered < 12:                # 12 pings: 2.4 s, over twice the pong timeout
+            chunk = sock.recv(4096)
+            assert chunk, "closed though every ping was answered"
+            got, rest = _pings(rest + chunk)
+            pending += got
+            while len(pending) >= 2:        # answer a ping once the next one is here
+                sock.sendall(F(W.OP_PONG, pending.pop(0)))
+                answered += 1
+        sock.sendall(F(W.OP_TEXT, b"alive"))
+        assert b"alive" in read_all(sock, until=b"alive")
+        sock.close()
+        assert metric(s, 'fastsock_connections_closed_total{reason="ping_timeout"}') == 0
+    finally:
+        s.stop()
+
+
+def test_no_pings_when_the_interval_is_0(tmp_path):
+    s = start_server(tmp_path, "--ws-ping-interval", "0", "--ws-ping-timeout", "0.1",
+                     app=APP)
+    try:
+        sock, rest = opened(s)
+        with connect(url(s, "/echo")) as ws:        # time passes over requests, not sleeps
+            for i in range(100):
+                ws.send(f"{i}")
+                assert ws.recv(timeout=5) == f"{i}"
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(64)                           # not pinged, not closed
+        sock.setblocking(True)
+        sock.sendall(F(W.OP_TEXT, b"still"))
+        assert read_all(sock, until=b"still").endswith(b"still")
+        sock.close()
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("args,fails", [
+    (("--ws-max-frame", "0"), "--ws-max-frame must be"),
+    (("--ws-max-queue", "0"), "--ws-max-queue must be"),
+    (("--ws-ping-interval", "-1"), "--ws-ping-interval must be"),
+    (("--ws-ping-interval", "nan"), "--ws-ping-interval must be"),
+    (("--ws-ping-timeout", "0.0001"), "--ws-ping-timeout must be"),
+    (("--ws-handshake-timeout", "0"), "--ws-handshake-timeout must be"),
+    (("--ws-max-connections", "0"), "--ws-max-connections must be"),
+    (("--ws-max-message", "99999999999999999999999"), "--ws-max-message must be"),
+])
+def test_an_operators_typo_is_refused_at_start(tmp_path, args, fails):
+    with pytest.raises(RuntimeError, match=fails):
+        start_server(tmp_path, *args, app=APP)
+
+
+@pytest.mark.parametrize("env,fails", [
+    ({"FASTSOCK_WS_MAX_FRAME": "0"}, "FASTSOCK_WS_MAX_FRAME must be"),
+    ({"FASTSOCK_WS_COMPRESSION": "maybe"}, "FASTSOCK_WS_COMPRESSION must be"),
+    ({"FASTSOCK_WS_PING_INTERVAL": "abc"}, "FASTSOCK_WS_PING_INTERVAL must be"),
+])
+def test_an_operators_typo_in_the_environment_is_refused_at_start(tmp_path, env, fails):
+    with pytest.raises(RuntimeError, match=fails):
+        start_server(tmp_path, app=APP, env=env)
+
+
+def test_the_environments_ws_options_apply(tmp_path):
+    s = start_server(tmp_path, app=APP, env={"FASTSOCK_WS_MAX_MESSAGE": "100",
+                                            "FASTSOCK_WS_COMPRESSION": "off"})
+    try:
+        with connect(url(s, "/echo")) as ws:
+            assert ws.protocol.extensions == []
+            ws.send("x" * 100)
+            assert ws.recv(timeout=5) == "x" * 100
+            ws.send("x" * 101)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+        assert closed.value.rcvd.code == 1009
+    finally:
+        s.stop()
+
+
+def test_a_max_frame_of_1_takes_a_message_in_1_byte_frames(tmp_path):
+    s = start_server(tmp_path, "--ws-max-frame", "1", app=APP)
+    try:
+        sock, rest = opened(s)
+        sock.sendall(W.fragments(W.OP_TEXT, b"tiny", 1))
+        assert read_all(sock, until=b"tiny").endswith(b"tiny")
+        sock.sendall(F(W.OP_TEXT, b"ab"))
+        frames = frames_until_close(sock)
+        sock.close()
+        assert close_code(frames) == 1009
+    finally:
+        s.stop()
+
+
+def test_a_426_says_upgrade_required(server):
+    s = server.connect()
+    s.sendall(upgrade(ws_version=b"8"))
+    got = read_all(s, until=b"\r\n\r\n")
+    s.close()
+    assert got.startswith(b"HTTP/1.1 426 Upgrade Required\r\n"), got
+    assert httpx.get(server.url + "/echo").reason_phrase == "Upgrade Required"
