@@ -140,6 +140,24 @@ async def deaf(ws: WebSocket):
     await asyncio.sleep(3600)
 
 
+@app.websocket("/many-senders")
+async def many_senders(ws: WebSocket):
+    """Three tasks send to one client at once (as a chat room's handlers do): each must get
+    through once the client reads, however the output's bound held them."""
+    await ws.accept()
+    chunk = b"s" * 65536
+
+    async def sender(n: int):
+        for _ in range(40):
+            await ws.send(chunk)
+        seen["senders_done"] = seen.get("senders_done", 0) + 1  # type: ignore
+
+    await asyncio.gather(*(sender(n) for n in range(3)))
+    await ws.send("all sent")
+    async for _ in ws:
+        pass
+
+
 @app.get("/seen")
 def get_seen(req):
     return {**seen, "pid": os.getpid()}
