@@ -876,3 +876,26 @@ def test_a_426_says_upgrade_required(server):
     s.close()
     assert got.startswith(b"HTTP/1.1 426 Upgrade Required\r\n"), got
     assert httpx.get(server.url + "/echo").reason_phrase == "Upgrade Required"
+
+
+def test_sigterm_when_clients_never_answer_the_close_and_a_handler_lingers(tmp_path):
+    """Draining must end: clients that never echo the 1001 are cut at --ws-close-timeout, a
+    handler that never returns at --graceful-timeout; the master exits."""
+    s = start_server(tmp_path, "--graceful-timeout", "2", "--ws-close-timeout", "0.5",
+                     app=APP)
+    try:
+        mute = [opened(s)[0] for _ in range(10)]
+        lingering = opened(s, b"/linger")[0]
+        pending = s.connect()
+        pending.sendall(upgrade(b"/silent"))       # a handshake the app has not answered
+        wait_until(lambda: metric(s, "fastsock_websockets_open") == 11, what="11 open")
+        s.proc.send_signal(signal.SIGTERM)
+        for sock in mute + [lingering]:
+            assert close_code(W.parse_server_frames(read_all(sock))) == 1001
+            sock.close()
+        got = read_all(pending)
+        pending.close()
+        assert got == b"" or got.startswith(b"HTTP/1.1 5"), got    # closed unanswered: today
+        assert s.proc.wait(20) == 0
+    finally:
+        s.stop()
