@@ -158,6 +158,21 @@ async def many_senders(ws: WebSocket):
         pass
 
 
+@app.websocket("/two-readers")
+async def two_readers(ws: WebSocket):
+    """Two tasks wait in receive() at once: each message goes to one of them, none is lost."""
+    await ws.accept()
+
+    async def reader(n: int):
+        message = await ws.receive()
+        await ws.send(f"reader got {message}")
+
+    await asyncio.gather(reader(0), reader(1))
+    await ws.send("both done")
+    async for _ in ws:
+        pass
+
+
 @app.get("/seen")
 def get_seen(req):
     return {**seen, "pid": os.getpid()}

@@ -668,6 +668,51 @@ def test_several_tasks_sending_to_one_slow_client_all_get_through(tmp_path):
         s.stop()
 
 
+@pytest.mark.xfail(strict=True, reason="WsSession has one waiter slot: a second task in "
+                   "Channel.receive replaces the first one's waiter (session.waiter = ...), "
+                   "so the first sleeps forever though a message is in the inbox for it")
+def test_two_tasks_receiving_from_one_websocket_both_get_a_message(server):
+    with connect(url(server, "/two-readers")) as ws:
+        ws.send("one")
+        ws.send("two")
+        got = {ws.recv(timeout=5), ws.recv(timeout=5)}
+        assert got == {"reader got one", "reader got two"}
+        assert ws.recv(timeout=5) == "both done"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 22.6 asks <= 2 KiB per idle WebSocket without "
+                   "compression; measured ~7.3 KiB of worker RSS each (5,000 on /echo, a "
+                   "handler waiting in `async for`: its task, Channel, WebSocket, Request, "
+                   "WsSession with its deque and FrameReader)")
+def test_memory_per_idle_websocket(tmp_path):
+    import resource
+    _raise_nofile()
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 11000:
+        pytest.skip("the fd limit cannot be raised for 5,000 sockets a side")
+    s = start_server(tmp_path, "--no-ws-compression", preexec_fn=_raise_nofile,
+                     app=APP)
+    try:
+        pid = worker_of(s)
+        with connect(url(s, "/echo")) as ws:        # the first one's one-time costs
+            ws.send("warm")
+            assert ws.recv(timeout=5) == "warm"
+        before = rss_kib(pid)
+        socks = []
+        for _ in range(5000):
+            sock = s.connect()
+            sock.sendall(upgrade())
+            socks.append(sock)
+        for sock in socks:
+            assert read_all(sock, until=b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+        wait_until(lambda: metric(s, "fastsock_websockets_open") == 5000, what="5,000 open")
+        per_socket = (rss_kib(pid) - before) * 1024 / 5000
+        for sock in socks:
+            sock.close()
+        assert per_socket <= 2048, f"{per_socket:.0f} bytes per idle WebSocket"
+    finally:
+        s.stop()
+
+
 def test_handshakes_the_app_never_answers_are_504_and_their_tasks_end(tmp_path):
     s = start_server(tmp_path, "--ws-handshake-timeout", "0.5", app=APP)
     try:
