@@ -225,6 +225,8 @@ async def asgi_app(scope, receive, send):
             seen["asgi_send_after_close"] = "ok"
         except OSError as e:
             seen["asgi_send_after_close"] = type(e).__name__
+    elif path == "/receive-before-accept":
+        await receive()
     elif path == "/send-both":
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.send", "text": "t", "bytes": b"b"})

@@ -559,6 +559,12 @@ def test_asgi_send_after_close_raises_an_oserror(asgi):
     assert wait_seen(asgi, "asgi_send_after_close", asgi_seen) == "ClientDisconnected"
 
 
+def test_asgi_receive_before_accept_is_500(asgi):
+    with pytest.raises(InvalidStatus) as failed:
+        connect(url(asgi, "/receive-before-accept"))
+    assert failed.value.response.status_code == 500
+
+
 def test_asgi_send_with_text_and_bytes_is_1011(asgi):
     with connect(url(asgi, "/send-both")) as ws:
         with pytest.raises(ConnectionClosed) as closed:
@@ -766,6 +772,19 @@ def _raise_nofile():
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
+
+
+def test_a_client_leaving_before_the_handshakes_answer_cancels_the_handler(tmp_path):
+    s = start_server(tmp_path, app=APP)
+    try:
+        for _ in range(20):
+            sock = s.connect()
+            sock.sendall(upgrade(b"/silent"))
+            sock.close()
+        wait_until(lambda: seen(s).get("silent_cancelled", 0) == 20,
+                   what="every handler cancelled", server=s)
+    finally:
+        s.stop()
 
 
 def test_5000_idle_websockets_on_one_worker(tmp_path):
