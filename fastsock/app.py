@@ -13,6 +13,7 @@ from fastsock.results import HTTPError, error_response, to_response
 from fastsock.routing import Route, Router
 from fastsock.runner import RequestStream, is_async
 from fastsock.websocket import websocket_route
+from fastsock.wslayers import layered_websocket
 
 __all__ = ["App", "HTTPError"]
 
@@ -27,6 +28,8 @@ def _runnable(handler, options: dict, runner, app: App):
         if runner is None:
             raise RuntimeError(f"{handler.__qualname__} is a WebSocket handler: serve the app "
                                "(fastsock MODULE:APP) or test it with fastsock.testing")
+        if hooks.has_layers(app):
+            return layered_websocket(handler, runner, app)
         return websocket_route(handler, runner, options)
     if hooks.has_layers(app):
         return hooks.runnable(handler, options, runner, app)

@@ -56,6 +56,13 @@ def runnable(handler: Callable, options: dict, runner, app):
                             pull_inline)
 
 
+def async_layers(handler: Callable, app, runner) -> Callable:
+    """An `async def handler(req, **params)` inside the app's layers, as a coroutine function
+    of the same call returning a Response: for a route that is answered its own way (a
+    WebSocket's handshake: wslayers)."""
+    return _async_chain(handler, app, runner, False)
+
+
 def _needs_pool(runner, handler: Callable, why: str) -> None:
     if runner is None or not runner.threads:
         raise RuntimeError(f"{handler.__qualname__} {why}, which this server has none of "
