@@ -38,8 +38,9 @@ from fastsock.adapters.protocol import ServableApp
 from fastsock.config import Config
 from fastsock.hooks import run_lifecycle
 from fastsock.runner import Runner
+from fastsock.testing_websocket import WebSocketDenied, WebSocketTestSession
 
-__all__ = ["TestClient"]
+__all__ = ["TestClient", "WebSocketDenied", "WebSocketTestSession"]
 
 # the connection's states in which the response is not all written yet
 _ANSWERING = frozenset({"wait", "stream_in", "stream_out"})
@@ -106,12 +107,15 @@ class _AppTransport(httpx.BaseTransport):
         self.on_head: Callable[[Request], object] | None = None
         self.started = False
         self.errors = _Errors()
+        self.sessions: set[WebSocketTestSession] = set()   # the WebSockets open
 
     def _new_runner(self) -> Runner:
         config = self.config
-        return Runner(self.tasks, threads=config.threads, backlog=config.thread_backlog,
-                      timeout=config.handler_timeout,
-                      threads_by_default=config.run_sync == "thread")
+        runner = Runner(self.tasks, threads=config.threads, backlog=config.thread_backlog,
+                        timeout=config.handler_timeout,
+                        threads_by_default=config.run_sync == "thread")
+        runner.websockets = config.websockets()
+        return runner
 
     def start(self) -> None:
         if self.started:
@@ -135,6 +139,8 @@ class _AppTransport(httpx.BaseTransport):
         self.started = True
 
     def close(self) -> None:
+        for session in list(self.sessions):     # left open: hung up, their handlers told
+            session._end()
         if self.started and self.app is not None:
             self.started = False
             with self.errors:
@@ -262,6 +268,13 @@ class TestClient(httpx.Client):
     def __enter__(self):
         self._app_transport.start()
         return super().__enter__()
+
+    def websocket_connect(self, path: str, subprotocols=None, headers=None,
+                          timeout: float = 10.0) -> WebSocketTestSession:
+        """Open a WebSocket to the app (see fastsock.testing_websocket): a session to use in
+        a `with` block. WebSocketDenied (a WebSocketDisconnect) when the app answers the
+        handshake with something else than 101; what the app raised, as for requests."""
+        return WebSocketTestSession(self._app_transport, path, subprotocols, headers, timeout)
 
     def close(self) -> None:
         try:
