@@ -28,7 +28,7 @@ from fastsock._message import Request, Response
 from fastsock._wsconn import WsSession
 from fastsock.hooks import async_layers
 from fastsock.logs import REQUEST
-from fastsock.responses import GATEWAY_TIMEOUT, SERVER_ERROR
+from fastsock.responses import GATEWAY_TIMEOUT, SERVER_ERROR, SHUTTING_DOWN
 from fastsock.websocket import Channel, WebSocket, start_websocket, subprotocols, with_echo
 
 __all__ = ["layered_websocket"]
@@ -175,7 +175,7 @@ def _layers_done(hs: _Handshake, pending: dict, loop, what: str, task: asyncio.T
         hs.timer = None
     try:
         if task.cancelled():
-            hs.finish(GATEWAY_TIMEOUT)      # only reaches a client still there (none)
+            hs.finish(SHUTTING_DOWN)        # only reaches a client still there
             return
         exc = task.exception()
         if exc is not None:

@@ -2,6 +2,7 @@
 after hooks and error handlers, for tests/integration/test_websocket_app.py and
 tests/unit/test_testclient_websocket.py. Headers say which layers saw the handshake's answer;
 the handlers log what they were told."""
+import asyncio
 import logging
 
 from fastsock import App
@@ -22,7 +23,11 @@ async def outer(req, call_next):
         return Response(b"not here\n", 403, headers=[("X-Denied-By", "middleware")])
     if req.path == "/mw-raise":
         raise RuntimeError("a middleware failed")
+    if req.path == "/mw-slow":          # never gets to call_next (--ws-handshake-timeout)
+        await asyncio.sleep(3600)
     response = await call_next(req)
+    if req.path == "/mw-twice":         # a second handshake of one request: refused
+        await call_next(req)
     response.headers.append(("X-Async-MW", str(response.status)))
     if req.path == "/mw-bad-header":    # a header a 101 may not have from the app
         response.headers.append(("Sec-WebSocket-Accept", "forged"))
@@ -44,6 +49,8 @@ def token(req):
         return Response(b"missing token\n", 401, headers=[("WWW-Authenticate", "Bearer")])
     if req.path == "/hook-nonsense":
         return 42                       # not something a response can be made of
+    if req.path == "/hook-101":
+        return Response(b"", 101)       # a 101 for a WebSocket nobody accepted
     return None
 
 
@@ -104,6 +111,21 @@ async def mw_bad_header(ws: WebSocket):
 @app.websocket("/mw-deny-after")
 async def mw_deny_after(ws: WebSocket):
     await _told(ws, "mw-deny-after")
+
+
+@app.websocket("/mw-twice")
+async def mw_twice(ws: WebSocket):
+    await _told(ws, "mw-twice")
+
+
+@app.websocket("/mw-slow")
+async def mw_slow(ws: WebSocket):
+    log.warning("mw-slow: the handler ran")
+
+
+@app.websocket("/hook-101")
+async def hook_101(ws: WebSocket):
+    log.warning("hook-101: the handler ran")
 
 
 @app.websocket("/hook-nonsense")

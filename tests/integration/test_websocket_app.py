@@ -184,3 +184,44 @@ def test_a_handler_that_returns_after_accepting_closes_with_1000(server):
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv()
     assert closed.value.rcvd.code == 1000
+
+
+def test_a_middleware_that_calls_call_next_twice_is_a_500(server):
+    response = denial(server, "/mw-twice")
+    assert response.status_code == 500
+    wait_for_log(server, "call_next twice for one WebSocket handshake")
+    wait_for_log(server, "mw-twice: the handler was told 1006")
+    still_serving(server)
+
+
+def test_a_hook_that_answers_101_itself_is_a_500(server):
+    response = denial(server, "/hook-101")
+    assert response.status_code == 500
+    wait_for_log(server, "answered 101 to a WebSocket handshake its handler did not accept")
+    assert "hook-101: the handler ran" not in server.log()
+    still_serving(server)
+
+
+def test_a_middleware_that_never_answers_meets_the_handshake_timeout(tmp_path):
+    s = start_server(tmp_path, "--ws-handshake-timeout", "0.5", app=APP)
+    try:
+        response = denial(s, "/mw-slow")
+        assert response.status_code == 504
+        wait_for_log(s, "a WebSocket handshake was not answered within 0.5s")
+        assert "mw-slow: the handler ran" not in s.log()
+        still_serving(s)
+    finally:
+        s.stop()
+
+
+def test_an_asgi_apps_101_carries_the_request_id(tmp_path):
+    s = start_server(tmp_path, "--access-log", "text",     # (request ids come with it)
+                     app="tests.apps.websockets_asgi:starlette_app")
+    try:
+        with connect(url(s, "/echo"), open_timeout=10,
+                     additional_headers={"X-Request-ID": "asgi-id-42"}) as ws:
+            assert ws.response.headers["X-Request-ID"] == "asgi-id-42"
+            ws.send("ok")
+            assert ws.recv() == "ok"
+    finally:
+        s.stop()
