@@ -214,7 +214,8 @@ class App:
         fastsock.websocket.WebSocket (`async for message in ws`, `await ws.send(...)`, `await
         ws.close(code)`), accepted on first use unless it calls `await ws.accept(...)` first
         (to pick one of `ws.subprotocols` or add headers) or closes it (a 403). A request to
-        path that is not an opening handshake gets 426."""
+        path that is not an opening handshake gets 426. The app's middleware, hooks and error
+        handlers wrap its handshake (see fastsock.wslayers)."""
         def register(handler: Callable) -> Callable:
             if not is_async(handler):
                 raise TypeError(f"{handler.__qualname__}: a WebSocket handler is an async def")

@@ -8,7 +8,8 @@ returns is always a Response, made from whatever the handler returned (str, byte
 None, an iterator, a Response: copied, so a shared one is never changed), for the middleware
 to change. HTTPError and the app's error handlers become responses inside the middleware (it
 sees them); any other exception goes up through call_next, and error handlers also catch what
-middleware raises.
+middleware raises. A WebSocket route's layers wrap its opening handshake (wslayers, on
+async_layers): call_next returns the 101 or the refusal.
 
 How the pieces run:
 - all plain: one plain call, inline or in the thread pool as the route says (as without hooks);

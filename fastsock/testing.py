@@ -18,6 +18,9 @@ answer within httpx's read timeout is an httpx.ReadTimeout; its handler is told 
 away (a task is cancelled; a thread cannot be stopped, and runs on), and the next request does
 not wait for it. (An exception that abandoned handler raises later, while another request is
 being answered, is raised in that one: the log record it comes from does not say whose it is.)
+
+`client.websocket_connect(path)` opens a WebSocket to the app the same way: see
+fastsock.testing_websocket.
 """
 from __future__ import annotations
 
