@@ -62,6 +62,12 @@ if not pure:
     ]
 
 
+def _has_zlib_header():
+    dirs = ["/usr/include", "/usr/local/include", sysconfig.get_paths()["include"]]
+    dirs += glob.glob("/usr/include/*-linux-gnu*")
+    return any(os.path.exists(os.path.join(d, "zlib.h")) for d in dirs)
+
+
 class BuildWithAClearError(build_ext):
     """A missing C compiler is one line that says what to install, not a compiler traceback."""
 
@@ -72,6 +78,10 @@ class BuildWithAClearError(build_ext):
         except (CCompilerError, CompileError, ExecError, PlatformError) as e:
             compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
             if shutil.which(compiler.split()[0]):
+                if not _has_zlib_header():
+                    sys.exit("fastsock compiles permessage-deflate against zlib, and zlib's "
+                             "header (zlib.h) is missing: install it (Debian/Ubuntu: apt-get "
+                             "install zlib1g-dev; Fedora: dnf install zlib-devel).")
                 raise               # a compiler is there: its error is the one to read
             sys.exit(f"fastsock compiles its core and found no C compiler ({compiler!r}: {e}): "
                      "install one (Debian/Ubuntu: apt-get install gcc python3-dev; Fedora: "

@@ -4,7 +4,7 @@ detected). Its lifespan runs in each worker; the metrics' route label is the rou
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client import Counter
 from pydantic import BaseModel
@@ -59,3 +59,14 @@ async def stream():
             yield f"line {i}\n"
             await asyncio.sleep(0.01)
     return StreamingResponse(lines(), media_type="text/plain")
+
+
+@app.websocket("/ws/echo")
+async def echo(websocket: WebSocket):
+    """A FastAPI WebSocket route, served as uvicorn would: `websocat ws://localhost:8000/ws/echo`."""
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        pass

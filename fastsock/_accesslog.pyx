@@ -274,7 +274,7 @@ cdef class AccessLog:
             rid_len = req.rid_len
         # the room it can take: every char 6 bytes at most (an escape), raw bytes 1, and room
         # past the end for a whole stamp or id copied (STAMP_ROOM, ID_TEXT_ROOM)
-        need = (256 + STAMP_ROOM + ID_TEXT_ROOM + path_len + 6 * (
+        need = (320 + STAMP_ROOM + ID_TEXT_ROOM + path_len + 6 * (
             PyUnicode_GET_LENGTH(path) + PyUnicode_GET_LENGTH(<str>host)
             + PyUnicode_GET_LENGTH(method) + (req.ua_len if ua_off >= 0 else 0) + rid_len))
         if self.cap - self.n < need:
@@ -324,6 +324,13 @@ cdef class AccessLog:
                 p += 1
             else:
                 p = _put(p, b"null", 4)
+            if status == 101:               # a WebSocket, logged at its close
+                p = _put(p, b',"ws_messages_in":', 18)
+                p = _put_int(p, <long long>req.ws_in)
+                p = _put(p, b',"ws_messages_out":', 19)
+                p = _put_int(p, <long long>req.ws_out)
+                p = _put(p, b',"ws_close":', 12)
+                p = _put_int(p, req.ws_close or 1006)
             p = _put(p, b"}\n", 2)
         else:
             p = _put(p, b"Z ", 2)
@@ -355,6 +362,13 @@ cdef class AccessLog:
             else:
                 p[0] = c'-'
                 p += 1
+            if status == 101:               # a WebSocket, logged at its close
+                p = _put(p, b" ws_in=", 7)
+                p = _put_int(p, <long long>req.ws_in)
+                p = _put(p, b" ws_out=", 8)
+                p = _put_int(p, <long long>req.ws_out)
+                p = _put(p, b" ws_close=", 10)
+                p = _put_int(p, req.ws_close or 1006)
             p[0] = c'\n'
             p += 1
         self.n = p - self.buf

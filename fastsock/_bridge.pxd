@@ -12,6 +12,8 @@ cdef class Bridge:
     cdef object aio_tick            # the asyncio timer handle of the next tick, while in_aio
     cdef public int tasks           # handler tasks and thread jobs not finished (even those
                                     # whose client left): asyncio runs until they are done
+    cdef public int ws_handlers     # WebSocket handlers running: a drain waits for them too
+                                    # (up to its deadline), not only for the connections
     cdef int wake_fd                # an eventfd: threads wake the loop through it
     cdef object inbox               # deque of (fn, arg) from threads, run on the loop
     cdef bint wake_armed            # the eventfd is written and not yet read

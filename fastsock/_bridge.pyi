@@ -4,5 +4,6 @@ from typing import Any, Callable
 class Bridge:
     aio: Any
     tasks: int
+    ws_handlers: int
     def task_done(self) -> None: ...
     def call_soon_threadsafe(self, fn: Callable[[Any], None], arg: Any) -> None: ...

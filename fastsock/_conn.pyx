@@ -280,7 +280,7 @@ cdef class Connection(Lifecycle):
         if type(result) is WsSession:       # completed (counted, logged) when it closes
             self.streamed, self.streamed_status, self.streamed_t0 = req, 101, t0
             self.streamed_mark = self.out.total
-            return self.upgrade(<WsSession>result)
+            return self.upgrade(<WsSession>result, req)
         if self.body_in is not None:        # answered before its streamed body was all in:
             self.body_in.finish("answered before the body was read")   # the connection
             self.body_in = None             # closes after this response (body_unread)

@@ -231,8 +231,8 @@ cdef class ConnIO(Bridge):
         c.fd = -1
         self.closed.append(c)
         self.ctx.slot.conns -= 1
-        if self.draining and not self.conns:
-            self.running = False
+        if self.draining and not self.conns and not self.ws_handlers:
+            self.running = False        # (else the drain's tick ends it: _close_idle)
 
     cdef void _close_all(self):
         cdef Connection c

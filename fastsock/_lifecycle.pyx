@@ -109,9 +109,9 @@ cdef class Lifecycle(Endpoint):
             self._proxy_header()
         return 0
 
-    cdef int upgrade(self, WsSession ws) except -1:
-        """The app accepted its WebSocket: the 101 goes out, frames from now on."""
-        ws.attach(self.ctx, self, self.out, self.client())
+    cdef int upgrade(self, WsSession ws, Request req) except -1:
+        """The app accepted req's WebSocket: the 101 goes out, frames from now on."""
+        ws.attach(self.ctx, self, self.out, self.client(), req)
         self.ws = ws
         self._to(C_WEBSOCKET)
         return 0

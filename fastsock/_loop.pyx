@@ -338,8 +338,8 @@ cdef class Loop(ConnIO):
                 if c.is_idle() and self.ctx.now - c.since >= DRAIN_IDLE_GRACE]
         for c in idle:
             self._close(c, CLOSE_SERVER)
-        if not self.conns:
-            self.running = False
+        if not self.conns and (not self.ws_handlers or self.ctx.now >= self.drain_deadline):
+            self.running = False        # (a WebSocket handler told of its close ends first)
 
     cdef void _tick(self):
         """Once per tick: the Date line, expired deadlines, draining, the on_tick hook, and

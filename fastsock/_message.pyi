@@ -18,6 +18,10 @@ class BadRequest(ValueError):
     status: int
 
 class Request:
+    def close_after(self) -> None: ...
+    ws_in: int
+    ws_out: int
+    ws_close: int
     method: str
     path: str
     raw_path: bytes

@@ -89,6 +89,11 @@ class _WholeBody:
 cdef class Request:
     """One HTTP request, as the handler sees it. Headers and query are decoded on first use."""
 
+    def close_after(self):
+        """The connection closes once this request is answered: what the client sent after it
+        is never read as a request (a WebSocket handshake that is refused)."""
+        self.keep_alive = False
+
     @property
     def http_version(self):
         return "1.1" if self.is_http11 else "1.0"

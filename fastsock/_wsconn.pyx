@@ -7,6 +7,7 @@ from libc.stdint cimport uint32_t
 
 from fastsock._context cimport Context
 from fastsock._handoff cimport Endpoint
+from fastsock._message cimport Request
 from fastsock._outbuf cimport OutBuffer
 from fastsock._shared cimport CLOSE_PING_TIMEOUT, CLOSE_CLOSE_TIMEOUT, N_WS_CODES
 from fastsock._wsdeflate import negotiate
@@ -78,9 +79,10 @@ cdef class WsSession:
         self.reader.max_frame = self.opts.max_frame
         self.reader.deflate = self.deflate
 
-    cdef int attach(self, Context ctx, Endpoint conn, OutBuffer out, object peer) except -1:
+    cdef int attach(self, Context ctx, Endpoint conn, OutBuffer out, object peer,
+                    Request req) except -1:
         """The connection takes it (the handshake's answer goes first)."""
-        self.ctx, self.conn, self.out, self.peer = ctx, conn, out, peer
+        self.ctx, self.conn, self.out, self.peer, self.req = ctx, conn, out, peer, req
         out.write(self.head, len(self.head))
         self.head = None
         if self.opts.ping_interval > 0:
@@ -106,7 +108,7 @@ cdef class WsSession:
                     break
                 if ev == WS_TEXT or ev == WS_BINARY:
                     self.ctx.slot.ws_messages_in += 1
-                    self.messages_in += 1
+                    self.req.ws_in += 1
                     if self.phase == WS_OPEN:       # after our Close, data is dropped
                         self.inbox.append(r.message)
                         self.queued += len(r.message)
@@ -196,6 +198,7 @@ cdef class WsSession:
         self.close_code, self.close_reason = code, reason
         self.ping_due = self.pong_due = self.close_due = NEVER
         if self.ctx is not None:
+            self.req.ws_close = code
             self.ctx.slot.ws_open -= 1
             self.ctx.slot.ws_closes[_code_index(code)] += 1
         self._wake()
@@ -238,7 +241,7 @@ cdef class WsSession:
         write_message(self.out, message, self.deflate, self.opts.compress_from)
         self.ctx.slot.ws_bytes_out += self.out.total - before
         self.ctx.slot.ws_messages_out += 1
-        self.messages_out += 1
+        self.req.ws_out += 1
         self.conn.pushed()
         return self.conn is not None and self.conn.has_room()
 

@@ -47,6 +47,7 @@ cdef class PerMessageDeflate:
     cdef z_stream inflater
     cdef z_stream deflater
     cdef bint inflater_ready, deflater_ready
+    cdef bint stream_ended               # the message's data ended with a final block
     cdef Py_ssize_t zlib_bytes
     # Append what p[:n] (a compressed message's next bytes) inflates to, to out. -> 0, or 1 when
     # out.len would pass cap (nothing more is inflated: the message is a 1009; out.len may be
@@ -59,9 +60,7 @@ cdef class PerMessageDeflate:
     # compressor freed after it if the server does not take its context over.
     cdef int deflate(self, const char* p, Py_ssize_t n, ByteBuf* out) except -1
     # internals
-    cdef void _end_inflater(self) noexcept
     cdef void _end_deflater(self) noexcept
-    cdef int _start_inflater(self) except -1
-    cdef int _start_deflater(self) except -1
+    cdef int _start(self, bint deflater) except -1
     cdef int _after_final_block(self) except -1
     cdef int _inflate_input(self, ByteBuf* out, Py_ssize_t cap) except -2

@@ -1,5 +1,4 @@
 # Type stubs for the compiled permessage-deflate (RFC 7692).
-Buffer = bytes | bytearray | memoryview
 
 class PerMessageDeflate:
     server_no_context_takeover: bool
@@ -8,12 +7,13 @@ class PerMessageDeflate:
     client_max_window_bits: int
     level: int
     mem_level: int
-    def __init__(self, *, server_no_context_takeover: bool = False,
+    def __init__(self, server_no_context_takeover: bool = False,
                  client_no_context_takeover: bool = False, server_max_window_bits: int = 15,
                  client_max_window_bits: int = 15, level: int = 1,
                  mem_level: int = 8) -> None: ...
-    def compress(self, data: Buffer) -> bytes: ...
-    def decompress(self, data: Buffer, cap: int = ..., fin: bool = True) -> tuple[int, bytes]: ...
+    def compress(self, data: bytes | bytearray | memoryview) -> bytes: ...
+    def decompress(self, data: bytes | bytearray | memoryview, cap: int = ...,
+                   fin: bool = True) -> tuple[int, bytes]: ...
     def memory(self) -> int: ...
 
 def negotiate(offers: str | bytes | None, *, enabled: bool = True,

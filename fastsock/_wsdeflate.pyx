@@ -8,9 +8,12 @@ never sends or receives a compressed message holds none), and the compressor's i
 each message when the server takes no context over. zlib's allocations are counted (memory()).
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.string cimport memchr, memcmp, memcpy, memset, strlen
+from libc.string cimport memcmp, memcpy, memset
 
 from fastsock._bytebuf cimport ByteBuf, bytebuf_free, bytebuf_reserve
+from fastsock._chars cimport _eq_ci, _is_ows, fs_init_char_classes, is_token
+
+fs_init_char_classes()
 
 cdef extern from *:
     """
@@ -45,7 +48,7 @@ cdef class PerMessageDeflate:
     """One connection's permessage-deflate: what was agreed, a compressor and a decompressor.
     Made by negotiate() (or directly, in tests, with the parameters it would agree)."""
 
-    def __init__(self, *, bint server_no_context_takeover=False,
+    def __init__(self, bint server_no_context_takeover=False,
                  bint client_no_context_takeover=False, int server_max_window_bits=15,
                  int client_max_window_bits=15, int level=1, int mem_level=8):
         if not 9 <= server_max_window_bits <= 15:   # zlib's raw deflate has no 8 (see negotiate)
@@ -64,54 +67,45 @@ cdef class PerMessageDeflate:
         self.mem_level = mem_level
 
     def __dealloc__(self):
-        self._end_inflater()
-        self._end_deflater()
-
-    cdef void _end_inflater(self) noexcept:
         if self.inflater_ready:
             z_inflateEnd(&self.inflater)
-            self.inflater_ready = False
+        self._end_deflater()
 
     cdef void _end_deflater(self) noexcept:
         if self.deflater_ready:
             z_deflateEnd(&self.deflater)
             self.deflater_ready = False
 
-    cdef int _start_inflater(self) except -1:
+    cdef int _start(self, bint deflater) except -1:
+        """The compressor's or the decompressor's zlib stream, made at its first message."""
+        cdef z_stream* s = &self.deflater if deflater else &self.inflater
         cdef int ret
-        memset(&self.inflater, 0, sizeof(z_stream))
-        self.inflater.zalloc = fs_zalloc
-        self.inflater.zfree = fs_zfree
-        self.inflater.opaque = &self.zlib_bytes
-        # the client's window is at most what was agreed (§7.1.2.2): a larger one is its error
-        ret = z_inflateInit2(&self.inflater, -self.client_max_window_bits)
+        memset(s, 0, sizeof(z_stream))
+        s.zalloc = fs_zalloc
+        s.zfree = fs_zfree
+        s.opaque = &self.zlib_bytes
+        if deflater:
+            ret = z_deflateInit2(s, self.level, Z_DEFLATED, -self.server_max_window_bits,
+                                 self.mem_level, Z_DEFAULT_STRATEGY)
+        else:   # the client's window is at most what was agreed (§7.1.2.2): larger is its error
+            ret = z_inflateInit2(s, -self.client_max_window_bits)
         if ret == Z_MEM_ERROR:
             raise MemoryError()
         if ret != Z_OK:
-            raise RuntimeError(f"inflateInit2: {ret}")
-        self.inflater_ready = True
-        return 0
-
-    cdef int _start_deflater(self) except -1:
-        cdef int ret
-        memset(&self.deflater, 0, sizeof(z_stream))
-        self.deflater.zalloc = fs_zalloc
-        self.deflater.zfree = fs_zfree
-        self.deflater.opaque = &self.zlib_bytes
-        ret = z_deflateInit2(&self.deflater, self.level, Z_DEFLATED, -self.server_max_window_bits,
-                             self.mem_level, Z_DEFAULT_STRATEGY)
-        if ret == Z_MEM_ERROR:
-            raise MemoryError()
-        if ret != Z_OK:
-            raise RuntimeError(f"deflateInit2: {ret}")
-        self.deflater_ready = True
+            raise RuntimeError(f"zlib's init: {ret}")
+        if deflater:
+            self.deflater_ready = True
+        else:
+            self.inflater_ready = True
         return 0
 
     cdef int _after_final_block(self) except -1:
-        """The client ended a block with BFINAL set (§7.2.3.3 allows it): what follows is a new
-        stream, which may still refer to the window of the last one when context is taken over."""
+        """The message that ended with a final block (BFINAL set, §7.2.3.3) has ended: the next
+        starts a new stream, which may still refer to the last one's window when the client
+        takes its context over."""
         cdef unsigned char window[32768]
         cdef unsigned int n = 0
+        self.stream_ended = False
         if self.client_no_context_takeover:
             z_inflateReset(&self.inflater)
             return 0
@@ -142,11 +136,9 @@ cdef class PerMessageDeflate:
             out.len += step - s.avail_out
             if out.len > cap:
                 return 1
-            if ret == Z_STREAM_END:
-                self._after_final_block()
-                if s.avail_in == 0:
-                    return 0
-                continue
+            if ret == Z_STREAM_END:         # a final block: the rest of the message is not
+                self.stream_ended = True    # deflate data (as zlib's own unused_data)
+                return 0
             if ret == Z_MEM_ERROR:
                 raise MemoryError()
             if ret == Z_BUF_ERROR:          # no progress possible: all input is in
@@ -160,7 +152,9 @@ cdef class PerMessageDeflate:
         cdef int r
         cdef Py_ssize_t take
         if not self.inflater_ready:
-            self._start_inflater()
+            self._start(False)
+        if self.stream_ended:
+            return 0
         while n > 0:
             take = n if n < IN_STEP else IN_STEP
             self.inflater.next_in = <unsigned char*>p
@@ -168,12 +162,17 @@ cdef class PerMessageDeflate:
             r = self._inflate_input(out, cap)
             if r != 0:
                 return r
+            if self.stream_ended:
+                return 0
             p += take - self.inflater.avail_in
             n -= take - self.inflater.avail_in
         return 0
 
     cdef int inflate_end(self, ByteBuf* out, Py_ssize_t cap) except -2:
-        cdef int r = self.inflate(<const char*>TAIL, 4, out, cap)
+        cdef int r
+        if self.stream_ended:
+            return self._after_final_block()
+        r = self.inflate(<const char*>TAIL, 4, out, cap)
         if r == 0 and self.client_no_context_takeover:
             z_inflateReset(&self.inflater)
         return r
@@ -183,7 +182,7 @@ cdef class PerMessageDeflate:
         cdef Py_ssize_t take, step, start = out.len
         cdef int ret
         if not self.deflater_ready:
-            self._start_deflater()
+            self._start(True)
         s = &self.deflater
         while True:                         # every input step, then the flush's own output
             take = n if n < IN_STEP else IN_STEP
@@ -212,6 +211,10 @@ cdef class PerMessageDeflate:
         # a sync flush ends with an empty stored block, 00 00 ff ff: the receiver puts it back
         if out.len - start >= 4 and memcmp(out.data + out.len - 4, TAIL, 4) == 0:
             out.len -= 4
+        elif out.len == start:              # an empty message right after another: zlib makes
+            bytebuf_reserve(out, 1)         # no second flush, but an empty payload is no
+            out.data[out.len] = 0           # deflate data. A lone empty stored block's first
+            out.len += 1                    # byte is (§7.2.3.6): the stream is byte-aligned
         if self.server_no_context_takeover:
             self._end_deflater()            # ~the whole window: freed until the next message
         return 0
@@ -220,12 +223,10 @@ cdef class PerMessageDeflate:
 
     def compress(self, data):
         """One whole message compressed, its 00 00 ff ff tail stripped (as on the wire)."""
-        cdef const unsigned char[:] view = data
-        cdef ByteBuf out
-        memset(&out, 0, sizeof(ByteBuf))
+        cdef bytes b = bytes(data)
+        cdef ByteBuf out = ByteBuf(NULL, 0, 0)
         try:
-            self.deflate(<const char*>&view[0] if len(view) else <const char*>TAIL, len(view),
-                         &out)
+            self.deflate(b, len(b), &out)
             return PyBytes_FromStringAndSize(out.data, out.len)
         finally:
             bytebuf_free(&out)
@@ -233,13 +234,10 @@ cdef class PerMessageDeflate:
     def decompress(self, data, Py_ssize_t cap=1 << 62, bint fin=True):
         """(status, inflated) of a message's compressed bytes (fin: the message's end too):
         status 0, 1 (it would pass cap: inflated stops there), -1 (corrupt stream)."""
-        cdef const unsigned char[:] view = data
-        cdef ByteBuf out
-        cdef int r
-        memset(&out, 0, sizeof(ByteBuf))
+        cdef bytes b = bytes(data)
+        cdef ByteBuf out = ByteBuf(NULL, 0, 0)
         try:
-            r = self.inflate(<const char*>&view[0] if len(view) else <const char*>TAIL,
-                             len(view), &out, cap)
+            r = self.inflate(b, len(b), &out, cap)
             if r == 0 and fin:
                 r = self.inflate_end(&out, cap)
             return r, PyBytes_FromStringAndSize(out.data, out.len)
@@ -262,32 +260,16 @@ cdef struct Offer:              # one permessage-deflate offer's parameters as r
     int client_max_window_bits  # 0: absent, -1: present without a value
 
 
-cdef inline bint _is_tchar(unsigned char c) noexcept:
-    return (c'0' <= c <= c'9' or c'a' <= c <= c'z' or c'A' <= c <= c'Z'
-            or (c != 0 and memchr(b"!#$%&'*+-.^_`|~", c, 15) != NULL))
-
-
 cdef inline Py_ssize_t _ows(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
-    while i < n and (p[i] == c' ' or p[i] == c'\t'):
+    while i < n and _is_ows(p[i]):
         i += 1
     return i
 
 
 cdef inline Py_ssize_t _token(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
-    while i < n and _is_tchar(<unsigned char>p[i]):
+    while i < n and is_token(<unsigned char>p[i]):
         i += 1
     return i
-
-
-cdef inline bint _is(const char* p, Py_ssize_t n, const char* lit) noexcept:
-    """p[:n] is lit (lowercase), letters compared without case."""
-    cdef Py_ssize_t i
-    if n != <Py_ssize_t>strlen(lit):
-        return False
-    for i in range(n):
-        if (p[i] | 0x20 if c'A' <= p[i] <= c'Z' else p[i]) != lit[i]:
-            return False
-    return True
 
 
 cdef int _window_bits(const char* v, Py_ssize_t n) noexcept:
@@ -331,16 +313,16 @@ cdef void _param(Offer* o, const char* name, Py_ssize_t nn, const char* v, Py_ss
     """One parameter of a permessage-deflate offer into o (o.ok false when it spoils the offer:
     unknown, repeated, a value where none belongs or a bad one)."""
     cdef int bits = _window_bits(v, vn) if has_value else 0
-    if _is(name, nn, b"server_no_context_takeover"):
+    if _eq_ci(name, nn, b"server_no_context_takeover", 26):
         o.ok = o.ok and not has_value and not o.server_no_context_takeover
         o.server_no_context_takeover = True
-    elif _is(name, nn, b"client_no_context_takeover"):
+    elif _eq_ci(name, nn, b"client_no_context_takeover", 26):
         o.ok = o.ok and not has_value and not o.client_no_context_takeover
         o.client_no_context_takeover = True
-    elif _is(name, nn, b"server_max_window_bits"):
+    elif _eq_ci(name, nn, b"server_max_window_bits", 22):
         o.ok = o.ok and bits > 0 and o.server_max_window_bits == 0
         o.server_max_window_bits = bits
-    elif _is(name, nn, b"client_max_window_bits"):
+    elif _eq_ci(name, nn, b"client_max_window_bits", 22):
         o.ok = o.ok and bits >= 0 and o.client_max_window_bits == 0
         o.client_max_window_bits = bits if has_value else -1
     else:
@@ -361,7 +343,7 @@ cdef int _next_offer(const char* p, Py_ssize_t n, Py_ssize_t* at, Offer* o) noex
     i = _token(p, i, n)
     if i == s:
         return -2
-    pmd = _is(p + s, i - s, b"permessage-deflate")
+    pmd = _eq_ci(p + s, i - s, b"permessage-deflate", 18)
     memset(o, 0, sizeof(Offer))
     o.ok = True
     i = _ows(p, i, n)
@@ -381,7 +363,7 @@ cdef int _next_offer(const char* p, Py_ssize_t n, Py_ssize_t* at, Offer* o) noex
                 if i < 0:
                     return -2
                 for s in range(vn if vn <= 16 else 0):
-                    if not _is_tchar(<unsigned char>val[s]):
+                    if not is_token(<unsigned char>val[s]):
                         o.ok = False    # a quoted value must still be a token (§9.1)
                 if vn == 0:
                     o.ok = False
@@ -409,12 +391,11 @@ def negotiate(offers, *, bint enabled=True, int server_max_window_bits=15,
     """The client's Sec-WebSocket-Extensions value (str or bytes; "" or None: no offer) ->
     (the response's Sec-WebSocket-Extensions value, the connection's PerMessageDeflate), or
     (None, None) when no permessage-deflate offer is acceptable (or it is not enabled, or the
-    value breaks the grammar). The keywords are the server's side: the largest windows it uses
-    and asks for, whether it keeps its own window between messages (and asks the client not
-    to), its compression level and zlib's memLevel. The first acceptable offer is taken; an offer
-    with an unknown, repeated or badly valued parameter is declined, as is one that limits the
-    server to a window of 8 bits (zlib's raw deflate has none smaller than 9). Other
-    extensions are not taken."""
+    value breaks the grammar anywhere). The keywords are the server's side: the largest windows
+    it uses and asks for, whether it keeps its own window between messages (and asks the
+    client not to), its compression level and zlib's memLevel. The first acceptable offer is
+    taken; one with an unknown, repeated or badly valued parameter is declined, as is one that
+    limits the server to 8 bits (zlib's raw deflate has no window under 9)."""
     cdef bytes raw
     cdef Offer o
     cdef Py_ssize_t at = 0
@@ -432,11 +413,14 @@ def negotiate(offers, *, bint enabled=True, int server_max_window_bits=15,
             return None, None
     else:
         raw = bytes(offers)
-    while True:
-        r = _next_offer(raw, len(raw), &at, &o)
-        if r < 0:
+    found = None
+    while True:                         # the whole list is read: one that breaks the grammar
+        r = _next_offer(raw, len(raw), &at, &o)     # is no offer at all
+        if r == -2:
             return None, None
-        if r == 0 or not o.ok:
+        if r == -1:
+            return found if found is not None else (None, None)
+        if r == 0 or not o.ok or found is not None:
             continue
         if o.server_max_window_bits == 8:
             continue                    # a window zlib cannot compress with: not honoured
@@ -462,4 +446,4 @@ def negotiate(offers, *, bint enabled=True, int server_max_window_bits=15,
             params.append(f"server_max_window_bits={server_bits}")
         if o.client_max_window_bits > 0 or (o.client_max_window_bits == -1 and client_bits < 15):
             params.append(f"client_max_window_bits={client_bits}")
-        return "; ".join(params), pmd
+        found = ("; ".join(params), pmd)

@@ -50,9 +50,9 @@ cdef class FrameReader:
     # while it answers an event.
     cdef int next_event(self, const unsigned char* data, Py_ssize_t n, Py_ssize_t* used) except -1
     # its steps
+    cdef int _next(self, const unsigned char* data, Py_ssize_t n, Py_ssize_t* used) except -1
     cdef int _fail(self, int code, str reason) except -1
     cdef int _check_header(self, int b0, int b1) except -1
-    cdef void _begin(self, int opcode, bint rsv1) noexcept
     cdef int _whole(self, const unsigned char* src, Py_ssize_t n,
                     const unsigned char* mask) except -1
     cdef int _payload(self, const unsigned char* p, Py_ssize_t m) except -1

@@ -28,6 +28,8 @@ cdef enum:
     REASON_MAX = 123            # a close frame's reason: 125 bytes of payload less the code
 
 cdef uint64_t HIGH_BITS = 0x8080808080808080ULL
+cdef str UTF8_BAD = "a text message that is not valid UTF-8"
+cdef str UTF8_CUT = "a text message that ends inside a UTF-8 sequence"
 
 
 cdef inline uint64_t unmask(unsigned char* dst, const unsigned char* src, Py_ssize_t n,
@@ -54,40 +56,20 @@ cdef inline uint64_t unmask(unsigned char* dst, const unsigned char* src, Py_ssi
     return seen
 
 
-cdef inline object ascii_str(const char* p, Py_ssize_t n):
-    """A str of n ASCII bytes: one copy, no decoding."""
-    s = PyUnicode_New(n, 127)
-    if n:
-        memcpy(PyUnicode_DATA(s), p, n)
-    return s
-
-
-cdef inline bint utf8_whole(const unsigned char* p, Py_ssize_t n) noexcept:
-    """p[:n] is valid UTF-8 on its own (no code point left open at its end)."""
-    cdef unsigned int state = FS_UTF8_ACCEPT
-    cdef bint ascii = 1
-    fs_utf8_check(&state, p, n, &ascii)
-    return state == FS_UTF8_ACCEPT
-
-
 cdef class FrameReader:
     """A client's frames in, events out. `max_message` caps a message's bytes (inflated when
     compressed), `max_frame` a frame's declared payload; `deflate` is the connection's
     permessage-deflate, or None when it was not agreed (RSV1 is then a protocol error)."""
 
     def __cinit__(self):
-        self.close_reason = ""
-        self.ascii = 1
-        self.held = b""
+        self.close_reason, self.held = "", b""
 
     def __init__(self, Py_ssize_t max_message, Py_ssize_t max_frame,
                  PerMessageDeflate deflate=None):
         if max_message < 1 or max_frame < 1:
             raise ValueError(f"WebSocket limits must be positive: max_message={max_message}, "
                              f"max_frame={max_frame}")
-        self.max_message = max_message
-        self.max_frame = max_frame
-        self.deflate = deflate
+        self.max_message, self.max_frame, self.deflate = max_message, max_frame, deflate
 
     def __dealloc__(self):
         bytebuf_free(&self.buf)
@@ -103,24 +85,29 @@ cdef class FrameReader:
         return WS_FAIL
 
     cdef int next_event(self, const unsigned char* data, Py_ssize_t n, Py_ssize_t* used) except -1:
+        cdef int event
+        if self.failed:
+            used[0] = n
+            return WS_FAIL
+        event = self._next(data, n, used)
+        if event == WS_FAIL:
+            used[0] = n                     # nothing more is read
+        return event
+
+    cdef int _next(self, const unsigned char* data, Py_ssize_t n, Py_ssize_t* used) except -1:
         cdef Py_ssize_t pos = 0, hlen, m
         cdef unsigned long long plen
         cdef const unsigned char* p
         cdef unsigned char ctrl[125]
-        cdef int b0, b1, opcode, r
-        if self.failed:
-            used[0] = n
-            return WS_FAIL
+        cdef int b0, b1, opcode
         while True:
             if self.left == 0:              # a frame header: checked from its first 2 bytes
                 if n - pos < 2:
                     used[0] = pos
                     return WS_NEED_MORE
                 b0, b1 = data[pos], data[pos + 1]
-                r = self._check_header(b0, b1)
-                if r:
-                    used[0] = n
-                    return r
+                if self._check_header(b0, b1):
+                    return WS_FAIL
                 opcode = b0 & 0x0F
                 plen = b1 & 0x7F
                 hlen = 6 if plen < 126 else (8 if plen == 126 else 14)
@@ -137,7 +124,6 @@ cdef class FrameReader:
                         plen = (plen << 8) | p[m]
                     p += 8
                     if plen >> 63:
-                        used[0] = n
                         return self._fail(1002, "a 64-bit payload length with its high bit set")
                 if opcode >= 8:             # whole before it is read (at most 139 bytes)
                     if <unsigned long long>(n - pos - hlen) < plen:
@@ -145,30 +131,22 @@ cdef class FrameReader:
                         return WS_NEED_MORE
                     unmask(ctrl, data + pos + hlen, <Py_ssize_t>plen, p, 0)
                     used[0] = pos + hlen + <Py_ssize_t>plen
-                    r = self._control(opcode, ctrl, <Py_ssize_t>plen)
-                    if r == WS_FAIL:
-                        used[0] = n
-                    return r
+                    return self._control(opcode, ctrl, <Py_ssize_t>plen)
                 if plen > <unsigned long long>self.max_frame:
-                    used[0] = n
-                    return self._fail(1009, f"a frame of {plen} bytes (the limit is "
+                    return self._fail(1009, f"a frame of {plen} bytes (the limit: "
                                             f"{self.max_frame})")
-                if opcode != OP_CONTINUATION:
-                    self._begin(opcode, b0 & 0x40)
-                if not self.compressed and (
-                        <unsigned long long>self.buf.len + plen
-                        > <unsigned long long>self.max_message):
-                    used[0] = n
+                if opcode != OP_CONTINUATION:       # a message begins
+                    self.msg_opcode, self.compressed, self.in_message = opcode, b0 & 0x40, 1
+                    self.utf8_state, self.ascii, self.checked = FS_UTF8_ACCEPT, 1, 0
+                if not self.compressed and (<unsigned long long>self.buf.len + plen
+                                            > <unsigned long long>self.max_message):
                     return self._fail(1009, f"a message of over {self.max_message} bytes")
                 pos += hlen
                 if (b0 & 0x80 and opcode != OP_CONTINUATION and not self.compressed
                         and <unsigned long long>(n - pos) >= plen):
                     used[0] = pos + <Py_ssize_t>plen    # one frame, all here: no copy to buf
                     self.in_message = 0
-                    r = self._whole(data + pos, <Py_ssize_t>plen, p)
-                    if r == WS_FAIL:
-                        used[0] = n
-                    return r
+                    return self._whole(data + pos, <Py_ssize_t>plen, p)
                 memcpy(self.mask, p, 4)
                 self.mask_at = 0
                 self.fin = b0 & 0x80
@@ -178,21 +156,15 @@ cdef class FrameReader:
                 m = n - pos
                 if <unsigned long long>m > self.left:
                     m = <Py_ssize_t>self.left
-                if m:
-                    r = self._payload(data + pos, m)
-                    pos += m
-                    if r:
-                        used[0] = n
-                        return r
+                if m and self._payload(data + pos, m):
+                    return WS_FAIL
+                pos += m
                 if self.left:
                     used[0] = pos
                     return WS_NEED_MORE
             if self.fin:
                 used[0] = pos
-                r = self._message_end()
-                if r == WS_FAIL:
-                    used[0] = n
-                return r
+                return self._message_end()
 
     cdef int _check_header(self, int b0, int b1) except -1:
         """0, or WS_FAIL for what the first two bytes of a frame already break."""
@@ -224,15 +196,6 @@ cdef class FrameReader:
             return self._fail(1002, "an unmasked frame from a client")
         return 0
 
-    cdef void _begin(self, int opcode, bint rsv1) noexcept:
-        self.msg_opcode = opcode
-        self.compressed = rsv1
-        self.in_message = 1
-        self.utf8_state = FS_UTF8_ACCEPT
-        self.ascii = 1
-        self.checked = 0
-        self.buf.len = 0
-
     cdef int _whole(self, const unsigned char* src, Py_ssize_t n,
                     const unsigned char* mask) except -1:
         """A message of one frame, all in data: unmasked straight into its bytes or str."""
@@ -249,7 +212,7 @@ cdef class FrameReader:
         if seen & HIGH_BITS:
             fs_utf8_check(&state, <unsigned char*>PyUnicode_DATA(msg), n, &ascii)
             if state != FS_UTF8_ACCEPT:
-                return self._fail(1007, "a text message that is not valid UTF-8")
+                return self._fail(1007, UTF8_BAD if state == FS_UTF8_REJECT else UTF8_CUT)
             msg = PyUnicode_DecodeUTF8(<char*>PyUnicode_DATA(msg), n, NULL)
         self.message = msg
         return WS_TEXT
@@ -284,7 +247,7 @@ cdef class FrameReader:
                       self.buf.len - self.checked, &self.ascii)
         self.checked = self.buf.len
         if self.utf8_state == FS_UTF8_REJECT:
-            return self._fail(1007, "a text message that is not valid UTF-8")
+            return self._fail(1007, UTF8_BAD)
         return 0
 
     cdef int _inflate_failed(self, int r) except -1:
@@ -308,9 +271,11 @@ cdef class FrameReader:
             bytebuf_free(&self.buf)
             return WS_BINARY
         if self.utf8_state != FS_UTF8_ACCEPT:
-            return self._fail(1007, "a text message that ends inside a UTF-8 sequence")
-        if self.ascii:
-            self.message = ascii_str(self.buf.data, self.buf.len)
+            return self._fail(1007, UTF8_CUT)
+        if self.ascii:                      # one copy, no decoding
+            self.message = PyUnicode_New(self.buf.len, 127)
+            if self.buf.len:
+                memcpy(PyUnicode_DATA(self.message), self.buf.data, self.buf.len)
         else:
             self.message = PyUnicode_DecodeUTF8(self.buf.data, self.buf.len, NULL)
         bytebuf_free(&self.buf)
@@ -318,6 +283,8 @@ cdef class FrameReader:
 
     cdef int _control(self, int opcode, const unsigned char* p, Py_ssize_t n) except -1:
         cdef int code
+        cdef unsigned int state = FS_UTF8_ACCEPT
+        cdef bint ascii = 1
         if opcode == OP_PING:
             self.message = PyBytes_FromStringAndSize(<const char*>p, n)
             return WS_PING
@@ -332,31 +299,36 @@ cdef class FrameReader:
         code = (p[0] << 8) | p[1]
         if not close_code_valid(code):
             return self._fail(1002, f"close code {code} is not one a peer may send")
-        if not utf8_whole(p + 2, n - 2):
+        fs_utf8_check(&state, p + 2, n - 2, &ascii)
+        if state != FS_UTF8_ACCEPT:
             return self._fail(1007, "a close reason that is not valid UTF-8")
         self.close_code = code
         self.close_reason = PyUnicode_DecodeUTF8(<const char*>p + 2, n - 2, NULL)
         return WS_CLOSE
 
-    def feed(self, bytes data):
+    def feed(self, bytes data, Py_ssize_t read_size=0):
         """Tests' door: every event data (after what an earlier feed left) gives, as tuples:
-        ("text", str), ("binary" | "ping" | "pong", bytes), ("close" | "fail", code, reason)."""
+        ("text", str), ("binary" | "ping" | "pong", bytes), ("close" | "fail", code, reason).
+        read_size > 0 hands data over in reads of that size, as a socket might."""
         cdef list events = []
         cdef bytes whole = self.held + data if self.held else data
         cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(whole)
         cdef Py_ssize_t pos = 0, used = 0, n = PyBytes_GET_SIZE(whole)
+        cdef Py_ssize_t end = n if read_size <= 0 else min(n, len(self.held) + read_size)
         cdef int event
         while True:
-            event = self.next_event(p + pos, n - pos, &used)
+            event = self.next_event(p + pos, end - pos, &used)
             pos += used
             if event == WS_NEED_MORE:
-                break
-            if event == WS_CLOSE or event == WS_FAIL:
+                if end == n:
+                    break
+                end = min(n, end + read_size)
+            elif event == WS_CLOSE or event == WS_FAIL:
                 events.append((_NAMES[event], self.close_code, self.close_reason))
+                if event == WS_FAIL:
+                    break
             else:
                 events.append((_NAMES[event], self.message))
-            if event == WS_FAIL:
-                break
         self.held = whole[pos:]
         return events
 

@@ -300,8 +300,9 @@ cdef int write_accept(OutBuffer out, str accept, str subprotocol, str extensions
 
 
 def accept_head(accept, subprotocol=None, extensions=None, extra_headers=None,
-                bytes date_line=None):
-    """write_accept's bytes (for tests and the Python layer's own checks)."""
-    cdef OutBuffer out = OutBuffer()
+                bytes date_line=None, OutBuffer out=None):
+    """write_accept from Python (for tests): what out holds after it (a new buffer by default)."""
+    if out is None:
+        out = OutBuffer()
     write_accept(out, accept, subprotocol, extensions, extra_headers, date_line)
     return out.getvalue()

@@ -55,6 +55,7 @@ class _Tasks:
 
     def __init__(self):
         self.tasks = 0
+        self.ws_handlers = 0
         self.aio = None
         self.inbox: collections.deque = collections.deque()
 

@@ -54,8 +54,7 @@ class WebSockets:
                            if req.client else "?", status, why)
             headers = [VERSION_HEADER] if status == 426 else []
             return Response(_WHY.get(status, b"Bad WebSocket handshake\n"), status,
-                            headers=headers + [("Connection", "close")],
-                            content_type="text/plain")
+                            headers=headers, content_type="text/plain")
         if self.open >= self.max_connections:
             error_log.warning("refused a WebSocket: %d open in this worker (--ws-max-connections)",
                               self.open)
@@ -312,6 +311,8 @@ def start_websocket(req: Request, runner, run: Callable, what: str,
     answers(channel): where the answer goes instead of a Deferred (the app's layers: wslayers),
     it then returns the handler's task."""
     sockets: WebSockets = runner.websockets
+    req.close_after()       # refused, the connection closes: what follows is never read as
+                            # requests (a proxy that took the upgrade for done sends frames)
     refusal = sockets.refusal(req)
     if refusal is not None:
         return refusal
@@ -329,6 +330,7 @@ def start_websocket(req: Request, runner, run: Callable, what: str,
     loop = runner.loop
     if loop is not None:
         loop.tasks += 1
+        loop.ws_handlers += 1
     channel.on_timeout = task.cancel        # type: ignore[method-assign]
     deferred.on_cancel = task.cancel        # the client left before the handshake's answer
     task.add_done_callback(functools.partial(_handler_done, channel, sockets, loop, what))
@@ -342,6 +344,7 @@ def _handler_done(channel: Channel, sockets: WebSockets, loop, what: str, task) 
     finally:
         sockets.open -= 1
         if loop is not None:
+            loop.ws_handlers -= 1
             loop.task_done()
 
 

@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 
 # docker.io + debootstrap: the container tests (their own engine, a base image made offline);
 # cloud-init, systemd: validators of deploy/ec2; prometheus is unpacked by the tests themselves
-# (apt-get download), which needs the package lists apt-get update fetches.
-DEBIAN_PACKAGES="docker.io debootstrap cloud-init systemd util-linux ${EXTRA_DEBIAN_PACKAGES:-}"
+# (apt-get download), which needs the package lists apt-get update fetches; zlib1g-dev: zlib's
+# header, which the build of permessage-deflate (fastsock/_wsdeflate.pyx) includes.
+DEBIAN_PACKAGES="docker.io debootstrap cloud-init systemd util-linux zlib1g-dev ${EXTRA_DEBIAN_PACKAGES:-}"
 
 if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null; then

@@ -110,6 +110,10 @@ async def watch(ws: WebSocket):
     finally:
         stats["disconnects"].append(ws.close_code)
         stats["handled"] += 1
+        if os.environ.get("FASTSOCK_TEST_DIR"):     # the drain test reads it after the exit
+            await asyncio.sleep(0.05)               # (an await: the loop must still run)
+            with open(os.path.join(os.environ["FASTSOCK_TEST_DIR"], "watch.txt"), "a") as f:
+                f.write(f"{ws.close_code}\n")
 
 
 @app.websocket("/types")

@@ -249,15 +249,24 @@ def test_many_websockets_over_two_workers_and_their_metrics(server):
     assert metric(server, 'fastsock_websocket_closes_total{code="1000"}') >= 40
 
 
-def test_the_access_log_has_a_line_at_close(server):
-    with connect(url(server, "/item/logged")) as ws:
-        ws.recv()
-    line = wait_for_log(server, "/item/logged", stream="stdout")
-    assert " 101 " in line
+def test_the_access_log_has_a_line_at_close(tmp_path):
+    s = start_server(tmp_path, "--access-log", "text", app=APP)
+    try:
+        with connect(url(s, "/proto")) as ws:
+            ws.recv()
+            for text in ("a", "b", "c"):
+                ws.send(text)
+                ws.recv()
+        log = wait_for_log(s, "/proto", stream="stdout")
+        line = next(line for line in log.splitlines() if "/proto" in line)
+        # status 101, the bytes of its whole life, its duration; its messages and close code
+        assert ' 101 ' in line and line.endswith(" ws_in=3 ws_out=4 ws_close=1000"), line
+    finally:
+        s.stop()
 
 
 def test_draining_closes_websockets_with_1001(tmp_path):
-    s = start_server(tmp_path, "--workers", "1", app=APP)
+    s = start_server(tmp_path, "--workers", "1", app=APP, env={"FASTSOCK_TEST_DIR": str(tmp_path)})
     try:
         with connect(url(s, "/watch")) as ws:
             ws.send("ping?")
@@ -267,6 +276,8 @@ def test_draining_closes_websockets_with_1001(tmp_path):
                 ws.recv(timeout=10)
             assert closed.value.rcvd.code == 1001
         assert s.proc.wait(15) == 0
+        # the worker waited for its handler, which saw the close (and awaited after it)
+        assert (tmp_path / "watch.txt").read_text() == "1001\n"
     finally:
         s.stop()
 

@@ -49,11 +49,9 @@ def close(code: int | None = None, reason: bytes = b"", **kw: object) -> bytes:
 def fragments(opcode: int, payload: bytes, size: int, **kw: object) -> bytes:
     """A message cut into frames of `size` payload bytes (at least one frame)."""
     parts = [payload[i:i + size] for i in range(0, len(payload), size)] or [b""]
-    out = b""
-    for i, part in enumerate(parts):
-        out += frame(opcode if i == 0 else OP_CONT, part, fin=i == len(parts) - 1,
-                     **kw)  # type: ignore[arg-type]
-    return out
+    return b"".join(frame(opcode if i == 0 else OP_CONT, part, fin=i == len(parts) - 1,
+                          **kw)  # type: ignore[arg-type]
+                    for i, part in enumerate(parts))
 
 
 def parse_server_frames(data: bytes) -> list[tuple[int, bool, bool, bytes]]:
@@ -71,3 +69,14 @@ def parse_server_frames(data: bytes) -> list[tuple[int, bool, bool, bytes]]:
         frames.append((b0 & 0x0F, bool(b0 & 0x80), bool(b0 & 0x40), data[i:i + n]))
         i += n
     return frames
+
+
+def deflated(payload: bytes, compressor: object = None) -> bytes:
+    """A message's payload as a permessage-deflate client sends it (RFC 7692 §7.2.1): raw
+    deflate, flushed, its 00 00 ff ff tail cut. Pass the same zlib compressor across messages
+    for context takeover."""
+    import zlib
+    c = compressor or zlib.compressobj(wbits=-15)
+    data = c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH)  # type: ignore[attr-defined]
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
