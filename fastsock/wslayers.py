@@ -147,6 +147,7 @@ def layered_websocket(handler: Callable, runner, app) -> Callable:
 
     @functools.wraps(handler)
     def start(req, **params):
+        req.close_after()       # denied by a layer, the connection closes too (start_websocket)
         aio = runner.aio
         deferred = Deferred()
         hs = _Handshake(req, deferred, aio)

@@ -64,6 +64,20 @@ def test_a_before_hook_denies_the_handshake_with_its_response(server):
         assert ws.response.headers["X-After"] == "101"
 
 
+def test_a_hooks_denial_closes_the_connection_what_follows_is_never_a_request(server):
+    s = server.connect()
+    s.sendall(b"GET /private/echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\n\r\n"
+              b"GET /http HTTP/1.1\r\nHost: t\r\n\r\n")   # (frames, to a proxy that erred)
+    answer = b""
+    while chunk := s.recv(65536):
+        answer += chunk
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b"Connection: close\r\n" in answer and b"plain HTTP" not in answer
+
+
 def test_a_middleware_denies_without_calling_call_next(server):
     response = denial(server, "/mw-deny")
     assert response.status_code == 403 and response.body == b"not here\n"
