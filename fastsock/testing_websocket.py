@@ -30,6 +30,9 @@ __all__ = ["WebSocketDenied", "WebSocketTestSession"]
 
 # how long the app has, at the session's end, to answer the Close and end its handler
 _END_WAIT = 1.0
+# bytes handed to the connection at a time: it takes them while it wants input (a WebSocket
+# whose inbox is full reads no more: the rest waits here, as in a socket's buffer)
+_CHUNK = 4096
 
 
 class WebSocketDenied(WebSocketDisconnect):
@@ -68,6 +71,7 @@ class WebSocketTestSession:
         self.extra_headers: list[tuple[bytes, bytes]] = []
         self._messages: deque = deque()      # str | bytes, in order
         self._incoming: deque = deque()      # wsproto's events, in order, not yet taken
+        self._unsent = bytearray()          # bytes the connection has not taken yet
         self._parts: list = []               # a message's fragments as they come
         self._closed: WebSocketDisconnect | None = None    # the server's Close, or the end
         self._failure: BaseException | None = None      # what the app raised meanwhile
@@ -139,11 +143,18 @@ class WebSocketTestSession:
     # -- the app's side runs while we wait
 
     def _to_app(self, data: bytes) -> None:
-        """Bytes to the connection as if read from the socket; what it answers to wsproto."""
-        transport = self._transport
+        """Bytes to the connection as if read from the socket, as far as it takes them; what
+        it answers to wsproto."""
+        transport, conn, unsent = self._transport, self._conn, self._unsent
+        unsent += data
+        out = b""
         with transport.errors:
             transport.tasks.run_inbox()
-            out = self._conn.feed(data) if not self._conn.is_finished else b""
+            while unsent and conn.wants_input and not conn.is_finished:
+                out += conn.feed(bytes(unsent[:_CHUNK]))
+                del unsent[:_CHUNK]
+            if not conn.is_finished:
+                out += conn.feed(b"")       # what the app wrote meanwhile
             self._note_failure()
         if out:
             self._ws.receive_data(out)
@@ -194,6 +205,7 @@ class WebSocketTestSession:
 
     def _wait(self, done, what: str) -> None:
         deadline = time.monotonic() + self.timeout
+        self._take(self._events_in())
         while not done():
             if self._closed is not None or self._ended:
                 return
@@ -276,7 +288,10 @@ class WebSocketTestSession:
         if self._ws.state.name == "OPEN":
             self._to_app(self._ws.send(self._events.CloseConnection(code=code,
                                                                     reason=reason)))
-        self._wait(lambda: False, "the server's Close")
+        try:
+            self._wait(lambda: False, "the server's Close")
+        except TimeoutError:
+            pass                        # (a server that reads no more): hung up
         self._end()
         self._raise_failure()
 

@@ -80,6 +80,17 @@ def test_the_servers_limits_apply_its_frames_are_the_servers(client):
             assert closed.value.code == 1009
 
 
+def test_what_the_app_does_not_read_yet_waits_nothing_is_lost():
+    # the handler runs only while the session waits: 30 messages sent at once fill its inbox
+    # (--ws-max-queue) and the connection's buffer; the rest waits in the session's
+    with TestClient(websockets_native.app, ws_max_queue=1024) as client:
+        with client.websocket_connect("/echo") as ws:
+            for i in range(30):
+                ws.send_bytes(bytes([i]) * 1000)
+            assert [ws.receive_bytes() for _ in range(30)] == [bytes([i]) * 1000
+                                                              for i in range(30)]
+
+
 def test_what_the_handler_raises_is_raised_in_the_test():
     with TestClient(websockets_native.app) as client:
         with pytest.raises(RuntimeError, match="failed after accepting"):
