@@ -35,6 +35,8 @@ __all__ = ["layered_websocket"]
 
 error_log = logging.getLogger("fastsock.error")
 
+LAYERS_GRACE = 1.0      # seconds past --ws-handshake-timeout for a layer that never answers
+
 
 class _Handshake:
     """One opening handshake behind the layers: what its handler answers (the 101 as a
@@ -80,8 +82,9 @@ class _Handshake:
     def expired(self, timeout: float) -> None:
         self.timer = None
         if not self.deferred.is_done:
-            error_log.warning("a WebSocket handshake was not answered within %gs "
-                              "(--ws-handshake-timeout)", timeout)
+            error_log.warning("a hook or middleware did not answer a WebSocket handshake "
+                              "within %gs (--ws-handshake-timeout, and %gs)", timeout,
+                              LAYERS_GRACE)
             self.deferred.complete(GATEWAY_TIMEOUT)
         self.cancel()
 
@@ -163,8 +166,9 @@ def layered_websocket(handler: Callable, runner, app) -> Callable:
             loop.tasks += 1
         deferred.on_cancel = hs.cancel
         timeout = runner.websockets.handshake_timeout
-        if timeout:
-            hs.timer = aio.call_later(timeout, hs.expired, timeout)
+        if timeout:     # for the layers themselves: the handler's own 504 (its Channel's,
+            # at the timeout) comes back through them first
+            hs.timer = aio.call_later(timeout + LAYERS_GRACE, hs.expired, timeout)
         return deferred
     return start
 

@@ -123,6 +123,11 @@ async def mw_slow(ws: WebSocket):
     log.warning("mw-slow: the handler ran")
 
 
+@app.websocket("/never-answers")
+async def never_answers(ws: WebSocket):
+    await asyncio.sleep(3600)           # neither accepts nor refuses: --ws-handshake-timeout
+
+
 @app.websocket("/hook-101")
 async def hook_101(ws: WebSocket):
     log.warning("hook-101: the handler ran")

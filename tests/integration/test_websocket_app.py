@@ -221,7 +221,7 @@ def test_a_middleware_that_never_answers_meets_the_handshake_timeout(tmp_path):
     try:
         response = denial(s, "/mw-slow")
         assert response.status_code == 504
-        wait_for_log(s, "a WebSocket handshake was not answered within 0.5s")
+        wait_for_log(s, "a hook or middleware did not answer a WebSocket handshake within 0.5s")
         assert "mw-slow: the handler ran" not in s.log()
         still_serving(s)
     finally:

@@ -130,6 +130,14 @@ def test_the_layers_headers_are_on_the_101_and_their_denials_raise():
         assert denied.value.response.text == "no seat: the room is full\n"
 
 
+def test_a_handler_that_never_answers_is_a_504_the_layers_see():
+    with TestClient(websockets_layers.app, ws_handshake_timeout=0.2) as client:
+        with pytest.raises(WebSocketDenied) as denied:
+            client.websocket_connect("/never-answers")
+        assert denied.value.status_code == 504
+        assert denied.value.response.headers["x-after"] == "504"
+
+
 def test_a_failing_middleware_raises_in_the_test_or_is_a_500():
     with TestClient(websockets_layers.app) as client:
         with pytest.raises(RuntimeError, match="a middleware failed"):
