@@ -24,7 +24,12 @@ async def outer(req, call_next):
     if req.path == "/mw-raise":
         raise RuntimeError("a middleware failed")
     if req.path == "/mw-slow":          # never gets to call_next (--ws-handshake-timeout)
-        await asyncio.sleep(3600)
+        log.warning("mw-slow: in the middleware")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            log.warning("mw-slow: the middleware was cancelled")
+            raise
     response = await call_next(req)
     if req.path == "/mw-twice":         # a second handshake of one request: refused
         await call_next(req)

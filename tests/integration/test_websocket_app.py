@@ -228,6 +228,18 @@ def test_a_middleware_that_never_answers_meets_the_handshake_timeout(tmp_path):
         s.stop()
 
 
+def test_a_client_that_leaves_during_the_layers_cancels_them(server):
+    s = server.connect()
+    s.sendall(b"GET /mw-slow HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\n\r\n")
+    wait_for_log(server, "mw-slow: in the middleware")
+    s.close()
+    wait_for_log(server, "mw-slow: the middleware was cancelled")
+    assert "mw-slow: the handler ran" not in server.log()
+    still_serving(server)
+
+
 def test_an_asgi_apps_101_carries_the_request_id(tmp_path):
     s = start_server(tmp_path, "--access-log", "text",     # (request ids come with it)
                      app="tests.apps.websockets_asgi:starlette_app")
