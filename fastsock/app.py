@@ -13,6 +13,7 @@ from fastsock.results import HTTPError, error_response, to_response
 from fastsock.routing import Route, Router
 from fastsock.runner import RequestStream, is_async
 from fastsock.websocket import websocket_route
+from fastsock.wslayers import layered_websocket
 
 __all__ = ["App", "HTTPError"]
 
@@ -27,6 +28,8 @@ def _runnable(handler, options: dict, runner, app: App):
         if runner is None:
             raise RuntimeError(f"{handler.__qualname__} is a WebSocket handler: serve the app "
                                "(fastsock MODULE:APP) or test it with fastsock.testing")
+        if hooks.has_layers(app):
+            return layered_websocket(handler, runner, app)
         return websocket_route(handler, runner, options)
     if hooks.has_layers(app):
         return hooks.runnable(handler, options, runner, app)
@@ -212,7 +215,8 @@ class App:
         fastsock.websocket.WebSocket (`async for message in ws`, `await ws.send(...)`, `await
         ws.close(code)`), accepted on first use unless it calls `await ws.accept(...)` first
         (to pick one of `ws.subprotocols` or add headers) or closes it (a 403). A request to
-        path that is not an opening handshake gets 426."""
+        path that is not an opening handshake gets 426. The app's middleware, hooks and error
+        handlers wrap its handshake (see fastsock.wslayers)."""
         def register(handler: Callable) -> Callable:
             if not is_async(handler):
                 raise TypeError(f"{handler.__qualname__}: a WebSocket handler is an async def")

@@ -8,9 +8,11 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from fastsock._handoff import Deferred
 from fastsock._message import Request, Response
+from fastsock._requestids import ECHO_ID, echo_of
 from fastsock._wsconn import WsOptions, WsSession
 from fastsock._wshandshake import VERSION_HEADER, accept_value, extensions, refusal, subprotocols
 from fastsock.logs import REQUEST
@@ -65,26 +67,62 @@ class WebSockets:
                          extensions(req))
 
 
+class Answers(Protocol):
+    """Where a handshake's answer goes: the connection's Deferred, or the app's layers."""
+
+    def complete(self, result) -> None: ...
+
+
+def with_echo(req: Request, headers) -> list:
+    """The 101's headers: the app's, and the request id echoed as on any response (the
+    request-id layer asked for it: req.response_headers is ECHO_ID)."""
+    headers = list(headers) if headers else []
+    if req.response_headers is ECHO_ID:
+        echo, _ = echo_of(req)      # (an id that cannot go out as it is: not echoed)
+        if echo is not None:
+            headers.append(("X-Request-ID", echo.decode("latin-1")))
+    return headers
+
+
 class Channel:
     """One WebSocket's way between the connection and a handler (native or ASGI): accept or
     deny the handshake, receive, send with back-pressure, close. On the loop's thread."""
 
-    def __init__(self, session: WsSession, deferred: Deferred, aio: asyncio.AbstractEventLoop,
-                 handshake_timeout: float):
-        self.session, self.deferred, self.aio = session, deferred, aio
+    def __init__(self, req: Request, session: WsSession, deferred: Answers,
+                 aio: asyncio.AbstractEventLoop, handshake_timeout: float):
+        self.req, self.session, self.deferred, self.aio = req, session, deferred, aio
         self.handshake_timeout = handshake_timeout
         self.accepted = False
         self.answered = False       # accepted, or denied with a response
+        self.headers: list = []     # the app's, for the 101
+        # the app's layers (wslayers): the 101 goes out once they are through (opened's
+        # result True; False: they denied it), what the handler raised before that is theirs
+        self.opened: asyncio.Future | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
+        self.close_when_open = 0    # the handler ended before opened: close with this code
         self.timer = aio.call_later(handshake_timeout, self._handshake_expired) \
             if handshake_timeout else None
 
     def accept(self, subprotocol: str | None = None, headers=None) -> None:
         if self.answered:
             raise RuntimeError("this WebSocket was already accepted or refused")
-        self.session.agree(subprotocol, headers)    # ValueError: a header it cannot send
+        # ValueError: a header it cannot send
+        self.session.agree(subprotocol, with_echo(self.req, headers))
+        self.headers = list(headers) if headers else []
         self.accepted = self.answered = True
         self._stop_timer()
         self.deferred.complete(self.session)
+
+    async def ready(self) -> None:
+        """Behind the app's layers: wait until the 101 is out; WebSocketDisconnect if they
+        denied the handshake after the handler accepted it."""
+        opened = self.opened
+        if opened is None:
+            return
+        if not opened.done():
+            await asyncio.wait((opened,))   # (not awaited itself: a cancel would cancel it)
+        if not opened.result():
+            raise WebSocketDisconnect(1006, "the handshake was denied")
 
     def deny(self, response: Response) -> None:
         if self.answered:
@@ -94,6 +132,8 @@ class Channel:
         self.deferred.complete(response)
 
     async def receive(self) -> str | bytes:
+        if self.opened is not None:
+            await self.ready()
         session = self.session
         while True:
             try:
@@ -107,6 +147,8 @@ class Channel:
             await waiting
 
     async def send(self, message) -> None:
+        if self.opened is not None:
+            await self.ready()
         session = self.session
         try:
             if session.send(message):
@@ -128,15 +170,21 @@ class Channel:
         """The handler is done: a handshake it never answered gets 403 (or 500 if it failed);
         an open WebSocket it leaves is closed (1000, or 1011 after an error)."""
         self._stop_timer()
-        if exc is not None and not isinstance(exc, WebSocketDisconnect):
+        failed = exc is not None and not isinstance(exc, WebSocketDisconnect)
+        if exc is not None and failed and not self.answered and self.on_failure is not None:
+            self.answered = True
+            self.on_failure(exc)    # the app's error handlers, else logged there
+            return
+        if failed:
             error_log.error("WebSocket handler %s failed", what, exc_info=exc)
         if not self.answered:
             self.answered = True
-            failed = exc is not None and not isinstance(exc, WebSocketDisconnect)
             self.deferred.complete(_SERVER_ERROR if failed or cancelled else _FORBIDDEN)
         elif self.accepted:
-            self.session.close(1011 if exc is not None and not isinstance(
-                exc, WebSocketDisconnect) else 1000, "")
+            if self.opened is not None and not self.opened.done():
+                self.close_when_open = 1011 if failed else 1000
+            else:
+                self.session.close(1011 if failed else 1000, "")
 
     def _handshake_expired(self) -> None:
         self.timer = None
@@ -201,10 +249,14 @@ class WebSocket:
 
     async def accept(self, subprotocol: str | None = None, headers=None) -> None:
         """Answer the handshake with 101. subprotocol: one the client offered; headers:
-        (name, value) pairs added to the response."""
+        (name, value) pairs added to the response. With the app's middleware or hooks, it
+        returns once they are through and the 101 is out (WebSocketDisconnect: they denied
+        the handshake)."""
         if subprotocol is not None and subprotocol not in self._subprotocols:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         self._channel.accept(subprotocol, headers)
+        if self._channel.opened is not None:
+            await self._channel.ready()
 
     async def receive(self) -> str | bytes:
         """The next message: str (text) or bytes (binary). WebSocketDisconnect once closed."""
@@ -224,6 +276,8 @@ class WebSocket:
         if not self._channel.answered:
             self._channel.deny(_FORBIDDEN)
             return
+        if self._channel.opened is not None:
+            await self._channel.ready()
         self._channel.close(code, reason)
 
     def __aiter__(self):
@@ -249,10 +303,13 @@ def websocket_route(handler: Callable, runner, options: dict) -> Callable:
     return start
 
 
-def start_websocket(req: Request, runner, run: Callable, what: str):
+def start_websocket(req: Request, runner, run: Callable, what: str,
+                    answers: Callable[[Channel], Answers] | None = None):
     """An opening handshake to serve: its refusal (a Response), or a Deferred completed with
     the session when the handler accepts. run(channel) -> the handler's coroutine, a task on
-    the worker's asyncio loop that ends the WebSocket when it ends (Channel.ended)."""
+    the worker's asyncio loop that ends the WebSocket when it ends (Channel.ended).
+    answers(channel): where the answer goes instead of a Deferred (the app's layers: wslayers),
+    it then returns the handler's task."""
     sockets: WebSockets = runner.websockets
     req.close_after()       # refused, the connection closes: what follows is never read as
                             # requests (a proxy that took the upgrade for done sends frames)
@@ -261,7 +318,9 @@ def start_websocket(req: Request, runner, run: Callable, what: str):
         return refusal
     aio = runner.aio
     deferred = Deferred()
-    channel = Channel(sockets.session(req), deferred, aio, sockets.handshake_timeout)
+    channel = Channel(req, sockets.session(req), deferred, aio, sockets.handshake_timeout)
+    if answers is not None:
+        channel.deferred = answers(channel)
     token = REQUEST.set(req)                # the task's context, copied now, has its request
     try:
         task = aio.create_task(run(channel))
@@ -275,7 +334,7 @@ def start_websocket(req: Request, runner, run: Callable, what: str):
     channel.on_timeout = task.cancel        # type: ignore[method-assign]
     deferred.on_cancel = task.cancel        # the client left before the handshake's answer
     task.add_done_callback(functools.partial(_handler_done, channel, sockets, loop, what))
-    return deferred
+    return deferred if answers is None else task
 
 
 def _handler_done(channel: Channel, sockets: WebSockets, loop, what: str, task) -> None:
