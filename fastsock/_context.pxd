@@ -18,6 +18,8 @@ cdef struct Limits:
     bint proxy_protocol             # a PROXY protocol header comes first on every connection
     int limit_concurrency           # requests in the app at once, past which 503 (0: none)
     bint count_requests             # per-request counters and durations (metrics on)
+    double ws_shortest_timer        # the shortest WebSocket timer (ping interval, pong and
+                                    # close timeouts): the loop ticks often enough for it
 
 
 cdef class Context:

@@ -59,6 +59,8 @@ cdef class Loop(ConnIO):
         self.on_tick = on_tick
         self.tick_interval = min(1.0, limits.header_timeout / 4, limits.keepalive_timeout / 4,
                                  limits.body_timeout / 4)
+        if limits.ws_shortest_timer > 0:
+            self.tick_interval = min(self.tick_interval, limits.ws_shortest_timer / 4)
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
         if self.epfd < 0:
             raise OSError(errno, "epoll_create1")

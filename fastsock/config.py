@@ -210,8 +210,10 @@ class Config:
                  "output_high_water", "max_request_line", "max_header_bytes",
                  "max_header_count", "max_body_size", "max_chunk_ext", "proxy_protocol",
                  "limit_concurrency")
+        ws_timers = [t for t in (self.ws_ping_interval, self.ws_ping_timeout,
+                                 self.ws_close_timeout) if t > 0]
         return {**{name: getattr(self, name) for name in names},
-                "count_requests": self.metrics}
+                "count_requests": self.metrics, "ws_shortest_timer": min(ws_timers)}
 
     def websockets(self):
         """One worker's WebSocket options and limits (fastsock.websocket.WebSockets)."""

@@ -131,9 +131,6 @@ def test_an_http_request_behind_a_denied_handshake_is_answered_as_http(server, p
     assert b"HTTP/1.1 200 OK" in rest or b"Connection: close" in got
 
 
-@pytest.mark.xfail(strict=True, reason="the refusal's Connection: close (fastsock.websocket."
-                   "WebSockets.refusal) is dropped by the writer (_writer._FRAMING strips an "
-                   "app's Connection header): the connection is kept alive")
 @pytest.mark.parametrize("ws_version,key", [(b"8", KEY), (b"13", b"short")])
 def test_a_refused_handshake_closes_its_connection(server, ws_version, key):
     """400/426 mean the client's WebSocket is broken: frames it pipelined behind the
@@ -862,11 +859,6 @@ def _pings(data: bytes) -> tuple[list[bytes], bytes]:
     return out, data
 
 
-@pytest.mark.xfail(strict=True, reason="_wsconn.take_input clears pong_due only for a pong "
-                   "whose payload is the latest ping's (_unpack(...) == self.pings): a client "
-                   "that answers each ping one behind (RFC 6455 §5.5.3 lets it answer an "
-                   "earlier one) is closed as ping_timeout though it answered every ping "
-                   "well within --ws-ping-timeout")
 def test_a_pong_to_an_earlier_ping_proves_the_peer_alive(tmp_path):
     s = start_server(tmp_path, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "1",
                      app=APP)
