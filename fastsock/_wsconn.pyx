@@ -3,6 +3,7 @@
 app's inbox; the app's messages go out as frames; pings at an interval, each pong awaited; the
 closing handshake both ways. No I/O: the connection (state "websocket") gives it what it read
 and sends what it writes. The app's side (receive, send, close) runs on the loop's thread."""
+cimport cython
 from libc.stdint cimport uint32_t
 
 from fastsock._context cimport Context
@@ -17,7 +18,6 @@ from fastsock._wsframes cimport (
 from fastsock._wshandshake cimport write_accept
 
 import logging
-from collections import deque
 
 error_log = logging.getLogger("fastsock.error")
 
@@ -54,7 +54,6 @@ cdef class WsSession:
         self.opts = opts
         self.accept_value = accept_value
         self.offered_extensions = offered_extensions
-        self.inbox = deque()
         self.phase = WS_OPEN
         self.close_code = 0
         self.close_reason = ""
@@ -72,6 +71,7 @@ cdef class WsSession:
         write_accept(scratch, self.accept_value, subprotocol, answer,
                      list(headers) if headers else [], b"")
         self.head = scratch.getvalue()
+        self.accept_value = self.offered_extensions = None     # (said in the head)
         self.subprotocol = subprotocol
         self.reader = FrameReader.__new__(FrameReader)
         self.reader.max_message = self.opts.max_message
@@ -108,9 +108,9 @@ cdef class WsSession:
                     self.ctx.slot.ws_messages_in += 1
                     self.messages_in += 1
                     if self.phase == WS_OPEN:       # after our Close, data is dropped
-                        self.inbox.append(r.message)
-                        self.queued += len(r.message)
+                        self._queue(r.message)
                         self._wake()
+                    r.message = None
                 elif ev == WS_PING:
                     if self.phase == WS_OPEN:
                         write_frame(self.out, OP_PONG, <bytes>r.message,
@@ -138,6 +138,31 @@ cdef class WsSession:
 
     cdef bint inbox_full(self) noexcept:
         return self.queued >= self.opts.max_queue
+
+    cdef void _queue(self, message):
+        """The inbox: the oldest message in `first` (most often the only one: no container
+        for it), those after it in `more` (a list made for a burst, dropped once taken)."""
+        if self.first is None:
+            self.first = message
+        else:
+            if self.more is None:
+                self.more = []
+                self.more_at = 0
+            self.more.append(message)
+        self.queued += len(message)
+
+    cdef object _take(self):
+        cdef object message = self.first
+        if self.more is None:
+            self.first = None
+        else:
+            self.first = self.more[self.more_at]
+            self.more[self.more_at] = None
+            self.more_at += 1
+            if self.more_at == len(self.more):
+                self.more = None
+        self.queued -= len(message)
+        return message
 
     # ------------------------------------------------------------ timers
 
@@ -182,6 +207,11 @@ cdef class WsSession:
         self.drained()
 
     cdef void drained(self):
+        cdef object future = self.draining
+        if future is not None:
+            self.draining = None
+            if not future.done():
+                future.set_result(None)
         if self.on_drain is not None:
             waiter, self.on_drain = self.on_drain, None
             try:
@@ -207,6 +237,11 @@ cdef class WsSession:
                 error_log.exception("a WebSocket's close hook failed")
 
     def _wake(self):
+        cdef object future = self.waiting
+        if future is not None:
+            self.waiting = None
+            if not future.done():
+                future.set_result(None)
         if self.waiter is not None:
             waiter, self.waiter = self.waiter, None
             waiter()
@@ -217,10 +252,9 @@ cdef class WsSession:
         """-> the next message (str or bytes); None when none is here yet (set waiter, then ask
         again); ConnectionError once the WebSocket is closed (close_code says how)."""
         cdef bint was_full
-        if self.inbox:
+        if self.first is not None:
             was_full = self.inbox_full()
-            message = self.inbox.popleft()
-            self.queued -= len(message)
+            message = self._take()
             if was_full and not self.inbox_full() and self.conn is not None:
                 self.conn.pushed()              # room again: the loop reads on
             return message
@@ -263,6 +297,128 @@ cdef class WsSession:
     @property
     def compressed(self):
         return self.deflate is not None
+
+
+class WebSocketDisconnect(Exception):
+    """The WebSocket closed: `code` is the peer's close code (1005: it gave none; 1006: the
+    connection went without a Close), or the one the server closed it with."""
+
+    def __init__(self, code: int = 1000, reason: str = ""):
+        super().__init__(code, reason)
+        self.code, self.reason = code, reason
+
+
+WebSocketDisconnect.__module__ = "fastsock.websocket"       # where the app imports it from
+
+
+# The app's awaits. `await` on a Receiving or a Sending does what a coroutine would, without a
+# coroutine's frames: an idle WebSocket's handler waits in one small object and a Future (three
+# frames, about 650 bytes, otherwise), and a message already here (or an output with room) is
+# taken (or written) at once, with no Future. Each speaks the coroutine protocol (send, throw,
+# close) so that the Task, `await`, create_task and wait_for take it as one.
+
+cdef class Awaiting:
+    """What Receiving and Sending share: the coroutine protocol over their _step()."""
+    cdef WsSession session
+    cdef object future              # the one it waits on, or None
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._step()
+
+    def send(self, value):
+        return self._step()
+
+    def throw(self, typ, val=None, tb=None):
+        self._drop()
+        if val is None:
+            raise typ
+        raise val.with_traceback(tb) if tb is not None else val
+
+    def close(self):
+        self._drop()
+
+    cdef object _step(self):
+        raise NotImplementedError
+
+    cdef void _drop(self):
+        self.future = None
+
+
+@cython.freelist(8)
+cdef class Receiving(Awaiting):
+    """await it: the session's next message (str or bytes); WebSocketDisconnect once closed,
+    or StopAsyncIteration for `async for` (stop)."""
+    cdef bint stop
+
+    cdef object _step(self):
+        cdef WsSession s = self.session
+        self.future = None
+        try:
+            message = s.receive()
+        except ConnectionError:
+            if self.stop:
+                raise StopAsyncIteration from None
+            raise WebSocketDisconnect(s.close_code, s.close_reason) from None
+        if message is not None:
+            raise StopIteration(message)
+        if s.waiting is not None:
+            raise RuntimeError("another task is already receiving on this WebSocket")
+        self.future = s.waiting = s.aio.create_future()
+        self.future._asyncio_future_blocking = True
+        return self.future
+
+    cdef void _drop(self):
+        if self.future is not None and self.session.waiting is self.future:
+            self.session.waiting = None
+        self.future = None
+
+
+@cython.freelist(8)
+cdef class Sending(Awaiting):
+    """await it: the message framed into the output, waiting while the output is over its
+    bound; WebSocketDisconnect once closing or closed."""
+    cdef object message
+
+    cdef object _step(self):
+        cdef WsSession s = self.session
+        if self.future is not None:             # woken: the output has room (or it closed)
+            self.future = None
+            raise StopIteration
+        message, self.message = self.message, None
+        try:
+            if s.send(message):
+                raise StopIteration
+        except ConnectionError:
+            raise WebSocketDisconnect(s.close_code or 1006, s.close_reason) from None
+        self.future = s.draining = s.aio.create_future()
+        self.future._asyncio_future_blocking = True
+        return self.future
+
+    cdef void _drop(self):
+        if self.future is not None and self.session.draining is self.future:
+            self.session.draining = None
+        self.future = None
+        self.message = None
+
+
+def receiving(WsSession session, bint stop=False):
+    """The awaitable of the session's next message (see Receiving)."""
+    cdef Receiving r = Receiving.__new__(Receiving)
+    r.session, r.stop = session, stop
+    return r
+
+
+def sending(WsSession session, message):
+    """The awaitable of sending message on the session (see Sending)."""
+    cdef Sending w = Sending.__new__(Sending)
+    w.session, w.message = session, message
+    return w
 
 
 cdef inline void _pack(unsigned char* p, uint32_t v) noexcept:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastsock._handoff import Deferred
 from fastsock._message import Request, Response
-from fastsock._wsconn import WsOptions, WsSession
-from fastsock._wshandshake import VERSION_HEADER, accept_value, extensions, refusal, subprotocols
+from fastsock._wsconn import WebSocketDisconnect, WsOptions, WsSession, receiving, sending
+from fastsock._wshandshake import (
+    VERSION_HEADER, extensions, refusal, request_accept_value, subprotocols,
+)
 from fastsock.logs import REQUEST
 
 __all__ = ["WebSocket", "WebSocketDisconnect"]
@@ -21,15 +23,6 @@ error_log = logging.getLogger("fastsock.error")
 
 _WHY = {400: b"Bad WebSocket handshake\n", 426: b"WebSocket version 13 only\n"}
 NOT_AN_UPGRADE = "Upgrade does not name websocket"     # _wshandshake's reason for a plain GET
-
-
-class WebSocketDisconnect(Exception):
-    """The WebSocket closed: `code` is the peer's close code (1005: it gave none; 1006: the
-    connection went without a Close), or the one the server closed it with."""
-
-    def __init__(self, code: int = 1000, reason: str = ""):
-        super().__init__(code, reason)
-        self.code, self.reason = code, reason
 
 
 class WebSockets:
@@ -61,8 +54,7 @@ class WebSockets:
         return None
 
     def session(self, req: Request) -> WsSession:
-        return WsSession(self.options, accept_value(req.headers.get("sec-websocket-key")),
-                         extensions(req))
+        return WsSession(self.options, request_accept_value(req), extensions(req))
 
 
 class Channel:
@@ -72,6 +64,7 @@ class Channel:
     def __init__(self, session: WsSession, deferred: Deferred, aio: asyncio.AbstractEventLoop,
                  handshake_timeout: float):
         self.session, self.deferred, self.aio = session, deferred, aio
+        session.aio = aio
         self.handshake_timeout = handshake_timeout
         self.accepted = False
         self.answered = False       # accepted, or denied with a response
@@ -84,38 +77,25 @@ class Channel:
         self.session.agree(subprotocol, headers)    # ValueError: a header it cannot send
         self.accepted = self.answered = True
         self._stop_timer()
-        self.deferred.complete(self.session)
+        deferred, self.deferred = self.deferred, None
+        deferred.complete(self.session)
 
     def deny(self, response: Response) -> None:
         if self.answered:
             raise RuntimeError("this WebSocket was already accepted or refused")
         self.answered = True
         self._stop_timer()
-        self.deferred.complete(response)
+        deferred, self.deferred = self.deferred, None
+        deferred.complete(response)
 
-    async def receive(self) -> str | bytes:
-        session = self.session
-        while True:
-            try:
-                message = session.receive()
-            except ConnectionError:
-                raise WebSocketDisconnect(session.close_code, session.close_reason) from None
-            if message is not None:
-                return message
-            waiting = self.aio.create_future()
-            session.waiter = functools.partial(_wake, waiting)
-            await waiting
+    def receive(self) -> Awaitable[str | bytes]:
+        """await it: the next message; WebSocketDisconnect once closed (no coroutine: an
+        idle WebSocket waits in a compiled awaitable and a Future, _wsconn.Receiving)."""
+        return receiving(self.session)
 
-    async def send(self, message) -> None:
-        session = self.session
-        try:
-            if session.send(message):
-                return
-        except ConnectionError:
-            raise WebSocketDisconnect(session.close_code or 1006, session.close_reason) from None
-        waiting = self.aio.create_future()
-        session.on_drain = functools.partial(_wake, waiting)
-        await waiting
+    def send(self, message) -> Awaitable[None]:
+        """await it: message framed out, waiting while the output is over its bound."""
+        return sending(self.session, message)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not 1000 <= code <= 4999 or code in (1004, 1005, 1006, 1015):
@@ -133,7 +113,8 @@ class Channel:
         if not self.answered:
             self.answered = True
             failed = exc is not None and not isinstance(exc, WebSocketDisconnect)
-            self.deferred.complete(_SERVER_ERROR if failed or cancelled else _FORBIDDEN)
+            deferred, self.deferred = self.deferred, None
+            deferred.complete(_SERVER_ERROR if failed or cancelled else _FORBIDDEN)
         elif self.accepted:
             self.session.close(1011 if exc is not None and not isinstance(
                 exc, WebSocketDisconnect) else 1000, "")
@@ -144,7 +125,8 @@ class Channel:
             error_log.warning("a WebSocket handler neither accepted nor refused within %gs "
                               "(--ws-handshake-timeout)", self.handshake_timeout)
             self.answered = True
-            self.deferred.complete(_HANDSHAKE_TIMEOUT)
+            deferred, self.deferred = self.deferred, None
+            deferred.complete(_HANDSHAKE_TIMEOUT)
             self.on_timeout()
 
     def on_timeout(self) -> None:           # the runner's: cancel the handler
@@ -162,11 +144,6 @@ _HANDSHAKE_TIMEOUT = Response(b"WebSocket handshake timed out\n", 504,
                               content_type="text/plain")
 
 
-def _wake(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 class WebSocket:
     """What an `@app.websocket` handler gets. Accepted on first use unless the handler calls
     accept() (to pick a subprotocol or add headers) or close() before it.
@@ -179,14 +156,16 @@ class WebSocket:
 
     __slots__ = ("request", "_channel", "_subprotocols")
 
-    def __init__(self, request: Request, channel: Channel, offered: list[str]):
+    def __init__(self, request: Request, channel: Channel, offered: list[str] | None = None):
         self.request = request
         self._channel = channel
-        self._subprotocols = offered
+        self._subprotocols = offered        # None: read off the request when asked
 
     @property
     def subprotocols(self) -> list[str]:
         """The subprotocols the client offered, in its order of preference."""
+        if self._subprotocols is None:
+            self._subprotocols = subprotocols(self.request)
         return self._subprotocols
 
     @property
@@ -202,22 +181,25 @@ class WebSocket:
     async def accept(self, subprotocol: str | None = None, headers=None) -> None:
         """Answer the handshake with 101. subprotocol: one the client offered; headers:
         (name, value) pairs added to the response."""
-        if subprotocol is not None and subprotocol not in self._subprotocols:
+        if subprotocol is not None and subprotocol not in self.subprotocols:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         self._channel.accept(subprotocol, headers)
 
-    async def receive(self) -> str | bytes:
-        """The next message: str (text) or bytes (binary). WebSocketDisconnect once closed."""
-        if not self._channel.answered:
-            self._channel.accept()
-        return await self._channel.receive()
+    def receive(self) -> Awaitable[str | bytes]:
+        """await it: the next message, str (text) or bytes (binary). WebSocketDisconnect once
+        closed. (A compiled awaitable, not a coroutine: see Channel.receive.)"""
+        channel = self._channel
+        if not channel.answered:
+            channel.accept()
+        return receiving(channel.session)
 
-    async def send(self, message: str | bytes) -> None:
-        """Send a message: str as text, bytes-like as binary. Waits while the client is slow
-        to read (the output is over its bound). WebSocketDisconnect once closed."""
-        if not self._channel.answered:
-            self._channel.accept()
-        await self._channel.send(message)
+    def send(self, message: str | bytes) -> Awaitable[None]:
+        """await it: send a message, str as text, bytes-like as binary. Waits while the client
+        is slow to read (the output is over its bound). WebSocketDisconnect once closed."""
+        channel = self._channel
+        if not channel.answered:
+            channel.accept()
+        return sending(channel.session, message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with code and reason (before accepting: refuse the handshake with 403)."""
@@ -229,11 +211,11 @@ class WebSocket:
     def __aiter__(self):
         return self
 
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.receive()
-        except WebSocketDisconnect:
-            raise StopAsyncIteration from None
+    def __anext__(self) -> Awaitable[str | bytes]:
+        channel = self._channel
+        if not channel.answered:
+            channel.accept()
+        return receiving(channel.session, True)     # the close: StopAsyncIteration
 
 
 def websocket_route(handler: Callable, runner, options: dict) -> Callable:
@@ -244,7 +226,7 @@ def websocket_route(handler: Callable, runner, options: dict) -> Callable:
     @functools.wraps(handler)
     def start(req, **params):
         def run(channel: Channel):
-            return handler(WebSocket(req, channel, subprotocols(req)), **params)
+            return handler(WebSocket(req, channel), **params)
         return start_websocket(req, runner, run, what)
     return start
 
