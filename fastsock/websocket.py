@@ -5,6 +5,7 @@ a frame, it hands messages over."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -13,7 +14,11 @@ from fastsock._handoff import Deferred
 from fastsock._message import Request, Response
 from fastsock._wsconn import WebSocketDisconnect, WsOptions, WsSession, receiving, sending
 from fastsock._wshandshake import (
-    VERSION_HEADER, extensions, refusal, request_accept_value, subprotocols,
+    VERSION_HEADER,
+    extensions,
+    refusal,
+    request_accept_value,
+    subprotocols,
 )
 from fastsock.logs import REQUEST
 
@@ -63,13 +68,15 @@ class Channel:
 
     def __init__(self, session: WsSession, deferred: Deferred, aio: asyncio.AbstractEventLoop,
                  handshake_timeout: float):
-        self.session, self.deferred, self.aio = session, deferred, aio
+        self.session, self.aio = session, aio
+        self.deferred: Deferred | None = deferred     # let go once answered
         session.aio = aio
         self.handshake_timeout = handshake_timeout
         self.accepted = False
         self.answered = False       # accepted, or denied with a response
         self.timer = aio.call_later(handshake_timeout, self._handshake_expired) \
             if handshake_timeout else None
+        self.task: asyncio.Task | None = None      # the handler's (start_websocket's)
 
     def accept(self, subprotocol: str | None = None, headers=None) -> None:
         if self.answered:
@@ -77,16 +84,14 @@ class Channel:
         self.session.agree(subprotocol, headers)    # ValueError: a header it cannot send
         self.accepted = self.answered = True
         self._stop_timer()
-        deferred, self.deferred = self.deferred, None
-        deferred.complete(self.session)
+        self._answer(self.session)
 
     def deny(self, response: Response) -> None:
         if self.answered:
             raise RuntimeError("this WebSocket was already accepted or refused")
         self.answered = True
         self._stop_timer()
-        deferred, self.deferred = self.deferred, None
-        deferred.complete(response)
+        self._answer(response)
 
     def receive(self) -> Awaitable[str | bytes]:
         """await it: the next message; WebSocketDisconnect once closed (no coroutine: an
@@ -113,11 +118,15 @@ class Channel:
         if not self.answered:
             self.answered = True
             failed = exc is not None and not isinstance(exc, WebSocketDisconnect)
-            deferred, self.deferred = self.deferred, None
-            deferred.complete(_SERVER_ERROR if failed or cancelled else _FORBIDDEN)
+            self._answer(_SERVER_ERROR if failed or cancelled else _FORBIDDEN)
         elif self.accepted:
             self.session.close(1011 if exc is not None and not isinstance(
                 exc, WebSocketDisconnect) else 1000, "")
+
+    def _answer(self, result) -> None:
+        deferred, self.deferred = self.deferred, None
+        if deferred is not None:
+            deferred.complete(result)
 
     def _handshake_expired(self) -> None:
         self.timer = None
@@ -125,12 +134,12 @@ class Channel:
             error_log.warning("a WebSocket handler neither accepted nor refused within %gs "
                               "(--ws-handshake-timeout)", self.handshake_timeout)
             self.answered = True
-            deferred, self.deferred = self.deferred, None
-            deferred.complete(_HANDSHAKE_TIMEOUT)
+            self._answer(_HANDSHAKE_TIMEOUT)
             self.on_timeout()
 
-    def on_timeout(self) -> None:           # the runner's: cancel the handler
-        pass
+    def on_timeout(self) -> None:
+        if self.task is not None:           # cancel the handler
+            self.task.cancel()
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -244,31 +253,39 @@ def start_websocket(req: Request, runner, run: Callable, what: str):
     aio = runner.aio
     deferred = Deferred()
     channel = Channel(sockets.session(req), deferred, aio, sockets.handshake_timeout)
-    token = REQUEST.set(req)                # the task's context, copied now, has its request
-    try:
-        task = aio.create_task(run(channel))
-    finally:
-        REQUEST.reset(token)
+    context = contextvars.copy_context()    # the task's context has its request
+    context.run(REQUEST.set, req)
+    task = aio.create_task(run(channel), context=context)
     sockets.open += 1
     loop = runner.loop
     if loop is not None:
         loop.tasks += 1
         loop.ws_handlers += 1
-    channel.on_timeout = task.cancel        # type: ignore[method-assign]
+    channel.task = task
     deferred.on_cancel = task.cancel        # the client left before the handshake's answer
-    task.add_done_callback(functools.partial(_handler_done, channel, sockets, loop, what))
+    # one object per WebSocket, not a partial and its tuple; the task's own context, not a
+    # copy of the loop's (both live as long as the WebSocket)
+    task.add_done_callback(_HandlerDone(channel, sockets, loop, what), context=context)
     return deferred
 
 
-def _handler_done(channel: Channel, sockets: WebSockets, loop, what: str, task) -> None:
-    try:
-        cancelled = task.cancelled()
-        channel.ended(None if cancelled else task.exception(), cancelled, what)
-    finally:
-        sockets.open -= 1
-        if loop is not None:
-            loop.ws_handlers -= 1
-            loop.task_done()
+class _HandlerDone:
+    """The handler's task is done: its WebSocket ends, the counts go down."""
+
+    __slots__ = ("channel", "sockets", "loop", "what")
+
+    def __init__(self, channel: Channel, sockets: WebSockets, loop, what: str):
+        self.channel, self.sockets, self.loop, self.what = channel, sockets, loop, what
+
+    def __call__(self, task: asyncio.Task) -> None:
+        try:
+            cancelled = task.cancelled()
+            self.channel.ended(None if cancelled else task.exception(), cancelled, self.what)
+        finally:
+            self.sockets.open -= 1
+            if self.loop is not None:
+                self.loop.ws_handlers -= 1
+                self.loop.task_done()
 
 
 _UPGRADE_REQUIRED = Response(b"This route is a WebSocket: upgrade to one\n", 426,
