@@ -3,7 +3,6 @@
 app's inbox; the app's messages go out as frames; pings at an interval, each pong awaited; the
 closing handshake both ways. No I/O: the connection (state "websocket") gives it what it read
 and sends what it writes. The app's side (receive, send, close) runs on the loop's thread."""
-cimport cython
 from libc.stdint cimport uint32_t
 
 from fastsock._context cimport Context
@@ -297,128 +296,6 @@ cdef class WsSession:
     @property
     def compressed(self):
         return self.deflate is not None
-
-
-class WebSocketDisconnect(Exception):
-    """The WebSocket closed: `code` is the peer's close code (1005: it gave none; 1006: the
-    connection went without a Close), or the one the server closed it with."""
-
-    def __init__(self, code: int = 1000, reason: str = ""):
-        super().__init__(code, reason)
-        self.code, self.reason = code, reason
-
-
-WebSocketDisconnect.__module__ = "fastsock.websocket"       # where the app imports it from
-
-
-# The app's awaits. `await` on a Receiving or a Sending does what a coroutine would, without a
-# coroutine's frames: an idle WebSocket's handler waits in one small object and a Future (three
-# frames, about 650 bytes, otherwise), and a message already here (or an output with room) is
-# taken (or written) at once, with no Future. Each speaks the coroutine protocol (send, throw,
-# close) so that the Task, `await`, create_task and wait_for take it as one.
-
-cdef class Awaiting:
-    """What Receiving and Sending share: the coroutine protocol over their _step()."""
-    cdef WsSession session
-    cdef object future              # the one it waits on, or None
-
-    def __await__(self):
-        return self
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return self._step()
-
-    def send(self, value):
-        return self._step()
-
-    def throw(self, typ, val=None, tb=None):
-        self._drop()
-        if val is None:
-            raise typ
-        raise val.with_traceback(tb) if tb is not None else val
-
-    def close(self):
-        self._drop()
-
-    cdef object _step(self):
-        raise NotImplementedError
-
-    cdef void _drop(self):
-        self.future = None
-
-
-@cython.freelist(8)
-cdef class Receiving(Awaiting):
-    """await it: the session's next message (str or bytes); WebSocketDisconnect once closed,
-    or StopAsyncIteration for `async for` (stop)."""
-    cdef bint stop
-
-    cdef object _step(self):
-        cdef WsSession s = self.session
-        self.future = None
-        try:
-            message = s.receive()
-        except ConnectionError:
-            if self.stop:
-                raise StopAsyncIteration from None
-            raise WebSocketDisconnect(s.close_code, s.close_reason) from None
-        if message is not None:
-            raise StopIteration(message)
-        if s.waiting is not None:
-            raise RuntimeError("another task is already receiving on this WebSocket")
-        self.future = s.waiting = s.aio.create_future()
-        self.future._asyncio_future_blocking = True
-        return self.future
-
-    cdef void _drop(self):
-        if self.future is not None and self.session.waiting is self.future:
-            self.session.waiting = None
-        self.future = None
-
-
-@cython.freelist(8)
-cdef class Sending(Awaiting):
-    """await it: the message framed into the output, waiting while the output is over its
-    bound; WebSocketDisconnect once closing or closed."""
-    cdef object message
-
-    cdef object _step(self):
-        cdef WsSession s = self.session
-        if self.future is not None:             # woken: the output has room (or it closed)
-            self.future = None
-            raise StopIteration
-        message, self.message = self.message, None
-        try:
-            if s.send(message):
-                raise StopIteration
-        except ConnectionError:
-            raise WebSocketDisconnect(s.close_code or 1006, s.close_reason) from None
-        self.future = s.draining = s.aio.create_future()
-        self.future._asyncio_future_blocking = True
-        return self.future
-
-    cdef void _drop(self):
-        if self.future is not None and self.session.draining is self.future:
-            self.session.draining = None
-        self.future = None
-        self.message = None
-
-
-def receiving(WsSession session, bint stop=False):
-    """The awaitable of the session's next message (see Receiving)."""
-    cdef Receiving r = Receiving.__new__(Receiving)
-    r.session, r.stop = session, stop
-    return r
-
-
-def sending(WsSession session, message):
-    """The awaitable of sending message on the session (see Sending)."""
-    cdef Sending w = Sending.__new__(Sending)
-    w.session, w.message = session, message
-    return w
 
 
 cdef inline void _pack(unsigned char* p, uint32_t v) noexcept:

@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 
 from fastsock._handoff import Deferred
 from fastsock._message import Request, Response
-from fastsock._wsconn import WebSocketDisconnect, WsOptions, WsSession, receiving, sending
+from fastsock._wsawait import WebSocketDisconnect, receiving, sending
+from fastsock._wsconn import WsOptions, WsSession
 from fastsock._wshandshake import (
     VERSION_HEADER,
     extensions,
@@ -95,7 +96,7 @@ class Channel:
 
     def receive(self) -> Awaitable[str | bytes]:
         """await it: the next message; WebSocketDisconnect once closed (no coroutine: an
-        idle WebSocket waits in a compiled awaitable and a Future, _wsconn.Receiving)."""
+        idle WebSocket waits in a compiled awaitable and a Future, _wsawait.Awaiting)."""
         return receiving(self.session)
 
     def send(self, message) -> Awaitable[None]:
