@@ -1,4 +1,5 @@
 # Type stubs for the app's awaits on a WebSocket session (compiled awaitables).
+from collections.abc import Coroutine
 from typing import Any
 
 from typing_extensions import Self
@@ -10,7 +11,7 @@ class WebSocketDisconnect(Exception):
     reason: str
     def __init__(self, code: int = 1000, reason: str = "") -> None: ...
 
-class Awaiting:
+class Awaiting(Coroutine[Any, Any, Any]):
     def __await__(self) -> Self: ...
     def __iter__(self) -> Self: ...
     def __next__(self) -> Any: ...

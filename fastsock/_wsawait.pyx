@@ -10,6 +10,8 @@ cimport cython
 
 from fastsock._wsconn cimport WsSession
 
+from collections.abc import Coroutine
+
 
 class WebSocketDisconnect(Exception):
     """The WebSocket closed: `code` is the peer's close code (1005: it gave none; 1006: the
@@ -142,6 +144,7 @@ cdef object _awaiting_step(object self, int* done):
 
 
 fs_give_am_send(Awaiting, _awaiting_step)
+Coroutine.register(Awaiting)        # what it is to asyncio.iscoroutine (create_task)
 
 
 def receiving(WsSession session, bint stop=False):

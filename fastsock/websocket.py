@@ -8,7 +8,8 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastsock._handoff import Deferred
 from fastsock._message import Request, Response
@@ -94,12 +95,12 @@ class Channel:
         self._stop_timer()
         self._answer(response)
 
-    def receive(self) -> Awaitable[str | bytes]:
+    def receive(self) -> Coroutine[Any, Any, str | bytes]:
         """await it: the next message; WebSocketDisconnect once closed (no coroutine: an
         idle WebSocket waits in a compiled awaitable and a Future, _wsawait.Awaiting)."""
         return receiving(self.session)
 
-    def send(self, message) -> Awaitable[None]:
+    def send(self, message) -> Coroutine[Any, Any, None]:
         """await it: message framed out, waiting while the output is over its bound."""
         return sending(self.session, message)
 
@@ -195,7 +196,7 @@ class WebSocket:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         self._channel.accept(subprotocol, headers)
 
-    def receive(self) -> Awaitable[str | bytes]:
+    def receive(self) -> Coroutine[Any, Any, str | bytes]:
         """await it: the next message, str (text) or bytes (binary). WebSocketDisconnect once
         closed. (A compiled awaitable, not a coroutine: see Channel.receive.)"""
         channel = self._channel
@@ -203,7 +204,7 @@ class WebSocket:
             channel.accept()
         return receiving(channel.session)
 
-    def send(self, message: str | bytes) -> Awaitable[None]:
+    def send(self, message: str | bytes) -> Coroutine[Any, Any, None]:
         """await it: send a message, str as text, bytes-like as binary. Waits while the client
         is slow to read (the output is over its bound). WebSocketDisconnect once closed."""
         channel = self._channel
@@ -221,7 +222,7 @@ class WebSocket:
     def __aiter__(self):
         return self
 
-    def __anext__(self) -> Awaitable[str | bytes]:
+    def __anext__(self) -> Coroutine[Any, Any, str | bytes]:
         channel = self._channel
         if not channel.answered:
             channel.accept()

@@ -53,7 +53,7 @@ async def timeout(ws: WebSocket):
 async def task(ws: WebSocket):
     """receive() as a task of its own, sends gathered: the order they were made in."""
     await ws.accept()
-    message = await asyncio.create_task(ws.receive())   # type: ignore[arg-type]
+    message = await asyncio.create_task(ws.receive())
     await asyncio.gather(ws.send(f"task got {message}"), ws.send("second"), ws.send("third"))
     await ws.close(4001, "done")
 
