@@ -28,8 +28,9 @@ WebSocketDisconnect.__module__ = "fastsock.websocket"       # where the app impo
 @cython.freelist(16)
 cdef class Awaiting:
     """await it: receiving() -> the next message (str or bytes), WebSocketDisconnect once
-    closed (StopAsyncIteration for `async for`); sending() -> None once the message is framed
-    into the output (waiting while the output is over its bound)."""
+    closed (StopAsyncIteration for `async for`); receiving_asgi() -> the ASGI event;
+    sending() -> None once the message is framed into the output (waiting while the output
+    is over its bound)."""
 
     def __await__(self):
         return self
@@ -73,9 +74,18 @@ cdef class Awaiting:
         except ConnectionError:
             if self.kind == RECEIVE_ITER:
                 raise StopAsyncIteration from None
+            if self.kind == RECEIVE_ASGI:
+                self.message.told_closed = True     # (its cycle)
+                done[0] = 1
+                return {"type": "websocket.disconnect", "code": s.close_code,
+                        "reason": s.close_reason}
             raise WebSocketDisconnect(s.close_code, s.close_reason) from None
         if message is not None:
             done[0] = 1
+            if self.kind == RECEIVE_ASGI:
+                if type(message) is str:
+                    return {"type": "websocket.receive", "text": message}
+                return {"type": "websocket.receive", "bytes": message}
             return message
         if s.waiting is not None:
             raise RuntimeError("another task is already receiving on this WebSocket")
@@ -151,6 +161,14 @@ def receiving(WsSession session, bint stop=False):
     """The awaitable of the session's next message; stop: StopAsyncIteration at the close."""
     cdef Awaiting a = Awaiting.__new__(Awaiting)
     a.session, a.kind = session, RECEIVE_ITER if stop else RECEIVE
+    return a
+
+
+def receiving_asgi(WsSession session, cycle):
+    """The awaitable of ASGI's next websocket.receive event (a dict), or websocket.disconnect
+    once closed (cycle.told_closed set)."""
+    cdef Awaiting a = Awaiting.__new__(Awaiting)
+    a.session, a.message, a.kind = session, cycle, RECEIVE_ASGI
     return a
 
 
