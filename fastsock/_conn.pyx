@@ -352,8 +352,7 @@ cdef class Connection(Lifecycle):
     # ---------------------------------------------------------------- the hand-offs' side
 
     cdef void pushed(self):
-        """A pushed chunk or end is in the output: let the loop send it (once per batch: a
-        WebSocket's handler sends many messages in one turn)."""
+        """A pushed chunk or end is in the output: let the loop send it (once per batch)."""
         if self.ctx.on_resume is not None and not self.resume_queued:
             self.ctx.on_resume(self)
 
