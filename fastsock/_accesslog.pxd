@@ -30,3 +30,5 @@ cdef class AccessLog:
 
 
 cdef double wall_clock() noexcept nogil
+cdef int run_hook(Request req, int status, long long nbytes, double seconds,
+                  double end) except -1

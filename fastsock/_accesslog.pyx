@@ -16,6 +16,8 @@ from fastsock._message cimport Request, ID_TEXT_ROOM
 from fastsock._putbytes cimport _put, _put_var, _plain8, _put_int, _put_3digits, _put_hex4
 from fastsock._sys cimport write, errno, monotonic, EAGAIN, EINTR
 
+import logging
+
 cdef extern from "Python.h":
     void* PyTuple_GET_ITEM(object t, Py_ssize_t i)
     bint PyUnicode_IS_ASCII(object s)
@@ -48,6 +50,8 @@ cdef extern from "<time.h>" nogil:
     int clock_gettime(int clk, timespec* ts)
     tm* gmtime_r(const time_t* t, tm* out)
     size_t strftime(char* s, size_t n, const char* fmt, const tm* t)
+
+error_log = logging.getLogger("fastsock.error")
 
 cdef Py_ssize_t START_CAP = 65536
 # bytes copied as they are: in JSON, the ASCII a string holds unescaped (json's encode_basestring
@@ -274,7 +278,7 @@ cdef class AccessLog:
             rid_len = req.rid_len
         # the room it can take: every char 6 bytes at most (an escape), raw bytes 1, and room
         # past the end for a whole stamp or id copied (STAMP_ROOM, ID_TEXT_ROOM)
-        need = (256 + STAMP_ROOM + ID_TEXT_ROOM + path_len + 6 * (
+        need = (320 + STAMP_ROOM + ID_TEXT_ROOM + path_len + 6 * (
             PyUnicode_GET_LENGTH(path) + PyUnicode_GET_LENGTH(<str>host)
             + PyUnicode_GET_LENGTH(method) + (req.ua_len if ua_off >= 0 else 0) + rid_len))
         if self.cap - self.n < need:
@@ -324,6 +328,13 @@ cdef class AccessLog:
                 p += 1
             else:
                 p = _put(p, b"null", 4)
+            if status == 101:               # a WebSocket, logged at its close
+                p = _put(p, b',"ws_messages_in":', 18)
+                p = _put_int(p, <long long>req.ws_in)
+                p = _put(p, b',"ws_messages_out":', 19)
+                p = _put_int(p, <long long>req.ws_out)
+                p = _put(p, b',"ws_close":', 12)
+                p = _put_int(p, req.ws_close or 1006)
             p = _put(p, b"}\n", 2)
         else:
             p = _put(p, b"Z ", 2)
@@ -355,6 +366,13 @@ cdef class AccessLog:
             else:
                 p[0] = c'-'
                 p += 1
+            if status == 101:               # a WebSocket, logged at its close
+                p = _put(p, b" ws_in=", 7)
+                p = _put_int(p, <long long>req.ws_in)
+                p = _put(p, b" ws_out=", 8)
+                p = _put_int(p, <long long>req.ws_out)
+                p = _put(p, b" ws_close=", 10)
+                p = _put_int(p, req.ws_close or 1006)
             p[0] = c'\n'
             p += 1
         self.n = p - self.buf
@@ -390,3 +408,17 @@ cdef class AccessLog:
             if self.buf == NULL:
                 self.cap = 0
                 raise MemoryError()
+
+
+cdef int run_hook(Request req, int status, long long nbytes, double seconds,
+                  double end) except -1:
+    """Call req.on_complete (an AccessLog from C, any other callable as Python); a hook that
+    fails costs its request's line, logged, never the connection."""
+    try:
+        if type(req.on_complete) is AccessLog:
+            (<AccessLog>req.on_complete).add(req, status, nbytes, seconds, end)
+        else:
+            req.on_complete(req, status, nbytes, seconds)
+    except Exception:
+        error_log.exception("completion hook failed for %s %s", req.method, req.path)
+    return 0

@@ -4,12 +4,13 @@
 
 from fastsock._context cimport Context, Limits
 from fastsock._lifecycle cimport Lifecycle, ConnState
-from fastsock._message cimport Request
+from fastsock._message cimport Request, Dispatcher
 from fastsock._stream_out cimport StreamOut
 
 
 cdef class Connection(Lifecycle):
     cdef object dispatch            # callable(req) -> result (its listener's)
+    cdef Dispatcher c_dispatch      # the same when it is a Dispatcher (called from C), else None
     # the request whose body streams out: counted and logged at its last byte, not its head
     cdef Request streamed
     cdef int streamed_status

@@ -6,19 +6,19 @@ Its life (buffers, states, deadlines, end) is Lifecycle's. No I/O."""
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.string cimport memmove
 
-from fastsock._accesslog cimport AccessLog
+from fastsock._accesslog cimport run_hook
 from fastsock._context cimport Context, Limits
 from fastsock._handoff cimport Deferred, BodyIn, Feed
 from fastsock._lifecycle cimport (
     Lifecycle, C_PROXY, C_HEAD, C_WAIT, C_STREAM_IN, C_WRITE, C_STREAM_OUT, C_WEBSOCKET,
     C_CLOSING, C_REFUSED,
 )
-from fastsock._message cimport Request, Response, M_HEAD
+from fastsock._message cimport Request, Response, Dispatcher, M_HEAD
 from fastsock._parser cimport (
     RequestParser, E_BODY_TOO_LARGE, NEED_DATA, SEND_CONTINUE, PARSE_ERROR, HEAD_READY,
     REQUEST_READY, fs_error_table,
 )
-from fastsock._requestids cimport ECHO, WithIds, echo_id
+from fastsock._requestids cimport ECHO, echo_id
 from fastsock._shared cimport count_request, CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER, CLOSE_LENGTH
 from fastsock._stream_out cimport (
     StreamOut, stream_out, OUT_GOING, OUT_QUIET, OUT_DONE, OUT_BROKEN,
@@ -51,19 +51,13 @@ def handling():
 
 cdef inline int _complete(Context ctx, Request req, int status, unsigned long long nbytes,
                           double t0) except -1:
-    """A response is written (a streamed one: to its last byte): count it, log it."""
+    """A response is written (a streamed one: to its last byte): count it, log it. (Small, so
+    it is inlined: the hook's call and its try are run_hook's, paid only when one is set.)"""
     cdef double end = monotonic()
-    cdef double elapsed = end - t0
     if ctx.limits.count_requests:
-        count_request(ctx.slot, req.route_id, req.method_id, status, elapsed)
+        count_request(ctx.slot, req.route_id, req.method_id, status, end - t0)
     if req.on_complete is not None:
-        try:
-            if type(req.on_complete) is AccessLog:     # the usual one: from C
-                (<AccessLog>req.on_complete).add(req, status, nbytes, elapsed, end)
-            else:
-                req.on_complete(req, status, nbytes, elapsed)
-        except Exception:
-            error_log.exception("completion hook failed for %s %s", req.method, req.path)
+        run_hook(req, status, nbytes, end - t0, end)
     return 0
 
 
@@ -77,6 +71,7 @@ cdef class Connection(Lifecycle):
         cdef Limits* lim = &ctx.limits
         self.ctx = ctx
         self.dispatch = dispatch
+        self.c_dispatch = dispatch if isinstance(dispatch, Dispatcher) else None
         self.fd = fd
         self.out = OutBuffer.__new__(OutBuffer)
         self.parser = RequestParser.__new__(
@@ -163,8 +158,8 @@ cdef class Connection(Lifecycle):
                 result = ctx.refusal(req)       # a 503, or None: never refused
             if result is None:
                 try:
-                    if type(self.dispatch) is WithIds:      # the request-id layer: from C
-                        result = (<WithIds>self.dispatch).dispatch(req)
+                    if self.c_dispatch is not None:     # the app's, the id layer: from C
+                        result = self.c_dispatch.dispatch(req)
                     else:
                         result = self.dispatch(req)
                 except BaseException:
@@ -280,7 +275,7 @@ cdef class Connection(Lifecycle):
         if type(result) is WsSession:       # completed (counted, logged) when it closes
             self.streamed, self.streamed_status, self.streamed_t0 = req, 101, t0
             self.streamed_mark = self.out.total
-            return self.upgrade(<WsSession>result)
+            return self.upgrade(<WsSession>result, req)
         if self.body_in is not None:        # answered before its streamed body was all in:
             self.body_in.finish("answered before the body was read")   # the connection
             self.body_in = None             # closes after this response (body_unread)

@@ -138,7 +138,7 @@ cdef class Lifecycle(Endpoint):
     cdef char* read_space(self, Py_ssize_t* room) except? NULL
     cdef int received(self, Py_ssize_t n) except -1
     cdef int _proxy_header(self) except -1
-    cdef int upgrade(self, WsSession ws) except -1
+    cdef int upgrade(self, WsSession ws, Request req) except -1
     cdef int websocket_input(self) except -1
     cdef void _release_input(self) noexcept
     cdef bint end_input(self) noexcept

@@ -109,12 +109,14 @@ cdef class Lifecycle(Endpoint):
             self._proxy_header()
         return 0
 
-    cdef int upgrade(self, WsSession ws) except -1:
-        """The app accepted its WebSocket: the 101 goes out, frames from now on."""
-        ws.attach(self.ctx, self, self.out, self.client())
+    cdef int upgrade(self, WsSession ws, Request req) except -1:
+        """The app accepted req's WebSocket: the 101 goes out, frames from now on."""
+        ws.attach(self.ctx, self, self.out, self.client(), req)
         self.ws = ws
         self.parser = None      # no request is read after it (its states never ask it)
         self._to(C_WEBSOCKET)
+        if not self.ctx.keep_alive:         # draining: it goes at once, as the others did
+            ws.going_away()
         return 0
 
     cdef int websocket_input(self) except -1:

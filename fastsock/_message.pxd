@@ -78,8 +78,18 @@ cdef class Request:
     cdef public object body_stream  # what req.stream() returns for a streamed body, or None
     cdef object _scheme             # "https" when a trusted proxy says so; None: "http"
     cdef readonly bint websocket    # Upgrade: websocket (known once raw_headers is read)
+    # a WebSocket's handshake: its messages each way and how it closed (0: not yet), for the
+    # access log's line when it closes (_wsconn keeps them)
+    cdef readonly unsigned long long ws_in, ws_out
+    cdef readonly int ws_close
 
     cdef str _authority(self)
+
+
+# a dispatch callable the connection calls from C (a vtable call, no Python call): the app's
+# dispatcher and the request-id layer are ones
+cdef class Dispatcher:
+    cpdef object dispatch(self, Request req)
 
 
 cdef class Response:

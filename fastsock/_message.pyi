@@ -19,6 +19,9 @@ class BadRequest(ValueError):
 
 class Request:
     def close_after(self) -> None: ...
+    ws_in: int
+    ws_out: int
+    ws_close: int
     method: str
     path: str
     raw_path: bytes
@@ -51,6 +54,10 @@ class Request:
     def json(self) -> Any: ...
     def stream(self) -> AsyncIterator[bytes]: ...
     body_stream: Any
+
+class Dispatcher:
+    def dispatch(self, req: Request) -> object: ...
+    def __call__(self, req: Any) -> object: ...     # a Request (a dispatch callable)
 
 class Response:
     status: int

@@ -1,7 +1,7 @@
 # Request ids: each request's (the client's X-Request-ID, else a new one), and the header line
 # that echoes it, made for the writer's tail (no header list to check and encode per request).
 
-from fastsock._message cimport Request
+from fastsock._message cimport Request, Dispatcher
 
 cdef list ECHO                      # req.response_headers of a request whose id is echoed
 
@@ -17,13 +17,14 @@ cdef class RequestIds:
     cpdef assign(self, Request req)
 
 
-cdef class WithIds:
+cdef class WithIds(Dispatcher):
     cdef object inner               # the dispatch callable it wraps
+    cdef Dispatcher c_inner         # the same when it is a Dispatcher (called from C), else None
     cdef object access_log          # callable(req, status, nbytes, seconds): on_complete
     cdef bint log_health
     cdef RequestIds ids
 
-    cdef object dispatch(self, Request req)
+    cpdef object dispatch(self, Request req)
 
 
 cdef list echo_id(Request req, const char** id_p, Py_ssize_t* id_n)

@@ -1,8 +1,8 @@
 # Type stubs for the compiled request ids.
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Self
 
-from fastsock._message import Request
+from fastsock._message import Dispatcher, Request
 
 ECHO_ID: list[tuple[str, str]]
 
@@ -11,11 +11,10 @@ class RequestIds:
     def __new__(cls, issued: int = 0) -> Self: ...  # __cinit__ takes it (object's __init__)
     def assign(self, req: Request) -> None: ...
 
-class WithIds:
+class WithIds(Dispatcher):
     def __init__(self, inner: Callable[[Request], object],
                  access_log: Callable[[Request, int, int, float], None] | None,
                  log_health: bool) -> None: ...
-    def __call__(self, req: Any) -> object: ...     # a Request (a dispatch callable)
     @property
     def ids_issued(self) -> int: ...
 

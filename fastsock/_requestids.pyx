@@ -9,7 +9,7 @@ from cpython.bytes cimport PyBytes_AS_STRING
 from libc.string cimport memcpy
 
 from fastsock._chars cimport fs_init_char_classes, is_field_value
-from fastsock._message cimport Request, FIRST_APP_ROUTE, ROUTE_NONE
+from fastsock._message cimport Request, Dispatcher, FIRST_APP_ROUTE, ROUTE_NONE
 
 import os
 
@@ -90,7 +90,7 @@ cdef list echo_id(Request req, const char** id_p, Py_ssize_t* id_n):
     return None
 
 
-cdef class WithIds:
+cdef class WithIds(Dispatcher):
     """The request-id layer around a dispatch callable (dispatch.with_request_ids): each
     request gets its id before the app sees it; an app's request (a route of the app's, or
     none) has it echoed and is logged by access_log once answered; the server's own routes
@@ -98,18 +98,19 @@ cdef class WithIds:
 
     def __init__(self, inner, access_log, bint log_health):
         self.inner, self.access_log, self.log_health = inner, access_log, log_health
+        self.c_inner = inner if isinstance(inner, Dispatcher) else None
         self.ids = RequestIds()
-
-    def __call__(self, Request req not None):
-        return self.dispatch(req)
 
     @property
     def ids_issued(self):
         return self.ids.issued
 
-    cdef object dispatch(self, Request req):
+    cpdef object dispatch(self, Request req):
         self.ids.assign(req)
-        result = self.inner(req)
+        if self.c_inner is not None:        # the app's dispatcher: from C
+            result = self.c_inner.dispatch(req)
+        else:
+            result = self.inner(req)
         if req.route_id >= FIRST_APP_ROUTE or req.route_id == ROUTE_NONE:
             req.response_headers = ECHO     # the connection echoes its id in the head
             req.on_complete = self.access_log

@@ -32,11 +32,14 @@ cdef extern from *:
 
     /* Check p[:n], going on from *state (FS_UTF8_ACCEPT between code points). Returns n when
        every byte may still be (part of) valid text, else the index of the first byte that
-       makes it invalid (*state is then FS_UTF8_REJECT). *ascii is cleared at a non-ASCII byte. */
+       makes it invalid (*state is then FS_UTF8_REJECT). *ascii is cleared at a non-ASCII byte.
+       Past a non-ASCII byte the DFA takes 16 bytes at a time and looks for REJECT (a sink)
+       once a block: found, the block is gone through again for the byte. */
     static inline Py_ssize_t fs_utf8_check(unsigned int *state, const unsigned char *p,
                                            Py_ssize_t n, int *ascii) {
-        unsigned int s = *state;
-        Py_ssize_t i = 0;
+        unsigned int s = *state, s0;
+        Py_ssize_t i = 0, j, end;
+        unsigned char high = 0;
         uint64_t w;
         while (i < n) {
             if (s == FS_UTF8_ACCEPT) {
@@ -47,13 +50,24 @@ cdef extern from *:
                 }
                 if (i >= n) break;
             }
-            if (p[i] >= 0x80) *ascii = 0;
-            s = fs_utf8d[256 + s + fs_utf8d[p[i]]];
-            if (s == FS_UTF8_REJECT) { *state = s; return i; }
-            i++;
+            end = n - i > 16 ? i + 16 : n;
+            s0 = s;
+            for (j = i; j < end; j++) {
+                high |= p[j];
+                s = fs_utf8d[256 + s + fs_utf8d[p[j]]];
+            }
+            if (s == FS_UTF8_REJECT) {
+                for (s = s0; ; i++) {
+                    s = fs_utf8d[256 + s + fs_utf8d[p[i]]];
+                    if (s == FS_UTF8_REJECT) break;
+                }
+                break;
+            }
+            i = end;
         }
+        if (high & 0x80) *ascii = 0;
         *state = s;
-        return n;
+        return s == FS_UTF8_REJECT ? i : n;
     }
     """
     enum:

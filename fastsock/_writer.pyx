@@ -9,6 +9,7 @@ loop makes it once a second and hands it in; so is the request id it echoes (X-R
 bytes the caller has checked), written before the Date line.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8String
 from libc.string cimport memcpy
 
@@ -38,7 +39,8 @@ _REASONS = {
     410: "Gone", 418: "I'm a teapot", 411: "Length Required", 412: "Precondition Failed",
     413: "Content Too Large",
     414: "URI Too Long", 415: "Unsupported Media Type", 417: "Expectation Failed",
-    422: "Unprocessable Content", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+    422: "Unprocessable Content", 426: "Upgrade Required", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
     503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 }
@@ -227,6 +229,9 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
     cdef int status
     cdef Py_ssize_t declared = -1
     cdef bint has_date = False
+    # the Date line sent (the app's in place of it: b""), borrowed: date_line is never
+    # assigned, so it is not a reference of this call's to take and drop per response
+    cdef PyObject* date = <PyObject*>date_line
     owed[0] = -1
     try:
         if t is str:
@@ -257,14 +262,14 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
             if resp.headers:
                 declared = _write_headers(out, resp.headers, &has_date)
                 if has_date:                # the app's Date is the one sent
-                    date_line = b""
+                    date = <PyObject*>b""
             if status == 204 or status == 304:      # bodiless: no framing, never pulled
-                _write_tail(out, -1, keep_alive, http11, extra_headers, date_line, id_p, id_n)
+                _write_tail(out, -1, keep_alive, http11, extra_headers, <bytes>date, id_p, id_n)
                 if type(resp.body) is not bytes:
                     close_stream(resp.body)
                 return None
             if head_only and declared >= 0:     # HEAD: the length GET would have had
-                _write_tail(out, declared, keep_alive, http11, extra_headers, date_line, id_p,
+                _write_tail(out, declared, keep_alive, http11, extra_headers, <bytes>date, id_p,
                             id_n)
                 if type(resp.body) is not bytes:
                     owed[0] = declared          # (the caller keeps the connection by it)
@@ -276,7 +281,7 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
                     out.write_bytes(TE_CHUNKED)
                 else:
                     keep_alive = False           # HTTP/1.0: the body ends when the connection does
-                _write_tail(out, declared, keep_alive, http11, extra_headers, date_line, id_p,
+                _write_tail(out, declared, keep_alive, http11, extra_headers, <bytes>date, id_p,
                             id_n)
                 return resp.body
             body = <bytes>resp.body
@@ -288,7 +293,7 @@ cdef object write_response(OutBuffer out, object result, bint keep_alive, bint h
         if body is not None:
             body_p = PyBytes_AS_STRING(body)
             body_n = PyBytes_GET_SIZE(body)
-        _write_tail(out, body_n, keep_alive, http11, extra_headers, date_line, id_p, id_n)
+        _write_tail(out, body_n, keep_alive, http11, extra_headers, <bytes>date, id_p, id_n)
     except BaseException:
         out.rollback(mark)                  # nothing was sent meanwhile: all of it goes
         raise

@@ -4,6 +4,7 @@
 
 from fastsock._context cimport Context
 from fastsock._handoff cimport Endpoint
+from fastsock._message cimport Request
 from fastsock._outbuf cimport OutBuffer
 from fastsock._wsdeflate cimport PerMessageDeflate
 from fastsock._wsframes cimport FrameReader
@@ -57,10 +58,12 @@ cdef class WsSession:
     cdef readonly bytes head        # the 101 response, built by agree()
     cdef readonly str subprotocol
     cdef str accept_value, offered_extensions
-    cdef readonly unsigned long long messages_in, messages_out
+    cdef Request req                # the handshake's: its counts and close code, for the
+                                    # access log's line at the close
 
     cdef object peer                # the client's (host, port), for log lines
-    cdef int attach(self, Context ctx, Endpoint conn, OutBuffer out, object peer) except -1
+    cdef int attach(self, Context ctx, Endpoint conn, OutBuffer out, object peer,
+                    Request req) except -1
     cdef int take_input(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t* used) except -1
     cdef bint inbox_full(self) noexcept
     cdef double deadline(self) noexcept

@@ -7,6 +7,7 @@ from libc.stdint cimport uint32_t
 
 from fastsock._context cimport Context
 from fastsock._handoff cimport Endpoint
+from fastsock._message cimport Request
 from fastsock._outbuf cimport OutBuffer
 from fastsock._shared cimport CLOSE_PING_TIMEOUT, CLOSE_CLOSE_TIMEOUT, N_WS_CODES
 from fastsock._wsdeflate import negotiate
@@ -66,22 +67,25 @@ cdef class WsSession:
         cdef OutBuffer scratch = OutBuffer.__new__(OutBuffer)
         answer = None
         if self.opts.compression and self.offered_extensions:
-            answer, self.deflate = negotiate(self.offered_extensions)
+            # 4 KiB windows and memLevel 5 (the websockets library's defaults): ~50 KB of zlib
+            # per connection that keeps its context, not ~300 KB (bench/wsdeflate_memory.py)
+            answer, self.deflate = negotiate(self.offered_extensions, server_max_window_bits=12,
+                                             client_max_window_bits=12, mem_level=5)
         write_accept(scratch, self.accept_value, subprotocol, answer,
                      list(headers) if headers else [], b"")
         self.head = scratch.getvalue()
-        self.accept_value = self.offered_extensions = None     # (said in the head)
         self.subprotocol = subprotocol
         self.reader = FrameReader.__new__(FrameReader)
         self.reader.max_message = self.opts.max_message
         self.reader.max_frame = self.opts.max_frame
         self.reader.deflate = self.deflate
 
-    cdef int attach(self, Context ctx, Endpoint conn, OutBuffer out, object peer) except -1:
+    cdef int attach(self, Context ctx, Endpoint conn, OutBuffer out, object peer,
+                    Request req) except -1:
         """The connection takes it (the handshake's answer goes first)."""
-        self.ctx, self.conn, self.out, self.peer = ctx, conn, out, peer
+        self.ctx, self.conn, self.out, self.peer, self.req = ctx, conn, out, peer, req
         out.write(self.head, len(self.head))
-        self.head = None
+        self.head = self.accept_value = self.offered_extensions = None      # (said, once)
         if self.opts.ping_interval > 0:
             self.ping_due = ctx.now + self.opts.ping_interval
         ctx.slot.ws_open += 1
@@ -105,7 +109,7 @@ cdef class WsSession:
                     break
                 if ev == WS_TEXT or ev == WS_BINARY:
                     self.ctx.slot.ws_messages_in += 1
-                    self.messages_in += 1
+                    self.req.ws_in += 1
                     if self.phase == WS_OPEN:       # after our Close, data is dropped
                         self._queue(r.message)
                         self._wake()
@@ -114,9 +118,8 @@ cdef class WsSession:
                     if self.phase == WS_OPEN:
                         write_frame(self.out, OP_PONG, <bytes>r.message,
                                     len(<bytes>r.message), False)
-                elif ev == WS_PONG:
-                    if len(<bytes>r.message) == 4 and _unpack(<bytes>r.message) == self.pings:
-                        self.pong_due = NEVER
+                elif ev == WS_PONG:     # any pong shows the peer alive (one to an earlier
+                    self.pong_due = NEVER   # ping, late; an unsolicited one, RFC 6455 §5.5.3)
                 elif ev == WS_CLOSE:
                     code = r.close_code
                     if self.phase == WS_OPEN:       # echo its code (RFC 6455 §5.5.1)
@@ -225,6 +228,7 @@ cdef class WsSession:
         self.close_code, self.close_reason = code, reason
         self.ping_due = self.pong_due = self.close_due = NEVER
         if self.ctx is not None:
+            self.req.ws_close = code
             self.ctx.slot.ws_open -= 1
             self.ctx.slot.ws_closes[_code_index(code)] += 1
         self._wake()
@@ -271,7 +275,7 @@ cdef class WsSession:
         write_message(self.out, message, self.deflate, self.opts.compress_from)
         self.ctx.slot.ws_bytes_out += self.out.total - before
         self.ctx.slot.ws_messages_out += 1
-        self.messages_out += 1
+        self.req.ws_out += 1
         self.conn.pushed()
         return self.conn is not None and self.conn.has_room()
 
@@ -303,8 +307,3 @@ cdef inline void _pack(unsigned char* p, uint32_t v) noexcept:
     p[1] = (v >> 16) & 0xff
     p[2] = (v >> 8) & 0xff
     p[3] = v & 0xff
-
-
-cdef inline uint32_t _unpack(bytes b) noexcept:
-    cdef const unsigned char* p = <const unsigned char*><const char*>b
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]

@@ -15,6 +15,7 @@ cdef extern from "zlib.h":
         alloc_func zalloc
         free_func zfree
         void* opaque
+        int data_type       # inflate: +128 when it stopped between two blocks
     enum:
         Z_OK, Z_STREAM_END, Z_NEED_DICT, Z_BUF_ERROR, Z_MEM_ERROR
         Z_SYNC_FLUSH, Z_DEFLATED, Z_DEFAULT_STRATEGY
@@ -53,8 +54,9 @@ cdef class PerMessageDeflate:
     # out.len would pass cap (nothing more is inflated: the message is a 1009; out.len may be
     # cap + 1), -1 on a corrupt stream (invalid data: the caller closes with 1007).
     cdef int inflate(self, const char* p, Py_ssize_t n, ByteBuf* out, Py_ssize_t cap) except -2
-    # The message's last frame came: inflate the 00 00 ff ff tail (RFC 7692 §7.2.2), and reset
-    # the window if the client does not take its context over. Same answers as inflate.
+    # The message's last frame came: inflate the 00 00 ff ff tail (RFC 7692 §7.2.2), and free
+    # the decompressor if the client does not take its context over. Same answers as inflate
+    # (-1 also for a message that ends inside a deflate block).
     cdef int inflate_end(self, ByteBuf* out, Py_ssize_t cap) except -2
     # One whole message compressed into out (appended), its 00 00 ff ff tail stripped; the
     # compressor freed after it if the server does not take its context over.

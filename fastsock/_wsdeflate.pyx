@@ -4,8 +4,8 @@ and one connection's compressor and decompressor (zlib's raw deflate), with a ca
 message inflates to: a compression bomb stops at the cap, it never takes memory past it.
 
 Sans-IO. zlib's streams are made at the first message that needs one (an idle connection that
-never sends or receives a compressed message holds none), and the compressor's is freed after
-each message when the server takes no context over. zlib's allocations are counted (memory()).
+never sends or receives a compressed message holds none); each is freed after every message
+when its side takes no context over. zlib's allocations are counted (memory()).
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.string cimport memcmp, memcpy, memset
@@ -19,7 +19,7 @@ cdef extern from *:
     """
     #include <stdlib.h>
     #include <zlib.h>
-    /* zlib's allocations, counted in *opaque: each block carries its size in front of it. */
+    /* zlib's allocations, counted in *opaque: each block carries its size in front of it */
     static voidpf fs_zalloc(voidpf opaque, uInt items, uInt size) {
         size_t n = (size_t)items * size;
         size_t* p = (size_t*)malloc(n + 16);
@@ -30,8 +30,7 @@ cdef extern from *:
     }
     static void fs_zfree(voidpf opaque, voidpf address) {
         size_t* p = (size_t*)((char*)address - 16);
-        *(Py_ssize_t*)opaque -= (Py_ssize_t)p[0];
-        free(p);
+        *(Py_ssize_t*)opaque -= (Py_ssize_t)p[0]; free(p);
     }
     """
     void* fs_zalloc(void* opaque, unsigned int items, unsigned int size) noexcept
@@ -101,14 +100,11 @@ cdef class PerMessageDeflate:
 
     cdef int _after_final_block(self) except -1:
         """The message that ended with a final block (BFINAL set, §7.2.3.3) has ended: the next
-        starts a new stream, which may still refer to the last one's window when the client
-        takes its context over."""
+        starts a new stream, which may still refer to the last one's window (the client takes
+        its context over: else the stream is freed, see inflate_end)."""
         cdef unsigned char window[32768]
         cdef unsigned int n = 0
         self.stream_ended = False
-        if self.client_no_context_takeover:
-            z_inflateReset(&self.inflater)
-            return 0
         z_inflateGetDictionary(&self.inflater, window, &n)
         z_inflateReset(&self.inflater)
         if n:
@@ -169,12 +165,16 @@ cdef class PerMessageDeflate:
         return 0
 
     cdef int inflate_end(self, ByteBuf* out, Py_ssize_t cap) except -2:
-        cdef int r
-        if self.stream_ended:
-            return self._after_final_block()
-        r = self.inflate(<const char*>TAIL, 4, out, cap)
-        if r == 0 and self.client_no_context_takeover:
-            z_inflateReset(&self.inflater)
+        cdef int r = 0
+        if not self.stream_ended:
+            r = self.inflate(<const char*>TAIL, 4, out, cap)
+            if r == 0 and not self.stream_ended and not (self.inflater.data_type & 128):
+                return -1   # the message ended inside a block: cut short, or no deflate data
+        if r == 0 and self.client_no_context_takeover:      # freed until the next message
+            z_inflateEnd(&self.inflater)
+            self.inflater_ready = self.stream_ended = False
+        elif r == 0 and self.stream_ended:
+            self._after_final_block()
         return r
 
     cdef int deflate(self, const char* p, Py_ssize_t n, ByteBuf* out) except -1:

@@ -22,38 +22,15 @@ cdef extern from "Python.h":
 
 from fastsock._bytebuf cimport bytebuf_reserve, bytebuf_free
 from fastsock._utf8 cimport fs_utf8_check, FS_UTF8_ACCEPT, FS_UTF8_REJECT
+from fastsock._wsmask cimport fs_unmask
 
 cdef enum:
     CHUNK = 4096                # a compressed payload is unmasked this much at a time
     REASON_MAX = 123            # a close frame's reason: 125 bytes of payload less the code
+    SMALL_FRAME = 512           # a frame up to this is copied to the output in one write
 
-cdef uint64_t HIGH_BITS = 0x8080808080808080ULL
 cdef str UTF8_BAD = "a text message that is not valid UTF-8"
 cdef str UTF8_CUT = "a text message that ends inside a UTF-8 sequence"
-
-
-cdef inline uint64_t unmask(unsigned char* dst, const unsigned char* src, Py_ssize_t n,
-                            const unsigned char* mask, unsigned int at) noexcept nogil:
-    """dst[i] = src[i] ^ mask[(at + i) % 4], 8 bytes at a time. Answers the OR of the bytes
-    written: its high bits say whether any was not ASCII."""
-    cdef unsigned char m[8]
-    cdef uint64_t m8, w, seen = 0
-    cdef Py_ssize_t i = 0
-    cdef unsigned int j
-    for j in range(8):
-        m[j] = mask[(at + j) & 3]
-    memcpy(&m8, m, 8)
-    while i + 8 <= n:
-        memcpy(&w, src + i, 8)
-        w ^= m8
-        seen |= w
-        memcpy(dst + i, &w, 8)
-        i += 8
-    while i < n:                        # 8 is a multiple of 4: m's phase still holds here
-        dst[i] = src[i] ^ m[i & 7]
-        seen |= dst[i]
-        i += 1
-    return seen
 
 
 cdef class FrameReader:
@@ -129,7 +106,7 @@ cdef class FrameReader:
                     if <unsigned long long>(n - pos - hlen) < plen:
                         used[0] = pos
                         return WS_NEED_MORE
-                    unmask(ctrl, data + pos + hlen, <Py_ssize_t>plen, p, 0)
+                    fs_unmask(ctrl, data + pos + hlen, <Py_ssize_t>plen, p, 0)
                     used[0] = pos + hlen + <Py_ssize_t>plen
                     return self._control(opcode, ctrl, <Py_ssize_t>plen)
                 if plen > <unsigned long long>self.max_frame:
@@ -204,16 +181,17 @@ cdef class FrameReader:
         cdef uint64_t seen
         if self.msg_opcode == OP_BINARY:
             msg = PyBytes_FromStringAndSize(NULL, n)
-            unmask(<unsigned char*>PyBytes_AS_STRING(msg), src, n, mask, 0)
+            fs_unmask(<unsigned char*>PyBytes_AS_STRING(msg), src, n, mask, 0)
             self.message = msg
             return WS_BINARY
         msg = PyUnicode_New(n, 127)         # ASCII is the bet: then this str is the message
-        seen = unmask(<unsigned char*>PyUnicode_DATA(msg), src, n, mask, 0)
-        if seen & HIGH_BITS:
-            fs_utf8_check(&state, <unsigned char*>PyUnicode_DATA(msg), n, &ascii)
-            if state != FS_UTF8_ACCEPT:
+        seen = fs_unmask(<unsigned char*>PyUnicode_DATA(msg), src, n, mask, 0)
+        if seen:                # CPython's strict decoder checks RFC 3629 too
+            try:
+                msg = PyUnicode_DecodeUTF8(<char*>PyUnicode_DATA(msg), n, NULL)
+            except UnicodeDecodeError:      # the DFA only says why
+                fs_utf8_check(&state, <unsigned char*>PyUnicode_DATA(msg), n, &ascii)
                 return self._fail(1007, UTF8_BAD if state == FS_UTF8_REJECT else UTF8_CUT)
-            msg = PyUnicode_DecodeUTF8(<char*>PyUnicode_DATA(msg), n, NULL)
         self.message = msg
         return WS_TEXT
 
@@ -226,7 +204,7 @@ cdef class FrameReader:
         if self.compressed:
             while m:
                 k = m if m < CHUNK else CHUNK
-                unmask(chunk, p, k, self.mask, self.mask_at)
+                fs_unmask(chunk, p, k, self.mask, self.mask_at)
                 self.mask_at = (self.mask_at + <unsigned int>k) & 3
                 r = self.deflate.inflate(<const char*>chunk, k, &self.buf, self.max_message)
                 if r:
@@ -235,7 +213,8 @@ cdef class FrameReader:
                 m -= k
         else:
             bytebuf_reserve(&self.buf, m)
-            unmask(<unsigned char*>self.buf.data + self.buf.len, p, m, self.mask, self.mask_at)
+            fs_unmask(<unsigned char*>self.buf.data + self.buf.len, p, m, self.mask,
+                      self.mask_at)
             self.mask_at = (self.mask_at + <unsigned int>m) & 3
             self.buf.len += m
         if self.msg_opcode == OP_TEXT:
@@ -285,12 +264,9 @@ cdef class FrameReader:
         cdef int code
         cdef unsigned int state = FS_UTF8_ACCEPT
         cdef bint ascii = 1
-        if opcode == OP_PING:
+        if opcode != OP_CLOSE:
             self.message = PyBytes_FromStringAndSize(<const char*>p, n)
-            return WS_PING
-        if opcode == OP_PONG:
-            self.message = PyBytes_FromStringAndSize(<const char*>p, n)
-            return WS_PONG
+            return WS_PING if opcode == OP_PING else WS_PONG
         if n == 0:
             self.close_code, self.close_reason = 1005, ""
             return WS_CLOSE
@@ -338,7 +314,7 @@ _NAMES = {WS_TEXT: "text", WS_BINARY: "binary", WS_PING: "ping", WS_PONG: "pong"
 
 
 cdef int write_frame(OutBuffer out, int opcode, const char* p, Py_ssize_t n, bint rsv1) except -1:
-    cdef unsigned char h[10]
+    cdef unsigned char h[4 + SMALL_FRAME]
     cdef int hlen = 2, i
     h[0] = 0x80 | (0x40 if rsv1 else 0) | opcode
     if n < 126:
@@ -351,6 +327,10 @@ cdef int write_frame(OutBuffer out, int opcode, const char* p, Py_ssize_t n, bin
         for i in range(8):
             h[2 + i] = <unsigned char>(<unsigned long long>n >> (56 - 8 * i))
         hlen = 10
+    if n <= SMALL_FRAME:                # one write for the two (p may be NULL when n is 0)
+        if n:
+            memcpy(h + hlen, p, n)
+        return out.write(<const char*>h, hlen + n)
     out.write(<const char*>h, hlen)
     return out.write(p, n)
 
@@ -428,10 +408,12 @@ def server_frame(int opcode, bytes payload, bint rsv1=False):
     return out.getvalue()
 
 
-def message_frame(message, PerMessageDeflate deflate=None, Py_ssize_t compress_from=0):
-    """A whole message as write_message writes it."""
+def message_frame(message, PerMessageDeflate deflate=None, Py_ssize_t compress_from=0,
+                  Py_ssize_t repeat=1):
+    """A whole message as write_message writes it (`repeat` times: bench/ws_frames.py)."""
     out = OutBuffer()
-    write_message(out, message, deflate, compress_from)
+    for _ in range(repeat):
+        write_message(out, message, deflate, compress_from)
     return out.getvalue()
 
 

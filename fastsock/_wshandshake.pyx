@@ -147,8 +147,13 @@ cdef int _check(Request req) noexcept:
         elif f == F_VERSION:
             versions += 1
             version = ve - vs == 2 and p[vs] == c'1' and p[vs + 1] == c'3'
-        elif f == F_TE or (f == F_LENGTH and not (ve - vs == 1 and p[vs] == c'0')):
-            return HAS_BODY             # (the parser has checked Content-Length's digits)
+        elif f == F_TE:
+            return HAS_BODY
+        elif f == F_LENGTH:             # (the parser has checked its digits: "0", "00"... is none)
+            while vs < ve and p[vs] == c'0':
+                vs += 1
+            if vs < ve:
+                return HAS_BODY
     if not upgrade:
         return NO_UPGRADE
     if not connection:

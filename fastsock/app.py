@@ -7,12 +7,13 @@ from types import SimpleNamespace
 from fastsock import hooks
 from fastsock._handoff import BodyIn, Deferred
 from fastsock._json import configure as configure_json
-from fastsock._message import METHOD_NAMES, Request, Response
+from fastsock._message import METHOD_NAMES, Dispatcher, Request, Response
 from fastsock.responses import NOT_FOUND, method_not_allowed
 from fastsock.results import HTTPError, error_response, to_response
 from fastsock.routing import Route, Router
 from fastsock.runner import RequestStream, is_async
 from fastsock.websocket import websocket_route
+from fastsock.wslayers import layered_websocket
 
 __all__ = ["App", "HTTPError"]
 
@@ -27,6 +28,8 @@ def _runnable(handler, options: dict, runner, app: App):
         if runner is None:
             raise RuntimeError(f"{handler.__qualname__} is a WebSocket handler: serve the app "
                                "(fastsock MODULE:APP) or test it with fastsock.testing")
+        if hooks.has_layers(app):
+            return layered_websocket(handler, runner, app)
         return websocket_route(handler, runner, options)
     if hooks.has_layers(app):
         return hooks.runnable(handler, options, runner, app)
@@ -47,9 +50,10 @@ def _runnable(handler, options: dict, runner, app: App):
     return handler
 
 
-class _Dispatch:
+class _Dispatch(Dispatcher):
     """The tables dispatch looks a request up in (app.pxd gives them C attributes, and
-    dispatch a typed Request: its fields are read as a struct's, not looked up by name)."""
+    dispatch a typed Request: its fields are read as a struct's, not looked up by name). A
+    Dispatcher: called as dispatch(req), and by the connection from C."""
 
     def __init__(self, by_id: dict, lookup, match, pooled_body, pulled_inline: frozenset):
         self.by_id, self.lookup, self.match = by_id, lookup, match
@@ -211,7 +215,8 @@ class App:
         fastsock.websocket.WebSocket (`async for message in ws`, `await ws.send(...)`, `await
         ws.close(code)`), accepted on first use unless it calls `await ws.accept(...)` first
         (to pick one of `ws.subprotocols` or add headers) or closes it (a 403). A request to
-        path that is not an opening handshake gets 426."""
+        path that is not an opening handshake gets 426. The app's middleware, hooks and error
+        handlers wrap its handshake (see fastsock.wslayers)."""
         def register(handler: Callable) -> Callable:
             if not is_async(handler):
                 raise TypeError(f"{handler.__qualname__}: a WebSocket handler is an async def")
@@ -256,7 +261,7 @@ class App:
                   for route in (*self.router.exact.values(), *reserved)}.get
         return _Dispatch(by_id, lookup, self.router.match_pattern,
                          runner.pooled_body if runner is not None else None,
-                         frozenset(pulled)).dispatch
+                         frozenset(pulled))
 
     def route_names(self) -> dict[int, str]:
         """route id -> template: the metrics' route label."""

@@ -8,7 +8,8 @@ returns is always a Response, made from whatever the handler returned (str, byte
 None, an iterator, a Response: copied, so a shared one is never changed), for the middleware
 to change. HTTPError and the app's error handlers become responses inside the middleware (it
 sees them); any other exception goes up through call_next, and error handlers also catch what
-middleware raises.
+middleware raises. A WebSocket route's layers wrap its opening handshake (wslayers, on
+async_layers): call_next returns the 101 or the refusal.
 
 How the pieces run:
 - all plain: one plain call, inline or in the thread pool as the route says (as without hooks);
@@ -54,6 +55,13 @@ def runnable(handler: Callable, options: dict, runner, app):
                            "MODULE:APP) or test it with fastsock.testing")
     return runner.run_async(_async_chain(handler, app, runner, bool(threaded)), timeout,
                             pull_inline)
+
+
+def async_layers(handler: Callable, app, runner) -> Callable:
+    """An `async def handler(req, **params)` inside the app's layers, as a coroutine function
+    of the same call returning a Response: for a route that is answered its own way (a
+    WebSocket's handshake: wslayers)."""
+    return _async_chain(handler, app, runner, False)
 
 
 def _needs_pool(runner, handler: Callable, why: str) -> None:

@@ -18,6 +18,9 @@ answer within httpx's read timeout is an httpx.ReadTimeout; its handler is told 
 away (a task is cancelled; a thread cannot be stopped, and runs on), and the next request does
 not wait for it. (An exception that abandoned handler raises later, while another request is
 being answered, is raised in that one: the log record it comes from does not say whose it is.)
+
+`client.websocket_connect(path)` opens a WebSocket to the app the same way: see
+fastsock.testing_websocket.
 """
 from __future__ import annotations
 
@@ -38,8 +41,9 @@ from fastsock.adapters.protocol import ServableApp
 from fastsock.config import Config
 from fastsock.hooks import run_lifecycle
 from fastsock.runner import Runner
+from fastsock.testing_websocket import WebSocketDenied, WebSocketTestSession
 
-__all__ = ["TestClient"]
+__all__ = ["TestClient", "WebSocketDenied", "WebSocketTestSession"]
 
 # the connection's states in which the response is not all written yet
 _ANSWERING = frozenset({"wait", "stream_in", "stream_out"})
@@ -107,12 +111,15 @@ class _AppTransport(httpx.BaseTransport):
         self.on_head: Callable[[Request], object] | None = None
         self.started = False
         self.errors = _Errors()
+        self.sessions: set[WebSocketTestSession] = set()   # the WebSockets open
 
     def _new_runner(self) -> Runner:
         config = self.config
-        return Runner(self.tasks, threads=config.threads, backlog=config.thread_backlog,
-                      timeout=config.handler_timeout,
-                      threads_by_default=config.run_sync == "thread")
+        runner = Runner(self.tasks, threads=config.threads, backlog=config.thread_backlog,
+                        timeout=config.handler_timeout,
+                        threads_by_default=config.run_sync == "thread")
+        runner.websockets = config.websockets()
+        return runner
 
     def start(self) -> None:
         if self.started:
@@ -136,6 +143,8 @@ class _AppTransport(httpx.BaseTransport):
         self.started = True
 
     def close(self) -> None:
+        for session in list(self.sessions):     # left open: hung up, their handlers told
+            session._end()
         if self.started and self.app is not None:
             self.started = False
             with self.errors:
@@ -263,6 +272,13 @@ class TestClient(httpx.Client):
     def __enter__(self):
         self._app_transport.start()
         return super().__enter__()
+
+    def websocket_connect(self, path: str, subprotocols=None, headers=None,
+                          timeout: float = 10.0) -> WebSocketTestSession:
+        """Open a WebSocket to the app (see fastsock.testing_websocket): a session to use in
+        a `with` block. WebSocketDenied (a WebSocketDisconnect) when the app answers the
+        handshake with something else than 101; what the app raised, as for requests."""
+        return WebSocketTestSession(self._app_transport, path, subprotocols, headers, timeout)
 
     def close(self) -> None:
         try:

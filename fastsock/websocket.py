@@ -9,10 +9,11 @@ import contextvars
 import functools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from fastsock._handoff import Deferred
 from fastsock._message import Request, Response
+from fastsock._requestids import ECHO_ID, echo_of
 from fastsock._wsawait import WebSocketDisconnect, receiving, sending
 from fastsock._wsconn import WsOptions, WsSession
 from fastsock._wshandshake import (
@@ -64,18 +65,41 @@ class WebSockets:
         return WsSession(self.options, request_accept_value(req), extensions(req))
 
 
+class Answers(Protocol):
+    """Where a handshake's answer goes: the connection's Deferred, or the app's layers."""
+
+    def complete(self, result) -> None: ...
+
+
+def with_echo(req: Request, headers) -> list:
+    """The 101's headers: the app's, and the request id echoed as on any response (the
+    request-id layer asked for it: req.response_headers is ECHO_ID)."""
+    headers = list(headers) if headers else []
+    if req.response_headers is ECHO_ID:
+        echo, _ = echo_of(req)      # (an id that cannot go out as it is: not echoed)
+        if echo is not None:
+            headers.append(("X-Request-ID", echo.decode("latin-1")))
+    return headers
+
+
 class Channel:
     """One WebSocket's way between the connection and a handler (native or ASGI): accept or
     deny the handshake, receive, send with back-pressure, close. On the loop's thread."""
 
-    def __init__(self, session: WsSession, deferred: Deferred, aio: asyncio.AbstractEventLoop,
-                 handshake_timeout: float):
-        self.session, self.aio = session, aio
-        self.deferred: Deferred | None = deferred     # let go once answered
+    def __init__(self, req: Request, session: WsSession, deferred: Answers,
+                 aio: asyncio.AbstractEventLoop, handshake_timeout: float):
+        self.req, self.session, self.aio = req, session, aio
+        self.deferred: Answers | None = deferred      # let go once answered
         session.aio = aio
         self.handshake_timeout = handshake_timeout
         self.accepted = False
         self.answered = False       # accepted, or denied with a response
+        self.headers: list = []     # the app's, for the 101
+        # the app's layers (wslayers): the 101 goes out once they are through (opened's
+        # result True; False: they denied it), what the handler raised before that is theirs
+        self.opened: asyncio.Future | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
+        self.close_when_open = 0    # the handler ended before opened: close with this code
         self.timer = aio.call_later(handshake_timeout, self._handshake_expired) \
             if handshake_timeout else None
         self.task: asyncio.Task | None = None      # the handler's (start_websocket's)
@@ -83,10 +107,23 @@ class Channel:
     def accept(self, subprotocol: str | None = None, headers=None) -> None:
         if self.answered:
             raise RuntimeError("this WebSocket was already accepted or refused")
-        self.session.agree(subprotocol, headers)    # ValueError: a header it cannot send
+        # ValueError: a header it cannot send
+        self.session.agree(subprotocol, with_echo(self.req, headers))
+        self.headers = list(headers) if headers else []
         self.accepted = self.answered = True
         self._stop_timer()
         self._answer(self.session)
+
+    async def ready(self) -> None:
+        """Behind the app's layers: wait until the 101 is out; WebSocketDisconnect if they
+        denied the handshake after the handler accepted it."""
+        opened = self.opened
+        if opened is None:
+            return
+        if not opened.done():
+            await asyncio.wait((opened,))   # (not awaited itself: a cancel would cancel it)
+        if not opened.result():
+            raise WebSocketDisconnect(1006, "the handshake was denied")
 
     def deny(self, response: Response) -> None:
         if self.answered:
@@ -95,14 +132,35 @@ class Channel:
         self._stop_timer()
         self._answer(response)
 
-    def receive(self) -> Coroutine[Any, Any, str | bytes]:
-        """await it: the next message; WebSocketDisconnect once closed (no coroutine: an
-        idle WebSocket waits in a compiled awaitable and a Future, _wsawait.Awaiting)."""
-        return receiving(self.session)
+    def receive(self, stop: bool = False) -> Coroutine[Any, Any, str | bytes]:
+        """await it: the next message; WebSocketDisconnect once closed (stop: StopAsyncIteration
+        instead). Once open, no coroutine: a compiled awaitable (_wsawait.Awaiting), in which
+        an idle WebSocket waits with a Future and no frame."""
+        if self.is_open():
+            return receiving(self.session, stop)
+        return self._when_open(receiving(self.session, stop), stop)
 
     def send(self, message) -> Coroutine[Any, Any, None]:
         """await it: message framed out, waiting while the output is over its bound."""
-        return sending(self.session, message)
+        if self.is_open():
+            return sending(self.session, message)
+        return self._when_open(sending(self.session, message), False)
+
+    def is_open(self) -> bool:
+        """The 101 is out (no app layers, or they are through and let it go)."""
+        opened = self.opened
+        return opened is None or (opened.done() and not opened.cancelled()
+                                  and opened.result() is True)
+
+    async def _when_open(self, then, stop: bool):
+        try:
+            await self.ready()
+        except WebSocketDisconnect:
+            then.close()
+            if stop:
+                raise StopAsyncIteration from None
+            raise
+        return await then
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not 1000 <= code <= 4999 or code in (1004, 1005, 1006, 1015):
@@ -115,20 +173,21 @@ class Channel:
         """The handler is done: a handshake it never answered gets 403 (or 500 if it failed);
         an open WebSocket it leaves is closed (1000, or 1011 after an error)."""
         self._stop_timer()
-        if exc is not None and not isinstance(exc, WebSocketDisconnect):
+        failed = exc is not None and not isinstance(exc, WebSocketDisconnect)
+        if exc is not None and failed and not self.answered and self.on_failure is not None:
+            self.answered = True
+            self.on_failure(exc)    # the app's error handlers, else logged there
+            return
+        if failed:
             error_log.error("WebSocket handler %s failed", what, exc_info=exc)
         if not self.answered:
             self.answered = True
-            failed = exc is not None and not isinstance(exc, WebSocketDisconnect)
             self._answer(_SERVER_ERROR if failed or cancelled else _FORBIDDEN)
         elif self.accepted:
-            self.session.close(1011 if exc is not None and not isinstance(
-                exc, WebSocketDisconnect) else 1000, "")
-
-    def _answer(self, result) -> None:
-        deferred, self.deferred = self.deferred, None
-        if deferred is not None:
-            deferred.complete(result)
+            if self.opened is not None and not self.opened.done():
+                self.close_when_open = 1011 if failed else 1000
+            else:
+                self.session.close(1011 if failed else 1000, "")
 
     def _handshake_expired(self) -> None:
         self.timer = None
@@ -142,6 +201,11 @@ class Channel:
     def on_timeout(self) -> None:
         if self.task is not None:           # cancel the handler
             self.task.cancel()
+
+    def _answer(self, result) -> None:
+        deferred, self.deferred = self.deferred, None
+        if deferred is not None:
+            deferred.complete(result)
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -191,10 +255,14 @@ class WebSocket:
 
     async def accept(self, subprotocol: str | None = None, headers=None) -> None:
         """Answer the handshake with 101. subprotocol: one the client offered; headers:
-        (name, value) pairs added to the response."""
+        (name, value) pairs added to the response. With the app's middleware or hooks, it
+        returns once they are through and the 101 is out (WebSocketDisconnect: they denied
+        the handshake)."""
         if subprotocol is not None and subprotocol not in self.subprotocols:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         self._channel.accept(subprotocol, headers)
+        if self._channel.opened is not None:
+            await self._channel.ready()
 
     def receive(self) -> Coroutine[Any, Any, str | bytes]:
         """await it: the next message, str (text) or bytes (binary). WebSocketDisconnect once
@@ -202,7 +270,7 @@ class WebSocket:
         channel = self._channel
         if not channel.answered:
             channel.accept()
-        return receiving(channel.session)
+        return channel.receive()
 
     def send(self, message: str | bytes) -> Coroutine[Any, Any, None]:
         """await it: send a message, str as text, bytes-like as binary. Waits while the client
@@ -210,13 +278,15 @@ class WebSocket:
         channel = self._channel
         if not channel.answered:
             channel.accept()
-        return sending(channel.session, message)
+        return channel.send(message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with code and reason (before accepting: refuse the handshake with 403)."""
         if not self._channel.answered:
             self._channel.deny(_FORBIDDEN)
             return
+        if self._channel.opened is not None:
+            await self._channel.ready()
         self._channel.close(code, reason)
 
     def __aiter__(self):
@@ -226,7 +296,7 @@ class WebSocket:
         channel = self._channel
         if not channel.answered:
             channel.accept()
-        return receiving(channel.session, True)     # the close: StopAsyncIteration
+        return channel.receive(stop=True)       # the close: StopAsyncIteration
 
 
 def websocket_route(handler: Callable, runner, options: dict) -> Callable:
@@ -242,10 +312,13 @@ def websocket_route(handler: Callable, runner, options: dict) -> Callable:
     return start
 
 
-def start_websocket(req: Request, runner, run: Callable, what: str):
+def start_websocket(req: Request, runner, run: Callable, what: str,
+                    answers: Callable[[Channel], Answers] | None = None):
     """An opening handshake to serve: its refusal (a Response), or a Deferred completed with
     the session when the handler accepts. run(channel) -> the handler's coroutine, a task on
-    the worker's asyncio loop that ends the WebSocket when it ends (Channel.ended)."""
+    the worker's asyncio loop that ends the WebSocket when it ends (Channel.ended).
+    answers(channel): where the answer goes instead of a Deferred (the app's layers: wslayers),
+    it then returns the handler's task."""
     sockets: WebSockets = runner.websockets
     req.close_after()       # refused, the connection closes: what follows is never read as
                             # requests (a proxy that took the upgrade for done sends frames)
@@ -254,7 +327,9 @@ def start_websocket(req: Request, runner, run: Callable, what: str):
         return refusal
     aio = runner.aio
     deferred = Deferred()
-    channel = Channel(sockets.session(req), deferred, aio, sockets.handshake_timeout)
+    channel = Channel(req, sockets.session(req), deferred, aio, sockets.handshake_timeout)
+    if answers is not None:
+        channel.deferred = answers(channel)
     context = contextvars.copy_context()    # the task's context has its request
     context.run(REQUEST.set, req)
     task = aio.create_task(run(channel), context=context)
@@ -268,7 +343,7 @@ def start_websocket(req: Request, runner, run: Callable, what: str):
     # one object per WebSocket, not a partial and its tuple; the task's own context, not a
     # copy of the loop's (both live as long as the WebSocket)
     task.add_done_callback(_HandlerDone(channel, sockets, loop, what), context=context)
-    return deferred
+    return deferred if answers is None else task
 
 
 class _HandlerDone:

@@ -30,6 +30,9 @@ export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 apt-get update -qq
 # shellcheck disable=SC2086  # a list of names
 apt-get install -y -qq $DEBIAN_PACKAGES >/dev/null
+# headless Chromium for the WebSocket interop tests (tests/support/wsclients.py): the browser
+# alone, without the desktop it recommends
+apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate

@@ -6,7 +6,7 @@ from contextlib import ExitStack
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.support.servers import start_server
+from tests.support.servers import ROOT, start_server
 
 
 def test_the_chat_example_reaches_everyone_in_the_room(tmp_path):
@@ -38,5 +38,23 @@ def test_the_fastapi_examples_websocket_route(tmp_path):
             ws.send("over FastAPI")
             assert ws.recv(timeout=5) == "over FastAPI"
         assert s.get("/users/7").json() == {"id": 7}
+    finally:
+        s.stop()
+
+
+def test_the_readmes_first_service_as_written(tmp_path):
+    """README's "A first service", copied as a user would, serves its routes and its WebSocket."""
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("# myservice.py\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "myservice.py").write_text(code)
+    s = start_server(tmp_path, app="myservice:app", env={"PYTHONPATH": str(tmp_path)})
+    try:
+        assert s.get("/users/7").json() == {"id": 7}
+        assert s.get("/slow").text == "done"
+        with connect(f"ws://127.0.0.1:{s.port}/echo") as ws:
+            ws.send("from the README")
+            assert ws.recv(timeout=5) == "from the README"
+            ws.send(b"\x00bytes")
+            assert ws.recv(timeout=5) == b"\x00bytes"
     finally:
         s.stop()

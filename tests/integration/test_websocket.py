@@ -249,11 +249,20 @@ def test_many_websockets_over_two_workers_and_their_metrics(server):
     assert metric(server, 'fastsock_websocket_closes_total{code="1000"}') >= 40
 
 
-def test_the_access_log_has_a_line_at_close(server):
-    with connect(url(server, "/item/logged")) as ws:
-        ws.recv()
-    line = wait_for_log(server, "/item/logged", stream="stdout")
-    assert " 101 " in line
+def test_the_access_log_has_a_line_at_close(tmp_path):
+    s = start_server(tmp_path, "--access-log", "text", app=APP)
+    try:
+        with connect(url(s, "/proto")) as ws:
+            ws.recv()
+            for text in ("a", "b", "c"):
+                ws.send(text)
+                ws.recv()
+        log = wait_for_log(s, "/proto", stream="stdout")
+        line = next(line for line in log.splitlines() if "/proto" in line)
+        # status 101, the bytes of its whole life, its duration; its messages and close code
+        assert ' 101 ' in line and line.endswith(" ws_in=3 ws_out=4 ws_close=1000"), line
+    finally:
+        s.stop()
 
 
 def test_draining_closes_websockets_with_1001(tmp_path):
@@ -313,3 +322,30 @@ def test_an_app_that_never_answers_the_handshake_gets_504(tmp_path):
         wait_for_log(s, "neither accepted nor refused")
     finally:
         s.stop()
+
+
+def test_past_ws_max_connections_the_handshake_gets_503(tmp_path):
+    s = start_server(tmp_path, "--workers", "1", "--ws-max-connections", "3", app=APP)
+    try:
+        with ExitStack() as stack:
+            for _ in range(3):
+                stack.enter_context(connect(url(s, "/echo")))
+            with pytest.raises(InvalidStatus) as full:
+                connect(url(s, "/echo"))
+            assert full.value.response.status_code == 503
+            assert full.value.response.headers["retry-after"] == "1"
+            wait_for_log(s, "refused a WebSocket: 3 open in this worker")
+            assert s.get("/hello").text == "hello"          # HTTP is not refused
+        # closed, their places are free again
+        wait_until(lambda: _connects(s), what="a WebSocket accepted again")
+    finally:
+        s.stop()
+
+
+def _connects(s) -> bool:
+    try:
+        with connect(url(s, "/echo")) as ws:
+            ws.send("x")
+            return ws.recv(timeout=5) == "x"
+    except InvalidStatus:
+        return False

@@ -30,10 +30,14 @@ def line(req, status: int, nbytes: int, seconds: float, now: float, json: bool) 
                 f'"status":{status},"bytes":{nbytes},"duration_ms":{duration},'
                 f'"client":{_json_str(client)},'
                 f'"user_agent":{"null" if ua is None else _json_str(ua)},'
-                f'"request_id":{"null" if request_id is None else _json_str(request_id)}}}\n')
+                f'"request_id":{"null" if request_id is None else _json_str(request_id)}'
+                + (f',"ws_messages_in":{req.ws_in},"ws_messages_out":{req.ws_out},'
+                   f'"ws_close":{req.ws_close or 1006}' if status == 101 else "") + '}\n')
     else:
         text = (f'{stamp} {_text(client)} "{req.method} {req.raw_path.decode()} '
                 f'HTTP/{req.http_version}" '
                 f'{status} {nbytes} {duration}ms {_json_str(ua or "-")} '
-                f'{_text(request_id or "-")}\n')
+                f'{_text(request_id or "-")}'
+                + (f' ws_in={req.ws_in} ws_out={req.ws_out} ws_close={req.ws_close or 1006}'
+                   if status == 101 else "") + '\n')
     return text.encode("utf-8", "backslashreplace")

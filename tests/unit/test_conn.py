@@ -7,7 +7,7 @@ import pytest
 
 from fastsock._conn import Connection
 from fastsock._context import Context
-from fastsock._message import Response
+from fastsock._message import Dispatcher, Response
 from fastsock._shared import SharedState
 from fastsock.config import Config
 
@@ -221,3 +221,19 @@ def test_no_route_and_an_unknown_method_are_counted_as_their_own_key():
     assert {key: count for key, (count, _sum, _buckets) in snap["durations"].items()} == \
         {(0, 0): 10, (aimed, 5): 1}
     assert snap["requests"] == {(0, 0, 404): 10, (aimed, 5, 405): 1}
+
+
+def test_a_dispatcher_called_from_c_is_its_subclass_s_and_its_failure_costs_one_response():
+    class Answer(Dispatcher):           # a Python subclass: its dispatch is the one called
+        def dispatch(self, req):
+            if req.path == "/boom":
+                raise RuntimeError("a dispatcher that fails")
+            return f"dispatched {req.path}"
+
+    conn, shared = connection(Answer())
+    out = conn.feed(GET % b"a" + GET % b"boom" + GET % b"c")
+    assert statuses(out) == [200, 500, 200]
+    assert b"dispatched /a" in out and b"dispatched /c" in out
+    assert conn.state_name == "idle"
+    conn, _ = connection(Dispatcher())  # the base dispatches nothing: a 500, not a crash
+    assert statuses(conn.feed(GET % b"a" + GET % b"b")) == [500, 500]

@@ -5,7 +5,7 @@ import sys
 import threading
 
 from fastsock import App
-from fastsock._message import RouteId
+from fastsock._message import Dispatcher, RouteId
 from fastsock._parser import RequestParser
 from fastsock._requestids import ECHO_ID
 from fastsock.config import Config
@@ -77,6 +77,18 @@ def test_readiness_follows_the_callable_and_metrics_can_move_to_their_own_port()
 def test_switched_off_reserved_routes_fall_through_to_the_app():
     main, _, calls, _, _ = build(healthz_path="")
     assert main(get(b"/healthz")) == "the app's" and calls == ["app"]
+
+
+def test_the_app_and_the_id_layer_are_called_from_c():
+    # a Dispatcher is called by the connection through its vtable, not as a Python callable
+    # (~110 instructions per request): what build() gives the loop is one, with and without
+    # the access log (whose id layer calls the app's dispatcher from C in turn)
+    for access_log in ("off", "json"):
+        main, _, calls, _, _ = build(access_log=access_log)
+        assert isinstance(main, Dispatcher)
+        req = get(b"/hello")
+        assert main.dispatch(req) == "hi" and main(get(b"/hello")) == "hi"
+        assert calls == ["hello", "hello"] and req.route_id >= RouteId.FIRST_APP_ROUTE
 
 
 def test_request_ids_and_the_access_log_decision():

@@ -4,7 +4,8 @@ to (a bomb), a corrupt stream, zlib's memory, and every kind of offer the negoti
 import zlib
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastsock._wsdeflate import PerMessageDeflate, negotiate
 
@@ -184,9 +185,17 @@ def test_the_cap_is_exact():
     assert status == 1 and out == data
 
 
-@pytest.mark.parametrize("data", [b"\xff\xff\xff\xff", b"\x07", bytes.fromhex("0005 00ffff")])
+@pytest.mark.parametrize("data", [b"\xff\xff\xff\xff", b"\x07", bytes.fromhex("0005 00ffff"),
+                                  b"", HELLO + TAIL, HELLO[:-1], HELLO[:-2]])
 def test_a_corrupt_stream_is_minus_one(data):
+    # (an empty payload, the tail left on, a message cut short: it would end inside a block)
     assert PerMessageDeflate().decompress(data)[0] == -1
+
+
+def test_a_message_cut_short_is_corrupt_however_it_is_cut():
+    wire = Client().compress(bytes(range(256)) * 64)
+    for cut in (1, 2, 5, len(wire) // 2):
+        assert PerMessageDeflate().decompress(wire[:-cut])[0] == -1, cut
 
 
 # --- memory
@@ -213,6 +222,21 @@ def test_without_server_context_takeover_the_compressor_is_freed_after_each_mess
     assert pmd.memory() == 0
     pmd.decompress(HELLO)
     assert 0 < pmd.memory() < 48 * 1024
+
+
+def test_without_client_context_takeover_the_decompressor_is_freed_after_each_message():
+    pmd = PerMessageDeflate(client_no_context_takeover=True)
+    assert pmd.decompress(HELLO[:3], fin=False) == (0, b"He")
+    assert pmd.memory() > 0                     # held while a message comes in
+    assert pmd.decompress(HELLO[3:]) == (0, b"llo")
+    assert pmd.memory() == 0
+    assert pmd.decompress(bytes.fromhex("f348cdc9c90700")) == (0, b"Hello")   # a final block
+    assert pmd.memory() == 0
+    assert pmd.decompress(HELLO) == (0, b"Hello")
+    both = PerMessageDeflate(server_no_context_takeover=True, client_no_context_takeover=True)
+    both.decompress(HELLO)
+    both.compress(b"Hello")
+    assert both.memory() == 0                   # an idle connection holds no zlib memory
 
 
 # --- the negotiation
@@ -274,11 +298,15 @@ def test_an_acceptable_offer_is_answered(offer, response, agreed):
     'permessage-deflate; client_no_context_takeover=""',
     "permessage-deflate; server_max_window_bits",
     "permessage-deflate; server_max_window_bits=8",       # zlib cannot honour it
-    "permessage-deflate; server_max_window_bits=7", "permessage-deflate; server_max_window_bits=16",
-    "permessage-deflate; server_max_window_bits=010", "permessage-deflate; server_max_window_bits=1a",
-    "permessage-deflate; server_max_window_bits=+9", "permessage-deflate; client_max_window_bits=0",
+    "permessage-deflate; server_max_window_bits=7",
+    "permessage-deflate; server_max_window_bits=16",
+    "permessage-deflate; server_max_window_bits=010",
+    "permessage-deflate; server_max_window_bits=1a",
+    "permessage-deflate; server_max_window_bits=+9",
+    "permessage-deflate; client_max_window_bits=0",
     "permessage-deflate; client_max_window_bits=99999999999999999999",
-    'permessage-deflate; client_max_window_bits=""', 'permessage-deflate; client_max_window_bits="1 0"',
+    'permessage-deflate; client_max_window_bits=""',
+    'permessage-deflate; client_max_window_bits="1 0"',
     'permessage-deflate; client_max_window_bits="10000000000000000000000"',
     # breaks the grammar: nothing is taken
     "permessage-deflate;", "permessage-deflate; =10", "permessage-deflate x",
@@ -302,14 +330,18 @@ def test_the_servers_own_settings_shape_the_answer():
                    "server_max_window_bits=11")
     assert (pmd.level, pmd.mem_level, pmd.server_max_window_bits) == (6, 4, 11)
     # the client's window: asked for only where the client said it can be (§7.1.2.2)
-    assert negotiate("permessage-deflate", client_max_window_bits=10)[0] == "permessage-deflate"
-    assert negotiate("permessage-deflate", client_max_window_bits=10)[1].client_max_window_bits == 15
-    assert negotiate("permessage-deflate; client_max_window_bits",
-                     client_max_window_bits=10)[0] == "permessage-deflate; client_max_window_bits=10"
-    assert negotiate("permessage-deflate; client_max_window_bits=12",
-                     client_max_window_bits=10)[0] == "permessage-deflate; client_max_window_bits=10"
-    assert negotiate("permessage-deflate; server_max_window_bits=13",
-                     server_max_window_bits=11)[0] == "permessage-deflate; server_max_window_bits=11"
+    def answer(offer, **settings):
+        return negotiate(offer, **settings)[0]
+
+    assert answer("permessage-deflate", client_max_window_bits=10) == "permessage-deflate"
+    assert negotiate("permessage-deflate",
+                     client_max_window_bits=10)[1].client_max_window_bits == 15
+    assert answer("permessage-deflate; client_max_window_bits",
+                  client_max_window_bits=10) == "permessage-deflate; client_max_window_bits=10"
+    assert answer("permessage-deflate; client_max_window_bits=12",
+                  client_max_window_bits=10) == "permessage-deflate; client_max_window_bits=10"
+    assert answer("permessage-deflate; server_max_window_bits=13",
+                  server_max_window_bits=11) == "permessage-deflate; server_max_window_bits=11"
 
 
 @pytest.mark.parametrize("setting", [

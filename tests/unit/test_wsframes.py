@@ -113,6 +113,17 @@ def test_the_mask_phase_holds_across_reads_and_frames() -> None:
     assert read(stream) == [("binary", payload + payload[:13])]
 
 
+def test_unmasking_at_every_length_and_phase() -> None:
+    # the unmasker steps 32, then 8, then 1 byte: every length around those, from reads that
+    # leave the mask at each phase
+    rng = random.Random(7)
+    for n in range(0, 100):
+        payload = bytes(rng.randrange(256) for _ in range(n))
+        stream = frame(OP_BINARY, payload, mask=bytes(rng.randrange(256) for _ in range(4)))
+        for size in (0, 1, 3, 5, 7, 9, 31, 33):
+            assert reader().feed(stream, size) == [("binary", payload)], (n, size)
+
+
 # --- case 2: ping and pong -------------------------------------------------------------------
 
 @pytest.mark.parametrize("payload", [b"", b"Hello, world!", b"\x00\xff\xfe\xfd\xfc\xfb\x00\xff",
@@ -718,3 +729,58 @@ def test_write_message_compresses_from_compress_from() -> None:
         (OP_TEXT, True, False, b"short")]
     [(opcode, _, rsv1, _)] = parse_server_frames(message_frame(b"\x00" * 100, pmd, 64))
     assert (opcode, rsv1) == (OP_BINARY, True)
+
+
+# --- what a hostile client or a misbehaving app can do ----------------------------------------
+
+def test_a_declared_length_is_not_memory_until_its_bytes_arrive() -> None:
+    import tracemalloc
+    stream = frame(OP_BINARY, b"x" * 100, declared=60 * MIB)   # 60 MiB declared, 100 sent
+    tracemalloc.start()
+    try:
+        r = reader()
+        before = tracemalloc.get_traced_memory()[0]
+        assert r.feed(stream) == []
+        assert tracemalloc.get_traced_memory()[0] - before < 64 * 1024
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_read_message_gives_its_buffer_back() -> None:
+    import tracemalloc
+    payload = b"y" * MIB
+    stream = fragments(OP_BINARY, payload, 4096)
+    tracemalloc.start()
+    try:
+        r = reader()
+        before = tracemalloc.get_traced_memory()[0]
+        [(_, got)] = r.feed(stream, 1000)
+        held = tracemalloc.get_traced_memory()[0] - before - len(got)
+        assert held < 64 * 1024, f"{held} bytes held after the message"
+        r2 = reader()
+        r2.feed(frame(OP_TEXT, b"z" * MIB, fin=False)[:MIB // 2])
+        del r2                                  # a reader dropped mid-message frees its buffer
+        assert tracemalloc.get_traced_memory()[0] - before - len(got) < 64 * 1024
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_failure_gives_the_buffer_back() -> None:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        r = reader()
+        before = tracemalloc.get_traced_memory()[0]
+        r.feed(frame(OP_BINARY, b"a" * MIB, fin=False) + frame(OP_TEXT, b"b"))
+        assert tracemalloc.get_traced_memory()[0] - before < 64 * 1024
+    finally:
+        tracemalloc.stop()
+
+
+def test_write_message_refuses_a_memoryview_that_is_not_contiguous() -> None:
+    with pytest.raises(BufferError):
+        message_frame(memoryview(b"abcdef")[::2])
+
+
+def test_write_close_without_a_reason() -> None:
+    assert close_frame(1000, None) == b"\x88\x02\x03\xe8"  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ def test_rfc_6455_example_key_gets_its_accept_value():
     {"Upgrade": "WebSocket", "Connection": "keep-alive, UPGRADE"},
     {"Upgrade": "h2c, websocket", "Connection": "Upgrade ,close"},
     {"Content_Length": "0"},
+    {"Content_Length": "000"},
 ])
 def test_valid_handshakes_pass(fields):
     req = upgrade_request(**fields)
@@ -57,6 +58,7 @@ def test_connection_and_upgrade_tokens_may_come_on_repeated_lines():
     ({"Sec_WebSocket_Version": "13, 8"}, 426, "13"),
     ({"Sec_WebSocket_Version": "013"}, 426, "13"),
     ({"Content_Length": "5", "body": b"hello"}, 400, "body"),
+    ({"Content_Length": "010", "body": b"0123456789"}, 400, "body"),
     ({"Transfer_Encoding": "chunked", "body": b"0\r\n\r\n"}, 400, "body"),
 ])
 def test_each_refusal_has_its_status_and_reason(request_kwargs, status, reason):
@@ -88,8 +90,9 @@ def test_subprotocols_in_order_over_repeated_lines():
 
 
 def test_extensions_joined_over_repeated_lines():
-    req = upgrade_request(("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
-                          ("sec-websocket-extensions", "x-foo"))
+    req = upgrade_request(
+        ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+        ("sec-websocket-extensions", "x-foo"))
     assert extensions(req) == "permessage-deflate; client_max_window_bits, x-foo"
     assert extensions(upgrade_request()) == ""
 
