@@ -94,7 +94,7 @@ class Channel:
         self.handshake_timeout = handshake_timeout
         self.accepted = False
         self.answered = False       # accepted, or denied with a response
-        self.headers: list = []     # the app's, for the 101
+        self.headers: list | tuple = ()     # the app's, for the 101
         # the app's layers (wslayers): the 101 goes out once they are through (opened's
         # result True; False: they denied it), what the handler raised before that is theirs
         self.opened: asyncio.Future | None = None
@@ -109,7 +109,7 @@ class Channel:
             raise RuntimeError("this WebSocket was already accepted or refused")
         # ValueError: a header it cannot send
         self.session.agree(subprotocol, with_echo(self.req, headers))
-        self.headers = list(headers) if headers else []
+        self.headers = list(headers) if headers else ()
         self.accepted = self.answered = True
         self._stop_timer()
         self._answer(self.session)
