@@ -347,8 +347,8 @@ cdef class Connection(Lifecycle):
     # ---------------------------------------------------------------- the hand-offs' side
 
     cdef void pushed(self):
-        """A pushed chunk or end is in the output: let the loop send it."""
-        if self.ctx.on_resume is not None:
+        """A pushed chunk or end is in the output: let the loop send it (once per batch)."""
+        if self.ctx.on_resume is not None and not self.resume_queued:
             self.ctx.on_resume(self)
 
     cdef bint has_room(self) noexcept:

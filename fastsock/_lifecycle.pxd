@@ -93,6 +93,7 @@ cdef class Lifecycle(Endpoint):
     cdef StreamOut streaming        # the response body streaming out (C_STREAM_OUT), or None
     cdef bint last_response         # the response being sent says "Connection: close": once
                                     # its streamed body is out, C_CLOSING (not C_WRITE)
+    cdef bint resume_queued         # in the bridge's batch to send (_bridge._resumed): once
     cdef bint input_ended           # the client half-closed: answer what is here, then close
     cdef WsSession ws               # the WebSocket it was upgraded to (C_WEBSOCKET), or None
     cdef object peer

@@ -113,6 +113,7 @@ cdef class Lifecycle(Endpoint):
         """The app accepted req's WebSocket: the 101 goes out, frames from now on."""
         ws.attach(self.ctx, self, self.out, self.client(), req)
         self.ws = ws
+        self.parser = None      # no request is read after it (its states never ask it)
         self._to(C_WEBSOCKET)
         if not self.ctx.keep_alive:         # draining: it goes at once, as the others did
             ws.going_away()

@@ -40,13 +40,18 @@ cdef class WsSession:
     cdef OutBuffer out
     cdef FrameReader reader
     cdef PerMessageDeflate deflate
-    cdef object inbox               # deque of str | bytes not yet received by the app
-    cdef Py_ssize_t queued          # bytes in it
+    cdef object first               # the oldest message not yet received by the app, or None
+    cdef list more                  # the messages after it, from more_at on (None: none)
+    cdef Py_ssize_t more_at
+    cdef Py_ssize_t queued          # bytes of those messages
     cdef int phase
     cdef readonly int close_code    # once closed: the peer's code (1005: none), ours when we
     cdef readonly str close_reason  # failed the connection, 1006 when it went without a Close
     cdef public object waiter       # callable() to wake the app waiting for a message, or None
     cdef public object on_drain     # callable() once the output has room again, or None
+    cdef object waiting             # the Future a Receiving waits on (resolved: a message or
+    cdef object draining            # the end came), and a Sending's (the output has room)
+    cdef public object aio          # the asyncio loop the app's side runs on
     cdef public object on_closed    # callable(session) when it ends, or None
     cdef double ping_due, pong_due, close_due
     cdef unsigned int pings         # the last ping's number: its payload
@@ -67,3 +72,5 @@ cdef class WsSession:
     cdef void gone(self)
     cdef void drained(self)
     cdef void _finish(self, int code, str reason)
+    cdef void _queue(self, message)
+    cdef object _take(self)

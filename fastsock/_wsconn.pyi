@@ -24,6 +24,7 @@ class WsSession:
     waiter: Callable[[], None] | None
     on_drain: Callable[[], None] | None
     on_closed: Callable[[WsSession], None] | None
+    aio: Any
     head: bytes | None
     subprotocol: str | None
     def __init__(self, opts: WsOptions, accept_value: str, offered_extensions: str = "") -> None: ...

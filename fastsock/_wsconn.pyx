@@ -18,7 +18,6 @@ from fastsock._wsframes cimport (
 from fastsock._wshandshake cimport write_accept
 
 import logging
-from collections import deque
 
 error_log = logging.getLogger("fastsock.error")
 
@@ -55,7 +54,6 @@ cdef class WsSession:
         self.opts = opts
         self.accept_value = accept_value
         self.offered_extensions = offered_extensions
-        self.inbox = deque()
         self.phase = WS_OPEN
         self.close_code = 0
         self.close_reason = ""
@@ -87,7 +85,7 @@ cdef class WsSession:
         """The connection takes it (the handshake's answer goes first)."""
         self.ctx, self.conn, self.out, self.peer, self.req = ctx, conn, out, peer, req
         out.write(self.head, len(self.head))
-        self.head = None
+        self.head = self.accept_value = self.offered_extensions = None      # (said, once)
         if self.opts.ping_interval > 0:
             self.ping_due = ctx.now + self.opts.ping_interval
         ctx.slot.ws_open += 1
@@ -113,9 +111,9 @@ cdef class WsSession:
                     self.ctx.slot.ws_messages_in += 1
                     self.req.ws_in += 1
                     if self.phase == WS_OPEN:       # after our Close, data is dropped
-                        self.inbox.append(r.message)
-                        self.queued += len(r.message)
+                        self._queue(r.message)
                         self._wake()
+                    r.message = None
                 elif ev == WS_PING:
                     if self.phase == WS_OPEN:
                         write_frame(self.out, OP_PONG, <bytes>r.message,
@@ -142,6 +140,31 @@ cdef class WsSession:
 
     cdef bint inbox_full(self) noexcept:
         return self.queued >= self.opts.max_queue
+
+    cdef void _queue(self, message):
+        """The inbox: the oldest message in `first` (most often the only one: no container
+        for it), those after it in `more` (a list made for a burst, dropped once taken)."""
+        if self.first is None:
+            self.first = message
+        else:
+            if self.more is None:
+                self.more = []
+                self.more_at = 0
+            self.more.append(message)
+        self.queued += len(message)
+
+    cdef object _take(self):
+        cdef object message = self.first
+        if self.more is None:
+            self.first = None
+        else:
+            self.first = self.more[self.more_at]
+            self.more[self.more_at] = None
+            self.more_at += 1
+            if self.more_at == len(self.more):
+                self.more = None
+        self.queued -= len(message)
+        return message
 
     # ------------------------------------------------------------ timers
 
@@ -186,6 +209,11 @@ cdef class WsSession:
         self.drained()
 
     cdef void drained(self):
+        cdef object future = self.draining
+        if future is not None:
+            self.draining = None
+            if not future.done():
+                future.set_result(None)
         if self.on_drain is not None:
             waiter, self.on_drain = self.on_drain, None
             try:
@@ -212,6 +240,11 @@ cdef class WsSession:
                 error_log.exception("a WebSocket's close hook failed")
 
     def _wake(self):
+        cdef object future = self.waiting
+        if future is not None:
+            self.waiting = None
+            if not future.done():
+                future.set_result(None)
         if self.waiter is not None:
             waiter, self.waiter = self.waiter, None
             waiter()
@@ -222,10 +255,9 @@ cdef class WsSession:
         """-> the next message (str or bytes); None when none is here yet (set waiter, then ask
         again); ConnectionError once the WebSocket is closed (close_code says how)."""
         cdef bint was_full
-        if self.inbox:
+        if self.first is not None:
             was_full = self.inbox_full()
-            message = self.inbox.popleft()
-            self.queued -= len(message)
+            message = self._take()
             if was_full and not self.inbox_full() and self.conn is not None:
                 self.conn.pushed()              # room again: the loop reads on
             return message

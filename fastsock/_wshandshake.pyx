@@ -187,6 +187,16 @@ def accept_value(key):
     return b64encode(sha1(key + GUID).digest()).decode("ascii")
 
 
+def request_accept_value(Request req):
+    """accept_value() of the request's Sec-WebSocket-Key (check() let it through: one line),
+    read off its head: the headers' dict is not built for it."""
+    cdef list found = _field_values(req, F_KEY)
+    if not found:
+        return accept_value(b"")
+    vs, ve = found[0]
+    return accept_value(req._head[vs:ve])
+
+
 cdef list _field_values(Request req, int which):
     """The values (bytes slices of the head) of every line of one field, in order."""
     cdef const char* p

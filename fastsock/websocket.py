@@ -5,16 +5,24 @@ a frame, it hands messages over."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from fastsock._handoff import Deferred
 from fastsock._message import Request, Response
 from fastsock._requestids import ECHO_ID, echo_of
+from fastsock._wsawait import WebSocketDisconnect, receiving, sending
 from fastsock._wsconn import WsOptions, WsSession
-from fastsock._wshandshake import VERSION_HEADER, accept_value, extensions, refusal, subprotocols
+from fastsock._wshandshake import (
+    VERSION_HEADER,
+    extensions,
+    refusal,
+    request_accept_value,
+    subprotocols,
+)
 from fastsock.logs import REQUEST
 
 __all__ = ["WebSocket", "WebSocketDisconnect"]
@@ -23,15 +31,6 @@ error_log = logging.getLogger("fastsock.error")
 
 _WHY = {400: b"Bad WebSocket handshake\n", 426: b"WebSocket version 13 only\n"}
 NOT_AN_UPGRADE = "Upgrade does not name websocket"     # _wshandshake's reason for a plain GET
-
-
-class WebSocketDisconnect(Exception):
-    """The WebSocket closed: `code` is the peer's close code (1005: it gave none; 1006: the
-    connection went without a Close), or the one the server closed it with."""
-
-    def __init__(self, code: int = 1000, reason: str = ""):
-        super().__init__(code, reason)
-        self.code, self.reason = code, reason
 
 
 class WebSockets:
@@ -63,8 +62,7 @@ class WebSockets:
         return None
 
     def session(self, req: Request) -> WsSession:
-        return WsSession(self.options, accept_value(req.headers.get("sec-websocket-key")),
-                         extensions(req))
+        return WsSession(self.options, request_accept_value(req), extensions(req))
 
 
 class Answers(Protocol):
@@ -90,11 +88,13 @@ class Channel:
 
     def __init__(self, req: Request, session: WsSession, deferred: Answers,
                  aio: asyncio.AbstractEventLoop, handshake_timeout: float):
-        self.req, self.session, self.deferred, self.aio = req, session, deferred, aio
+        self.req, self.session, self.aio = req, session, aio
+        self.deferred: Answers | None = deferred      # let go once answered
+        session.aio = aio
         self.handshake_timeout = handshake_timeout
         self.accepted = False
         self.answered = False       # accepted, or denied with a response
-        self.headers: list = []     # the app's, for the 101
+        self.headers: list | tuple = ()     # the app's, for the 101
         # the app's layers (wslayers): the 101 goes out once they are through (opened's
         # result True; False: they denied it), what the handler raised before that is theirs
         self.opened: asyncio.Future | None = None
@@ -102,16 +102,17 @@ class Channel:
         self.close_when_open = 0    # the handler ended before opened: close with this code
         self.timer = aio.call_later(handshake_timeout, self._handshake_expired) \
             if handshake_timeout else None
+        self.task: asyncio.Task | None = None      # the handler's (start_websocket's)
 
     def accept(self, subprotocol: str | None = None, headers=None) -> None:
         if self.answered:
             raise RuntimeError("this WebSocket was already accepted or refused")
         # ValueError: a header it cannot send
         self.session.agree(subprotocol, with_echo(self.req, headers))
-        self.headers = list(headers) if headers else []
+        self.headers = list(headers) if headers else ()
         self.accepted = self.answered = True
         self._stop_timer()
-        self.deferred.complete(self.session)
+        self._answer(self.session)
 
     async def ready(self) -> None:
         """Behind the app's layers: wait until the 101 is out; WebSocketDisconnect if they
@@ -129,35 +130,37 @@ class Channel:
             raise RuntimeError("this WebSocket was already accepted or refused")
         self.answered = True
         self._stop_timer()
-        self.deferred.complete(response)
+        self._answer(response)
 
-    async def receive(self) -> str | bytes:
-        if self.opened is not None:
-            await self.ready()
-        session = self.session
-        while True:
-            try:
-                message = session.receive()
-            except ConnectionError:
-                raise WebSocketDisconnect(session.close_code, session.close_reason) from None
-            if message is not None:
-                return message
-            waiting = self.aio.create_future()
-            session.waiter = functools.partial(_wake, waiting)
-            await waiting
+    def receive(self, stop: bool = False) -> Coroutine[Any, Any, str | bytes]:
+        """await it: the next message; WebSocketDisconnect once closed (stop: StopAsyncIteration
+        instead). Once open, no coroutine: a compiled awaitable (_wsawait.Awaiting), in which
+        an idle WebSocket waits with a Future and no frame."""
+        if self.is_open():
+            return receiving(self.session, stop)
+        return self._when_open(receiving(self.session, stop), stop)
 
-    async def send(self, message) -> None:
-        if self.opened is not None:
-            await self.ready()
-        session = self.session
+    def send(self, message) -> Coroutine[Any, Any, None]:
+        """await it: message framed out, waiting while the output is over its bound."""
+        if self.is_open():
+            return sending(self.session, message)
+        return self._when_open(sending(self.session, message), False)
+
+    def is_open(self) -> bool:
+        """The 101 is out (no app layers, or they are through and let it go)."""
+        opened = self.opened
+        return opened is None or (opened.done() and not opened.cancelled()
+                                  and opened.result() is True)
+
+    async def _when_open(self, then, stop: bool):
         try:
-            if session.send(message):
-                return
-        except ConnectionError:
-            raise WebSocketDisconnect(session.close_code or 1006, session.close_reason) from None
-        waiting = self.aio.create_future()
-        session.on_drain = functools.partial(_wake, waiting)
-        await waiting
+            await self.ready()
+        except WebSocketDisconnect:
+            then.close()
+            if stop:
+                raise StopAsyncIteration from None
+            raise
+        return await then
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not 1000 <= code <= 4999 or code in (1004, 1005, 1006, 1015):
@@ -179,7 +182,7 @@ class Channel:
             error_log.error("WebSocket handler %s failed", what, exc_info=exc)
         if not self.answered:
             self.answered = True
-            self.deferred.complete(_SERVER_ERROR if failed or cancelled else _FORBIDDEN)
+            self._answer(_SERVER_ERROR if failed or cancelled else _FORBIDDEN)
         elif self.accepted:
             if self.opened is not None and not self.opened.done():
                 self.close_when_open = 1011 if failed else 1000
@@ -192,11 +195,17 @@ class Channel:
             error_log.warning("a WebSocket handler neither accepted nor refused within %gs "
                               "(--ws-handshake-timeout)", self.handshake_timeout)
             self.answered = True
-            self.deferred.complete(_HANDSHAKE_TIMEOUT)
+            self._answer(_HANDSHAKE_TIMEOUT)
             self.on_timeout()
 
-    def on_timeout(self) -> None:           # the runner's: cancel the handler
-        pass
+    def on_timeout(self) -> None:
+        if self.task is not None:           # cancel the handler
+            self.task.cancel()
+
+    def _answer(self, result) -> None:
+        deferred, self.deferred = self.deferred, None
+        if deferred is not None:
+            deferred.complete(result)
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -208,11 +217,6 @@ _FORBIDDEN = Response(b"WebSocket refused\n", 403, content_type="text/plain")
 _SERVER_ERROR = Response(b"Internal Server Error\n", 500, content_type="text/plain")
 _HANDSHAKE_TIMEOUT = Response(b"WebSocket handshake timed out\n", 504,
                               content_type="text/plain")
-
-
-def _wake(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class WebSocket:
@@ -227,14 +231,16 @@ class WebSocket:
 
     __slots__ = ("request", "_channel", "_subprotocols")
 
-    def __init__(self, request: Request, channel: Channel, offered: list[str]):
+    def __init__(self, request: Request, channel: Channel, offered: list[str] | None = None):
         self.request = request
         self._channel = channel
-        self._subprotocols = offered
+        self._subprotocols = offered        # None: read off the request when asked
 
     @property
     def subprotocols(self) -> list[str]:
         """The subprotocols the client offered, in its order of preference."""
+        if self._subprotocols is None:
+            self._subprotocols = subprotocols(self.request)
         return self._subprotocols
 
     @property
@@ -252,24 +258,27 @@ class WebSocket:
         (name, value) pairs added to the response. With the app's middleware or hooks, it
         returns once they are through and the 101 is out (WebSocketDisconnect: they denied
         the handshake)."""
-        if subprotocol is not None and subprotocol not in self._subprotocols:
+        if subprotocol is not None and subprotocol not in self.subprotocols:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         self._channel.accept(subprotocol, headers)
         if self._channel.opened is not None:
             await self._channel.ready()
 
-    async def receive(self) -> str | bytes:
-        """The next message: str (text) or bytes (binary). WebSocketDisconnect once closed."""
-        if not self._channel.answered:
-            self._channel.accept()
-        return await self._channel.receive()
+    def receive(self) -> Coroutine[Any, Any, str | bytes]:
+        """await it: the next message, str (text) or bytes (binary). WebSocketDisconnect once
+        closed. (A compiled awaitable, not a coroutine: see Channel.receive.)"""
+        channel = self._channel
+        if not channel.answered:
+            channel.accept()
+        return channel.receive()
 
-    async def send(self, message: str | bytes) -> None:
-        """Send a message: str as text, bytes-like as binary. Waits while the client is slow
-        to read (the output is over its bound). WebSocketDisconnect once closed."""
-        if not self._channel.answered:
-            self._channel.accept()
-        await self._channel.send(message)
+    def send(self, message: str | bytes) -> Coroutine[Any, Any, None]:
+        """await it: send a message, str as text, bytes-like as binary. Waits while the client
+        is slow to read (the output is over its bound). WebSocketDisconnect once closed."""
+        channel = self._channel
+        if not channel.answered:
+            channel.accept()
+        return channel.send(message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with code and reason (before accepting: refuse the handshake with 403)."""
@@ -283,11 +292,11 @@ class WebSocket:
     def __aiter__(self):
         return self
 
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.receive()
-        except WebSocketDisconnect:
-            raise StopAsyncIteration from None
+    def __anext__(self) -> Coroutine[Any, Any, str | bytes]:
+        channel = self._channel
+        if not channel.answered:
+            channel.accept()
+        return channel.receive(stop=True)       # the close: StopAsyncIteration
 
 
 def websocket_route(handler: Callable, runner, options: dict) -> Callable:
@@ -298,7 +307,7 @@ def websocket_route(handler: Callable, runner, options: dict) -> Callable:
     @functools.wraps(handler)
     def start(req, **params):
         def run(channel: Channel):
-            return handler(WebSocket(req, channel, subprotocols(req)), **params)
+            return handler(WebSocket(req, channel), **params)
         return start_websocket(req, runner, run, what)
     return start
 
@@ -321,31 +330,39 @@ def start_websocket(req: Request, runner, run: Callable, what: str,
     channel = Channel(req, sockets.session(req), deferred, aio, sockets.handshake_timeout)
     if answers is not None:
         channel.deferred = answers(channel)
-    token = REQUEST.set(req)                # the task's context, copied now, has its request
-    try:
-        task = aio.create_task(run(channel))
-    finally:
-        REQUEST.reset(token)
+    context = contextvars.copy_context()    # the task's context has its request
+    context.run(REQUEST.set, req)
+    task = aio.create_task(run(channel), context=context)
     sockets.open += 1
     loop = runner.loop
     if loop is not None:
         loop.tasks += 1
         loop.ws_handlers += 1
-    channel.on_timeout = task.cancel        # type: ignore[method-assign]
+    channel.task = task
     deferred.on_cancel = task.cancel        # the client left before the handshake's answer
-    task.add_done_callback(functools.partial(_handler_done, channel, sockets, loop, what))
+    # one object per WebSocket, not a partial and its tuple; the task's own context, not a
+    # copy of the loop's (both live as long as the WebSocket)
+    task.add_done_callback(_HandlerDone(channel, sockets, loop, what), context=context)
     return deferred if answers is None else task
 
 
-def _handler_done(channel: Channel, sockets: WebSockets, loop, what: str, task) -> None:
-    try:
-        cancelled = task.cancelled()
-        channel.ended(None if cancelled else task.exception(), cancelled, what)
-    finally:
-        sockets.open -= 1
-        if loop is not None:
-            loop.ws_handlers -= 1
-            loop.task_done()
+class _HandlerDone:
+    """The handler's task is done: its WebSocket ends, the counts go down."""
+
+    __slots__ = ("channel", "sockets", "loop", "what")
+
+    def __init__(self, channel: Channel, sockets: WebSockets, loop, what: str):
+        self.channel, self.sockets, self.loop, self.what = channel, sockets, loop, what
+
+    def __call__(self, task: asyncio.Task) -> None:
+        try:
+            cancelled = task.cancelled()
+            self.channel.ended(None if cancelled else task.exception(), cancelled, self.what)
+        finally:
+            self.sockets.open -= 1
+            if self.loop is not None:
+                self.loop.ws_handlers -= 1
+                self.loop.task_done()
 
 
 _UPGRADE_REQUIRED = Response(b"This route is a WebSocket: upgrade to one\n", 426,

@@ -7,7 +7,10 @@ accept. send() on a closed WebSocket raises ClientDisconnected (an OSError), as 
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
+from fastsock._wsawait import receiving_asgi
 from fastsock.adapters.common import ClientDisconnected, app_response
 from fastsock.websocket import Channel, WebSocketDisconnect
 
@@ -19,7 +22,7 @@ class WebSocketCycle:
         self.req, self.scope, self.labels, self.channel = req, scope, labels, channel
         self.connected = False          # websocket.connect was received
         self.denial: tuple | None = None    # (status, headers) of a denial response begun
-        self.denial_body: list[bytes] = []
+        self.denial_body: list[bytes] | None = None     # made by a denial's first body
         self.told_closed = False
 
     async def run(self, app) -> None:
@@ -37,21 +40,16 @@ class WebSocketCycle:
             channel.deny(app_response(500, [(b"content-type", b"text/plain")],
                                       b"Internal Server Error\n"))
 
-    async def receive(self) -> dict:
+    def receive(self) -> Coroutine[Any, Any, dict]:
+        """await it: the next event. Past websocket.connect, a compiled awaitable (not a
+        coroutine: no frame while the app waits, the event's dict made in C)."""
         if not self.connected:
             self.connected = True
-            return {"type": "websocket.connect"}
+            return _event({"type": "websocket.connect"})
         channel = self.channel
         if not channel.accepted:
             raise RuntimeError("ASGI: receive() on a WebSocket before websocket.accept")
-        try:
-            message = await channel.receive()
-        except WebSocketDisconnect as e:
-            self.told_closed = True
-            return {"type": "websocket.disconnect", "code": e.code, "reason": e.reason}
-        if type(message) is str:
-            return {"type": "websocket.receive", "text": message}
-        return {"type": "websocket.receive", "bytes": message}
+        return receiving_asgi(channel.session, self)
 
     async def send(self, message: dict) -> None:
         kind = message["type"]
@@ -88,9 +86,16 @@ class WebSocketCycle:
         elif kind == "websocket.http.response.body":
             if self.denial is None or channel.answered:
                 raise RuntimeError("ASGI: websocket.http.response.body without its start")
+            if self.denial_body is None:
+                self.denial_body = []
             self.denial_body.append(message.get("body", b""))
             if not message.get("more_body", False):
                 status, headers = self.denial
                 channel.deny(app_response(status, headers, b"".join(self.denial_body)))
+                self.denial_body = None
         else:
             raise ValueError(f"ASGI: unexpected message {kind!r} on a websocket scope")
+
+
+async def _event(event: dict) -> dict:
+    return event

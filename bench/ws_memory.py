@@ -1,0 +1,190 @@
+"""Memory per idle WebSocket in one fastsock worker: N WebSockets open, each having echoed one
+32 B message (its handler waits in receive), and the growth of the worker's anonymous resident
+memory (RssAnon) and Pss divided by N; with --deflate, permessage-deflate negotiated (one
+compressed message each). --trace: the worker traces its allocations (tracemalloc) and the
+Python objects' share is printed, largest first (tracing costs memory of its own: the RSS
+figures of a traced run are not the ones to report).
+
+    python bench/ws_memory.py [--n 1000] [--deflate] [--trace] [--app apps.ws_echo_fastsock:app]
+                              [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import urllib.request
+import zlib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import run as bench  # noqa: E402  (pinning, ports, process trees)
+
+PATH = "/echo"
+
+
+def started(app: str, port: int, env: dict) -> subprocess.Popen:
+    """fastsock serving app, one worker pinned to the server core, once it answers."""
+    proc = subprocess.Popen(
+        ["taskset", "-c", bench.SERVER_CORE, sys.executable, "-m", "fastsock", app, "--host",
+         "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning"],
+        cwd=HERE, env={**os.environ, **env,
+                       "PYTHONPATH": f"{HERE}{os.pathsep}{bench.ROOT}", **env})
+    deadline = time.monotonic() + 15
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                stop(proc)
+                raise
+            time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def handshake(port: int, deflate: bool) -> tuple[socket.socket, bytes, bytes]:
+    """An upgraded socket, the response head and what came after it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    extension = ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                 if deflate else "")
+    sock.sendall((f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n{extension}\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"closed during the handshake: {data[:200]!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(f"no upgrade: {head.splitlines()[0]!r}")
+    return sock, head, rest
+
+
+def echo_once(sock: socket.socket, rest: bytes, deflate: bool) -> None:
+    """Send one masked 32 B binary message (compressed with deflate) and read its echo."""
+    payload = b"y" * 32
+    if deflate:
+        c = zlib.compressobj(wbits=-15)
+        payload = (c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    mask = os.urandom(4)
+    sock.sendall(bytes([0xC2 if deflate else 0x82, 0x80 | len(payload)]) + mask
+                 + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    data = rest
+    while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed instead of echoing")
+        data += chunk
+
+
+def worker_kib(pid: int) -> tuple[int, int]:
+    """RssAnon and Pss (KiB) of the server's process tree."""
+    rss = pss = 0
+    for p in bench.process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    rss += int(line.split()[1])
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return rss, pss
+
+
+def one_run(args, trace_dir: str | None) -> tuple[float, float]:
+    port = bench.free_port()
+    env = {"FASTSOCK_BENCH_TRACE": trace_dir} if trace_dir else {}
+    proc = started(args.app, port, env)
+    socks = []
+    try:
+        for _ in range(100):                    # warm: first-connection work done once
+            sock, _, rest = handshake(port, args.deflate)
+            echo_once(sock, rest, args.deflate)
+            sock.close()
+        time.sleep(0.5)
+        if trace_dir:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_snapshot?tag=before").read()
+        rss0, pss0 = worker_kib(proc.pid)
+        for _ in range(args.n):
+            sock, head, rest = handshake(port, args.deflate)
+            if args.deflate and b"permessage-deflate" not in head.lower():
+                raise SystemExit("permessage-deflate was not agreed")
+            echo_once(sock, rest, args.deflate)
+            socks.append(sock)
+        time.sleep(1.0)                         # the worker settles (its timers run)
+        rss1, pss1 = worker_kib(proc.pid)
+        if trace_dir:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_snapshot?tag=after").read()
+        return (rss1 - rss0) * 1024 / args.n, (pss1 - pss0) * 1024 / args.n
+    finally:
+        for sock in socks:
+            sock.close()
+        stop(proc)
+
+
+def show_trace(trace_dir: str, n: int, top: int) -> None:
+    before = tracemalloc.Snapshot.load(os.path.join(trace_dir, "before.snapshot"))
+    after = tracemalloc.Snapshot.load(os.path.join(trace_dir, "after.snapshot"))
+    stats = after.compare_to(before, "lineno")
+    total = sum(s.size_diff for s in stats)
+    print(f"traced Python allocations: {total / n:.0f} bytes per WebSocket")
+    for s in stats[:top]:
+        if s.size_diff <= 0:
+            continue
+        frame = s.traceback[0]
+        print(f"  {s.size_diff / n:8.1f} B  {s.count_diff / n:5.2f} blocks  "
+              f"{frame.filename.replace(str(bench.ROOT) + '/', '')}:{frame.lineno}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--deflate", action="store_true")
+    ap.add_argument("--trace", action="store_true")
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--app", default="apps.ws_echo_fastsock:app")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.trace:
+        with tempfile.TemporaryDirectory() as trace_dir:
+            one_run(args, trace_dir)
+            show_trace(trace_dir, args.n, args.top)
+        return 0
+    runs = [one_run(args, None) for _ in range(args.repeat)]
+    rss = statistics.median(r[0] for r in runs)
+    pss = statistics.median(r[1] for r in runs)
+    print(f"{args.app}, {args.n} idle WebSockets{' (permessage-deflate)' if args.deflate else ''}"
+          f": {rss:.0f} B RssAnon, {pss:.0f} B Pss per WebSocket (median of {args.repeat}: "
+          + ", ".join(f"{r[0]:.0f}" for r in runs) + ")")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
