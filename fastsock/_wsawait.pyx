@@ -108,22 +108,20 @@ cdef class Awaiting:
         return self._wait_on(s, True)
 
     cdef object _wait_on(self, WsSession s, bint drain):
-        future = s.aio.create_future()
-        if drain:
-            s.draining = future
+        if drain:       # every sender waiting for room waits on one future (a chat room's
+            future = s.draining     # broadcast: several tasks sending to one slow client)
+            if future is None or future.done():
+                future = s.draining = s.aio.create_future()
         else:
-            s.waiting = future
+            future = s.waiting = s.aio.create_future()
         future._asyncio_future_blocking = True      # what Future.__await__ sets when it yields
         self.future = future
         return future
 
     cdef void _drop(self):
         """Thrown into (cancelled) or closed: the session wakes it no more."""
-        if self.future is not None:
-            if self.session.waiting is self.future:
-                self.session.waiting = None
-            elif self.session.draining is self.future:
-                self.session.draining = None
+        if self.future is not None and self.session.waiting is self.future:
+            self.session.waiting = None     # (a drain's future is the other senders' too)
         self.future = None
         self.message = None
 

@@ -301,6 +301,11 @@ cdef class WsSession:
     def compressed(self):
         return self.deflate is not None
 
+    @property
+    def attached(self):
+        """A connection took it (the 101 went out)."""
+        return self.ctx is not None
+
 
 cdef inline void _pack(unsigned char* p, uint32_t v) noexcept:
     p[0] = (v >> 24) & 0xff

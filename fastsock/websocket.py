@@ -62,7 +62,15 @@ class WebSockets:
         return None
 
     def session(self, req: Request) -> WsSession:
-        return WsSession(self.options, request_accept_value(req), extensions(req))
+        """A WebSocket's session; it holds its place in `open` until it closes (or, never
+        attached, until its handler ends: _HandlerDone)."""
+        session = WsSession(self.options, request_accept_value(req), extensions(req))
+        session.on_closed = self._closed
+        self.open += 1
+        return session
+
+    def _closed(self, session: WsSession) -> None:
+        self.open -= 1
 
 
 class Answers(Protocol):
@@ -333,7 +341,6 @@ def start_websocket(req: Request, runner, run: Callable, what: str,
     context = contextvars.copy_context()    # the task's context has its request
     context.run(REQUEST.set, req)
     task = aio.create_task(run(channel), context=context)
-    sockets.open += 1
     loop = runner.loop
     if loop is not None:
         loop.tasks += 1
@@ -359,7 +366,10 @@ class _HandlerDone:
             cancelled = task.cancelled()
             self.channel.ended(None if cancelled else task.exception(), cancelled, self.what)
         finally:
-            self.sockets.open -= 1
+            session = self.channel.session
+            if session.on_closed is not None and not session.attached:
+                session.on_closed = None        # never opened: its place is free now
+                self.sockets.open -= 1
             if self.loop is not None:
                 self.loop.ws_handlers -= 1
                 self.loop.task_done()

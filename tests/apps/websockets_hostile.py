@@ -160,11 +160,16 @@ async def many_senders(ws: WebSocket):
 
 @app.websocket("/two-readers")
 async def two_readers(ws: WebSocket):
-    """Two tasks wait in receive() at once: each message goes to one of them, none is lost."""
+    """Two tasks wait in receive() at once: the second is refused at once with a RuntimeError
+    (as the websockets library refuses it), never left asleep; the first gets the message."""
     await ws.accept()
 
     async def reader(n: int):
-        message = await ws.receive()
+        try:
+            message = await ws.receive()
+        except RuntimeError as e:
+            await ws.send(f"reader refused: {e}")
+            return
         await ws.send(f"reader got {message}")
 
     await asyncio.gather(reader(0), reader(1))

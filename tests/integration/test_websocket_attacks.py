@@ -453,10 +453,6 @@ def test_what_the_app_cannot_send_is_a_typeerror_and_the_socket_lives(server):
                    "send_str_surrogate": "UnicodeEncodeError"}
 
 
-@pytest.mark.xfail(strict=True, reason="fastsock.websocket.WebSockets.open counts handler "
-                   "tasks (start_websocket +1, _handler_done -1), not open WebSockets: a handler "
-                   "that outlives its client holds a --ws-max-connections slot, and the worker "
-                   "answers 503 with fastsock_websockets_open == 0")
 def test_handlers_that_outlive_their_client_do_not_hold_ws_max_connections(tmp_path):
     """A handler that ignores the client leaving keeps its task; the WebSocket is closed, so
     it must not count against --ws-max-connections (the option counts open WebSockets)."""
@@ -649,10 +645,6 @@ def test_an_app_that_floods_a_client_that_never_reads_is_held(tmp_path):
         s.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="WsSession has one on_drain slot: Channel.send of a "
-                   "second task waiting on the same WebSocket replaces the first one's waiter "
-                   "(session.on_drain = ...), so the first never wakes, even when the client "
-                   "reads everything or leaves: a chat room's broadcast hangs a handler forever")
 def test_several_tasks_sending_to_one_slow_client_all_get_through(tmp_path):
     s = start_server(tmp_path, "--output-high-water", "65536", app=APP)
     try:
@@ -671,15 +663,12 @@ def test_several_tasks_sending_to_one_slow_client_all_get_through(tmp_path):
         s.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="WsSession has one waiter slot: a second task in "
-                   "Channel.receive replaces the first one's waiter (session.waiter = ...), "
-                   "so the first sleeps forever though a message is in the inbox for it")
-def test_two_tasks_receiving_from_one_websocket_both_get_a_message(server):
+def test_a_second_task_receiving_at_once_is_refused_not_left_asleep(server):
     with connect(url(server, "/two-readers")) as ws:
+        assert ws.recv(timeout=5) == ("reader refused: another task is already receiving on "
+                                      "this WebSocket")
         ws.send("one")
-        ws.send("two")
-        got = {ws.recv(timeout=5), ws.recv(timeout=5)}
-        assert got == {"reader got one", "reader got two"}
+        assert ws.recv(timeout=5) == "reader got one"
         assert ws.recv(timeout=5) == "both done"
 
 
