@@ -5,7 +5,7 @@ compressed message each). --trace: the worker traces its allocations (tracemallo
 Python objects' share is printed, largest first (tracing costs memory of its own: the RSS
 figures of a traced run are not the ones to report).
 
-    python bench/ws_memory.py [--n 1000] [--deflate] [--trace] [--app apps.ws_echo_fastsock:app]
+    python bench/ws_memory.py [--n 1000] [--deflate [--size 100]] [--trace] [--app apps.ws_echo_fastsock:app]
                               [--repeat 3]
 """
 from __future__ import annotations
@@ -83,9 +83,10 @@ def handshake(port: int, deflate: bool) -> tuple[socket.socket, bytes, bytes]:
     return sock, head, rest
 
 
-def echo_once(sock: socket.socket, rest: bytes, deflate: bool) -> None:
-    """Send one masked 32 B binary message (compressed with deflate) and read its echo."""
-    payload = b"y" * 32
+def echo_once(sock: socket.socket, rest: bytes, deflate: bool, size: int = 32) -> None:
+    """Send one masked binary message of `size` bytes (compressed with deflate) and read its
+    echo (compressed too from the server's 64 bytes on: both zlib streams then live on)."""
+    payload = b"y" * size
     if deflate:
         c = zlib.compressobj(wbits=-15)
         payload = (c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
@@ -124,7 +125,7 @@ def one_run(args, trace_dir: str | None) -> tuple[float, float]:
     try:
         for _ in range(100):                    # warm: first-connection work done once
             sock, _, rest = handshake(port, args.deflate)
-            echo_once(sock, rest, args.deflate)
+            echo_once(sock, rest, args.deflate, args.size)
             sock.close()
         time.sleep(0.5)
         if trace_dir:
@@ -134,7 +135,7 @@ def one_run(args, trace_dir: str | None) -> tuple[float, float]:
             sock, head, rest = handshake(port, args.deflate)
             if args.deflate and b"permessage-deflate" not in head.lower():
                 raise SystemExit("permessage-deflate was not agreed")
-            echo_once(sock, rest, args.deflate)
+            echo_once(sock, rest, args.deflate, args.size)
             socks.append(sock)
         time.sleep(1.0)                         # the worker settles (its timers run)
         rss1, pss1 = worker_kib(proc.pid)
@@ -165,6 +166,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--deflate", action="store_true")
+    ap.add_argument("--size", type=int, default=32, help="the message each echoes (< 120 B)")
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--repeat", type=int, default=3)
