@@ -190,6 +190,7 @@ BAD_VALUES = [
     ([], {"FASTSOCK_LOG_CONFIG": "/missing/log.json"}, "FASTSOCK_LOG_CONFIG"),
     (["--forwarded-allow-ips", "10.0.0.0/33"], {}, "--forwarded-allow-ips"),
     ([], {"FASTSOCK_PROXY_PROTOCOL": "v2"}, "FASTSOCK_PROXY_PROTOCOL"),
+    ([], {"FASTSOCK_WS_COMPRESSION": "deflate"}, "FASTSOCK_WS_COMPRESSION"),
     (["--port"], {}, "argument --port: expected one argument"),
     (["--prt", "3"], {}, "unrecognized arguments: --prt"),
     (["--time", "5"], {}, "unrecognized arguments: --time"),  # not --timeout: no abbreviations
