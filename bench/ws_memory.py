@@ -5,7 +5,8 @@ compressed message each). --trace: the worker traces its allocations (tracemallo
 Python objects' share is printed, largest first (tracing costs memory of its own: the RSS
 figures of a traced run are not the ones to report).
 
-    python bench/ws_memory.py [--n 1000] [--deflate [--size 100]] [--trace] [--app apps.ws_echo_fastsock:app]
+    python bench/ws_memory.py [--n 1000] [--deflate [--size 100]] [--trace]
+                              [--app apps.ws_echo_fastsock:app]
                               [--repeat 3]
 """
 from __future__ import annotations

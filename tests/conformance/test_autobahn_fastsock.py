@@ -264,7 +264,7 @@ def _play(peer: Peer, sock: socket.socket, c: dict) -> Replay:
                                   and code not in (1005, 1006, 1015) else 1000))
         except OSError:
             pass
-    peer.wait(lambda: False, 10)                # until the server ends the TCP connection
+    peer.wait(lambda: False, 30)                # until the server ends the TCP connection
     with peer.cond:
         return Replay(shown(peer.events), peer.close, closed_first, unsent, answered,
                       list(peer.after_close), list(peer.anomalies), peer.eof)
@@ -465,7 +465,7 @@ def test_compressed_echo(servers, case):
             assert peer.wait(lambda i=i: len(peer.events) > i or peer.close is not None, 30)
             assert peer.close is None, (peer.close.close_code, peer.close.payload[2:], case["id"])
         sock.sendall(wf.close(1000))
-        peer.wait(lambda: False, 10)
+        peer.wait(lambda: False, 30)
         assert shown(peer.events) == sent
         assert not peer.anomalies, peer.anomalies
         assert peer.close is not None and peer.close.close_code == 1000
