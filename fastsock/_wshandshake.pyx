@@ -12,7 +12,7 @@ from hashlib import sha1
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 
-from fastsock._chars cimport fs_init_char_classes, is_token, is_field_value, _lower
+from fastsock._chars cimport fs_init_char_classes, is_token, is_field_value, _eq_ci
 from fastsock._fields cimport next_field
 from fastsock._message cimport M_GET, Request
 from fastsock._outbuf cimport OutBuffer
@@ -46,32 +46,22 @@ cdef enum:
     F_OTHER, F_UPGRADE, F_CONNECTION, F_KEY, F_VERSION, F_LENGTH, F_TE, F_PROTOCOL, F_EXTENSIONS
 
 
-cdef inline bint _name_is(const char* p, Py_ssize_t n, const char* lit, Py_ssize_t ln) noexcept:
-    cdef Py_ssize_t i
-    if n != ln:
-        return False
-    for i in range(n):
-        if _lower(<unsigned char>p[i]) != <unsigned char>lit[i]:
-            return False
-    return True
-
-
 cdef int _field(const char* p, Py_ssize_t n) noexcept:
-    if _name_is(p, n, b"upgrade", 7):
+    if _eq_ci(p, n, b"upgrade", 7):
         return F_UPGRADE
-    if _name_is(p, n, b"connection", 10):
+    if _eq_ci(p, n, b"connection", 10):
         return F_CONNECTION
-    if _name_is(p, n, b"sec-websocket-key", 17):
+    if _eq_ci(p, n, b"sec-websocket-key", 17):
         return F_KEY
-    if _name_is(p, n, b"sec-websocket-version", 21):
+    if _eq_ci(p, n, b"sec-websocket-version", 21):
         return F_VERSION
-    if _name_is(p, n, b"content-length", 14):
+    if _eq_ci(p, n, b"content-length", 14):
         return F_LENGTH
-    if _name_is(p, n, b"transfer-encoding", 17):
+    if _eq_ci(p, n, b"transfer-encoding", 17):
         return F_TE
-    if _name_is(p, n, b"sec-websocket-protocol", 22):
+    if _eq_ci(p, n, b"sec-websocket-protocol", 22):
         return F_PROTOCOL
-    if _name_is(p, n, b"sec-websocket-extensions", 24):
+    if _eq_ci(p, n, b"sec-websocket-extensions", 24):
         return F_EXTENSIONS
     return F_OTHER
 
@@ -89,7 +79,7 @@ cdef bint _has_element(const char* p, Py_ssize_t s, Py_ssize_t e, const char* li
             a += 1
         while b > a and (p[b - 1] == c' ' or p[b - 1] == c'\t'):
             b -= 1
-        if _name_is(p + a, b - a, lit, ln):
+        if _eq_ci(p + a, b - a, lit, ln):
             return True
         i += 1
     return False
