@@ -2,7 +2,7 @@
 real sockets: `cases(...)` to parametrise over, `steps(case)` to play a case's client side.
 
     for kind, value in steps(case):
-        if kind == "send": sock.sendall(value)
+        if kind in ("send", "close"): sock.sendall(value)   # close: the end of a client's Close
         elif kind == "wait": ...            # the suite waits value seconds (fail-fast cases)
         elif kind in ("close_after", "expect_closed_within"): ...   # see AUTOBAHN_CASES.md
 """
@@ -43,17 +43,21 @@ def payload(p: dict | None) -> bytes:
     return unit * (p["size"] // len(unit))
 
 
-def _chopped(data: bytes, chopsize: int | None) -> Iterator[tuple[str, object]]:
-    if not chopsize:
-        yield "send", data
-        return
-    for at in range(0, len(data), chopsize):
-        yield "send", data[at:at + chopsize]
+def _chopped(data: bytes, chopsize: int | None, closes: bool = False
+             ) -> Iterator[tuple[str, object]]:
+    """A frame's bytes in writes of chopsize; the last one's kind is "close" when the frame
+    is a Close the server must take as the client's (told by the case, never guessed from the
+    bytes: a chop of a masked payload can look like a Close's header)."""
+    pieces = [data[at:at + chopsize] for at in range(0, len(data), chopsize)] \
+        if chopsize else [data]
+    for i, piece in enumerate(pieces):
+        yield "close" if closes and i == len(pieces) - 1 else "send", piece
 
 
 def steps(c: dict) -> Iterator[tuple[str, object]]:
-    """A case's client side as ("send", bytes) and ("wait" | "close_after" |
-    "expect_closed_within", seconds). Frames are masked with random keys."""
+    """A case's client side as ("send" | "close", bytes) and ("wait" | "close_after" |
+    "expect_closed_within", seconds). "close": the write that ends the client's Close (from
+    then on the client has closed). Frames are masked with random keys."""
     streaming: dict | None = None                   # a frame whose payload goes out in parts
     binary = False
     for a in c["client"]:
@@ -64,8 +68,10 @@ def steps(c: dict) -> Iterator[tuple[str, object]]:
                 n = a["payload_len"]
                 data = (data * (n // max(len(data), 1) + 1))[:n] if data else b""
             # the suite's rsv is the 3-bit field as the builder takes it (4 is RSV1)
+            # a valid Close's header: no reserved bit, a control frame's length
+            closes = a["opcode"] == wf.OP_CLOSE and not a["rsv"] and len(data) < 126
             yield from _chopped(wf.frame(a["opcode"], data, fin=a["fin"], rsv=a["rsv"]),
-                                a.get("chopsize"))
+                                a.get("chopsize"), closes)
         elif op == "message":
             data = payload(a["payload"])
             opcode = wf.OP_BINARY if a["binary"] else wf.OP_TEXT
@@ -95,8 +101,8 @@ def steps(c: dict) -> Iterator[tuple[str, object]]:
             reason = payload(a.get("reason"))
             code = a.get("code")
             # no code: the reason alone is the body (7.3.2 sends a 1-byte one)
-            yield "send", wf.close(code, reason) if code is not None else \
-                wf.frame(wf.OP_CLOSE, reason)
+            data = wf.close(code, reason) if code is not None else wf.frame(wf.OP_CLOSE, reason)
+            yield "close" if len(reason) + (2 if code is not None else 0) < 126 else "send", data
         elif op in ("wait", "close_after", "expect_closed_within"):
             yield op, a["seconds"]
         else:
@@ -105,7 +111,7 @@ def steps(c: dict) -> Iterator[tuple[str, object]]:
 
 def wire(c: dict) -> bytes:
     """All the bytes a case's client sends, waits left out."""
-    return b"".join(v for k, v in steps(c) if k == "send")
+    return b"".join(v for k, v in steps(c) if k in ("send", "close"))
 
 
 def server_must_fail(c: dict) -> bool:
