@@ -3,7 +3,7 @@
 _conn_io.pxd). What a request means is the connection's business; when to accept, tick or
 drain is the Loop's, which extends this.
 """
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from fastsock._bridge cimport Bridge
 from fastsock._conn cimport Connection
@@ -41,7 +41,7 @@ cdef class ConnIO(Bridge):
         cdef Context ctx = self.ctx
         cdef Connection c = Connection.__new__(Connection)
         c.setup(ctx, dispatch, fd)
-        c.addr = addr[0]
+        memcpy(&c.addr, addr, sizeof(c.addr))     # (IPv4 and IPv6 fit; a Unix peer is "")
         c.interest = EPOLLIN
         self.conns[fd] = c
         ev.events = EPOLLIN | EDGE          # edge-triggered: no re-poll of a drained socket

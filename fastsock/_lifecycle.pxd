@@ -7,7 +7,7 @@ from fastsock._handoff cimport Endpoint, Deferred, BodyIn
 from fastsock._message cimport Request
 from fastsock._parser cimport RequestParser, ParseError
 from fastsock._stream_out cimport StreamOut
-from fastsock._sys cimport sockaddr_storage
+from fastsock._sys cimport sockaddr_in6
 from fastsock._writer cimport OutBuffer
 from fastsock._wsconn cimport WsSession
 
@@ -97,7 +97,8 @@ cdef class Lifecycle(Endpoint):
     cdef bint input_ended           # the client half-closed: answer what is here, then close
     cdef WsSession ws               # the WebSocket it was upgraded to (C_WEBSOCKET), or None
     cdef object peer
-    cdef sockaddr_storage addr
+    cdef sockaddr_in6 addr          # the peer's, as accept() gave it (an IPv4 one fits in it:
+                                    # 28 bytes, not a sockaddr_storage's 128, per connection)
 
     cdef void _to(self, ConnState s) noexcept
     cdef void _end(self, ConnState s, int reason) noexcept

@@ -343,11 +343,11 @@ cdef class Lifecycle(Endpoint):
         cdef sockaddr_in* a4
         cdef sockaddr_in6* a6
         if self.peer is None:
-            if self.addr.ss_family == AF_INET:
+            if self.addr.sin6_family == AF_INET:
                 a4 = <sockaddr_in*>&self.addr
                 inet_ntop(AF_INET, &a4.sin_addr, host, 64)
                 self.peer = (host.decode("ascii"), ntohs(a4.sin_port))
-            elif self.addr.ss_family == AF_INET6:
+            elif self.addr.sin6_family == AF_INET6:
                 a6 = <sockaddr_in6*>&self.addr
                 inet_ntop(AF_INET6, &a6.sin6_addr, host, 64)
                 self.peer = (host.decode("ascii"), ntohs(a6.sin6_port))

@@ -47,8 +47,6 @@ cdef class WsSession:
     cdef int phase
     cdef readonly int close_code    # once closed: the peer's code (1005: none), ours when we
     cdef readonly str close_reason  # failed the connection, 1006 when it went without a Close
-    cdef public object waiter       # callable() to wake the app waiting for a message, or None
-    cdef public object on_drain     # callable() once the output has room again, or None
     cdef object waiting             # the Future a Receiving waits on (resolved: a message or
     cdef object draining            # the end came), and a Sending's (the output has room)
     cdef public object aio          # the asyncio loop the app's side runs on

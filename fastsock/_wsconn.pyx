@@ -214,12 +214,6 @@ cdef class WsSession:
             self.draining = None
             if not future.done():
                 future.set_result(None)
-        if self.on_drain is not None:
-            waiter, self.on_drain = self.on_drain, None
-            try:
-                waiter()
-            except Exception:
-                error_log.exception("resuming a WebSocket sender failed")
 
     cdef void _finish(self, int code, str reason):
         if self.phase == WS_DONE:
@@ -245,15 +239,12 @@ cdef class WsSession:
             self.waiting = None
             if not future.done():
                 future.set_result(None)
-        if self.waiter is not None:
-            waiter, self.waiter = self.waiter, None
-            waiter()
 
     # ------------------------------------------------------------ the app's side
 
     def receive(self):
-        """-> the next message (str or bytes); None when none is here yet (set waiter, then ask
-        again); ConnectionError once the WebSocket is closed (close_code says how)."""
+        """-> the next message (str or bytes); None when none is here yet (wait on `waiting`,
+        then ask again); ConnectionError once the WebSocket is closed (close_code says how)."""
         cdef bint was_full
         if self.first is not None:
             was_full = self.inbox_full()
@@ -267,7 +258,7 @@ cdef class WsSession:
 
     def send(self, message):
         """Frame message (str: text, bytes-like: binary) into the output. -> True when there is
-        room for more, False when the caller should wait for on_drain. ConnectionError once
+        room for more, False when the caller should wait on `draining`. ConnectionError once
         closing (our Close sent) or closed; TypeError for anything else."""
         if self.phase != WS_OPEN or self.conn is None:
             raise ConnectionError(self.close_code or 1006)

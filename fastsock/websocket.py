@@ -63,13 +63,14 @@ class WebSockets:
 
     def session(self, req: Request) -> WsSession:
         """A WebSocket's session; it holds its place in `open` until it closes (or, never
-        attached, until its handler ends: _HandlerDone)."""
+        attached, until its handler ends: Channel.__call__)."""
         session = WsSession(self.options, request_accept_value(req), extensions(req))
-        session.on_closed = self._closed
+        session.on_closed = self        # (itself, not a bound method: 64 bytes per WebSocket)
         self.open += 1
         return session
 
-    def _closed(self, session: WsSession) -> None:
+    def __call__(self, session: WsSession) -> None:
+        """A session closed: its place is free."""
         self.open -= 1
 
 
@@ -92,7 +93,13 @@ def with_echo(req: Request, headers) -> list:
 
 class Channel:
     """One WebSocket's way between the connection and a handler (native or ASGI): accept or
-    deny the handshake, receive, send with back-pressure, close. On the loop's thread."""
+    deny the handshake, receive, send with back-pressure, close. On the loop's thread.
+    Slotted, and the handler's task's done callback itself (__call__): each idle WebSocket
+    holds one."""
+
+    __slots__ = ("req", "session", "aio", "deferred", "handshake_timeout", "accepted",
+                 "answered", "headers", "opened", "on_failure", "close_when_open", "timer",
+                 "task", "loop", "what")
 
     def __init__(self, req: Request, session: WsSession, deferred: Answers,
                  aio: asyncio.AbstractEventLoop, handshake_timeout: float):
@@ -111,6 +118,8 @@ class Channel:
         self.timer = aio.call_later(handshake_timeout, self._handshake_expired) \
             if handshake_timeout else None
         self.task: asyncio.Task | None = None      # the handler's (start_websocket's)
+        self.loop = None                            # ... and what its end counts down
+        self.what = ""
 
     def accept(self, subprotocol: str | None = None, headers=None) -> None:
         if self.answered:
@@ -219,6 +228,21 @@ class Channel:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+    def __call__(self, task: asyncio.Task) -> None:
+        """The handler's task is done (start_websocket): its WebSocket ends, the counts go
+        down."""
+        try:
+            cancelled = task.cancelled()
+            self.ended(None if cancelled else task.exception(), cancelled, self.what)
+        finally:
+            session = self.session
+            if session.on_closed is not None and not session.attached:
+                free, session.on_closed = session.on_closed, None   # never opened: its
+                free(session)                                       # place is free now
+            if self.loop is not None:
+                self.loop.ws_handlers -= 1
+                self.loop.task_done()
 
 
 _FORBIDDEN = Response(b"WebSocket refused\n", 403, content_type="text/plain")
@@ -345,34 +369,12 @@ def start_websocket(req: Request, runner, run: Callable, what: str,
     if loop is not None:
         loop.tasks += 1
         loop.ws_handlers += 1
-    channel.task = task
+    channel.task, channel.loop, channel.what = task, loop, what
     deferred.on_cancel = task.cancel        # the client left before the handshake's answer
-    # one object per WebSocket, not a partial and its tuple; the task's own context, not a
-    # copy of the loop's (both live as long as the WebSocket)
-    task.add_done_callback(_HandlerDone(channel, sockets, loop, what), context=context)
+    # the channel itself is the callback (no object more per WebSocket); the task's own
+    # context, not a copy of the loop's (both live as long as the WebSocket)
+    task.add_done_callback(channel, context=context)
     return deferred if answers is None else task
-
-
-class _HandlerDone:
-    """The handler's task is done: its WebSocket ends, the counts go down."""
-
-    __slots__ = ("channel", "sockets", "loop", "what")
-
-    def __init__(self, channel: Channel, sockets: WebSockets, loop, what: str):
-        self.channel, self.sockets, self.loop, self.what = channel, sockets, loop, what
-
-    def __call__(self, task: asyncio.Task) -> None:
-        try:
-            cancelled = task.cancelled()
-            self.channel.ended(None if cancelled else task.exception(), cancelled, self.what)
-        finally:
-            session = self.channel.session
-            if session.on_closed is not None and not session.attached:
-                session.on_closed = None        # never opened: its place is free now
-                self.sockets.open -= 1
-            if self.loop is not None:
-                self.loop.ws_handlers -= 1
-                self.loop.task_done()
 
 
 _UPGRADE_REQUIRED = Response(b"This route is a WebSocket: upgrade to one\n", 426,

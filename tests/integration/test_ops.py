@@ -81,6 +81,33 @@ def test_forwarded_headers_ignored_from_untrusted_peer(serve):
     assert client_seen(server, {"X-Forwarded-For": "203.0.113.9"}) == "127.0.0.1"
 
 
+def test_the_peer_address_is_the_clients_over_ipv4_and_ipv6(serve, tmp_path):
+    # the connection keeps accept()'s address in 28 bytes (a sockaddr_in6): both families
+    assert client_seen(serve(), {}) == "127.0.0.1"
+    port = free_port()
+    with open(tmp_path / "err", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "fastsock", "tests.apps.native:app",
+                                 "--host", "::1", "--port", str(port), "--workers", "2"],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert proc.poll() is None, (tmp_path / "err").read_text()
+            try:
+                with socket.create_connection(("::1", port), timeout=1) as s:
+                    local = s.getsockname()[1]
+                    s.sendall(b"GET /inspect HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    body = read_until_close(s).partition(b"\r\n\r\n")[2]
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "no server on [::1]"
+                time.sleep(0.05)
+        assert json.loads(body)["client"] == ["::1", local]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_forwarded_headers_from_trusted_peer(serve):
     server = serve("--forwarded-allow-ips", "127.0.0.1, 10.0.0.0/8", "--access-log", "json")
     assert client_seen(server, {"X-Forwarded-For": "203.0.113.9"}) == "203.0.113.9"
