@@ -118,6 +118,22 @@ def worker_kib(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+# what Linux itself allocates for each accepted TCP socket watched by epoll, whatever the server
+KERNEL_SLABS = ("TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi", "eventpoll_pwq")
+
+
+def kernel_bytes_per_socket() -> int | None:
+    """The sizes of the kernel's slab objects for one accepted, epoll-watched TCP socket (its
+    tcp_sock, socket inode, file, dentry and epoll entries; /proc/slabinfo, root only): the
+    floor under every server's figure. None when unreadable."""
+    try:
+        lines = Path("/proc/slabinfo").read_text().splitlines()
+    except OSError:
+        return None
+    sizes = {f[0]: int(f[3]) for f in (line.split() for line in lines[2:])}
+    return sum(sizes.get(name, 0) for name in KERNEL_SLABS)
+
+
 def one_run(args, trace_dir: str | None) -> tuple[float, float]:
     port = bench.free_port()
     env = {"FASTSOCK_BENCH_TRACE": trace_dir} if trace_dir else {}
@@ -186,6 +202,9 @@ def main() -> int:
     print(f"{args.app}, {args.n} idle WebSockets{' (permessage-deflate)' if args.deflate else ''}"
           f": {rss:.0f} B RssAnon, {pss:.0f} B Pss per WebSocket (median of {args.repeat}: "
           + ", ".join(f"{r[0]:.0f}" for r in runs) + ")")
+    kernel = kernel_bytes_per_socket()
+    print("the kernel's own per accepted socket (slab objects: " + ", ".join(KERNEL_SLABS)
+          + "): " + (f"{kernel} B" if kernel is not None else "unreadable (not root)"))
     return 0
 
 
