@@ -230,7 +230,18 @@ cdef class FrameReader:
         return 0
 
     cdef int _inflate_failed(self, int r) except -1:
+        cdef Py_ssize_t within
         if r == 1:
+            if self.msg_opcode == OP_TEXT:
+                # the text inflated within the cap is checked first: invalid there, it is a
+                # 1007 however the reads fell (one read may inflate past the cap at once)
+                within = min(self.buf.len, self.max_message)
+                if within > self.checked:
+                    fs_utf8_check(&self.utf8_state, <unsigned char*>self.buf.data + self.checked,
+                                  within - self.checked, &self.ascii)
+                    self.checked = within
+                if self.utf8_state == FS_UTF8_REJECT:
+                    return self._fail(1007, UTF8_BAD)
             return self._fail(1009, f"a message inflating past {self.max_message} bytes")
         return self._fail(1007, "a compressed message that does not inflate")
 

@@ -76,9 +76,42 @@ def main() -> None:
     }
     for name, data in seeds.items():
         (proxy / f"{name}.bin").write_bytes(data)
+    websocket_seeds(HERE / "corpus" / "websocket")
     for http in sorted((HERE / "corpus" / "requests").glob("*/*.http")):
         if not http.with_suffix(".json").exists():
             print(f"{http.relative_to(HERE)}: no .json beside it: write its expected parse")
+
+
+def websocket_seeds(where: Path) -> None:
+    """A client's frame streams for the websocket target: its options byte (bit 0:
+    permessage-deflate agreed; bits 1-3: the message limit, 64 << n bytes; bit 4: frames half
+    that), the byte that picks the split, then masked frames (a fixed mask: reproducible)."""
+    import zlib
+
+    from tests.support.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, close, frame
+
+    mask = b"\x37\xfa\x21\x3d"
+
+    def deflated(data: bytes) -> bytes:
+        c = zlib.compressobj(wbits=-12)
+        return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+    where.mkdir(parents=True, exist_ok=True)
+    seeds = {
+        "text": (0x0E, frame(OP_TEXT, "héllo €".encode(), mask=mask)),
+        "binary-126": (0x0E, frame(OP_BINARY, bytes(200), mask=mask)),
+        "fragments-ping-between": (0x0E, frame(OP_TEXT, b"frag", fin=False, mask=mask)
+                                   + frame(OP_PING, b"p", mask=mask)
+                                   + frame(0, b"ment", mask=mask)),
+        "close-1000": (0x0E, close(1000, b"bye", mask=mask)),
+        "utf8-invalid": (0x0E, frame(OP_TEXT, b"\xed\xa0\x80", mask=mask)),
+        "over-limit": (0x00, frame(OP_BINARY, bytes(100), mask=mask)),
+        "deflated": (0x0F, frame(OP_TEXT, deflated(b"abc" * 40), rsv=4, mask=mask)
+                     + frame(OP_CLOSE, b"", mask=mask)),
+        "deflate-bomb": (0x01, frame(OP_BINARY, deflated(bytes(1 << 16)), rsv=4, mask=mask)),
+    }
+    for name, (options, stream) in seeds.items():
+        (where / f"{name}.bin").write_bytes(bytes([options, 7]) + stream)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz the request parser and the PROXY header parser for SECONDS in all (default 60: the
+# Fuzz the request parser, the PROXY header parser and the WebSocket frame reader for SECONDS in all (default 60: the
 # bounded run .ci/run makes; a longer one: fuzz/run.sh 3600). New inputs that reach new code
 # land in fuzz/corpus/*/grown: commit them, tests/unit/test_corpus.py replays them.
 # Needs clang and atheris (pip install -e '.[dev]'; apt-get install clang).
@@ -21,7 +21,7 @@ libfuzzer=$(python -c 'import atheris; print(atheris.path())')/libclang_rt.fuzze
 clang++ -shared -o "$build/libfuzzer.so" -Wl,--whole-archive "$libfuzzer" \
     -Wl,--no-whole-archive -lpthread
 
-mkdir -p fuzz/corpus/requests/grown fuzz/corpus/proxy/grown
+mkdir -p fuzz/corpus/requests/grown fuzz/corpus/proxy/grown fuzz/corpus/websocket/grown
 fuzz() {    # target, seconds, corpus dirs: new inputs go to a scratch dir, then those that add
             # coverage are merged into the target's grown/ (kept small enough to commit)
     local target=$1 seconds=$2 new="$build/new-$1"
@@ -39,6 +39,7 @@ fuzz() {    # target, seconds, corpus dirs: new inputs go to a scratch dir, then
         python fuzz/fuzz_parsers.py -merge=1 "fuzz/corpus/$target/grown" "$new" >"$build/$target-merge.log" 2>&1
     echo "$target: $(ls "fuzz/corpus/$target/grown" | wc -l) inputs in fuzz/corpus/$target/grown"
 }
-fuzz requests $((seconds * 3 / 4)) fuzz/corpus/requests/grown fuzz/corpus/requests/valid \
+fuzz requests $((seconds / 2)) fuzz/corpus/requests/grown fuzz/corpus/requests/valid \
     fuzz/corpus/requests/invalid
 fuzz proxy $((seconds / 4)) fuzz/corpus/proxy/grown fuzz/corpus/proxy
+fuzz websocket $((seconds / 4)) fuzz/corpus/websocket/grown fuzz/corpus/websocket

@@ -108,3 +108,52 @@ def test_proxy_inputs_the_fuzzer_found_parse_or_are_refused_with_proxy_header_er
         return
     if result is not None:                      # a whole header: its length is in the input
         assert 0 < result[0] <= len(data)
+
+
+# ---------------------------------------------------------------- the websocket target's seeds
+
+WS_SEEDS = {        # what each seed fuzz/make_corpus.py writes reads to (failures: their code)
+    "text": [("text", "héllo €")],
+    "binary-126": [("binary", bytes(200))],
+    "fragments-ping-between": [("ping", b"p"), ("text", "fragment")],
+    "close-1000": [("close", 1000, "bye")],
+    "utf8-invalid": [("fail", 1007)],
+    "over-limit": [("fail", 1009)],
+    "deflated": [("text", "abc" * 40), ("close", 1005, "")],
+    "deflate-bomb": [("fail", 1009)],
+}
+WS_INPUTS = sorted((CORPUS / "websocket").glob("*.bin")) + \
+    sorted((CORPUS / "websocket" / "grown").glob("*"))
+
+
+def ws_read(data: bytes, cut: int | None = None) -> list:
+    """A websocket input (options byte, split byte, stream) read as the fuzz target reads it:
+    whole, or in two reads at cut; nothing after a failure or a Close."""
+    from fastsock._wsdeflate import negotiate
+    from fastsock._wsframes import FrameReader
+    options, stream = data[0], data[2:]
+    deflate = negotiate("permessage-deflate; client_max_window_bits", server_max_window_bits=12,
+                        client_max_window_bits=12, mem_level=5)[1] if options & 1 else None
+    limit = 64 << (options >> 1 & 7)
+    reader = FrameReader(limit, limit // 2 if options & 16 else limit, deflate)
+    events: list = []
+    for piece in [stream] if cut is None else [stream[:cut], stream[cut:]]:
+        events += reader.feed(piece)
+        ends = [i for i, e in enumerate(events) if e[0] in ("fail", "close")]
+        if ends:
+            return [e[:2] if e[0] == "fail" else e for e in events[:ends[0] + 1]]
+    return events
+
+
+def test_every_websocket_seed_is_there():
+    assert {p.stem for p in (CORPUS / "websocket").glob("*.bin")} == set(WS_SEEDS)
+
+
+@pytest.mark.parametrize("path", WS_INPUTS, ids=lambda p: p.name[:24])
+def test_websocket_inputs_read_the_same_whole_and_split(path):
+    data = path.read_bytes()
+    whole = ws_read(data)
+    if path.stem in WS_SEEDS:
+        assert whole == WS_SEEDS[path.stem]
+    for i in range(0, len(data) - 1, max(1, len(data) // 16)):
+        assert ws_read(data, i) == whole, f"split at {i}"

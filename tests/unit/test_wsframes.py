@@ -710,6 +710,19 @@ def test_a_message_that_inflates_exactly_to_the_limit_is_read() -> None:
         frame(OP_TEXT, deflated(payload), rsv=RSV1))) == [fail(1009)]
 
 
+@pytest.mark.parametrize("bad_at", [0, 40, 63, 64])
+def test_compressed_text_past_the_limit_fails_the_same_however_it_is_read(bad_at: int) -> None:
+    # one read may inflate past the limit at once, another stop at invalid UTF-8 first (found
+    # by fuzz/fuzz_parsers.py's websocket target): the text within the limit is checked first,
+    # so invalid UTF-8 there is 1007 in every split, and past it the message is 1009
+    text = b"a" * bad_at + b"\xff" + b"b" * 200
+    stream = frame(OP_TEXT, deflated(text), rsv=RSV1)
+    expected = [fail(1007)] if bad_at < 64 else [fail(1009)]
+    assert codes(zreader(max_message=64).feed(stream)) == expected
+    for size in (1, 2, 3, 7, 9, 13):
+        assert codes(zreader(max_message=64).feed(stream, size)) == expected, size
+
+
 def test_a_corrupt_compressed_message_fails_1007() -> None:
     assert codes(zread(frame(OP_BINARY, b"\xff\xff\xff\xff\xff", rsv=RSV1))) == [fail(1007)]
 
