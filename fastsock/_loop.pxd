@@ -26,6 +26,8 @@ cdef class Loop(ConnIO):
     cdef double next_tick
     cdef double tick_interval
     cdef object on_tick             # callable once a tick (the access log's flush), or None
+    cdef public object on_drain     # callable as draining begins (the handshakes of WebSockets
+                                    # still waiting for their handler refused), or None
     cdef AcceptPolicy accepts       # which worker accepts: stand aside, balance, shed
     cdef epoll_event events[MAX_EVENTS]
 

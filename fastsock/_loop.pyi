@@ -19,3 +19,4 @@ class Loop(ConnIO):
     on_stream: Callable[[Any, Any], None] | None
     on_head: Callable[[Any], Any] | None
     on_refused: Callable[[Any], Any] | None
+    on_drain: Callable[[], None] | None

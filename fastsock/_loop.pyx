@@ -313,6 +313,11 @@ cdef class Loop(ConnIO):
         self.draining = True
         self.drain_deadline = monotonic() + self.ctx.limits.graceful_timeout
         self._close_listeners()
+        if self.on_drain is not None:
+            try:
+                self.on_drain()
+            except Exception:
+                error_log.exception("the drain hook failed")
         self._close_websockets()
         self._close_idle()
 

@@ -42,6 +42,7 @@ class WebSockets:
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
         self.open = 0               # started (handshake on the way) and not yet ended
+        self.waiting: set[Channel] = set()     # handshakes their handler has not answered
 
     def refusal(self, req: Request) -> Response | None:
         """The answer to an opening handshake that is not served, or None."""
@@ -73,6 +74,16 @@ class WebSockets:
         """A session closed: its place is free."""
         self.open -= 1
 
+    def refuse_waiting(self) -> None:
+        """The worker drains: the handshakes still waiting for their handler get 503 with
+        Retry-After now (the client reconnects to another worker or pod at once; accepted,
+        they would get 1001 at once) and their handlers are cancelled."""
+        for channel in list(self.waiting):
+            if not channel.answered:
+                channel.deny(_DRAINING)
+                channel.on_timeout()
+        self.waiting.clear()
+
 
 class Answers(Protocol):
     """Where a handshake's answer goes: the connection's Deferred, or the app's layers."""
@@ -99,7 +110,7 @@ class Channel:
 
     __slots__ = ("req", "session", "aio", "deferred", "handshake_timeout", "accepted",
                  "answered", "headers", "opened", "on_failure", "close_when_open", "timer",
-                 "task", "loop", "what")
+                 "task", "loop", "what", "sockets")
 
     def __init__(self, req: Request, session: WsSession, deferred: Answers,
                  aio: asyncio.AbstractEventLoop, handshake_timeout: float):
@@ -119,6 +130,7 @@ class Channel:
             if handshake_timeout else None
         self.task: asyncio.Task | None = None      # the handler's (start_websocket's)
         self.loop = None                            # ... and what its end counts down
+        self.sockets: WebSockets | None = None      # the registry, while it waits in it
         self.what = ""
 
     def accept(self, subprotocol: str | None = None, headers=None) -> None:
@@ -220,6 +232,9 @@ class Channel:
             self.task.cancel()
 
     def _answer(self, result) -> None:
+        if self.sockets is not None:        # answered: no longer waiting
+            self.sockets.waiting.discard(self)
+            self.sockets = None
         deferred, self.deferred = self.deferred, None
         if deferred is not None:
             deferred.complete(result)
@@ -236,6 +251,9 @@ class Channel:
             cancelled = task.cancelled()
             self.ended(None if cancelled else task.exception(), cancelled, self.what)
         finally:
+            if self.sockets is not None:    # (its layers answered, or it never did)
+                self.sockets.waiting.discard(self)
+                self.sockets = None
             session = self.session
             if session.on_closed is not None and not session.attached:
                 free, session.on_closed = session.on_closed, None   # never opened: its
@@ -249,6 +267,8 @@ _FORBIDDEN = Response(b"WebSocket refused\n", 403, content_type="text/plain")
 _SERVER_ERROR = Response(b"Internal Server Error\n", 500, content_type="text/plain")
 _HANDSHAKE_TIMEOUT = Response(b"WebSocket handshake timed out\n", 504,
                               content_type="text/plain")
+_DRAINING = Response(b"Server shutting down\n", 503, headers=[("Retry-After", "1")],
+                     content_type="text/plain")
 
 
 class WebSocket:
@@ -370,6 +390,9 @@ def start_websocket(req: Request, runner, run: Callable, what: str,
         loop.tasks += 1
         loop.ws_handlers += 1
     channel.task, channel.loop, channel.what = task, loop, what
+    if not channel.answered:                # (a handler may answer before its first await)
+        channel.sockets = sockets
+        sockets.waiting.add(channel)
     deferred.on_cancel = task.cancel        # the client left before the handshake's answer
     # the channel itself is the callback (no object more per WebSocket); the task's own
     # context, not a copy of the loop's (both live as long as the WebSocket)

@@ -65,6 +65,7 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
                     timeout=config.handler_timeout,
                     threads_by_default=config.run_sync == "thread")
     runner.websockets = config.websockets()
+    loop.on_drain = runner.websockets.refuse_waiting
     loop.on_stream = runner.start_feed
     if config.limit_concurrency:
         loop.on_refused = dispatch.refuse_over_limit(

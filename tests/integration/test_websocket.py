@@ -14,6 +14,7 @@ from websockets.sync.client import connect
 
 from tests.support.metrics import metric
 from tests.support.servers import start_server
+from tests.support.sockets import read_until_close
 from tests.support.waiting import wait_for_log, wait_until
 
 APP = "tests.apps.websockets_native:app"
@@ -279,6 +280,33 @@ def test_draining_closes_websockets_with_1001(tmp_path):
         # the worker waited for its handler, which saw the close (and awaited after it)
         assert (tmp_path / "watch.txt").read_text() == "1001\n"
     finally:
+        s.stop()
+
+
+def test_draining_refuses_the_handshakes_still_waiting_with_503(tmp_path):
+    # handlers that have not answered their handshake when the worker drains: the clients get
+    # 503 + Retry-After at once (to reconnect elsewhere), not a wait to the graceful timeout
+    s = start_server(tmp_path, "--workers", "2", "--ws-handshake-timeout", "120",
+                     "--graceful-timeout", "120", app=APP)
+    socks = []
+    try:
+        for _ in range(4):
+            sock = s.connect(timeout=30)
+            sock.sendall(b"GET /never HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: " + KEY.encode()
+                         + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            socks.append(sock)
+        # all four in their handlers (the scrape counts itself too)
+        wait_until(lambda: metric(s, "fastsock_requests_in_flight") == 5)
+        s.proc.send_signal(signal.SIGTERM)
+        for sock in socks:
+            answer = read_until_close(sock, 30)
+            assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+            assert b"\r\nretry-after: 1\r\n" in answer.lower(), answer[:300]
+        assert s.proc.wait(30) == 0             # long before the graceful timeout's 120 s
+    finally:
+        for sock in socks:
+            sock.close()
         s.stop()
 
 
