@@ -67,17 +67,6 @@ def start_fastsock_before(port: int):
     return start_fastsock(port, root=BASELINE)
 
 
-def rss_anon_kib(pid: int) -> int:
-    total = 0
-    for p in bench.process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total
-
 
 def ask(sock: socket.socket) -> None:
     sock.sendall(REQUEST)
@@ -106,13 +95,13 @@ def measure(start, n: int, m: int) -> dict:
             ask(warm)
         warm.close()
         time.sleep(0.5)
-        before = rss_anon_kib(proc.pid)
+        before = bench.rss_anon_kib(proc.pid)
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             ask(s)
             conns.append(s)
         time.sleep(1.0)
-        after = rss_anon_kib(proc.pid)
+        after = bench.rss_anon_kib(proc.pid)
 
         def new_connection():
             with socket.create_connection(("127.0.0.1", port), timeout=10) as s:

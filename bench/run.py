@@ -60,6 +60,29 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
+def _tree_sum(pid: int, file: str, field: str) -> int:
+    """A /proc/PID/FILE field (in KiB) summed over a process tree (gone processes count 0)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/{file}").read_text().splitlines():
+                if line.startswith(field):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def rss_anon_kib(pid: int) -> int:
+    """Anonymous resident memory of a process tree: what it allocated itself."""
+    return _tree_sum(pid, "status", "RssAnon:")
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of a process tree: shared pages split between their users."""
+    return _tree_sum(pid, "smaps_rollup", "Pss:")
+
+
 def cpu_split(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of a process tree."""
     user = system = 0

@@ -43,7 +43,8 @@ import run as bench  # noqa: E402  (pinning, ports, process trees, CPU from /pro
 
 SIZES = (32, 4096)
 PATH = "/echo"
-LOG = Path(os.environ.get("TMPDIR", "/tmp")) / "fastsock-ws-bench.log"     # the servers' output
+# the servers' output, this run's only (emptied as it starts)
+LOG = Path(os.environ.get("TMPDIR", "/tmp")) / "fastsock-ws-bench.log"
 
 
 def quiet(cmd: list[str], **kw) -> subprocess.Popen:
@@ -149,28 +150,6 @@ def echo_once(sock: socket.socket, rest: bytes, deflate: bool) -> None:
         data += chunk
 
 
-def rss_anon_kib(pid: int) -> int:
-    total = 0
-    for p in bench.process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total
-
-
-def pss_kib(pid: int) -> int:
-    total = 0
-    for p in bench.process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total
 
 
 # ---------------------------------------------------------------------------------- the runs
@@ -235,7 +214,7 @@ def idle(start, n: int, deflate: bool) -> dict:
             echo_once(sock, rest, deflate)
             sock.close()
         time.sleep(0.5)
-        rss0, pss0 = rss_anon_kib(proc.pid), pss_kib(proc.pid)
+        rss0, pss0 = bench.rss_anon_kib(proc.pid), bench.pss_kib(proc.pid)
         for _ in range(n):
             sock, head, rest = handshake(port, deflate)
             if deflate and b"permessage-deflate" not in head.lower():
@@ -244,7 +223,7 @@ def idle(start, n: int, deflate: bool) -> dict:
             echo_once(sock, rest, deflate)
             socks.append(sock)
         time.sleep(1.0)                             # the server settles (its own timers run)
-        rss1, pss1 = rss_anon_kib(proc.pid), pss_kib(proc.pid)
+        rss1, pss1 = bench.rss_anon_kib(proc.pid), bench.pss_kib(proc.pid)
         return {"kib": (rss1 - rss0) / n, "pss_kib": (pss1 - pss0) / n}
     finally:
         for sock in socks:
@@ -289,6 +268,7 @@ def fmt(value, spec: str) -> str:
 
 
 def main() -> int:
+    LOG.write_bytes(b"")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--connections", type=int, default=100)

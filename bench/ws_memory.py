@@ -102,21 +102,6 @@ def echo_once(sock: socket.socket, rest: bytes, deflate: bool, size: int = 32) -
         data += chunk
 
 
-def worker_kib(pid: int) -> tuple[int, int]:
-    """RssAnon and Pss (KiB) of the server's process tree."""
-    rss = pss = 0
-    for p in bench.process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    rss += int(line.split()[1])
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    pss += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return rss, pss
-
 
 # what Linux itself allocates for each accepted TCP socket watched by epoll, whatever the server
 KERNEL_SLABS = ("TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi", "eventpoll_pwq")
@@ -147,7 +132,7 @@ def one_run(args, trace_dir: str | None) -> tuple[float, float]:
         time.sleep(0.5)
         if trace_dir:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/_snapshot?tag=before").read()
-        rss0, pss0 = worker_kib(proc.pid)
+        rss0, pss0 = bench.rss_anon_kib(proc.pid), bench.pss_kib(proc.pid)
         for _ in range(args.n):
             sock, head, rest = handshake(port, args.deflate)
             if args.deflate and b"permessage-deflate" not in head.lower():
@@ -155,7 +140,7 @@ def one_run(args, trace_dir: str | None) -> tuple[float, float]:
             echo_once(sock, rest, args.deflate, args.size)
             socks.append(sock)
         time.sleep(1.0)                         # the worker settles (its timers run)
-        rss1, pss1 = worker_kib(proc.pid)
+        rss1, pss1 = bench.rss_anon_kib(proc.pid), bench.pss_kib(proc.pid)
         if trace_dir:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/_snapshot?tag=after").read()
         return (rss1 - rss0) * 1024 / args.n, (pss1 - pss0) * 1024 / args.n
