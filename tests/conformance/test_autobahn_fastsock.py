@@ -18,9 +18,9 @@ the ASGI adapter. One module-scoped server each (--workers 2, message and frame 
   TCP connection after the closing handshake.
 
 Category 9's speed cases are replayed in full (9.7/9.8: 1000 round trips each). Categories 12
-and 13 (permessage-deflate): one case per sub-category, with a payload of the kind the suite's
-data file holds (made here: the suite's files are not in its case list) in
-COMPRESSED_MESSAGES messages instead of 1000, compressed with zlib as a client does and the
+and 13 (permessage-deflate): every case (its size, fragmentation and offer), with a payload of
+the kind the suite's data file holds (made here: the suite's files are not in its case list)
+in COMPRESSED_MESSAGES messages instead of 1000, compressed with zlib as a client does and the
 echo inflated with wsframes.Inflater.
 """
 from __future__ import annotations
@@ -364,20 +364,7 @@ OFFERS = {"12": [(False, 0)], "13.1": [(False, 0)], "13.2": [(True, 0)], "13.3":
           "13.7": [(True, 9), (True, 0), (False, 0)]}
 
 
-def pick_compression_cases() -> list[dict]:
-    """One case per sub-category, a different size / fragmentation in each."""
-    chosen = []
-    subs: dict[str, list[dict]] = {}
-    for c in autobahn.cases(12, 13):
-        subs.setdefault(c["id"].rsplit(".", 1)[0], []).append(c)
-    order = sorted(subs, key=lambda sub: [int(x) for x in sub.split(".")])
-    for n, sub in enumerate(order):
-        cs = subs[sub]
-        chosen.append(cs[(n * 5 + 4) % len(cs)])
-    return chosen
-
-
-COMPRESSION_CASES = pick_compression_cases()
+COMPRESSION_CASES = autobahn.cases(12, 13)     # every one: each size and fragmentation
 
 
 def offer_header(offers: list[tuple[bool, int]]) -> str:
