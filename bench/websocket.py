@@ -138,9 +138,11 @@ def deflated(payload: bytes) -> bytes:
     return (c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
 
-def echo_once(sock: socket.socket, rest: bytes, deflate: bool) -> None:
-    """Send one 32 B message and read the whole reply frame (unmasked, under 126 bytes)."""
-    payload = b"y" * 32
+def echo_once(sock: socket.socket, rest: bytes, deflate: bool, size: int = 32) -> None:
+    """Send one binary message of `size` bytes (< 120; compressed with deflate) and read the
+    whole reply frame (unmasked, under 126 bytes; compressed back from the server's 64 bytes
+    on: both zlib streams then live on)."""
+    payload = b"y" * size
     sock.sendall(client_frame(deflated(payload), rsv1=True) if deflate else client_frame(payload))
     data = rest
     while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F):

@@ -12,7 +12,6 @@ figures of a traced run are not the ones to report).
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import resource
 import socket
@@ -23,14 +22,12 @@ import tempfile
 import time
 import tracemalloc
 import urllib.request
-import zlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as bench  # noqa: E402  (pinning, ports, process trees)
-
-PATH = "/echo"
+from websocket import echo_once, handshake  # noqa: E402  (bench/websocket.py's raw client)
 
 
 def started(app: str, port: int, env: dict) -> subprocess.Popen:
@@ -61,46 +58,6 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def handshake(port: int, deflate: bool) -> tuple[socket.socket, bytes, bytes]:
-    """An upgraded socket, the response head and what came after it."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    extension = ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-                 if deflate else "")
-    sock.sendall((f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n{extension}\r\n").encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError(f"closed during the handshake: {data[:200]!r}")
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(f"no upgrade: {head.splitlines()[0]!r}")
-    return sock, head, rest
-
-
-def echo_once(sock: socket.socket, rest: bytes, deflate: bool, size: int = 32) -> None:
-    """Send one masked binary message of `size` bytes (compressed with deflate) and read its
-    echo (compressed too from the server's 64 bytes on: both zlib streams then live on)."""
-    payload = b"y" * size
-    if deflate:
-        c = zlib.compressobj(wbits=-15)
-        payload = (c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
-    mask = os.urandom(4)
-    sock.sendall(bytes([0xC2 if deflate else 0x82, 0x80 | len(payload)]) + mask
-                 + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-    data = rest
-    while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F):
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed instead of echoing")
-        data += chunk
-
 
 
 # what Linux itself allocates for each accepted TCP socket watched by epoll, whatever the server
