@@ -301,3 +301,26 @@ def test_a_handshake_handed_on_after_the_drain_began_is_503_not_a_new_handler(tm
         for sock in socks:
             sock.close()
         s.stop()
+
+
+def test_a_handshake_on_a_kept_alive_connection_after_the_drain_began(tmp_path):
+    # the connection answered a request just before (so the drain spares it a moment): its
+    # upgrade gets one clear answer (503 once the worker drains; 101 then 1001 if it came
+    # first), and the worker exits long before the timeouts
+    s = start_server(tmp_path, "--workers", "1", "--ws-handshake-timeout", "60",
+                     "--graceful-timeout", "60", app=APP)
+    sock = s.connect(timeout=20)
+    try:
+        sock.sendall(b"GET /counts HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _ = head(sock)
+        assert status == 200
+        s.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "draining" in s.log(), what="the drain", server=s)
+        sock.sendall(request("/echo"))
+        status, rest = head(sock, timeout=20)
+        answer = str(status) if status != 101 else f"101 {close_of(sock, rest)}"
+        assert answer in ("503", "101 1001")
+        assert s.proc.wait(20) == 0
+    finally:
+        sock.close()
+        s.stop()
