@@ -30,6 +30,11 @@ class Proxies:
             try:
                 addr = ipaddress.ip_address(host)
                 trusted = any(addr in net for net in self.networks)
+                # an IPv4 peer on a dual-stack listener (--host ::) is ::ffff:a.b.c.d: the
+                # operator names it as IPv4
+                mapped = getattr(addr, "ipv4_mapped", None)
+                if not trusted and mapped is not None:
+                    trusted = any(mapped in net for net in self.networks)
             except ValueError:
                 trusted = False
             if len(self._seen) >= 4096:         # bounded: a client cannot grow it forever

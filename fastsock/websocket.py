@@ -43,6 +43,9 @@ class WebSockets:
         self.handshake_timeout = handshake_timeout
         self.open = 0               # started (handshake on the way) and not yet ended
         self.waiting: set[Channel] = set()     # handshakes their handler has not answered
+        # handshakes still in the app's layers (wslayers._Handshake: its deferred, cancel())
+        self.layered: set[Any] = set()
+        self.draining = False       # the worker drains: every handshake from now on is a 503
 
     def refusal(self, req: Request) -> Response | None:
         """The answer to an opening handshake that is not served, or None."""
@@ -55,6 +58,8 @@ class WebSockets:
             headers = [VERSION_HEADER] if status == 426 else []
             return Response(_WHY.get(status, b"Bad WebSocket handshake\n"), status,
                             headers=headers, content_type="text/plain")
+        if self.draining:               # (dispatched after the drain began: pipelined, or
+            return _DRAINING            # held in the app's layers until now)
         if self.open >= self.max_connections:
             error_log.warning("refused a WebSocket: %d open in this worker (--ws-max-connections)",
                               self.open)
@@ -77,12 +82,19 @@ class WebSockets:
     def refuse_waiting(self) -> None:
         """The worker drains: the handshakes still waiting for their handler get 503 with
         Retry-After now (the client reconnects to another worker or pod at once; accepted,
-        they would get 1001 at once) and their handlers are cancelled."""
+        they would get 1001 at once) and their handlers are cancelled; so do those still in
+        the app's layers (their layers cancelled), and every handshake after them."""
+        self.draining = True
         for channel in list(self.waiting):
             if not channel.answered:
                 channel.deny(_DRAINING)
                 channel.on_timeout()
         self.waiting.clear()
+        for handshake in list(self.layered):
+            if not handshake.deferred.is_done:      # (a 101 given: it opens, then 1001)
+                handshake.deferred.complete(_DRAINING)
+                handshake.cancel()
+        self.layered.clear()
 
 
 class Answers(Protocol):

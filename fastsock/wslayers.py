@@ -159,9 +159,11 @@ def layered_websocket(handler: Callable, runner, app) -> Callable:
         token = REQUEST.set(req)            # the tasks' context, copied now, has its request
         try:
             task = hs.layers = aio.create_task(layers(req, **params))
-            task.add_done_callback(functools.partial(_layers_done, hs, pending, loop, what))
+            task.add_done_callback(functools.partial(_layers_done, hs, pending, loop, what,
+                                                     runner.websockets))
         finally:
             REQUEST.reset(token)
+        runner.websockets.layered.add(hs)   # a drain refuses it while the layers hold it
         if loop is not None:
             loop.tasks += 1
         deferred.on_cancel = hs.cancel
@@ -173,8 +175,10 @@ def layered_websocket(handler: Callable, runner, app) -> Callable:
     return start
 
 
-def _layers_done(hs: _Handshake, pending: dict, loop, what: str, task: asyncio.Task) -> None:
+def _layers_done(hs: _Handshake, pending: dict, loop, what: str, sockets,
+                 task: asyncio.Task) -> None:
     pending.pop(id(hs.req), None)
+    sockets.layered.discard(hs)
     if hs.timer is not None:
         hs.timer.cancel()
         hs.timer = None

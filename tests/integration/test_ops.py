@@ -108,6 +108,41 @@ def test_the_peer_address_is_the_clients_over_ipv4_and_ipv6(serve, tmp_path):
         proc.wait(10)
 
 
+def test_an_ipv4_proxy_on_a_dual_stack_listener_is_trusted_as_its_ipv4_address(tmp_path):
+    # --host :: takes IPv4 clients too, as IPv4-mapped IPv6 peers (::ffff:127.0.0.1): the
+    # operator's --forwarded-allow-ips names them as IPv4 (127.0.0.1, 10.0.0.0/8) and must
+    # still trust them; req.client stays what accept() gave
+    port = free_port()
+    with open(tmp_path / "err", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "fastsock", "tests.apps.native:app",
+                                 "--host", "::", "--port", str(port), "--workers", "2",
+                                 "--forwarded-allow-ips", "127.0.0.1, 10.0.0.0/8"],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+
+    def client(xff: str) -> list:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /inspect HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      b"X-Forwarded-For: " + xff.encode() + b"\r\n\r\n")
+            return json.loads(read_until_close(s).partition(b"\r\n\r\n")[2])["client"]
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert proc.poll() is None, (tmp_path / "err").read_text()
+            try:
+                seen = client("203.0.113.9")
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "no server on [::]"
+                time.sleep(0.05)
+        assert seen == ["203.0.113.9", 0]
+        # a mapped hop in the chain is a trusted proxy too
+        assert client("198.51.100.4, ::ffff:10.1.2.3")[0] == "198.51.100.4"
+        assert client("")[0] == "::ffff:127.0.0.1"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_forwarded_headers_from_trusted_peer(serve):
     server = serve("--forwarded-allow-ips", "127.0.0.1, 10.0.0.0/8", "--access-log", "json")
     assert client_seen(server, {"X-Forwarded-For": "203.0.113.9"}) == "203.0.113.9"

@@ -278,3 +278,13 @@ def test_a_ready_check_is_answered_on_readyz():
     flag = {"ok": False}
     main, _, _, _, _ = build(ready_check=lambda: flag["ok"])
     assert main(get(b"/readyz")).status == 503
+
+
+def test_ipv4_mapped_peers_are_judged_as_their_ipv4_address():
+    # a dual-stack listener (--host ::) sees IPv4 proxies as ::ffff:a.b.c.d
+    proxies = Proxies("127.0.0.1, 10.0.0.0/8")
+    assert proxies.trusts("::ffff:127.0.0.1") and proxies.trusts("::ffff:10.9.8.7")
+    assert not proxies.trusts("::ffff:192.0.2.1") and not proxies.trusts("::1")
+    assert Proxies("::1").trusts("::1") and not Proxies("::1").trusts("::ffff:127.0.0.1")
+    # an IPv6 network names mapped addresses as they are written too
+    assert Proxies("::ffff:0:0/96").trusts("::ffff:192.0.2.1")
