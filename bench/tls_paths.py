@@ -463,7 +463,8 @@ def report(args: argparse.Namespace, rows: dict[str, dict]) -> None:
             print(f"# {path}: {stats.get('version')} {stats.get('cipher')}; "
                   f"kTLS send on {stats.get('ktls_send')} of {stats.get('handshakes')} "
                   f"connections, recv on {stats.get('ktls_recv')}; failed handshakes "
-                  f"{stats.get('failed')} {stats.get('detail') or ''}".rstrip())
+                  f"{stats.get('failed')} (the readiness probe: a connect closed before its "
+                  f"ClientHello) {stats.get('detail') or ''}".rstrip())
     print("# busy: server CPU seconds per wall second while handshaking (near 1: the server's "
           "core is the limit; lower: the client is); us/hs: server CPU per new connection")
 
