@@ -158,6 +158,16 @@ def wait_in_flight(s, n: int) -> None:
                what=f"{n} in flight", server=s)
 
 
+def open_waiting(s, path: str, n: int, socks: list[socket.socket]) -> None:
+    """n handshakes to path, their sockets added to socks (the caller closes them), once all
+    n are in their handlers."""
+    for _ in range(n):
+        sock = s.connect(timeout=20)
+        sock.sendall(request(path))
+        socks.append(sock)
+    wait_in_flight(s, n)
+
+
 def answers_after_sigterm(s, socks: list[socket.socket]) -> list[str]:
     s.proc.send_signal(signal.SIGTERM)
     out = []
@@ -179,11 +189,7 @@ def test_draining_answers_each_waiting_handshake_once_and_exits_0(tmp_path, app,
                      "--graceful-timeout", "60", app=app)
     socks = []
     try:
-        for _ in range(3):
-            sock = s.connect(timeout=20)
-            sock.sendall(request(path))
-            socks.append(sock)
-        wait_in_flight(s, 3)
+        open_waiting(s, path, 3, socks)
         assert answers_after_sigterm(s, socks) == ["503"] * 3
         assert s.proc.wait(20) == 0
     finally:
@@ -199,11 +205,7 @@ def test_a_handshake_accepted_as_the_drain_begins_gets_101_then_1001(tmp_path):
                      "--graceful-timeout", "60", app=APP)
     socks = []
     try:
-        for _ in range(4):
-            sock = s.connect(timeout=20)
-            sock.sendall(request("/accept-on-signal"))
-            socks.append(sock)
-        wait_in_flight(s, 4)
+        open_waiting(s, "/accept-on-signal", 4, socks)
         releaser = s.connect(timeout=20)
         releaser.sendall(b"GET /release HTTP/1.1\r\nHost: t\r\n\r\n")
         answers = answers_after_sigterm(s, socks)
@@ -221,11 +223,7 @@ def test_sigterm_twice_while_handshakes_wait(tmp_path):
                      "--graceful-timeout", "60", app=APP)
     socks = []
     try:
-        for _ in range(4):
-            sock = s.connect(timeout=20)
-            sock.sendall(request("/stubborn"))
-            socks.append(sock)
-        wait_in_flight(s, 4)
+        open_waiting(s, "/stubborn", 4, socks)
         s.proc.send_signal(signal.SIGTERM)
         assert answers_after_sigterm(s, socks) == ["503"] * 4
         assert s.proc.wait(20) == 0
@@ -240,11 +238,7 @@ def test_draining_with_a_shutdown_delay_answers_waiting_handshakes_after_readine
                      "--graceful-timeout", "60", "--shutdown-delay", "0.5", app=APP)
     socks = []
     try:
-        for _ in range(4):
-            sock = s.connect(timeout=20)
-            sock.sendall(request("/silent"))
-            socks.append(sock)
-        wait_in_flight(s, 4)
+        open_waiting(s, "/silent", 4, socks)
         assert answers_after_sigterm(s, socks) == ["503"] * 4
         assert s.proc.wait(20) == 0
     finally:
