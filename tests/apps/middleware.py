@@ -92,11 +92,14 @@ def _routes(app: App) -> App:
     @app.get("/async/wait")
     async def async_wait(req):
         mark = Path(req.query["mark"])
-        (mark.parent / (mark.name + ".started")).write_text("started")
+        (mark.parent / (mark.name + ".part")).write_text("started")    # renamed: never seen empty
+        (mark.parent / (mark.name + ".part")).replace(mark.parent / (mark.name + ".started"))
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
-            mark.write_text("cancelled")
+            part = mark.parent / (mark.name + ".part")   # renamed once written: never seen empty
+            part.write_text("cancelled")
+            part.replace(mark)
             raise
 
     @app.get("/calls")

@@ -183,8 +183,7 @@ async def async_wait(req):
         outcome = "cancelled"
         raise
     finally:
-        with open(mark, "w") as f:
-            f.write(outcome)
+        _mark(mark, outcome)
     return outcome
 
 
@@ -256,8 +255,7 @@ async def upload_slow(req):
         return await _digest(req, pause=0.002)
     except asyncio.CancelledError:
         if mark:
-            with open(mark, "w") as f:
-                f.write("cancelled")
+            _mark(mark, "cancelled")
         raise
 
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 
-def wait_for_text(path: Path, timeout: float = 3.0) -> str:
+def wait_for_text(path: Path, timeout: float = 10.0) -> str:
     """The text of a file an app writes (a handler's outcome), once it is there."""
     deadline = time.monotonic() + timeout
     while not path.exists() and time.monotonic() < deadline:
