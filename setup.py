@@ -36,15 +36,15 @@ if sanitizers:
     cflags = cflags + [f"-fsanitize={','.join(sanitizers)}"]
     ldflags = [f"-fsanitize={','.join(sanitizers)}"]
 
-# zlib (permessage-deflate) is linked into the one room that calls it
-LIBRARIES = {"_wsdeflate": ["z"]}
+# zlib (permessage-deflate) and OpenSSL (TLS) are linked into the rooms that call them
+LIBRARIES = {"_wsdeflate": ["z"], "_tlsctx": ["ssl", "crypto"], "_tls": ["ssl", "crypto"]}
 extensions = [
     Extension(f"fastsock.{name}", [f"fastsock/{name}.pyx"], extra_compile_args=cflags,
               extra_link_args=ldflags, libraries=LIBRARIES.get(name, []))
     for name in ("_json", "_fields", "_message", "_head", "_parser", "_outbuf", "_wsdeflate",
                  "_writer", "_wsframes", "_wshandshake", "_proxy", "_shared", "_accept",
                  "_handoff", "_context", "_stream_out", "_accesslog", "_requestids", "_wsconn",
-                 "_wsawait",
+                 "_wsawait", "_tlsctx", "_tls",
                  "_lifecycle", "_conn", "_bridge", "_conn_io", "_loop")
 ]
 # Plain Python modules that run once per request (the dispatcher and its layers, the WSGI
@@ -63,10 +63,10 @@ if not pure:
     ]
 
 
-def _has_zlib_header():
+def _has_header(name):
     dirs = ["/usr/include", "/usr/local/include", sysconfig.get_paths()["include"]]
     dirs += glob.glob("/usr/include/*-linux-gnu*")
-    return any(os.path.exists(os.path.join(d, "zlib.h")) for d in dirs)
+    return any(os.path.exists(os.path.join(d, name)) for d in dirs)
 
 
 class BuildWithAClearError(build_ext):
@@ -79,10 +79,14 @@ class BuildWithAClearError(build_ext):
         except (CCompilerError, CompileError, ExecError, PlatformError) as e:
             compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
             if shutil.which(compiler.split()[0]):
-                if not _has_zlib_header():
+                if not _has_header("zlib.h"):
                     sys.exit("fastsock compiles permessage-deflate against zlib, and zlib's "
                              "header (zlib.h) is missing: install it (Debian/Ubuntu: apt-get "
                              "install zlib1g-dev; Fedora: dnf install zlib-devel).")
+                if not _has_header("openssl/ssl.h"):
+                    sys.exit("fastsock compiles TLS against OpenSSL 3, and its headers "
+                             "(openssl/ssl.h) are missing: install them (Debian/Ubuntu: apt-get "
+                             "install libssl-dev; Fedora: dnf install openssl-devel).")
                 raise               # a compiler is there: its error is the one to read
             sys.exit(f"fastsock compiles its core and found no C compiler ({compiler!r}: {e}): "
                      "install one (Debian/Ubuntu: apt-get install gcc python3-dev; Fedora: "

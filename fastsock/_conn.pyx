@@ -151,6 +151,9 @@ cdef class Connection(Lifecycle):
         try:
             self._to(C_WRITE)
             req.client = self.client()
+            if self.tls is not None:
+                req.tls = self.tls.info()
+                req._scheme = "https"
             ctx.slot.in_flight += 1
             result = None
             if ctx.limits.limit_concurrency and (

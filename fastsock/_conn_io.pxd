@@ -5,6 +5,7 @@ from fastsock._bridge cimport Bridge
 from fastsock._conn cimport Connection
 from fastsock._context cimport Context
 from fastsock._sys cimport sockaddr_storage
+from fastsock._tlsctx cimport TLSContext
 from fastsock._writer cimport OutBuffer
 
 cdef enum:
@@ -21,11 +22,16 @@ cdef class ConnIO(Bridge):
     cdef bint draining              # the last connection's close ends the loop
     cdef char scratch[SCRATCH]
 
-    cdef int _adopt(self, int fd, sockaddr_storage* addr, object dispatch) except -1
+    cdef int _adopt(self, int fd, sockaddr_storage* addr, object dispatch,
+                    TLSContext tls) except -1
     cdef int _on_readable(self, Connection c, bint hangup) except -1
+    cdef int _tls_start(self, Connection c) except -1
+    cdef int _peek_proxy(self, Connection c) except -1
+    cdef int _want(self, Connection c, unsigned int want) except -1
+    cdef void _tls_later(self, Connection c)
     cdef int _rearm(self, Connection c) except -1
     cdef int _discard(self, Connection c) except -1
     cdef int _drive(self, Connection c) except -1
-    cdef ssize_t _send_with_tail(self, int fd, OutBuffer out) noexcept
+    cdef ssize_t _send_with_tail(self, Connection c) noexcept
     cdef void _close(self, Connection c, int reason)
     cdef void _close_all(self)

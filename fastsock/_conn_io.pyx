@@ -8,8 +8,15 @@ from libc.string cimport memcpy, memset
 from fastsock._bridge cimport Bridge
 from fastsock._conn cimport Connection
 from fastsock._context cimport Context
-from fastsock._shared cimport CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER
+from fastsock._lifecycle cimport C_PROXY, C_HANDSHAKE, C_HEAD
+from fastsock._shared cimport (
+    CLOSE_CLIENT, CLOSE_ERROR, CLOSE_SERVER, CLOSE_KEEPALIVE, CLOSE_TLS_HANDSHAKE,
+)
 from fastsock._sys cimport *
+from fastsock._tls cimport (
+    TLSSession, new_session, HS_DONE, HS_WANT, HS_PLAIN_HTTP, F_TOO_MANY,
+)
+from fastsock._tlsctx cimport TLSContext
 from fastsock._writer cimport OutBuffer
 
 import logging
@@ -34,13 +41,30 @@ cdef class ConnIO(Bridge):
         if self.epfd >= 0:
             close(self.epfd)
 
-    cdef int _adopt(self, int fd, sockaddr_storage* addr, object dispatch) except -1:
+    cdef int _adopt(self, int fd, sockaddr_storage* addr, object dispatch,
+                    TLSContext tls) except -1:
         """A connection just accepted on fd: watch it, and read its request (TCP_DEFER_ACCEPT:
-        it is in already). -> 1, or 0 when it could not be watched (closed)."""
+        it is in already); with tls, its handshake first. -> 1, or 0 when it could not be
+        watched, or was refused (closed)."""
         cdef epoll_event ev
         cdef Context ctx = self.ctx
         cdef Connection c = Connection.__new__(Connection)
+        cdef TLSSession session = None
+        if tls is not None:
+            if ctx.handshaking >= ctx.limits.tls_max_handshakes:
+                ctx.slot.tls_failures[F_TOO_MANY] += 1      # cheap to refuse: no SSL made
+                close(fd)
+                return 0
+            session = new_session(tls, fd)
+            if session is None:
+                close(fd)
+                error_log.warning("no memory for a TLS connection")
+                return 0
         c.setup(ctx, dispatch, fd)
+        if session is not None:
+            c.tls = session
+            if c.state == C_HEAD:           # (after a PROXY header, when one is expected)
+                c._to(C_HANDSHAKE)
         memcpy(&c.addr, addr, sizeof(c.addr))     # (IPv4 and IPv6 fit; a Unix peer is "")
         c.interest = EPOLLIN
         self.conns[fd] = c
@@ -81,6 +105,8 @@ cdef class ConnIO(Bridge):
         cdef Py_ssize_t room
         cdef char* p
         cdef int reads = 0
+        if c.state <= C_HANDSHAKE and c.tls is not None and not self._tls_start(c):
+            return 0
         if c.input_closed():                # nothing more to read: a hang-up, or room to send
             return self._drive(c)
         while True:
@@ -96,7 +122,7 @@ cdef class ConnIO(Bridge):
                 else:
                     self._drive(c)
                 return 0
-            n = recv(c.fd, p, room, 0)
+            n = recv(c.fd, p, room, 0) if c.tls is None else c.tls.recv_into(p, room)
             if n <= 0:
                 if n < 0 and errno == EINTR:
                     continue
@@ -127,8 +153,78 @@ cdef class ConnIO(Bridge):
             if (n < room and not hangup) or not (c.interest & EPOLLIN):
                 return 0
 
+    cdef int _tls_start(self, Connection c) except -1:
+        """The PROXY header (if expected), then the handshake's next step. -> 1 once it is
+        established (requests from now on), else 0: waiting, refused or closed."""
+        cdef int r
+        if c.state == C_PROXY and not self._peek_proxy(c):
+            return 0
+        r = c.tls.handshake(self.ctx.slot, self.ctx.now)
+        if r == HS_DONE:
+            c._to(C_HEAD)
+            self._want(c, EPOLLIN)
+            return 1
+        if r == HS_WANT:
+            self._want(c, c.tls.wants)
+        elif r == HS_PLAIN_HTTP:
+            c.refuse_plain_http()
+            self._drive(c)
+        else:
+            self._close(c, CLOSE_TLS_HANDSHAKE)
+        return 0
+
+    cdef int _peek_proxy(self, Connection c) except -1:
+        """A PROXY header before a ClientHello: looked at in the socket (MSG_PEEK), then
+        exactly its bytes taken out, so that OpenSSL reads the ClientHello from the start.
+        -> 1 once it is taken, else 0 (incomplete: the next bytes make an edge; or refused)."""
+        cdef Py_ssize_t room, used
+        cdef ssize_t n
+        if c.read_space(&room) == NULL:
+            self._close(c, CLOSE_ERROR)
+            return 0
+        n = recv(c.fd, c.rbuf, c.rcap, MSG_PEEK)
+        if n < 0 and (errno == EAGAIN or errno == EINTR):
+            return 0
+        if n <= 0:
+            self._close(c, CLOSE_CLIENT)
+            return 0
+        c.rstart = c.rend = 0
+        c.received(n)
+        if c.state == C_PROXY:              # not whole yet: it must fit in one buffer
+            c.rstart = c.rend = 0
+            if n == c.rcap:
+                self._close(c, CLOSE_ERROR)
+            return 0
+        if c.is_closed():
+            self._close(c, c.close_reason)
+            return 0
+        used = c.rstart
+        c.rstart = c.rend = 0
+        if recv(c.fd, c.rbuf, used, 0) != used:     # (peeked: it is there)
+            self._close(c, CLOSE_ERROR)
+            return 0
+        return 1
+
+    cdef int _want(self, Connection c, unsigned int want) except -1:
+        cdef epoll_event ev
+        if want != c.interest:
+            c.interest = want
+            ev.events = want | EDGE
+            ev.data.ptr = <void*>c
+            if epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev) < 0:
+                self._close(c, CLOSE_ERROR)
+        return 0
+
+    cdef void _tls_later(self, Connection c):
+        """OpenSSL holds plaintext no socket event will announce: read it at the next turn."""
+        if c.tls.pending() and not c.in_handler():
+            c.missed = EPOLLIN
+            self._later(c)
+
     cdef int _rearm(self, Connection c) except -1:
         cdef epoll_event ev
+        if c.tls is not None:
+            self._tls_later(c)
         ev.events = c.interest | EDGE
         ev.data.ptr = <void*>c
         if epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev) < 0:
@@ -160,10 +256,12 @@ cdef class ConnIO(Bridge):
             pending = c.out.pending()
             if pending == 0:
                 break
-            if c.out.tail_n == 0:
+            if c.out.tail_n:
+                n = self._send_with_tail(c)
+            elif c.tls is None:
                 n = send(c.fd, c.out.data + c.out.start, pending, MSG_NOSIGNAL)
             else:
-                n = self._send_with_tail(c.fd, c.out)
+                n = c.tls.send(c.out.data + c.out.start, pending)
             if n < 0:
                 if errno == EAGAIN or errno == EINTR:
                     break
@@ -179,6 +277,8 @@ cdef class ConnIO(Bridge):
             if not c.must_linger():
                 self._close(c, c.close_reason)
                 return 0
+            if c.tls is not None:
+                c.tls.close_notify()
             shutdown(c.fd, SHUT_WR)
             c.linger()
             want = EPOLLIN
@@ -199,14 +299,25 @@ cdef class ConnIO(Bridge):
                 error_log.warning("epoll_ctl failed for a connection: errno %d", errno)
                 self._close(c, CLOSE_ERROR)
                 return 0
+            if want & EPOLLIN and c.tls is not None:
+                self._tls_later(c)          # reading again: the socket's edge cannot say it
         if c.lingers():
             self._discard(c)                # what came before our shutdown: no new edge for it
         return 0
 
-    cdef ssize_t _send_with_tail(self, int fd, OutBuffer out) noexcept:
-        """The buffered bytes and the large body after them, in one call, without a copy."""
+    cdef ssize_t _send_with_tail(self, Connection c) noexcept:
+        """The buffered bytes and the large body after them, in one call, without a copy
+        (with TLS, one call each)."""
         cdef iovec iov[2]
         cdef msghdr msg
+        cdef OutBuffer out = c.out
+        cdef ssize_t n, m
+        if c.tls is not None:
+            n = c.tls.send(out.data + out.start, out.end - out.start)
+            if n != out.end - out.start:
+                return n
+            m = c.tls.send(<const char*>out.tail_p, out.tail_n)
+            return n + m if m > 0 else (n if n > 0 else m)
         memset(&msg, 0, sizeof(msg))
         iov[0].iov_base = out.data + out.start
         iov[0].iov_len = out.end - out.start
@@ -216,12 +327,14 @@ cdef class ConnIO(Bridge):
             msg.msg_iov, msg.msg_iovlen = &iov[0], 2
         else:
             msg.msg_iov, msg.msg_iovlen = &iov[1], 1
-        return sendmsg(fd, &msg, MSG_NOSIGNAL)
+        return sendmsg(c.fd, &msg, MSG_NOSIGNAL)
 
     cdef void _close(self, Connection c, int reason):
         if c.fd < 0:
             return
         self.ctx.slot.closed[reason] += 1
+        if c.tls is not None and (reason == CLOSE_SERVER or reason == CLOSE_KEEPALIVE):
+            c.tls.close_notify()            # an orderly end: the client knows it is whole
         c.release()
         del self.conns[c.fd]
         # out of the epoll set first: close() removes it only when no other process holds

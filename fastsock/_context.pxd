@@ -18,6 +18,9 @@ cdef struct Limits:
     bint proxy_protocol             # a PROXY protocol header comes first on every connection
     int limit_concurrency           # requests in the app at once, past which 503 (0: none)
     bint count_requests             # per-request counters and durations (metrics on)
+    double tls_handshake_timeout    # a TLS handshake's deadline, from accept
+    int tls_max_handshakes          # TLS handshakes under way at once, past which a new
+                                    # connection is closed at once (counted)
     double ws_shortest_timer        # the shortest WebSocket timer (ping interval, pong and
                                     # close timeouts): the loop ticks often enough for it
 
@@ -30,6 +33,7 @@ cdef class Context:
     cdef bytes date_line            # "Date: ...\r\n", renewed by the loop once a second
     cdef bint keep_alive            # False once draining: every response closes its connection
     cdef int waiting                # connections in C_WAIT: the loop runs asyncio while > 0
+    cdef int handshaking            # connections in their TLS handshake (C_HANDSHAKE)
     cdef int streaming              # connections streaming a response out (C_STREAM_OUT):
                                     # with `waiting`, the requests in the app (--limit-concurrency)
     cdef object on_resume           # callable(conn) once a deferred response is written (the

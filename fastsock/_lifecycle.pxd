@@ -7,6 +7,7 @@ from fastsock._handoff cimport Endpoint, Deferred, BodyIn
 from fastsock._message cimport Request
 from fastsock._parser cimport RequestParser, ParseError
 from fastsock._stream_out cimport StreamOut
+from fastsock._tls cimport TLSSession
 from fastsock._sys cimport sockaddr_in6
 from fastsock._writer cimport OutBuffer
 from fastsock._wsconn cimport WsSession
@@ -18,6 +19,7 @@ cdef extern from *:
     """
     #define FS_CONN_STATES(X) \
         X(C_PROXY, "proxy")     /* waiting for the PROXY protocol header: header deadline */ \
+        X(C_HANDSHAKE, "handshake") /* its TLS handshake (_tls): handshake deadline */ \
         X(C_HEAD, "head")       /* reading a request head: header deadline, from accept or its \
                                    first byte */ \
         X(C_BODY, "body")       /* reading a request body: body deadline */ \
@@ -50,6 +52,7 @@ cdef extern from *:
     """
     ctypedef enum ConnState "fs_conn_state":
         C_PROXY
+        C_HANDSHAKE
         C_HEAD
         C_BODY
         C_IDLE
@@ -96,6 +99,7 @@ cdef class Lifecycle(Endpoint):
     cdef bint resume_queued         # in the bridge's batch to send (_bridge._resumed): once
     cdef bint input_ended           # the client half-closed: answer what is here, then close
     cdef WsSession ws               # the WebSocket it was upgraded to (C_WEBSOCKET), or None
+    cdef TLSSession tls             # its TLS (the loop reads and writes through it), or None
     cdef object peer
     cdef sockaddr_in6 addr          # the peer's, as accept() gave it (an IPv4 one fits in it:
                                     # 28 bytes, not a sockaddr_storage's 128, per connection)
@@ -131,7 +135,8 @@ cdef class Lifecycle(Endpoint):
 
     cdef inline bint is_idle(self) noexcept:
         """Between requests, with nothing of the next one here: closing it loses nothing."""
-        return self.state == C_IDLE or (self.state == C_HEAD and self.rend == self.rstart)
+        return (self.state == C_IDLE or self.state == C_HANDSHAKE
+                or (self.state == C_HEAD and self.rend == self.rstart))
 
     cdef inline bint expired(self, double now) noexcept:
         return self.deadline <= now
@@ -139,6 +144,7 @@ cdef class Lifecycle(Endpoint):
     cdef char* read_space(self, Py_ssize_t* room) except? NULL
     cdef int received(self, Py_ssize_t n) except -1
     cdef int _proxy_header(self) except -1
+    cdef void refuse_plain_http(self) noexcept
     cdef int upgrade(self, WsSession ws, Request req) except -1
     cdef int websocket_input(self) except -1
     cdef void _release_input(self) noexcept

@@ -12,7 +12,9 @@ from fastsock._parser cimport ParseError, E_NONE, E_HEAD_TOO_LARGE, fs_error_tab
 from fastsock._proxy cimport parse_proxy_header
 from fastsock._shared cimport (
     CLOSE_CLIENT, CLOSE_KEEPALIVE, CLOSE_HEADER_TIMEOUT, CLOSE_BODY_TIMEOUT, CLOSE_ERROR,
+    CLOSE_TLS_HANDSHAKE,
 )
+from fastsock._tls cimport F_TIMEOUT
 from fastsock._sys cimport sockaddr_in, sockaddr_in6, AF_INET, AF_INET6, inet_ntop, ntohs
 from fastsock._writer cimport take_buffer, give_buffer, BUFFER_SIZE, write_error
 from fastsock._wsconn cimport WsSession, WS_CLOSED, WS_BROKEN
@@ -23,6 +25,10 @@ error_log = logging.getLogger("fastsock.error")
 
 cdef double LINGER_SECONDS = 2.0
 cdef double NEVER = 1e18             # a deadline that does not come
+cdef bytes PLAIN_HTTP_BODY = b"400 Bad Request: a plain HTTP request was sent to the HTTPS port\n"
+cdef bytes PLAIN_HTTP_ON_TLS = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(PLAIN_HTTP_BODY) + PLAIN_HTTP_BODY)
 STATE_NAMES = tuple([fs_conn_state_names[_i].decode("ascii") for _i in range(N_CONN_STATES)])
 
 
@@ -43,7 +49,12 @@ cdef class Lifecycle(Endpoint):
         entered (settle() renews the write timer as output leaves). The PROXY header and the
         head after it share one header deadline."""
         cdef Context ctx = self.ctx
-        if s == C_HEAD:
+        if self.state == C_HANDSHAKE and s != C_HANDSHAKE:
+            ctx.handshaking -= 1
+        if s == C_HANDSHAKE:
+            ctx.handshaking += 1
+            self.deadline = ctx.now + ctx.limits.tls_handshake_timeout
+        elif s == C_HEAD:
             if self.state != C_PROXY:
                 self.deadline = ctx.now + ctx.limits.header_timeout
         elif s == C_BODY or s == C_STREAM_IN:
@@ -146,10 +157,17 @@ cdef class Lifecycle(Endpoint):
             return 0
         used, peer = found
         self.rstart += used
-        self._to(C_HEAD)
+        self._to(C_HEAD if self.tls is None else C_HANDSHAKE)
         if peer is not None:
             self.peer = peer
         return 0
+
+    cdef void refuse_plain_http(self) noexcept:
+        """Cleartext HTTP on the TLS port: a 400 that says so, in clear (as nginx), and the
+        connection lingers out like any refused request's."""
+        self.tls = None
+        self.out.write_bytes(PLAIN_HTTP_ON_TLS)
+        self._end(C_REFUSED, CLOSE_TLS_HANDSHAKE)
 
     cdef void _release_input(self) noexcept:
         if self.rbuf != NULL:
@@ -280,6 +298,9 @@ cdef class Lifecycle(Endpoint):
             return -1
         if self.in_handler():
             return CLOSE_BODY_TIMEOUT
+        if self.state == C_HANDSHAKE:
+            self.tls.fail(self.ctx.slot, F_TIMEOUT, self.ctx.now, "no handshake in time")
+            return CLOSE_TLS_HANDSHAKE
         if self.state == C_HEAD or self.state == C_PROXY:
             if self.rend == self.rstart:
                 return CLOSE_HEADER_TIMEOUT
@@ -333,6 +354,7 @@ cdef class Lifecycle(Endpoint):
             self.streaming = None
             self.ctx.streaming -= 1
         self._to(C_CLOSED)
+        self.tls = None
         self.out.consume(self.out.pending())
         self.out.release()
         self._release_input()

@@ -5,6 +5,7 @@ from fastsock._accept cimport AcceptPolicy
 from fastsock._conn_io cimport ConnIO
 from fastsock._conn cimport Connection
 from fastsock._sys cimport epoll_event
+from fastsock._tlsctx cimport TLSContext
 
 cdef enum:
     MAX_EVENTS = 512
@@ -15,6 +16,7 @@ cdef class Listener:
     cdef int tag                # its epoll tag: its index in Loop.listeners
     cdef object sock
     cdef object dispatch
+    cdef TLSContext tls         # its TLS settings, or None (cleartext)
     cdef bint watched
 
 

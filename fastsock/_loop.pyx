@@ -11,6 +11,8 @@ from cpython.ref cimport PyObject
 from fastsock._conn_io cimport ConnIO
 from fastsock._accept cimport accept_policy, ACCEPT_BATCH, SHARED_ACCEPT_BATCH
 from fastsock._conn cimport Connection
+from fastsock._lifecycle cimport C_HANDSHAKE
+from fastsock._tlsctx cimport TLSContext
 from fastsock._context cimport Context, Limits
 from fastsock._shared cimport (
     SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
@@ -58,7 +60,7 @@ cdef class Loop(ConnIO):
         self.exclusive = exclusive
         self.on_tick = on_tick
         self.tick_interval = min(1.0, limits.header_timeout / 4, limits.keepalive_timeout / 4,
-                                 limits.body_timeout / 4)
+                                 limits.body_timeout / 4, limits.tls_handshake_timeout / 4)
         if limits.ws_shortest_timer > 0:
             self.tick_interval = min(self.tick_interval, limits.ws_shortest_timer / 4)
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
@@ -71,9 +73,10 @@ cdef class Loop(ConnIO):
         if self.accepts.balancing():
             self._ctl(EPOLL_CTL_ADD, self.accepts.nudge_fd, EPOLLIN, NUDGE_TAG)
 
-    def listen(self, sock, dispatch):
+    def listen(self, sock, dispatch, TLSContext tls=None):
         """Accept connections on sock (bound and listening, maybe shared with other workers);
-        each request they carry is answered by dispatch(request) -> result."""
+        each request they carry is answered by dispatch(request) -> result; with tls, over
+        TLS."""
         cdef Listener listener = Listener.__new__(Listener)
         if len(self.listeners) >= MAX_LISTENERS:
             raise ValueError("too many listeners")
@@ -82,6 +85,7 @@ cdef class Loop(ConnIO):
         listener.fd = sock.fileno()
         listener.tag = len(self.listeners)
         listener.dispatch = dispatch
+        listener.tls = tls
         if sock.family in (_socket.AF_INET, _socket.AF_INET6):
             # accepted sockets inherit it: no setsockopt per connection
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
@@ -92,6 +96,14 @@ cdef class Loop(ConnIO):
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_DEFER_ACCEPT, 1)
         self.listeners.append(listener)
         self._watch(listener)
+
+    def use_tls(self, TLSContext tls):
+        """New handshakes on the TLS listeners use tls (a reload); open connections keep
+        theirs."""
+        cdef Listener listener
+        for listener in self.listeners:
+            if listener.tls is not None:
+                listener.tls = tls
 
     cdef int _ctl(self, int op, int fd, unsigned int events, unsigned long long tag) except -1:
         cdef epoll_event ev
@@ -248,7 +260,10 @@ cdef class Loop(ConnIO):
         elif ev & (EPOLLIN | EPOLLHUP):
             self._on_readable(c, ev & (EPOLLRDHUP | EPOLLHUP))
         elif ev & EPOLLOUT:
-            self._drive(c)                  # (a hang-up alone is read when reading resumes)
+            if c.state == C_HANDSHAKE:
+                self._on_readable(c, 0)     # the handshake's next step
+            else:
+                self._drive(c)              # (a hang-up alone is read when reading resumes)
         return 0
 
     cdef void _event_failed(self, epoll_event* e):
@@ -415,7 +430,7 @@ cdef class Loop(ConnIO):
                     if self.accepts.stand_aside(1 << listener.tag, ctx.now):
                         self._unwatch(listener)
                 break
-            accepted += self._adopt(fd, &addr, listener.dispatch)
+            accepted += self._adopt(fd, &addr, listener.dispatch, listener.tls)
         if accepted and self.accepts.balancing() and self.accepts.balance(1 << listener.tag):
             self._unwatch(listener)         # to the back of its queue of waiting workers
             self._watch(listener)

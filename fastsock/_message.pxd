@@ -76,7 +76,9 @@ cdef class Request:
     cdef object _query
     cdef object _state
     cdef public object body_stream  # what req.stream() returns for a streamed body, or None
-    cdef object _scheme             # "https" when a trusted proxy says so; None: "http"
+    cdef object _scheme             # "https" over TLS, or when a trusted proxy says so;
+                                    # None: "http"
+    cdef public object tls          # its connection's TLS (_tls.TLSInfo), or None
     cdef readonly bint websocket    # Upgrade: websocket (known once raw_headers is read)
     # a WebSocket's handshake: its messages each way and how it closed (0: not yet), for the
     # access log's line when it closes (_wsconn keeps them)

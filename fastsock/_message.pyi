@@ -4,6 +4,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
 # the multi-dicts are _fields'; importable from here too
 from fastsock._fields import Headers as Headers, MultiDict as MultiDict
+from fastsock._tls import TLSInfo
 
 METHOD_NAMES: tuple[str, ...]
 
@@ -31,6 +32,7 @@ class Request:
     body: bytes
     keep_alive: bool
     client: tuple[str, int] | None
+    tls: TLSInfo | None
     path_params: dict[str, Any] | None
     method_id: int
     route_id: int

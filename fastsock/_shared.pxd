@@ -9,6 +9,8 @@ cdef enum:
     DUR_CELLS = 256         # (route, method) duration histograms per slot; a power of 2
     N_PARSE_REASONS = 64
     N_WS_CODES = 12         # WebSocket close codes counted by name (_wsconn.CLOSE_CODES) + other
+    N_TLS_CIPHERS = 16      # TLS ciphers counted by name (_tls.CIPHERS) + other
+    N_TLS_FAILURES = 8      # why TLS handshakes failed (_tls.FAILURES)
 
 # Why a connection closed: ONE table gives each reason its value and its metric label
 # (fastsock_connections_closed_total{reason=...}); the slots' counters are indexed by it.
@@ -24,7 +26,9 @@ cdef extern from *:
         X(CLOSE_SERVER, "server")                   /* Connection: close, HTTP/1.0, draining */ \
         X(CLOSE_LENGTH, "response_length")  /* a streamed body broke its app's Content-Length */ \
         X(CLOSE_PING_TIMEOUT, "ping_timeout")   /* a WebSocket's pong did not come in time */ \
-        X(CLOSE_CLOSE_TIMEOUT, "close_timeout") /* a WebSocket's Close did not come back */
+        X(CLOSE_CLOSE_TIMEOUT, "close_timeout") /* a WebSocket's Close did not come back */ \
+        X(CLOSE_TLS_HANDSHAKE, "tls_handshake") /* its TLS handshake failed, timed out or was \
+                                                   refused (..._tls_handshake_failures_total) */
     typedef enum {
     #define FS_ENUM(e, name) e,
         FS_CLOSE_REASONS(FS_ENUM)
@@ -47,6 +51,7 @@ cdef extern from *:
         CLOSE_LENGTH
         CLOSE_PING_TIMEOUT
         CLOSE_CLOSE_TIMEOUT
+        CLOSE_TLS_HANDSHAKE
         N_CLOSE_REASONS
     const char* const fs_close_reason_names[]
 
@@ -58,6 +63,12 @@ cdef enum:
     SLOT_RETIRING = 4       # serving, and asking the master for a replacement (--max-requests)
     SLOT_START_FAILED = 5   # the app could not start in it (import, startup hook): stop all
 
+# TLS session-ticket keys, the master's: a ring of three (name 16, HMAC 32, AES 32 bytes each);
+# it writes the next and then moves `current` to it (_tlsctx reads them in OpenSSL's callback)
+cdef struct TicketKeys:
+    long long current
+    unsigned char keys[3][80]
+
 cdef struct Header:
     long long ready         # 1 while every worker is up and the server is not draining
     long long draining      # 1 once shutdown has begun
@@ -66,6 +77,7 @@ cdef struct Header:
     long long aside_lock    # held (a worker's pid) while a worker decides to stop watching a
                             # listener: two deciding at once could leave too few watching
     long long aside         # listeners workers stand aside from now (atomic add and sub)
+    TicketKeys tickets
 
 cdef struct ReqCell:
     long long key           # 0: empty; else KEY_USED (_shared.pyx) | route << 24
@@ -102,6 +114,10 @@ cdef struct Slot:
     long long ws_bytes_out
     long long ws_closes[N_WS_CODES]
     long long closed[N_CLOSE_REASONS]
+    long long tls_handshakes[2][N_TLS_CIPHERS][2]   # [TLS 1.2, 1.3][cipher][resumed]
+    long long tls_failures[N_TLS_FAILURES]
+    long long tls_ktls[2]                           # connections the kernel encrypts, decrypts
+    long long tls_reloads[2]                        # certificates reloaded: ok, failed
     long long parse_errors[N_PARSE_REASONS]
     ReqCell req_cells[REQ_CELLS]
     DurCell dur_cells[DUR_CELLS]
@@ -115,5 +131,6 @@ cdef class SharedState:
     cdef list nudge_fds             # an eventfd per slot, made before the fork: any worker can
                                     # wake the worker in slot i to watch the listeners again
     cdef Slot* slot(self, int i) noexcept
+    cdef void _tls_sums(self, Slot* s, dict tls)
 
 cdef void count_request(Slot* s, int route, int method, int status, double seconds) noexcept nogil

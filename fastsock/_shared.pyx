@@ -186,6 +186,7 @@ cdef class SharedState:
                       untracked=0, refused_concurrency=0, ws_open=0, ws_opened=0,
                       ws_messages_in=0, ws_messages_out=0, ws_bytes_in=0, ws_bytes_out=0)
         ws_closes = [0] * N_WS_CODES
+        tls = dict(handshakes={}, failures=[0] * N_TLS_FAILURES, ktls=[0, 0], reloads=[0, 0])
         for i in range(self.nslots):
             s = self.slot(i)
             if s.state != SLOT_FREE and s.pid:
@@ -202,6 +203,7 @@ cdef class SharedState:
             totals["ws_bytes_out"] += s.ws_bytes_out
             for j in range(N_WS_CODES):
                 ws_closes[j] += s.ws_closes[j]
+            self._tls_sums(s, tls)
             if s.state != SLOT_FREE:
                 totals["in_flight"] += s.in_flight
                 totals["open"] += s.conns
@@ -228,9 +230,28 @@ cdef class SharedState:
                     for b in range(N_BOUNDS + 1):
                         entry[2][b] += d.buckets[b]
         return dict(totals, requests=requests, durations=durations, closed=closed,
-                    ws_closes=ws_closes,
+                    ws_closes=ws_closes, tls=tls,
                     parse_errors=parse_errors, workers=workers,
                     workers_alive=self.header.workers_alive, restarts=self.header.restarts)
+
+    cdef void _tls_sums(self, Slot* s, dict tls):
+        cdef int v, c, r
+        for v in range(2):
+            for c in range(N_TLS_CIPHERS):
+                for r in range(2):
+                    if s.tls_handshakes[v][c][r]:
+                        k = (v, c, r)
+                        tls["handshakes"][k] = tls["handshakes"].get(k, 0) \
+                            + s.tls_handshakes[v][c][r]
+        for v in range(N_TLS_FAILURES):
+            tls["failures"][v] += s.tls_failures[v]
+        for v in range(2):
+            tls["ktls"][v] += s.tls_ktls[v]
+            tls["reloads"][v] += s.tls_reloads[v]
+
+    def count_tls_reload(self, int i, bint ok):
+        """Worker i reloaded its certificates (ok), or kept the old ones (a bad new file)."""
+        self.slot(i).tls_reloads[0 if ok else 1] += 1
 
     STARTING = SLOT_STARTING
     RUNNING = SLOT_RUNNING

@@ -45,6 +45,7 @@ cdef extern from "<sys/socket.h>" nogil:
         SOCK_NONBLOCK
         SOCK_CLOEXEC
         MSG_NOSIGNAL
+        MSG_PEEK
         SHUT_WR
         AF_INET
         AF_INET6

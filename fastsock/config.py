@@ -33,6 +33,11 @@ TIMER_MIN = 0.1                 # seconds: the shortest header, keep-alive or bo
 UDS_MAX = 107                   # bytes of a Unix socket path: sun_path holds 108 with its NUL
 PATH_CHARS = re.compile(r"[!-~]*")     # printable ASCII without space: a request target's
 # a host name as RFC 1123 spells one: dot-separated labels of letters, digits and inner hyphens
+# Mozilla's "intermediate" TLS 1.2 ciphers (ssl-config.mozilla.org, guidelines 5.7)
+MOZILLA_INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305")
 HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
@@ -202,6 +207,43 @@ class Config:
         low=TIMER_MIN)
     ws_compression: bool = _opt(
         True, "agree to permessage-deflate (RFC 7692) when a WebSocket client offers it")
+    tls_cert: str = _opt(
+        "", "serve HTTPS on the port with this certificate chain (PEM); several, "
+        "comma-separated, are chosen by the client's SNI name (the first is the default). "
+        "Reloaded without a restart when the files change or on SIGHUP")
+    tls_key: str = _opt(
+        "", "the private key (PEM) of each --tls-cert, in the same order")
+    tls_key_password_file: str = _opt(
+        "", "a file holding the keys' passphrase (never given on the command line)")
+    tls_client_ca: str = _opt(
+        "", "CA bundle (PEM) that client certificates are verified against (mutual TLS)")
+    tls_verify_client: str = _opt(
+        "none", "client certificates: none (not asked for), optional (verified when sent) or "
+        "required", choices=("none", "optional", "required"))
+    tls_min_version: str = _opt("1.2", "lowest TLS version accepted: 1.2 or 1.3",
+                                choices=("1.2", "1.3"))
+    tls_ciphers: str = _opt(
+        MOZILLA_INTERMEDIATE_CIPHERS, "TLS 1.2 cipher list (OpenSSL's syntax; Mozilla's "
+        "intermediate by default)")
+    tls_ciphersuites: str = _opt(
+        "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+        "TLS 1.3 cipher suites")
+    tls_groups: str = _opt("X25519:prime256v1:secp384r1", "key exchange groups, preferred first")
+    tls_handshake_timeout: float = _seconds(
+        10.0, "seconds a TLS handshake may take from accept (then the connection is closed)",
+        low=TIMER_MIN)
+    tls_max_handshakes: int = _count(
+        1024, "TLS handshakes each worker has under way at once; past it, a new connection is "
+        "closed at once (counted as too_many)")
+    tls_session_tickets: bool = _opt(
+        True, "resume TLS sessions with tickets, under keys the workers share (a client resumes "
+        "on any worker)")
+    tls_ticket_key_rotation: float = _seconds(
+        3600.0, "seconds between new session-ticket keys (a ticket is taken under the current "
+        "key and the one before)", low=60)
+    tls_ktls: bool = _opt(
+        True, "hand the record layer to the kernel (kernel TLS) where Linux and OpenSSL offer "
+        "it; else OpenSSL does it (counted in fastsock_tls_ktls_total)")
 
     def limits(self) -> dict:
         """The fields a worker's loop needs, as its typed Limits struct takes them."""
@@ -209,7 +251,7 @@ class Config:
                  "graceful_timeout",
                  "output_high_water", "max_request_line", "max_header_bytes",
                  "max_header_count", "max_body_size", "max_chunk_ext", "proxy_protocol",
-                 "limit_concurrency")
+                 "limit_concurrency", "tls_handshake_timeout", "tls_max_handshakes")
         ws_timers = [t for t in (self.ws_ping_interval, self.ws_ping_timeout,
                                  self.ws_close_timeout) if t > 0]
         return {**{name: getattr(self, name) for name in names},
@@ -254,9 +296,41 @@ class Config:
                     raise OptionError(name, f"must differ from {other}, not {path!r}")
         if self.reload:
             _check_reload(self)
+        _check_tls(self)
+
+    def tls_certificates(self) -> tuple[list[str], list[str]]:
+        """--tls-cert and --tls-key as lists of files."""
+        def files(text):
+            return [p.strip() for p in text.split(",") if p.strip()]
+        return files(self.tls_cert), files(self.tls_key)
 
 
 SERVED_PATHS = ("healthz_path", "readyz_path", "metrics_path")
+
+
+def _check_tls(config: Config) -> None:
+    """--tls-*: a key for every certificate, files that can be read, a verification that has
+    its CA. (What OpenSSL thinks of the files is said when they are loaded, before a fork.)"""
+    certs, keys = config.tls_certificates()
+    if not certs:
+        for name in ("tls_key", "tls_key_password_file", "tls_client_ca"):
+            if getattr(config, name):
+                raise OptionError(name, "needs --tls-cert (TLS is on with a certificate)")
+        return
+    if len(certs) != len(keys):
+        raise OptionError("tls_key", f"must name one key per certificate ({len(certs)}), "
+                                     f"not {len(keys)}")
+    for name, paths in (("tls_cert", certs), ("tls_key", keys)):
+        for path in paths:
+            _check_readable(name, path)
+    for name in ("tls_key_password_file", "tls_client_ca"):
+        if getattr(config, name):
+            _check_readable(name, getattr(config, name))
+    if config.tls_verify_client != "none" and not config.tls_client_ca:
+        raise OptionError("tls_verify_client", f"{config.tls_verify_client} needs "
+                                               f"--tls-client-ca (what to verify against)")
+    if config.uds:
+        raise OptionError("tls_cert", "serves TCP ports only, not --uds")
 
 
 def _check_host(host: str) -> None:

@@ -30,8 +30,9 @@ import socket
 import sys
 import time
 
-from fastsock import appmetrics
+from fastsock import appmetrics, tls
 from fastsock._shared import SharedState
+from fastsock._tlsctx import TLSError, fill_ring
 from fastsock.config import Config
 from fastsock.worker import SIGNALS, WATCHDOG_SIGNAL, run_worker
 
@@ -69,6 +70,19 @@ class Master:
             raise SystemExit(2) from None
         if config.metrics:      # the app's values made before the fork: the master's
             appmetrics.attach(self.shared.app_area(self.shared.nslots), bind=True)
+        # TLS: loaded once here, so a worker never starts without certificates that load;
+        # session-ticket keys in the shared memory, new ones every --tls-ticket-key-rotation
+        self.certificates: tls.Certificates | None = None
+        self.next_ticket_key = 0.0
+        try:
+            context = tls.load(config)
+        except (TLSError, OSError) as e:
+            print(f"fastsock: error: TLS: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if context is not None:
+            self.certificates = tls.Certificates(config, context)
+            fill_ring(self.shared, all_keys=True)
+            self.next_ticket_key = time.monotonic() + config.tls_ticket_key_rotation
         self.workers: dict[int, WorkerProcess] = {}
         self.backoff = 0.0
         self.next_spawn = 0.0
@@ -108,7 +122,7 @@ class Master:
             code = 1
             try:
                 code = run_worker(self.config, self.app, self.sock, self.shared, slot,
-                                  self.metrics_sock, self.wanted)
+                                  self.metrics_sock, self.wanted, self.certificates)
             except BaseException:
                 log.exception("worker failed")
             finally:
@@ -241,6 +255,8 @@ class Master:
             return None
         if signo == signal.SIGHUP:
             if self.phase == "running":
+                if self.certificates is not None:       # the new workers start with these
+                    self.certificates.reload()
                 log.info("SIGHUP: replacing %d workers one at a time", len(self.active()))
                 self.rolling = [w.pid for w in self.active()]
             return None
@@ -285,7 +301,8 @@ class Master:
         for signo in SIGNALS - {signal.SIGCHLD}:
             signal.signal(signo, lambda *_: None)
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-        log.info("fastsock serving on %s with %d worker%s", describe(self.sock), self.wanted,
+        log.info("fastsock serving on %s with %d worker%s",
+                 describe(self.sock, self.certificates is not None), self.wanted,
                  "s" if self.wanted != 1 else "")
         if self.reloader is not None:
             self.reloader.start()
@@ -311,6 +328,9 @@ class Master:
                 self.fast_exit()
                 return STARTUP_FAILED
             self.watch()
+            if self.certificates is not None and time.monotonic() >= self.next_ticket_key:
+                fill_ring(self.shared)
+                self.next_ticket_key = time.monotonic() + self.config.tls_ticket_key_rotation
             if self.phase == "running":
                 self.keep_workers()
             elif self.phase == "delaying" and time.monotonic() >= self.phase_deadline:
@@ -327,8 +347,8 @@ class Master:
             self.update_ready()
 
 
-def describe(sock: socket.socket) -> str:
+def describe(sock: socket.socket, tls: bool = False) -> str:
     if sock.family == socket.AF_UNIX:
         return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    return f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"

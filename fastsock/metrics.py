@@ -16,6 +16,7 @@ from prometheus_client.utils import floatToGoString
 from fastsock._message import METHOD_NAMES, Response, RouteId
 from fastsock._parser import PARSE_ERRORS
 from fastsock._shared import CLOSE_REASONS, DURATION_BOUNDS, SharedState
+from fastsock._tls import CIPHERS, FAILURES, VERSIONS
 from fastsock._wsconn import CLOSE_CODES
 from fastsock.version import __version__
 
@@ -33,9 +34,10 @@ PROBE_ROUTES = frozenset((RouteId.ROUTE_HEALTHZ, RouteId.ROUTE_READYZ, RouteId.R
 class CoreCollector:
     """fastsock_* metrics from the shared slots, and per-worker process figures from /proc."""
 
-    def __init__(self, shared: SharedState, route_names: dict[int, str]):
+    def __init__(self, shared: SharedState, route_names: dict[int, str], certificates=None):
         self.shared = shared
         self.route_names = route_names      # route id -> template (built-ins included)
+        self.certificates = certificates    # fastsock.tls.Certificates, or None (no TLS)
 
     def _route(self, route_id: int) -> str:
         return self.route_names.get(route_id, UNMATCHED)
@@ -100,6 +102,8 @@ class CoreCollector:
             closed.add_metric([reason], n)
         yield closed
         yield from self._websockets(snap)
+        if self.certificates is not None:
+            yield from self._tls(snap["tls"], self.certificates.context.certificates)
         errors = CounterMetricFamily("fastsock_parse_errors",
                                      "Requests refused by the HTTP parser.", labels=["reason"])
         for index, n in sorted(snap["parse_errors"].items()):
@@ -143,6 +147,40 @@ class CoreCollector:
         for code, n in zip(WS_CLOSE_LABELS, snap["ws_closes"], strict=True):
             closes.add_metric([code], n)
         yield closes
+
+    @staticmethod
+    def _tls(tls: dict, certificates: list):
+        handshakes = CounterMetricFamily(
+            "fastsock_tls_handshakes", "TLS handshakes completed, by version, cipher and "
+            "whether a session was resumed.", labels=["version", "cipher", "resumed"])
+        for (version, cipher, resumed), n in sorted(tls["handshakes"].items()):
+            handshakes.add_metric([VERSIONS[version], CIPHERS[cipher],
+                                   "true" if resumed else "false"], n)
+        yield handshakes
+        failures = CounterMetricFamily(
+            "fastsock_tls_handshake_failures", "TLS handshakes that failed, by reason "
+            "(too_many: past --tls-max-handshakes).", labels=["reason"])
+        for reason, n in zip(FAILURES, tls["failures"], strict=False):
+            failures.add_metric([reason], n)
+        yield failures
+        ktls = CounterMetricFamily("fastsock_tls_ktls", "TLS connections whose records the "
+                                   "kernel encrypts (send) or decrypts (recv).",
+                                   labels=["direction"])
+        ktls.add_metric(["send"], tls["ktls"][0])
+        ktls.add_metric(["recv"], tls["ktls"][1])
+        yield ktls
+        reloads = CounterMetricFamily("fastsock_tls_reloads", "TLS certificate reloads by "
+                                      "the workers (failed: the files before were kept).",
+                                      labels=["result"])
+        reloads.add_metric(["ok"], tls["reloads"][0])
+        reloads.add_metric(["failed"], tls["reloads"][1])
+        yield reloads
+        expiry = GaugeMetricFamily("fastsock_tls_certificate_expiry_timestamp_seconds",
+                                   "When each certificate served expires (Unix time).",
+                                   labels=["file", "subject"])
+        for file, subject, not_after in certificates:
+            expiry.add_metric([file, subject], not_after)
+        yield expiry
 
     @staticmethod
     def _processes(workers: dict[int, int]):

@@ -11,12 +11,14 @@ import random
 import signal
 import socket
 import sys
+import time
 
 from fastsock import appcollectors, appmetrics, dispatch, hooks, logs
 from fastsock._accesslog import AccessLog
 from fastsock._loop import Loop
 from fastsock._message import RouteId
 from fastsock._shared import SharedState
+from fastsock._tlsctx import use_shared_ticket_keys
 from fastsock.adapters.kinds import adapt
 from fastsock.adapters.owned import owned_paths, reserved_paths, say_owned
 from fastsock.adapters.protocol import ServableApp
@@ -25,6 +27,7 @@ from fastsock.forwarded import Proxies
 from fastsock.loading import load_app, load_callable
 from fastsock.metrics import CoreCollector, Exposition
 from fastsock.runner import Runner
+from fastsock.tls import Certificates
 
 log = logging.getLogger("fastsock.error")
 
@@ -35,7 +38,8 @@ WATCHDOG_SIGNAL = signal.SIGUSR1    # the master asking a stuck worker for its t
 
 
 def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, slot: int,
-               metrics_sock: socket.socket | None = None, workers: int = 1) -> int:
+               metrics_sock: socket.socket | None = None, workers: int = 1,
+               certificates: Certificates | None = None) -> int:
     """The body of a forked worker: one loop until it drains or is told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)        # a terminal's ^C is the master's to handle
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -58,8 +62,12 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     exclusive = workers > 1
     if config.accept == "reuseport":
         sock, exclusive = worker_socket(config, sock), False
-    loop = Loop(config.limits(), shared, slot, exclusive=exclusive,
-                on_tick=on_tick(access_log, snapshots))
+    tls_check = certificates_check(certificates, shared, slot,
+                                   lambda context: loop.use_tls(context))
+    loop: Loop = Loop(config.limits(), shared, slot, exclusive=exclusive,
+                on_tick=on_tick(access_log, snapshots, tls_check))
+    if certificates is not None:
+        use_shared_ticket_keys(shared)
     # async handlers and thread-pool completions run on an asyncio loop, made when needed
     runner = Runner(loop, threads=config.threads, backlog=config.thread_backlog,
                     timeout=config.handler_timeout,
@@ -93,7 +101,7 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
         main, metrics = dispatch.build(
             app, config,
             ready=lambda: shared.ready,
-            exposition=exposition_for(config, app, shared, snapshots),
+            exposition=exposition_for(config, app, shared, snapshots, certificates),
             access_log=access_log,
             proxies=Proxies(config.forwarded_allow_ips) if config.forwarded_allow_ips else None,
             max_requests=max_requests, retire=loop.retire, runner=runner, owned=owned,
@@ -109,7 +117,7 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
     # what the app made at import and start-up lives as long as the worker: out of the
     # collector's full passes (faster ones under load, and pages stay shared after the fork)
     gc.freeze()
-    loop.listen(sock, main)
+    loop.listen(sock, main, certificates.context if certificates is not None else None)
     if metrics_sock is not None and metrics is not None:
         loop.listen(metrics_sock, metrics)
     signal.signal(signal.SIGTERM, lambda *_: loop.drain())
@@ -134,21 +142,40 @@ def route_names(config: Config, app: ServableApp) -> dict[int, str]:
     return names
 
 
-def on_tick(access_log: AccessLog | None, snapshots: appcollectors.Snapshots | None):
+def on_tick(access_log: AccessLog | None, snapshots: appcollectors.Snapshots | None,
+            tls_check=None):
     """What the loop does once a tick: flush the access log, refresh the collectors'
-    snapshot while scrapes come."""
-    hooks = [f for f in (access_log and access_log.flush, snapshots and snapshots.tick) if f]
+    snapshot while scrapes come, look whether the TLS files changed."""
+    hooks = [f for f in (access_log and access_log.flush, snapshots and snapshots.tick,
+                         tls_check) if f]
     if len(hooks) < 2:
         return hooks[0] if hooks else None
 
-    def both():
+    def all_of_them():
         for hook in hooks:
             hook()
-    return both
+    return all_of_them
+
+
+def certificates_check(certificates: Certificates | None, shared: SharedState, slot: int,
+                       use):
+    """The tick's look at the TLS files: when they changed, reloaded and use(context) for new
+    handshakes (counted either way)."""
+    if certificates is None:
+        return None
+
+    def check():
+        if certificates.changed(time.monotonic()):
+            ok = certificates.reload()
+            shared.count_tls_reload(slot, ok)
+            if ok:
+                use(certificates.context)
+    return check
 
 
 def exposition_for(config: Config, app: ServableApp, shared: SharedState,
-                   snapshots: appcollectors.Snapshots | None) -> Exposition | None:
+                   snapshots: appcollectors.Snapshots | None,
+                   certificates: Certificates | None = None) -> Exposition | None:
     if not config.metrics or snapshots is None:
         return None
     names = route_names(config, app)
@@ -165,7 +192,8 @@ def exposition_for(config: Config, app: ServableApp, shared: SharedState,
     def workers():
         return [(i, shared.app_area(i), pid) for i in range(shared.nslots)
                 if (pid := live_pid(i))]
-    return Exposition(CoreCollector(shared, names), appmetrics.AppCollector(areas),
+    return Exposition(CoreCollector(shared, names, certificates),
+                      appmetrics.AppCollector(areas),
                       appcollectors.WorkerCollectors(snapshots, workers))
 
 

@@ -16,10 +16,10 @@ POST = b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n"
 def test_the_names_come_from_the_tables_and_say_what_they_said():
     assert CLOSE_REASONS == ("client", "keepalive_timeout", "header_timeout", "body_timeout",
                              "error", "server", "response_length", "ping_timeout",
-                             "close_timeout")
+                             "close_timeout", "tls_handshake")
     assert METHOD_NAMES == ("other", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
                             "OPTIONS", "TRACE", "CONNECT")
-    assert STATE_NAMES == ("proxy", "head", "body", "idle", "wait", "stream_in", "write",
+    assert STATE_NAMES == ("proxy", "handshake", "head", "body", "idle", "wait", "stream_in", "write",
                            "stream_out", "websocket", "closing", "refused", "linger", "closed")
 
 

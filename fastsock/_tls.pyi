@@ -1,0 +1,15 @@
+# Type stubs for the compiled per-connection TLS.
+from typing import Any
+
+CIPHERS: tuple[str, ...]
+FAILURES: tuple[str, ...]
+VERSIONS: tuple[str, ...]
+
+class TLSInfo:
+    version: str
+    cipher: str
+    client_cert: str | None
+    client_subject: str | None
+    def asgi(self) -> dict[str, Any]: ...
+
+class TLSSession: ...
