@@ -2,6 +2,7 @@
 kustomize + kubernetes-validate, yamllint, cfn-lint, cloud-init, systemd-analyze, promtool."""
 import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -69,12 +70,15 @@ def test_compose_config_is_valid():
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
 
 
-@pytest.mark.parametrize("target", ["k8s", "k8s/overlays/prometheus-operator"])
+CRD_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")   # schema-checked below instead
+
+
+@pytest.mark.parametrize("target", ["k8s", "k8s/overlays/prometheus-operator", "k8s/overlays/tls"])
 def test_kustomize_builds_and_core_resources_validate_strictly(target, tmp_path):
     code, out = run(tool("kubectl"), "kustomize", target)
     assert code == 0, out
     docs = [d for d in yaml.safe_load_all(out) if d]
-    core = [d for d in docs if d["apiVersion"] != "monitoring.coreos.com/v1"]
+    core = [d for d in docs if not d["apiVersion"].startswith(CRD_GROUPS)]
     path = tmp_path / "core.yaml"
     path.write_text(yaml.safe_dump_all(core))
     code, report = run(tool("kubernetes-validate"), "--strict", str(path))
@@ -85,8 +89,10 @@ def test_kustomize_builds_and_core_resources_validate_strictly(target, tmp_path)
     kinds = sorted(d["kind"] for d in docs)
     expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
                 "PodDisruptionBudget", "Service"]
-    operator = ["PrometheusRule", "Service", "ServiceMonitor"] if "overlays" in target else []
-    assert kinds == sorted(expected + operator)
+    extra = {"k8s": [], "k8s/overlays/prometheus-operator": ["PrometheusRule", "Service",
+                                                             "ServiceMonitor"],
+             "k8s/overlays/tls": ["Certificate"]}[target]
+    assert kinds == sorted(expected + extra)
 
 
 def test_deployment_is_hardened_and_drains_in_time():
@@ -240,6 +246,166 @@ def test_the_prometheus_rule_is_rendered_from_the_alert_rules(tmp_path):
     from tests.support.tools import prometheus_bin
     code, out = run(prometheus_bin("promtool"), "check", "rules", str(path))
     assert code == 0 and "SUCCESS" in out, out
+
+
+CERTIFICATE_SCHEMA = {   # the parts of cert-manager's Certificate CRD (cert-manager.io/v1) used
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Certificate"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object", "required": ["secretName", "issuerRef"],
+            "additionalProperties": False,
+            "properties": {
+                "secretName": {"type": "string", "minLength": 1},
+                "dnsNames": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                "duration": {"type": "string"}, "renewBefore": {"type": "string"},
+                "privateKey": {"type": "object", "additionalProperties": False, "properties": {
+                    "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                    "size": {"type": "integer"},
+                    "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                    "rotationPolicy": {"enum": ["Never", "Always"]}}},
+                "usages": {"type": "array", "items": {"enum": [
+                    "signing", "digital signature", "content commitment", "key encipherment",
+                    "key agreement", "data encipherment", "cert sign", "crl sign",
+                    "encipher only", "decipher only", "any", "server auth", "client auth",
+                    "code signing", "email protection", "s/mime", "ipsec end system",
+                    "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
+                    "microsoft sgc", "netscape sgc"]}},
+                "issuerRef": {"type": "object", "required": ["name"],
+                              "additionalProperties": False, "properties": {
+                                  "name": {"type": "string"},
+                                  "kind": {"enum": ["Issuer", "ClusterIssuer"]},
+                                  "group": {"type": "string"}}},
+            },
+        },
+    },
+}
+
+
+def hours(duration: str) -> float:
+    """A Go duration as cert-manager reads it (only h, m, s are written here)."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert parts and duration, duration
+    h, m, sec = (int(p or 0) for p in parts.groups())
+    return h + m / 60 + sec / 3600
+
+
+def by_kind(docs: list[dict]) -> dict[str, dict]:
+    return {d["kind"]: d for d in docs if d["kind"] != "Service"} | {
+        "Service": next(d for d in docs if d["kind"] == "Service"
+                        and d["metadata"]["name"] == "fastsock")}
+
+
+def test_tls_overlay_mounts_the_secret_and_speaks_https_on_the_main_port_only():
+    docs = by_kind(kustomized("k8s/overlays/tls"))
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    config = docs["ConfigMap"]["data"]
+    # the Secret cert-manager writes is the one mounted: a directory, read-only, no subPath
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == docs["Certificate"]["spec"]["secretName"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True and "subPath" not in mount and "subPathExpr" not in mount
+    # the contract's variables name the Secret's files (kubernetes.io/tls: tls.crt, tls.key)
+    assert config["FASTSOCK_TLS_CERT"] == mount["mountPath"] + "/tls.crt"
+    assert config["FASTSOCK_TLS_KEY"] == mount["mountPath"] + "/tls.key"
+    assert not any(k.startswith("FASTSOCK_TLS_") for k in config
+                   if k not in ("FASTSOCK_TLS_CERT", "FASTSOCK_TLS_KEY"))
+    # the key: readable by the server's group (fsGroup) only, never by others
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    # every probe over HTTPS, on the main port
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"https": 8000, "metrics": int(config["FASTSOCK_METRICS_PORT"])}
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        get = container[probe]["httpGet"]
+        assert get["scheme"] == "HTTPS" and ports[get["port"]] == 8000, (probe, get)
+    # the Service says https, to the main port; the NetworkPolicy opens that port
+    (port,) = docs["Service"]["spec"]["ports"]
+    assert (port["name"], port["appProtocol"], port["port"]) == ("https", "https", 443)
+    assert ports[port["targetPort"]] == 8000
+    rules = docs["NetworkPolicy"]["spec"]["ingress"]
+    assert [p["port"] for r in rules if "from" not in r for p in r["ports"]] == ["https"]
+    # metrics stay cleartext on their own port, for the same scrapers as without TLS
+    annotations = docs["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == config["FASTSOCK_METRICS_PORT"]
+    assert "prometheus.io/scheme" not in annotations
+
+
+def test_tls_overlay_changes_only_what_tls_needs():
+    """Everything else is the base's: replicas, limits, security context, HPA, PDB, drain."""
+    base, tls = by_kind(kustomized("k8s")), by_kind(kustomized("k8s/overlays/tls"))
+    assert base["HorizontalPodAutoscaler"] == tls["HorizontalPodAutoscaler"]
+    assert base["PodDisruptionBudget"] == tls["PodDisruptionBudget"]
+    assert {k: v for k, v in tls["ConfigMap"]["data"].items()
+            if not k.startswith("FASTSOCK_TLS_")} == base["ConfigMap"]["data"]
+    b, t = (d["Deployment"]["spec"]["template"]["spec"] for d in (base, tls))
+    (bc,), (tc,) = b["containers"], t["containers"]
+    for key in ("image", "args", "resources", "securityContext", "envFrom"):
+        assert bc[key] == tc[key], key
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert {k: v for k, v in bc[probe].items() if k != "httpGet"} == \
+            {k: v for k, v in tc[probe].items() if k != "httpGet"}
+        assert bc[probe]["httpGet"]["path"] == tc[probe]["httpGet"]["path"]
+    assert {k: v for k, v in t["securityContext"].items() if k != "fsGroup"} == \
+        b["securityContext"]
+    assert t["terminationGracePeriodSeconds"] == b["terminationGracePeriodSeconds"]
+
+
+def test_the_certificate_example_fits_the_crd_and_renews_before_the_alert():
+    cert = next(d for d in kustomized("k8s/overlays/tls") if d["kind"] == "Certificate")
+    jsonschema.validate(cert, CERTIFICATE_SCHEMA)
+    spec = cert["spec"]
+    assert spec["privateKey"] == {"algorithm": "ECDSA", "size": 256, "encoding": "PKCS8",
+                                  "rotationPolicy": "Always"}
+    assert spec["issuerRef"]["kind"] == "ClusterIssuer"
+    assert "server auth" in spec["usages"] and "key encipherment" not in spec["usages"]
+    # renewed before the FastsockCertificateExpiring alert's 14 days, and within its lifetime
+    assert 14 * 24 < hours(spec["renewBefore"]) < hours(spec["duration"])
+    alerts = yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())
+    (expiring,) = [r for g in alerts["groups"] for r in g["rules"]
+                   if r.get("alert") == "FastsockCertificateExpiring"]
+    assert "14 * 86400" in expiring["expr"]
+
+
+def test_a_broken_certificate_is_refused_by_the_schema():
+    """The schema check can fail: the typos an operator makes are caught."""
+    cert = next(d for d in kustomized("k8s/overlays/tls") if d["kind"] == "Certificate")
+    for path, value in ((("privateKey", "algorithm"), "EC"),
+                        (("privateKey", "rotationPolicy"), "always"),
+                        (("issuerRef", "kind"), "Clusterissuer"),
+                        (("secretname",), "fastsock-tls")):
+        broken = json.loads(json.dumps(cert))
+        node = broken["spec"]
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, CERTIFICATE_SCHEMA)
+
+
+def test_tls_with_the_prometheus_operator_still_scrapes_the_cleartext_metrics_port(tmp_path):
+    """The tls and prometheus-operator components together (a kustomization of the user's):
+    the ServiceMonitor's port is the pods' cleartext metrics port, scraped over http."""
+    up = Path(os.path.relpath(ROOT / "k8s", tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [str(up / "base")],
+        "components": [str(up / "components/prometheus-operator"), str(up / "components/tls")]}))
+    docs = kustomized(str(tmp_path))
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint.get("scheme", "http") == "http" and "tlsConfig" not in endpoint
+    metrics = next(d for d in docs if d["kind"] == "Service"
+                   and d["metadata"]["name"] == "fastsock-metrics")
+    (port,) = [p for p in metrics["spec"]["ports"] if p["name"] == endpoint["port"]]
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
+    assert ports[port["targetPort"]] == int(config["FASTSOCK_METRICS_PORT"]) != 8000
+    assert config["FASTSOCK_TLS_CERT"]
 
 
 def test_yamllint():
