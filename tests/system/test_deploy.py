@@ -478,7 +478,7 @@ def test_cloudformation_is_safe_by_default():
     user_data = resources["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
     script = user_data["Fn::Base64"]["Fn::Sub"]
     cloud_config = yaml.safe_load(script)
-    assert cloud_config["packages"] == ["python3-venv"]           # no gcc, no headers
+    assert cloud_config["packages"] == ["python3-venv", "openssl"]   # no gcc, no headers
     files = {f["path"]: f["content"] for f in cloud_config["write_files"]}
     assert files["/etc/fastsock/install.env"] == "FASTSOCK_PACKAGE=${PackageSpec}\n"
     assert "pip install --no-cache-dir --only-binary=:all:" in \
@@ -541,6 +541,117 @@ def test_plain_user_data_installs_nothing_until_told_what(tmp_path):
     r = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
     assert r.returncode == 1 and "FASTSOCK_PACKAGE is empty" in r.stderr, r.stderr
     assert not (tmp_path / "opt").exists()
+
+
+def test_alb_to_target_https_is_a_parameter_and_cleartext_the_default():
+    template = cfn_template()
+    param = template["Parameters"]["TargetProtocol"]
+    assert param["Default"] == "HTTP" and param["AllowedValues"] == ["HTTP", "HTTPS"]
+    tg = template["Resources"]["TargetGroup"]["Properties"]
+    assert tg["Protocol"] == tg["HealthCheckProtocol"] == {"Ref": "TargetProtocol"}
+    assert tg["Port"] == 8000 and tg["HealthCheckPath"] == "/readyz"
+    user_data = template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"][
+        "UserData"]["Fn::Base64"]["Fn::Sub"]
+    cloud_config = yaml.safe_load(user_data)
+    files = {f["path"]: f["content"] for f in cloud_config["write_files"]}
+    assert "FASTSOCK_TARGET_PROTOCOL=${TargetProtocol}\n" in files["/etc/fastsock/target.env"]
+    assert "EnvironmentFile=-/etc/fastsock/tls.env" in files["/etc/systemd/system/fastsock.service"]
+    # the certificate is made before fastsock first starts, and the readiness signal asks in
+    # the scheme the target group uses
+    run = [" ".join(c) for c in cloud_config["runcmd"]]
+    assert run.index("/usr/local/sbin/fastsock-tls-cert") < \
+        run.index("systemctl enable --now fastsock.service")
+    assert ". /etc/fastsock/target.env" in files["/usr/local/sbin/fastsock-signal-ready"]
+    # an instance launched by hand with user-data.yaml: cleartext
+    plain = yaml.safe_load((EC2 / "user-data.yaml").read_text())
+    plain_files = {f["path"]: f["content"] for f in plain["write_files"]}
+    assert "FASTSOCK_TARGET_PROTOCOL=HTTP\n" in plain_files["/etc/fastsock/target.env"]
+
+
+def tls_cert_script(tmp_path: Path, protocol: str) -> list[str]:
+    """fastsock-tls-cert, its paths moved under tmp_path and its group the test's own."""
+    import grp
+    (tmp_path / "target.env").write_text(f"FASTSOCK_TARGET_PROTOCOL={protocol}\n")
+    script = (EC2 / "tls-cert.sh").read_text()
+    for old, new in (("/etc/fastsock/target.env", tmp_path / "target.env"),
+                     ("/etc/fastsock/tls.env", tmp_path / "tls.env"),
+                     ("/etc/fastsock/tls", tmp_path / "tls"),
+                     ("group=fastsock", f"group={grp.getgrgid(os.getgid()).gr_name}")):
+        assert str(old) in script, old
+        script = script.replace(str(old), str(new))
+    return ["sh", "-c", script]
+
+
+def test_the_instance_certificate_is_a_pair_fastsock_can_load_made_once(tmp_path):
+    import ssl
+    r = subprocess.run(tls_cert_script(tmp_path, "HTTPS"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cert, key = tmp_path / "tls/cert.pem", tmp_path / "tls/key.pem"
+    env = dict(line.split("=", 1) for line in (tmp_path / "tls.env").read_text().splitlines())
+    assert env == {"FASTSOCK_TLS_CERT": str(cert), "FASTSOCK_TLS_KEY": str(key)}
+    assert key.stat().st_mode & 0o777 == 0o640 and cert.stat().st_mode & 0o777 == 0o644
+    assert not list((tmp_path / "tls").glob("*.new"))
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)   # the key fits
+    code, text = run("openssl", "x509", "-in", str(cert), "-noout", "-text")
+    assert code == 0 and "prime256v1" in text and "DNS:" in text, text
+    # a second boot keeps the certificate (fastsock's, and what it reloads, stay the same)
+    before = cert.read_bytes(), key.read_bytes()
+    r = subprocess.run(tls_cert_script(tmp_path, "HTTPS"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (cert.read_bytes(), key.read_bytes()) == before
+
+
+def test_the_instance_certificate_is_not_made_for_http_nor_for_a_typo(tmp_path):
+    (tmp_path / "tls.env").write_text("FASTSOCK_TLS_CERT=/stale\n")    # from an HTTPS past
+    r = subprocess.run(tls_cert_script(tmp_path, "HTTP"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "tls.env").exists() and not (tmp_path / "tls").exists()
+    r = subprocess.run(tls_cert_script(tmp_path, "https"), capture_output=True, text=True)
+    assert r.returncode == 1 and "FASTSOCK_TARGET_PROTOCOL is 'https'" in r.stderr, r.stderr
+    assert not (tmp_path / "tls.env").exists() and not (tmp_path / "tls").exists()
+
+
+@pytest.mark.parametrize("protocol", ["HTTP", "HTTPS"])
+def test_the_readiness_signal_asks_in_the_target_groups_scheme(protocol, tmp_path):
+    """fastsock-signal-ready against a server speaking the target group's protocol: success
+    signalled. A stand-in server (Python's ssl + http.server, with fastsock-tls-cert's own
+    certificate) and a stand-in cfn-signal that records its arguments."""
+    import http.server
+    import ssl
+    import threading
+    assert subprocess.run(tls_cert_script(tmp_path, protocol)).returncode == 0
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/readyz" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    if protocol == "HTTPS":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp_path / "tls/cert.pem", tmp_path / "tls/key.pem")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "aws.env").write_text("AWS_REGION=r\nAWS_STACK=s\n")
+    signal = tmp_path / "cfn-signal"
+    signal.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "signalled"}\n')
+    signal.chmod(0o755)
+    script = (EC2 / "signal-ready.sh").read_text()
+    for old, new in (("/etc/fastsock/aws.env", tmp_path / "aws.env"),
+                     ("/etc/fastsock/target.env", tmp_path / "target.env"),
+                     ("127.0.0.1:8000", f"127.0.0.1:{server.server_address[1]}"),
+                     ("/opt/aws-cfn/bin/cfn-signal", signal), ("$(seq 150)", "1 2 3")):
+        assert old in script, old
+        script = script.replace(old, str(new))
+    try:
+        r = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "signalled").read_text().split()[:2] == ["--exit-code", "0"]
 
 
 def test_systemd_units_verify(tmp_path):
