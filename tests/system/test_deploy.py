@@ -73,6 +73,124 @@ def test_compose_config_is_valid():
 CRD_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")   # schema-checked below instead
 
 
+TLS_CONTRACT = {"FASTSOCK_TLS_CERT", "FASTSOCK_TLS_KEY", "FASTSOCK_TLS_KEY_PASSWORD_FILE",
+                "FASTSOCK_TLS_CLIENT_CA", "FASTSOCK_TLS_VERIFY_CLIENT", "FASTSOCK_TLS_MIN_VERSION",
+                "FASTSOCK_TLS_CIPHERS", "FASTSOCK_TLS_CIPHERSUITES", "FASTSOCK_TLS_GROUPS",
+                "FASTSOCK_TLS_HANDSHAKE_TIMEOUT", "FASTSOCK_TLS_MAX_HANDSHAKES",
+                "FASTSOCK_TLS_SESSION_TICKETS", "FASTSOCK_TLS_TICKET_KEY_ROTATION",
+                "FASTSOCK_TLS_KTLS"}    # the option names of issue 23's TLS contract
+
+
+def compose_tls() -> dict:
+    code, out = run(compose_binary(), "-f", "docker-compose.yml", "-f", "docker-compose.tls.yml",
+                    "config", "--format", "json")
+    assert code == 0, out
+    return json.loads(out)["services"]
+
+
+def test_compose_tls_override_mounts_the_pair_read_only_and_scrapes_cleartext_metrics():
+    services = compose_tls()
+    app = services["app"]
+    env = app["environment"]
+    assert {k for k in env if k.startswith("FASTSOCK_TLS_")} <= TLS_CONTRACT
+    (mount,) = [v for v in app["volumes"] if v["target"] == "/etc/fastsock/tls"]
+    assert mount["type"] == "bind" and mount["read_only"] is True
+    assert Path(mount["source"]) == ROOT / "tls"
+    assert not mount["bind"].get("create_host_path", False)   # a missing ./tls fails at once
+    for name, file in (("FASTSOCK_TLS_CERT", "cert.pem"), ("FASTSOCK_TLS_KEY", "key.pem")):
+        assert env[name] == f"{mount['target']}/{file}"
+    # the health check speaks TLS and verifies the mounted certificate by name
+    check = " ".join(app["healthcheck"]["test"])
+    assert "https://localhost:8000/healthz" in check and f"cafile='{env['FASTSOCK_TLS_CERT']}'" \
+        in check
+    # Prometheus scrapes the cleartext metrics port, with the rules of the plain stack
+    (config,) = [v for v in services["prometheus"]["volumes"]
+                 if v["target"] == "/etc/prometheus/prometheus.yml"]
+    scrape = yaml.safe_load(Path(config["source"]).read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == \
+        [f"app:{env['FASTSOCK_METRICS_PORT']}"]
+    assert "scheme" not in scrape["scrape_configs"][0]
+    plain = yaml.safe_load((ROOT / "monitoring/prometheus.yml").read_text())
+    plain["scrape_configs"][0]["static_configs"] = scrape["scrape_configs"][0]["static_configs"]
+    assert plain == scrape                  # the same Prometheus, the metrics port aside
+    code, out = run(tool_promtool(), "check", "config", "prometheus-tls.yml",
+                    cwd=ROOT / "monitoring")
+    assert code == 0, out
+    # the pair never enters git or the image's build context
+    assert "/tls/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert "tls" in (ROOT / ".dockerignore").read_text().splitlines()
+
+
+def tool_promtool() -> str:
+    from tests.support.tools import prometheus_bin
+    return prometheus_bin("promtool")
+
+
+def self_signed(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", str(ROOT / "scripts/self-signed-cert.sh"), *args],
+                          cwd=tmp_path, capture_output=True, text=True)
+
+
+def test_the_self_signed_script_makes_a_pair_the_compose_health_check_verifies(tmp_path):
+    """The script's pair, served over TLS (Python's ssl: a stand-in for the app, whose TLS
+    core is not on this branch), passes the compose health check's own command."""
+    import http.server
+    import ssl
+    import threading
+    r = self_signed(tmp_path)
+    assert r.returncode == 0, r.stderr
+    cert, key = tmp_path / "tls/cert.pem", tmp_path / "tls/key.pem"
+    assert key.stat().st_mode & 0o777 == 0o644       # the container's user reads it
+    code, text = run("openssl", "x509", "-in", str(cert), "-noout", "-text")
+    assert "prime256v1" in text and "DNS:localhost" in text and "IP Address:127.0.0.1" in text
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check = compose_tls()["app"]["healthcheck"]["test"]
+        assert check[:3] == ["CMD", "python", "-c"]
+        code = check[3].replace("localhost:8000", f"localhost:{server.server_address[1]}") \
+            .replace("/etc/fastsock/tls/cert.pem", str(cert))
+        ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stderr
+        # and it fails against a certificate that is not the mounted one
+        (tmp_path / "other").mkdir()
+        assert self_signed(tmp_path / "other").returncode == 0
+        wrong = code.replace(str(cert), str(tmp_path / "other/tls/cert.pem"))
+        bad = subprocess.run([sys.executable, "-c", wrong], capture_output=True, text=True)
+        assert bad.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in bad.stderr, bad.stderr
+    finally:
+        server.shutdown()
+
+
+def test_the_self_signed_script_keeps_a_pair_and_refuses_half_of_one(tmp_path):
+    assert self_signed(tmp_path, "pair").returncode == 0
+    before = (tmp_path / "pair/cert.pem").read_bytes()
+    again = self_signed(tmp_path, "pair")
+    assert again.returncode == 0 and "kept" in again.stderr
+    assert (tmp_path / "pair/cert.pem").read_bytes() == before
+    (tmp_path / "pair/key.pem").unlink()
+    half = self_signed(tmp_path, "pair")
+    assert half.returncode == 1 and "only one of" in half.stderr, half.stderr
+    assert (tmp_path / "pair/cert.pem").read_bytes() == before
+    # no openssl on the PATH: one line saying what to install
+    bare = subprocess.run(["/bin/sh", str(ROOT / "scripts/self-signed-cert.sh"), "x"],
+                          cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/nonexistent"})
+    assert bare.returncode == 1 and "openssl command is missing" in bare.stderr, bare.stderr
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("target", ["k8s", "k8s/overlays/prometheus-operator", "k8s/overlays/tls"])
 def test_kustomize_builds_and_core_resources_validate_strictly(target, tmp_path):
     code, out = run(tool("kubectl"), "kustomize", target)
