@@ -60,6 +60,73 @@ def test_dockerfile_rules():
     assert (ROOT / ".dockerignore").exists()
 
 
+def dockerfile_stages() -> tuple[str, str]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", "")   # continuation lines joined
+    runtime = text.rindex("FROM ")
+    return text[:runtime], text[runtime:]
+
+
+def test_the_image_builds_against_openssl_and_runs_with_the_bases_libssl():
+    build, runtime = dockerfile_stages()
+    assert "libssl-dev" in build and "libssl-dev" not in runtime and "gcc" not in runtime
+    # the runtime stage imports every compiled module: a shared library the base lacks
+    # (libssl3, libz) fails the build; run here, the same command imports them all
+    (check,) = [line[len('RUN python -I -c "'):-1] for line in runtime.splitlines()
+                if line.startswith("RUN python -I -c")]
+    probe = check + "; import sys; print(' '.join(sorted(sys.modules)))"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    compiled = {f"fastsock.{p.name.split('.')[0]}" for p in (ROOT / "fastsock").glob("_*.so")}
+    assert compiled and compiled <= set(r.stdout.split()), compiled - set(r.stdout.split())
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_the_image_health_check_speaks_the_ports_protocol(tls, tmp_path):
+    """The HEALTHCHECK's command against a server on FASTSOCK_PORT (Python's http.server, with
+    TLS when FASTSOCK_TLS_CERT is set: a stand-in for fastsock's, not on this branch)."""
+    import http.server
+    import ssl
+    import threading
+    _, runtime = dockerfile_stages()
+    (line,) = [x for x in runtime.splitlines() if x.startswith("HEALTHCHECK")]
+    command = json.loads(line[line.index("CMD ") + 4:])
+    assert command[:2] == ["python", "-c"]
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    env = {**os.environ, "FASTSOCK_PORT": str(server.server_address[1])}
+    env.pop("FASTSOCK_TLS_CERT", None)
+    if tls:
+        assert self_signed(tmp_path).returncode == 0
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp_path / "tls/cert.pem", tmp_path / "tls/key.pem")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        env["FASTSOCK_TLS_CERT"] = str(tmp_path / "tls/cert.pem")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ok = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True,
+                            text=True, timeout=30)
+        assert ok.returncode == 0, ok.stderr
+        # the other protocol fails: the check does follow FASTSOCK_TLS_CERT
+        if tls:
+            env.pop("FASTSOCK_TLS_CERT")
+        else:
+            env["FASTSOCK_TLS_CERT"] = "/some/cert.pem"
+        bad = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True,
+                             text=True, timeout=30)
+        assert bad.returncode != 0
+    finally:
+        server.shutdown()
+
+
 def test_compose_config_is_valid():
     code, out = run(compose_binary(), "-f", "docker-compose.yml", "config", "-q")
     assert code == 0 and out == "", out
