@@ -253,7 +253,8 @@ def test_the_self_signed_script_keeps_a_pair_and_refuses_half_of_one(tmp_path):
     assert (tmp_path / "pair/cert.pem").read_bytes() == before
     # no openssl on the PATH: one line saying what to install
     bare = subprocess.run(["/bin/sh", str(ROOT / "scripts/self-signed-cert.sh"), "x"],
-                          cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/nonexistent"})
+                          cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/nonexistent"})
     assert bare.returncode == 1 and "openssl command is missing" in bare.stderr, bare.stderr
     assert not (tmp_path / "x").exists()
 
