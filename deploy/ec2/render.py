@@ -12,8 +12,10 @@ HERE = Path(__file__).resolve().parent
 FILES = [  # (path on the instance, file here, mode)
     ("/etc/fastsock/install.env", None, "0644"),
     ("/etc/fastsock/network.env", None, "0644"),
+    ("/etc/fastsock/target.env", None, "0644"),
     ("/etc/fastsock/fastsock.env", "fastsock.env", "0644"),
     ("/usr/local/sbin/fastsock-install", "install.sh", "0755"),
+    ("/usr/local/sbin/fastsock-tls-cert", "tls-cert.sh", "0755"),
     ("/opt/fastsock/app/service.py", "service.py", "0644"),
     ("/etc/systemd/system/fastsock.socket", "fastsock.socket", "0644"),
     ("/etc/systemd/system/fastsock.service", "fastsock.service", "0644"),
@@ -28,6 +30,7 @@ AWS_FILES = [
 ]
 RUN = [
     "[/usr/local/sbin/fastsock-install]",
+    "[/usr/local/sbin/fastsock-tls-cert]",
     "[systemctl, daemon-reload]",
     "[systemctl, enable, --now, fastsock.socket]",
     "[systemctl, enable, --now, fastsock.service]",
@@ -51,13 +54,18 @@ def cloudwatch_agent(log_group: str) -> str:
 
 
 def user_data(package: str = "", forwarded: str = "172.31.0.0/16", aws: dict | None = None,
-              literal=lambda text: text) -> str:
+              literal=lambda text: text, target: str = "HTTP") -> str:
     """package: the pip requirement of a prebuilt wheel; forwarded: the addresses whose
     X-Forwarded-For is trusted (the load balancer's, in the VPC; 172.31.0.0/16 is a default
     VPC's); aws: region, stack and log group for the AWS agents (CloudFormation only);
-    literal: how the files' own text is kept from substitution."""
+    literal: how the files' own text is kept from substitution; target: HTTP, or HTTPS for
+    TLS on port 8000 with a self-signed certificate made at first boot (fastsock-tls-cert)."""
     generated = {
         "/etc/fastsock/install.env": f"FASTSOCK_PACKAGE={package}\n",
+        "/etc/fastsock/target.env":
+            "# HTTP, or HTTPS: fastsock serves TLS on port 8000 with a self-signed certificate\n"
+            "# made at first boot (fastsock-tls-cert); the load balancer does not verify it\n"
+            f"FASTSOCK_TARGET_PROTOCOL={target}\n",
         "/etc/fastsock/network.env":
             "# X-Forwarded-For/-Proto are trusted from these addresses only (the VPC: the ALB)\n"
             f"FASTSOCK_FORWARDED_ALLOW_IPS={forwarded}\n",
@@ -76,6 +84,7 @@ def user_data(package: str = "", forwarded: str = "172.31.0.0/16", aws: dict | N
 package_update: true
 packages:
   - python3-venv
+  - openssl
 users:
   - default
   - name: fastsock
@@ -96,7 +105,7 @@ def cloudformation() -> str:
     # inside !Sub, ${Name} is a parameter or resource and ${!X} a literal ${X}
     data = user_data("${PackageSpec}", "${VpcCidr}", aws={
         "region": "${AWS::Region}", "stack": "${AWS::StackName}", "log_group": "${LogGroup}"},
-        literal=lambda text: text.replace("${", "${!"))
+        literal=lambda text: text.replace("${", "${!"), target="${TargetProtocol}")
     return (HERE / "cloudformation.yaml.in").read_text().replace("USER_DATA", indent(data, 12))
 
 

@@ -20,7 +20,7 @@ def promtool(*args):
 
 def test_prometheus_config_and_rules():
     assert "SUCCESS" in promtool("check", "config", "prometheus.yml")
-    assert "SUCCESS: 7 rules found" in promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS: 9 rules found" in promtool("check", "rules", "alerts.yml")
 
 
 def test_alert_rules_unit_tests():
@@ -32,7 +32,8 @@ def test_every_alert_the_issue_names_exists():
     alerts = {r["alert"] for r in rules if "alert" in r}
     assert alerts == {"FastsockHighErrorRatio", "FastsockLatencyObjective",
                       "FastsockWorkerRestarts", "FastsockTargetDown",
-                      "FastsockAppMetricsDropped"}
+                      "FastsockAppMetricsDropped", "FastsockCertificateExpiring",
+                      "FastsockTlsHandshakeFailures"}
 
 
 def test_dashboard_queries_parse(tmp_path):

@@ -134,6 +134,18 @@ def test_cibuildwheel_builds_for_x86_64_and_aarch64():
             assert f"{python}-manylinux_{arch}" in identifiers, out
 
 
+def test_cibuildwheel_compiles_against_openssl_3_and_musl_too():
+    """TLS needs OpenSSL 3's headers in the build images: manylinux_2_34 (AlmaLinux 9) has
+    them from dnf, musllinux from apk; auditwheel repair then bundles libssl into the wheel."""
+    import tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["cibuildwheel"]
+    linux = config["linux"]
+    assert linux["manylinux-x86_64-image"] == linux["manylinux-aarch64-image"] == "manylinux_2_34"
+    assert linux["before-all"] == "dnf install -y openssl-devel"
+    (musl,) = [o for o in config["overrides"] if o["select"] == "*-musllinux*"]
+    assert musl["before-all"] == "apk add openssl-dev"
+
+
 def test_a_platform_without_epoll_gets_one_clear_line():
     code, out = run(sys.executable, "-c", "import sys, sysconfig, setuptools.command.build_ext; "
                     "sys.platform = 'darwin'; sys.argv = ['setup.py', '--version']; "
