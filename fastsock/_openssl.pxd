@@ -81,6 +81,7 @@ cdef extern from "openssl/ssl.h" nogil:
     const char* SSL_get_version(const SSL* ssl)
     const SSL_CIPHER* SSL_get_current_cipher(const SSL* ssl)
     const char* SSL_CIPHER_get_name(const SSL_CIPHER* c)
+    unsigned short SSL_CIPHER_get_protocol_id(const SSL_CIPHER* c)
     X509* SSL_get0_peer_certificate(const SSL* ssl)
     long SSL_get_verify_result(const SSL* ssl)
     int SSL_is_init_finished(const SSL* ssl)

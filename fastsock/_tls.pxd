@@ -24,6 +24,7 @@ cdef enum:                  # indexes of _tls.FAILURES, the metric's reason labe
 cdef class TLSInfo:
     cdef readonly str version       # "TLSv1.2", "TLSv1.3"
     cdef readonly str cipher        # OpenSSL's name of the cipher
+    cdef readonly int cipher_suite  # its IANA number
     cdef readonly str client_cert   # the verified client certificate (PEM), or None
     cdef readonly str client_subject    # ... its subject (RFC 4514), or None
 

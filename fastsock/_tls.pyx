@@ -76,13 +76,23 @@ cdef class TLSInfo:
     """What a request's handler can know of its connection's TLS (req.tls)."""
 
     def asgi(self):
-        """The ASGI TLS extension's dict (scope["extensions"]["tls"])."""
+        """The ASGI TLS extension's dict (scope["extensions"]["tls"]): a new one each time
+        (an app may change its scope)."""
         return {"server_cert": None,
                 "client_cert_chain": [self.client_cert] if self.client_cert else [],
                 "client_cert_name": self.client_subject,
                 "client_cert_error": None,
                 "tls_version": 0x0304 if self.version == "TLSv1.3" else 0x0303,
-                "cipher_suite": None, "cipher": self.cipher}
+                "cipher_suite": self.cipher_suite}
+
+    def wsgi(self):
+        """The CGI variables Apache's mod_ssl and nginx's uwsgi/fastcgi params set."""
+        cgi = {"HTTPS": "on", "SSL_PROTOCOL": self.version, "SSL_CIPHER": self.cipher,
+               "SSL_CLIENT_VERIFY": "SUCCESS" if self.client_cert else "NONE"}
+        if self.client_cert:
+            cgi["SSL_CLIENT_S_DN"] = self.client_subject
+            cgi["SSL_CLIENT_CERT"] = self.client_cert
+        return cgi
 
     def __repr__(self):
         return (f"TLSInfo(version={self.version!r}, cipher={self.cipher!r}, "
@@ -221,10 +231,13 @@ cdef class TLSSession:
         """req.tls: made once per connection, on its first request."""
         cdef TLSInfo i
         cdef X509* cert
+        cdef const SSL_CIPHER* cipher
         if self._info is None:
             i = TLSInfo.__new__(TLSInfo)
             i.version = SSL_get_version(self.ssl).decode("ascii")
-            i.cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(self.ssl)).decode("ascii")
+            cipher = SSL_get_current_cipher(self.ssl)
+            i.cipher = SSL_CIPHER_get_name(cipher).decode("ascii")
+            i.cipher_suite = SSL_CIPHER_get_protocol_id(cipher)
             cert = SSL_get0_peer_certificate(self.ssl)
             if cert != NULL and SSL_get_verify_result(self.ssl) == X509_V_OK:
                 i.client_subject = x509_subject(cert)

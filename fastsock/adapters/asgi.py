@@ -110,6 +110,8 @@ class ASGIApp:
                 "headers": headers, "client": req.client, "server": server,
                 "state": state.copy() if state else {},
             }
+            if req.tls is not None:
+                scope["extensions"] = {"tls": req.tls.asgi()}
             req.route_id = fallback         # until the app tells its route
             deferred = Deferred()
             cycle = _Cycle(req, deferred, scope, labels, aio)
@@ -140,6 +142,8 @@ class ASGIApp:
             "state": self.state.copy() if self.state else {},
             "extensions": {"websocket.http.response": {}},
         }
+        if req.tls is not None:
+            scope["extensions"]["tls"] = req.tls.asgi()
         req.route_id = self.labels.fallback
         app = self.app
 

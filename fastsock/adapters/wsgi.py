@@ -109,6 +109,8 @@ class WSGIApp:
             environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
         environ["wsgi.input"] = wsgi_input
         environ.update(req.cgi_headers())
+        if req.tls is not None:
+            environ.update(req.tls.wsgi())
         authority = req.authority
         if authority is not None:       # absolute-form: the target names the server
             environ["SERVER_NAME"], environ["SERVER_PORT"] = split_authority(
