@@ -28,7 +28,7 @@ def load(config: Config) -> TLSContext | None:
     if config.tls_key_password_file:
         try:
             with open(config.tls_key_password_file, "rb") as f:
-                password = f.read().rstrip(b"\r\n")
+                password = (f.read().splitlines() or [b""])[0]     # its first line
         except OSError as e:
             raise TLSError(f"key password file {config.tls_key_password_file}: "
                            f"{e.strerror}") from None
