@@ -126,13 +126,17 @@ class TLSError(ValueError):
 
 
 cdef str _openssl_reason():
+    """OpenSSL's error queue, first cause first (its last entry alone is often "PEM lib")."""
     cdef char buf[256]
-    cdef unsigned long e = ERR_peek_last_error()
-    ERR_clear_error()
-    if e == 0:
-        return "refused by OpenSSL"
-    ERR_error_string_n(e, buf, sizeof(buf))
-    return buf.decode("utf-8", "replace")
+    cdef unsigned long e = ERR_get_error()
+    reasons = []
+    while e != 0:
+        ERR_error_string_n(e, buf, sizeof(buf))
+        text = buf.decode("utf-8", "replace").rpartition(":")[2]    # (no [-1]: wraparound off)
+        if text not in reasons:
+            reasons.append(text)
+        e = ERR_get_error()
+    return "; ".join(reasons) or "refused by OpenSSL"
 
 
 cdef str x509_subject(X509* cert):
@@ -277,7 +281,12 @@ cdef class TLSContext:
         SSL_CTX_set_default_passwd_cb_userdata(ctx, <char*>password if password else NULL)
         try:
             if SSL_CTX_use_PrivateKey_file(ctx, os.fsencode(key), SSL_FILETYPE_PEM) != 1:
-                raise TLSError(f"key file {key}: {_openssl_reason()}")
+                why = _openssl_reason()
+                hint = ""
+                if "decrypt" in why or "password" in why:
+                    hint = (" (encrypted: its passphrase goes in --tls-key-password-file)"
+                            if password is None else " (a wrong passphrase)")
+                raise TLSError(f"key file {key} cannot be used{hint}: {why}")
         finally:
             SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL)
         if SSL_CTX_check_private_key(ctx) != 1:

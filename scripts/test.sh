@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 # docker.io + debootstrap: the container tests (their own engine, a base image made offline);
 # cloud-init, systemd: validators of deploy/ec2; prometheus is unpacked by the tests themselves
 # (apt-get download), which needs the package lists apt-get update fetches; zlib1g-dev: zlib's
-# header, which the build of permessage-deflate (fastsock/_wsdeflate.pyx) includes.
-DEBIAN_PACKAGES="docker.io debootstrap cloud-init systemd util-linux zlib1g-dev ${EXTRA_DEBIAN_PACKAGES:-}"
+# header, which the build of permessage-deflate (fastsock/_wsdeflate.pyx) includes; libssl-dev:
+# OpenSSL 3's headers, for the TLS rooms (fastsock/_tls.pyx, _tlsctx.pyx); openssl and curl: TLS
+# clients of the tests.
+DEBIAN_PACKAGES="docker.io debootstrap cloud-init systemd util-linux zlib1g-dev libssl-dev openssl curl ${EXTRA_DEBIAN_PACKAGES:-}"
 
 if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null; then
