@@ -284,6 +284,8 @@ cdef class ConnIO(Bridge):
             want = EPOLLIN
         else:
             want = (EPOLLOUT if c.out.pending() else 0) | (EPOLLIN if c.wants_read() else 0)
+            if c.tls is not None and c.tls.read_wants_write:
+                want |= EPOLLOUT            # then _on_event reads again
             if want == 0 and c.awaits_handler():
                 # its handler works: the watch stays, what comes is noted (c.missed) and read
                 # after the response — two epoll_ctl calls fewer per deferred request

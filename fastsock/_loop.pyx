@@ -260,8 +260,8 @@ cdef class Loop(ConnIO):
         elif ev & (EPOLLIN | EPOLLHUP):
             self._on_readable(c, ev & (EPOLLRDHUP | EPOLLHUP))
         elif ev & EPOLLOUT:
-            if c.state == C_HANDSHAKE:
-                self._on_readable(c, 0)     # the handshake's next step
+            if c.state == C_HANDSHAKE or (c.tls is not None and c.tls.read_wants_write):
+                self._on_readable(c, 0)     # the handshake's next step, a read that waited
             else:
                 self._drive(c)              # (a hang-up alone is read when reading resumes)
         return 0

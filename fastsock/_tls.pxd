@@ -34,6 +34,8 @@ cdef class TLSSession:
     cdef int fd
     cdef unsigned int wants         # what OpenSSL waits for after HS_WANT or EAGAIN
     cdef int broken                 # an error seen after data was returned: the next call's
+    cdef bint read_wants_write      # a read waits for room to send (a TLS 1.3 KeyUpdate's
+                                    # answer): the loop reads again when the socket is writable
     cdef bint peeked                # the first byte was looked at (TLS, not cleartext)
     cdef TLSContext context         # kept until the handshake ends (its SNI table is used)
     cdef TLSInfo _info

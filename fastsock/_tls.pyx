@@ -179,11 +179,13 @@ cdef class TLSSession:
         cdef Py_ssize_t total = 0
         cdef int err
         self.wants = 0
+        self.read_wants_write = False
         while total < room:
             if SSL_read_ex(self.ssl, p + total, room - total, &got) == 1:
                 total += got
                 continue
             err = SSL_get_error(self.ssl, 0)
+            self.read_wants_write = err == SSL_ERROR_WANT_WRITE
             if total:
                 if err != SSL_ERROR_WANT_READ and err != SSL_ERROR_WANT_WRITE:
                     self.broken = err       # said on the next call, after this data
