@@ -55,6 +55,7 @@ from tls_paths import make_certs  # noqa: E402  (the CA and the two leaf certifi
 SERVERS = ("fastsock", "nginx", "uvicorn", "granian")
 MEASUREMENTS = ("keepalive", "handshakes", "plain")
 KINDS = ("ecdsa", "rsa")
+SATURATED = 0.9         # a server this busy during the handshake run: its core set the pace
 TMP: Path = Path()              # this run's temp dir (certificates, logs, the built client)
 
 NGINX_TLS = """
@@ -89,7 +90,7 @@ class Unsupported(RuntimeError):
     """A server that cannot serve this measurement (said on its row)."""
 
 
-# -- the servers: start(port, cert, key) -> (proc, cleanup); cert None: cleartext ---------------
+# -- the servers: start(port, cert, key) -> (proc, cleanup); cert None: cleartext -----------------
 
 def logged(name: str, cmd: list[str], cwd: Path = HERE, env: dict | None = None):
     """A server pinned to the server core, its output kept in TMP/<name>.log for when it fails."""
@@ -185,7 +186,7 @@ class Running:
         self.cleanup()
 
 
-# -- the measurements ------------------------------------------------------------------------------
+# -- the measurements -----------------------------------------------------------------------------
 
 def keepalive(name: str, args, certs: dict, tls: bool) -> dict:
     """wrk keep-alive over https (or http): req/s, server CPU µs per request."""
@@ -234,7 +235,7 @@ def build_client() -> None:
                     "-lssl", "-lcrypto"], check=True)
 
 
-# -- the run and the report -------------------------------------------------------------------------
+# -- the run and the report -----------------------------------------------------------------------
 
 def median_of(runs: list[dict]) -> dict:
     """Each numeric figure's median over the repeats (round robin over the servers, so a busy
@@ -372,17 +373,28 @@ def report(args, names: list[str], skip: set[str], med: dict, failed: dict) -> N
             lines.append(f"fastsock/{peer}: CPU per TLS request: no figure (goal {goal})")
     if "handshakes" not in skip and "nginx" in names:
         for kind in KINDS:
-            p = med.get(("nginx", kind))
-            label = {"ecdsa": "ECDSA P-256", "rsa": "RSA 2048"}[kind]
-            if fs(kind) and p:
-                lines.append(ratio_line(f"fastsock/nginx: handshakes/s {label}", fs(kind)["hs_s"],
-                                        p["hs_s"], ">= 0.8", lambda v: v >= 0.8)
-                             + f", CPU per handshake {fs(kind)['cpu_us'] / p['cpu_us']:.2f}x")
-            else:
-                lines.append(f"fastsock/nginx: handshakes/s {label}: no figure (goal >= 0.8)")
+            lines.append(handshake_goal(kind, fs(kind), med.get(("nginx", kind))))
     print("\n".join(lines))
-    print("# busy: the server's CPU seconds per wall second during the handshake run; below ~0.9 "
-          "the client's core, not the server's, set the pace: compare µs/hs there")
+    print("# busy: the server's CPU seconds per wall second during the handshake run; below "
+          f"{SATURATED} the client's core, not the server's, set the pace, and the figure to "
+          "compare is the server core's capacity, 1e6 / (µs/hs)")
+
+
+def handshake_goal(kind: str, fs: dict | None, ng: dict | None) -> str:
+    """The handshake goal (>= 0.8x nginx's handshakes/s): on the measured rates when nginx's
+    core was the limit, else on what each server's core could do (1e6 / its µs per handshake):
+    a client that cannot keep nginx busy measures the client, not the servers."""
+    label = {"ecdsa": "ECDSA P-256", "rsa": "RSA 2048"}[kind]
+    if not (fs and ng):
+        return f"fastsock/nginx: handshakes/s {label}: no figure (goal >= 0.8)"
+    measured = fs["hs_s"] / ng["hs_s"]
+    capacity = ng["cpu_us"] / fs["cpu_us"]
+    judged = measured if ng["busy"] >= SATURATED else capacity
+    on = ("measured rates" if ng["busy"] >= SATURATED else
+          f"per-core figure: nginx's core was busy {ng['busy']:.2f}, the client set the pace")
+    return (f"fastsock/nginx: handshakes/s {label}: measured {measured:.2f}x, per server core "
+            f"{capacity:.2f}x (goal >= 0.8 on the {on}: "
+            f"{'met' if judged >= 0.8 else 'NOT met'})")
 
 
 def bench_openssl() -> str:
