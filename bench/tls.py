@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -94,7 +95,7 @@ class Unsupported(RuntimeError):
 
 def logged(name: str, cmd: list[str], cwd: Path = HERE, env: dict | None = None):
     """A server pinned to the server core, its output kept in TMP/<name>.log for when it fails."""
-    with open(TMP / f"{name}.log", "ab") as log:
+    with open(TMP / f"{name}.log", "wb") as log:
         return subprocess.Popen(["taskset", "-c", bench.SERVER_CORE, *cmd], stdout=log,
                                 stderr=subprocess.STDOUT, cwd=cwd, env=env)
 
@@ -109,10 +110,12 @@ def fastsock_env() -> dict:
     return {**os.environ, "PYTHONPATH": f"{bench.ROOT}{os.pathsep}{HERE}"}
 
 
-def start_fastsock(port: int, cert: Path | None, key: Path | None):
+def start_fastsock(port: int, cert: Path | None, key: Path | None, metrics_port: int = 0):
     tls = ["--tls-cert", str(cert), "--tls-key", str(key)] if cert else []
     if cert and not fastsock_has_tls():
         raise Unsupported("fastsock: --tls-cert not supported yet")
+    if cert:        # its TLS counters, read after the run (counted either way; served apart)
+        tls += ["--metrics-port", str(metrics_port)]
     return logged("fastsock", [sys.executable, "-m", "fastsock", "examples.hello:app",
                                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                                "--log-level", "warning", *tls],
@@ -147,12 +150,42 @@ STARTS = {"fastsock": start_fastsock, "nginx": start_nginx, "uvicorn": start_uvi
           "granian": start_granian}
 
 
+def core_busy(core: str) -> float:
+    """CPU seconds one core has spent on anything but idle and iowait, by everyone (/proc/stat:
+    on a shared machine, other loads on the server's core show as its busy time beyond ours)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            ticks = [int(v) for v in line.split()[1:9]]
+            return (sum(ticks) - ticks[3] - ticks[4]) / bench.CLK_TCK
+    raise RuntimeError(f"no cpu{core} in /proc/stat")
+
+
+class Window:
+    """The server's CPU, its core's (everyone's) and the wall clock over one measured run."""
+
+    def __init__(self, server: Running):
+        self.server = server
+
+    def __enter__(self) -> Window:
+        self.cpu0, self.core0 = self.server.cpu(), core_busy(bench.SERVER_CORE)
+        self.wall0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.monotonic() - self.wall0
+        self.cpu = self.server.cpu() - self.cpu0
+        # what else ran on the server's core, as a share of the run (0: it had the core alone)
+        self.others = max(0.0, core_busy(bench.SERVER_CORE) - self.core0 - self.cpu) / self.wall
+
+
 class Running:
     """One server for one measurement: started, waited for, stopped (and why it failed)."""
 
     def __init__(self, name: str, cert: Path | None = None, key: Path | None = None):
         self.name, self.port = name, bench.free_port()
-        self.proc, self.cleanup = STARTS[name](self.port, cert, key)
+        self.metrics_port = bench.free_port() if name == "fastsock" and cert else 0
+        extra = {"metrics_port": self.metrics_port} if self.metrics_port else {}
+        self.proc, self.cleanup = STARTS[name](self.port, cert, key, **extra)
 
     def __enter__(self) -> Running:
         try:
@@ -176,6 +209,23 @@ class Running:
     def cpu(self) -> float:
         return bench.cpu_seconds(self.proc.pid)
 
+    def tls_counters(self) -> str:
+        """fastsock's own TLS counters (handshakes by version, cipher and resumed; failures by
+        reason; kTLS by direction), non-zero ones, one string; "" for the other servers."""
+        if not self.metrics_port:
+            return ""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                text = answer.read().decode()
+        except OSError as e:
+            return f"metrics unreadable: {e}"
+        wanted = ("fastsock_tls_handshakes_total", "fastsock_tls_handshake_failures_total",
+                  "fastsock_tls_ktls_total")
+        found = [line.split("fastsock_tls_", 1)[1] for line in text.splitlines()
+                 if line.startswith(wanted) and not line.rstrip().endswith((" 0", " 0.0"))]
+        return ", ".join(found) or "no fastsock_tls_ counter above 0"
+
     def __exit__(self, *exc) -> None:
         self.proc.terminate()
         try:
@@ -194,14 +244,14 @@ def keepalive(name: str, args, certs: dict, tls: bool) -> dict:
     scheme = "https" if tls else "http"
     with Running(name, *pair) as server:
         bench.wrk(server.port, 1, args.connections, scheme=scheme)             # warm-up
-        cpu0 = server.cpu()
-        r = bench.wrk(server.port, args.duration, args.connections, scheme=scheme)
-        cpu1 = server.cpu()
+        with Window(server) as w:
+            r = bench.wrk(server.port, args.duration, args.connections, scheme=scheme)
         server.alive()
+        counters = server.tls_counters()
     if not r["requests"]:
         raise RuntimeError(f"{name}: no request answered over {scheme}")
-    return {"rps": r["rps"], "cpu_us": (cpu1 - cpu0) / r["requests"] * 1e6,
-            "bad": r["bad"] + r["socket_errors"]}
+    return {"rps": r["rps"], "cpu_us": w.cpu / r["requests"] * 1e6, "others": w.others,
+            "bad": r["bad"] + r["socket_errors"], "counters": counters}
 
 
 def handshake_load(port: int, connections: int, seconds: float) -> dict:
@@ -215,18 +265,18 @@ def handshakes(name: str, kind: str, args, certs: dict) -> dict:
     """New connections (full handshake + one GET + close) per second, server CPU per each."""
     with Running(name, certs[f"{kind}.cert"], certs[f"{kind}.key"]) as server:
         handshake_load(server.port, args.hs_connections, 1)                     # warm-up
-        cpu0 = server.cpu()
-        r = handshake_load(server.port, args.hs_connections, args.duration)
-        cpu1 = server.cpu()
+        with Window(server) as w:
+            r = handshake_load(server.port, args.hs_connections, args.duration)
         server.alive()
+        counters = server.tls_counters()
     if not r["done"]:
         raise RuntimeError(f"{name}: no new connection completed ({r['first_error']})")
-    cpu = cpu1 - cpu0
-    return {"hs_s": r["done"] / r["seconds"], "cpu_us": cpu / r["done"] * 1e6,
-            "busy": cpu / r["seconds"], "client_busy": r["client_cpu"] / r["seconds"],
+    return {"hs_s": r["done"] / r["seconds"], "cpu_us": w.cpu / r["done"] * 1e6,
+            "busy": w.cpu / w.wall, "others": w.others,
+            "client_busy": r["client_cpu"] / r["seconds"],
             "bad": r["failed"] + r["resumed"], "resumed": r["resumed"],
             "proto": f"{r['version']} {r['cipher']}",
-            "error": r["first_error"] if r["failed"] else ""}
+            "error": r["first_error"] if r["failed"] else "", "counters": counters}
 
 
 def build_client() -> None:
@@ -348,6 +398,9 @@ def report(args, names: list[str], skip: set[str], med: dict, failed: dict) -> N
     print()
     for (name, what), r in med.items():
         notes = []
+        if r.get("others", 0) >= 0.05:
+            notes.append(f"other loads took {r['others']:.2f} of the server's core (its rate "
+                         "is theirs too; CPU per request or handshake stands)")
         if r.get("bad"):
             notes.append(f"{r['bad']:.0f} bad answers or socket errors")
         if r.get("resumed"):
@@ -357,6 +410,8 @@ def report(args, names: list[str], skip: set[str], med: dict, failed: dict) -> N
             notes.append(f"{r['proto']}; handshake client busy {r['client_busy']:.2f}")
         if r.get("error"):
             notes.append(f"first failure: {r['error']}")
+        if r.get("counters"):
+            notes.append(f"its counters (last run, warm-up included): {r['counters']}")
         if notes:
             print(f"# {name} {what}: " + "; ".join(notes))
     fs = lambda what: med.get(("fastsock", what))   # noqa: E731
@@ -376,8 +431,8 @@ def report(args, names: list[str], skip: set[str], med: dict, failed: dict) -> N
             lines.append(handshake_goal(kind, fs(kind), med.get(("nginx", kind))))
     print("\n".join(lines))
     print("# busy: the server's CPU seconds per wall second during the handshake run; below "
-          f"{SATURATED} the client's core, not the server's, set the pace, and the figure to "
-          "compare is the server core's capacity, 1e6 / (µs/hs)")
+          f"{SATURATED} the client's core (or another load on the server's) set the pace, and "
+          "the figure to compare is the server core's capacity, 1e6 / (µs/hs)")
 
 
 def handshake_goal(kind: str, fs: dict | None, ng: dict | None) -> str:
@@ -391,7 +446,8 @@ def handshake_goal(kind: str, fs: dict | None, ng: dict | None) -> str:
     capacity = ng["cpu_us"] / fs["cpu_us"]
     judged = measured if ng["busy"] >= SATURATED else capacity
     on = ("measured rates" if ng["busy"] >= SATURATED else
-          f"per-core figure: nginx's core was busy {ng['busy']:.2f}, the client set the pace")
+          f"per-core figure: nginx was busy {ng['busy']:.2f} of the time, the client or another "
+          "load set the pace")
     return (f"fastsock/nginx: handshakes/s {label}: measured {measured:.2f}x, per server core "
             f"{capacity:.2f}x (goal >= 0.8 on the {on}: "
             f"{'met' if judged >= 0.8 else 'NOT met'})")
