@@ -51,7 +51,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as bench  # noqa: E402  (pinning, ports, process trees, CPU from /proc, wrk)
-from tls_paths import make_certs  # noqa: E402  (the CA and the two leaf certificates)
+from tls_paths import kernel_tls_report, make_certs  # noqa: E402  (certificates; kTLS here?)
 
 SERVERS = ("fastsock", "nginx", "uvicorn", "granian")
 MEASUREMENTS = ("keepalive", "handshakes", "plain")
@@ -380,6 +380,8 @@ def report(args, names: list[str], skip: set[str], med: dict, failed: dict) -> N
           f"server on core {bench.SERVER_CORE}, load on core {bench.CLIENT_CORE}; "
           f"{args.duration}s per run, median of {args.repeat}")
     print("# " + " ".join(["python", "bench/tls.py", *sys.argv[1:]]))
+    for line in kernel_tls_report():
+        print(f"# {line}")
     print(f"# keep-alive: wrk -t1 -c{args.connections}, GET / 'hello', ECDSA P-256 certificate; "
           f"handshakes: bench/tls_handshakes.c, {args.hs_connections} connections at once, "
           f"each a full handshake + one GET + close")
@@ -413,7 +415,9 @@ def report(args, names: list[str], skip: set[str], med: dict, failed: dict) -> N
         if r.get("error"):
             notes.append(f"first failure: {r['error']}")
         if r.get("counters"):
-            notes.append(f"its counters (last run, warm-up included): {r['counters']}")
+            notes.append(f"its counters (last run, warm-up included; failures 'closed': the "
+                         f"readiness probe and the connections the client drops mid-handshake "
+                         f"when its time is up): {r['counters']}")
         if notes:
             print(f"# {name} {what}: " + "; ".join(notes))
     fs = lambda what: med.get(("fastsock", what))   # noqa: E731
