@@ -100,15 +100,18 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_split(pid))
 
 
-def wrk(port: int, duration: int, connections: int, script: str | None = None) -> dict:
+def wrk(port: int, duration: int, connections: int, script: str | None = None,
+        scheme: str = "http") -> dict:
     cmd = ["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
            "--latency"]
     if script:
         cmd += ["-s", script]
-    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+    out = subprocess.run(cmd + [f"{scheme}://127.0.0.1:{port}/"], capture_output=True, text=True,
                          check=True, timeout=duration + 30).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                        out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
     return {
@@ -116,6 +119,7 @@ def wrk(port: int, duration: int, connections: int, script: str | None = None) -
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
         "bad": int(errors.group(1)) if errors else 0,
+        "socket_errors": sum(map(int, sockets.groups())) if sockets else 0,
     }
 
 
