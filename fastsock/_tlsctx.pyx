@@ -249,13 +249,13 @@ cdef class TLSContext:
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
                          | SSL_MODE_RELEASE_BUFFERS)
         if SSL_CTX_set_min_proto_version(ctx, MIN_VERSIONS[min_version]) != 1:
-            raise TLSError(f"minimum version {min_version}: {_openssl_reason()}")
+            raise TLSError(f"--tls-min-version {min_version}: {_openssl_reason()}")
         if ciphers and SSL_CTX_set_cipher_list(ctx, ciphers.encode()) != 1:
-            raise TLSError(f"TLS 1.2 ciphers {ciphers!r}: {_openssl_reason()}")
+            raise TLSError(f"--tls-ciphers {ciphers!r}: {_openssl_reason()}")
         if ciphersuites and SSL_CTX_set_ciphersuites(ctx, ciphersuites.encode()) != 1:
-            raise TLSError(f"TLS 1.3 cipher suites {ciphersuites!r}: {_openssl_reason()}")
+            raise TLSError(f"--tls-ciphersuites {ciphersuites!r}: {_openssl_reason()}")
         if groups and SSL_CTX_set1_groups_list(ctx, groups.encode()) != 1:
-            raise TLSError(f"groups {groups!r}: {_openssl_reason()}")
+            raise TLSError(f"--tls-groups {groups!r}: {_openssl_reason()}")
         SSL_CTX_set_dh_auto(ctx, 1)         # DHE suites use the RFC 7919 group of the key's size
         # stateless tickets only: no server-side cache for a worker to miss
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF)
@@ -265,17 +265,17 @@ cdef class TLSContext:
         SSL_CTX_set_verify(ctx, VERIFY_MODES[verify], NULL)
         if client_ca:
             if SSL_CTX_load_verify_locations(ctx, client_ca.encode(), NULL) != 1:
-                raise TLSError(f"client CA file {client_ca}: {_openssl_reason()}")
+                raise TLSError(f"--tls-client-ca {client_ca}: {_openssl_reason()}")
             names = SSL_load_client_CA_file(client_ca.encode())
             if names == NULL:
-                raise TLSError(f"client CA file {client_ca}: {_openssl_reason()}")
+                raise TLSError(f"--tls-client-ca {client_ca}: {_openssl_reason()}")
             SSL_CTX_set_client_CA_list(ctx, names)
             SSL_CTX_set_verify_depth(ctx, 10)
         return 0
 
     cdef int _load(self, SSL_CTX* ctx, str cert, str key, bytes password) except -1:
         if SSL_CTX_use_certificate_chain_file(ctx, os.fsencode(cert)) != 1:
-            raise TLSError(f"certificate file {cert}: {_openssl_reason()}")
+            raise TLSError(f"--tls-cert {cert}: {_openssl_reason()}")
         # the passphrase, set for the load only
         SSL_CTX_set_default_passwd_cb(ctx, fs_passwd_cb)
         SSL_CTX_set_default_passwd_cb_userdata(ctx, <char*>password if password else NULL)
@@ -286,11 +286,11 @@ cdef class TLSContext:
                 if "decrypt" in why or "password" in why:
                     hint = (" (encrypted: its passphrase goes in --tls-key-password-file)"
                             if password is None else " (a wrong passphrase)")
-                raise TLSError(f"key file {key} cannot be used{hint}: {why}")
+                raise TLSError(f"--tls-key {key} cannot be used{hint}: {why}")
         finally:
             SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL)
         if SSL_CTX_check_private_key(ctx) != 1:
-            raise TLSError(f"key file {key} does not match certificate {cert}: "
+            raise TLSError(f"--tls-key {key} does not match --tls-cert {cert}: "
                            f"{_openssl_reason()}")
         return 0
 

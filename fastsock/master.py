@@ -77,7 +77,7 @@ class Master:
         try:
             context = tls.load(config)
         except (TLSError, OSError) as e:
-            print(f"fastsock: error: TLS: {e}", file=sys.stderr)
+            print(f"fastsock: error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         if context is not None:
             self.certificates = tls.Certificates(config, context)

@@ -30,10 +30,11 @@ def load(config: Config) -> TLSContext | None:
             with open(config.tls_key_password_file, "rb") as f:
                 password = (f.read().splitlines() or [b""])[0]     # its first line
         except OSError as e:
-            raise TLSError(f"key password file {config.tls_key_password_file}: "
+            raise TLSError(f"--tls-key-password-file {config.tls_key_password_file}: "
                            f"{e.strerror}") from None
         if b"\0" in password:
-            raise TLSError(f"key password file {config.tls_key_password_file}: holds a NUL")
+            raise TLSError(f"--tls-key-password-file {config.tls_key_password_file}: holds a "
+                           f"NUL")
     return TLSContext(list(zip(certs, keys, strict=True)), password=password,
                       client_ca=config.tls_client_ca, verify=config.tls_verify_client,
                       min_version=config.tls_min_version, ciphers=config.tls_ciphers,

@@ -191,6 +191,27 @@ BAD_VALUES = [
     (["--forwarded-allow-ips", "10.0.0.0/33"], {}, "--forwarded-allow-ips"),
     ([], {"FASTSOCK_PROXY_PROTOCOL": "v2"}, "FASTSOCK_PROXY_PROTOCOL"),
     ([], {"FASTSOCK_WS_COMPRESSION": "deflate"}, "FASTSOCK_WS_COMPRESSION"),
+    (["--tls-cert", "/missing/cert.pem", "--tls-key", "/missing/key.pem"], {}, "--tls-cert"),
+    (["--tls-cert", "{key}", "--tls-key", "{key}"], {}, "--tls-cert"),     # a key, no cert
+    (["--tls-key", "{key}"], {}, "--tls-key"),                             # without a cert
+    (["--tls-cert", "{cert}", "--tls-key", "{key},{key}"], {}, "--tls-key"),
+    (["--tls-cert", "{cert}", "--tls-key", "{cert}"], {}, "--tls-key"),    # a cert, no key
+    (["--tls-cert", "{cert}", "--tls-key", "{key}", "--tls-key-password-file", "/missing"], {},
+     "--tls-key-password-file"),
+    (["--tls-cert", "{cert}", "--tls-key", "{key}", "--tls-client-ca", "{tmp}/file"], {},
+     "--tls-client-ca"),
+    (["--tls-cert", "{cert}", "--tls-key", "{key}", "--tls-verify-client", "required"], {},
+     "--tls-verify-client"),
+    (["--tls-verify-client", "sometimes"], {}, "--tls-verify-client"),
+    (["--tls-min-version", "1.1"], {}, "--tls-min-version"),
+    (["--tls-cert", "{cert}", "--tls-key", "{key}", "--tls-ciphers", "garbage"], {},
+     "--tls-ciphers"),
+    (["--tls-cert", "{cert}", "--tls-key", "{key}", "--tls-ciphersuites", "TLS_NOPE"], {},
+     "--tls-ciphersuites"),
+    (["--tls-cert", "{cert}", "--tls-key", "{key}", "--tls-groups", "nope"], {},
+     "--tls-groups"),
+    ([], {"FASTSOCK_TLS_SESSION_TICKETS": "maybe"}, "FASTSOCK_TLS_SESSION_TICKETS"),
+    ([], {"FASTSOCK_TLS_KTLS": "maybe"}, "FASTSOCK_TLS_KTLS"),
     (["--port"], {}, "argument --port: expected one argument"),
     (["--prt", "3"], {}, "unrecognized arguments: --prt"),
     (["--time", "5"], {}, "unrecognized arguments: --time"),  # not --timeout: no abbreviations
@@ -202,7 +223,13 @@ BAD_VALUES = [
 def test_every_bad_value_is_one_line_naming_its_option_before_any_fork(tmp_path, args, env,
                                                                        says):
     (tmp_path / "file").write_text("not a socket")
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if any("{cert}" in a or "{key}" in a for a in args):
+        import trustme
+        leaf = trustme.CA().issue_cert("localhost")
+        leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+        leaf.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{cert}", str(tmp_path / "cert.pem"))
+            .replace("{key}", str(tmp_path / "key.pem")) for a in args]
     # a server that would start, but for the row: a default is left out where the row sets
     # that option (by its flag, or by a variable the flag would shadow)
     shadows = {"--host": {"FASTSOCK_HOST"}, "--port": {"PORT", "FASTSOCK_PORT"},
