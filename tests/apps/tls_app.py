@@ -2,6 +2,7 @@
 `wsgi_app` each answer what they see of the connection's TLS."""
 import hashlib
 import json
+import os
 
 from fastsock import App, Response
 from fastsock.websocket import WebSocket
@@ -21,7 +22,7 @@ def index(req):
 @app.get("/tls")
 def tls(req):
     t = req.tls
-    return {"scheme": req.scheme, "client": list(req.client),
+    return {"scheme": req.scheme, "client": list(req.client), "pid": os.getpid(),
             "tls": None if t is None else {
                 "version": t.version, "cipher": t.cipher,
                 "client_subject": t.client_subject, "client_cert": t.client_cert}}
