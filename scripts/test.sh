@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # docker.io + debootstrap: the container tests (their own engine, a base image made offline);
 # cloud-init, systemd: validators of deploy/ec2; prometheus is unpacked by the tests themselves
 # (apt-get download), which needs the package lists apt-get update fetches; zlib1g-dev: zlib's
-# header, which the build of permessage-deflate (fastsock/_wsdeflate.pyx) includes.
-DEBIAN_PACKAGES="docker.io debootstrap cloud-init systemd util-linux zlib1g-dev ${EXTRA_DEBIAN_PACKAGES:-}"
+# header, which the build of permessage-deflate (fastsock/_wsdeflate.pyx) includes; testssl.sh,
+# curl, openssl: the TLS tests' scanner and clients (tests/integration/test_tls_*.py).
+DEBIAN_PACKAGES="docker.io debootstrap cloud-init systemd util-linux zlib1g-dev testssl.sh curl openssl ${EXTRA_DEBIAN_PACKAGES:-}"
 
 if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null; then
