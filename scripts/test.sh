@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 # cloud-init, systemd: validators of deploy/ec2; prometheus is unpacked by the tests themselves
 # (apt-get download), which needs the package lists apt-get update fetches; zlib1g-dev: zlib's
 # header, which the build of permessage-deflate (fastsock/_wsdeflate.pyx) includes; libssl-dev:
-# OpenSSL 3's headers, for the TLS rooms (fastsock/_tls.pyx, _tlsctx.pyx); openssl and curl: TLS
-# clients of the tests.
-DEBIAN_PACKAGES="docker.io debootstrap cloud-init systemd util-linux zlib1g-dev libssl-dev openssl curl ${EXTRA_DEBIAN_PACKAGES:-}"
+# OpenSSL 3's headers, for the TLS rooms (fastsock/_tls.pyx, _tlsctx.pyx); testssl.sh, curl,
+# openssl: the TLS tests' scanner and clients (tests/integration/test_tls_*.py).
+DEBIAN_PACKAGES="docker.io debootstrap cloud-init systemd util-linux zlib1g-dev libssl-dev testssl.sh curl openssl ${EXTRA_DEBIAN_PACKAGES:-}"
 
 if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null; then
