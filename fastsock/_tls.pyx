@@ -194,14 +194,19 @@ cdef class TLSSession:
         return total
 
     cdef ssize_t send(self, const char* p, Py_ssize_t n) noexcept:
-        """Write plaintext: bytes taken (records sent), or -1 and errno."""
+        """Write plaintext until all is taken or the socket is full (partial writes give one
+        record at a time: a short count means full, as send's does), or -1 and errno."""
         cdef size_t put
+        cdef Py_ssize_t total = 0
         self.wants = 0
-        if n == 0:
-            return 0
-        if SSL_write_ex(self.ssl, p, n, &put) == 1:
-            return put
-        return self._io_error(SSL_get_error(self.ssl, 0))
+        while total < n:
+            if SSL_write_ex(self.ssl, p + total, n - total, &put) != 1:
+                if total:
+                    ERR_clear_error()
+                    return total
+                return self._io_error(SSL_get_error(self.ssl, 0))
+            total += put
+        return total
 
     cdef ssize_t _io_error(self, int err) noexcept:
         if self.broken:

@@ -271,12 +271,6 @@ def test_client_certificate_optional(serve, pki, pair, clients):
     assert refused(server, client_context(pki.ca_path, cert=_client_cert(theirs)))
 
 
-ADAPTERS_PENDING = pytest.mark.xfail(
-    strict=True, reason="the ASGI/WSGI adapters' TLS parts (scope extensions tls, "
-    "SSL_CLIENT_* in environ) are not on main yet")
-
-
-@ADAPTERS_PENDING
 def test_asgi_scope_has_the_client_certificate(serve, pki, pair, clients):
     ours, _ = clients
     server = start_tls(serve, [pair], "--tls-client-ca", str(ours.ca_path),
@@ -291,7 +285,6 @@ def test_asgi_scope_has_the_client_certificate(serve, pki, pair, clients):
     assert seen["tls"]["client_cert_chain"][0].strip() == mine.cert.read_text().strip()
 
 
-@ADAPTERS_PENDING
 def test_wsgi_environ_has_the_client_certificate(serve, pki, pair, clients):
     ours, _ = clients
     server = start_tls(serve, [pair], "--tls-client-ca", str(ours.ca_path),
