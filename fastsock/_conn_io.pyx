@@ -269,7 +269,7 @@ cdef class ConnIO(Bridge):
                 return 0
             c.out.consume(n)
             self.ctx.slot.response_bytes += n
-            if n < pending:
+            if n < pending and c.tls is None:
                 break                       # the socket buffer is full: wait for EPOLLOUT
         if c.awaits_room():
             c.output_drained()              # a pushed stream or a WebSocket's sender goes on
