@@ -14,7 +14,7 @@ from fastsock._shared cimport (
 )
 from fastsock._sys cimport *
 from fastsock._tls cimport (
-    TLSSession, new_session, HS_DONE, HS_WANT, HS_PLAIN_HTTP, F_TOO_MANY,
+    TLSSession, new_session, HS_DONE, HS_WANT, HS_PLAIN_HTTP, F_CLOSED, F_TOO_MANY,
 )
 from fastsock._tlsctx cimport TLSContext
 from fastsock._writer cimport OutBuffer
@@ -269,12 +269,15 @@ cdef class ConnIO(Bridge):
                 return 0
             c.out.consume(n)
             self.ctx.slot.response_bytes += n
-            if n < pending and c.tls is None:
+            if n < pending:
                 break                       # the socket buffer is full: wait for EPOLLOUT
         if c.awaits_room():
             c.output_drained()              # a pushed stream or a WebSocket's sender goes on
         if c.finished():
-            if not c.must_linger():
+            # a TLS client's records may wait unread in the socket (a KeyUpdate, an alert sent
+            # while the response streamed): a close then resets it, cutting the response
+            if not c.must_linger() and not (c.tls is not None
+                                            and recv(c.fd, self.scratch, 1, MSG_PEEK) > 0):
                 self._close(c, c.close_reason)
                 return 0
             if c.tls is not None:
@@ -335,6 +338,9 @@ cdef class ConnIO(Bridge):
         if c.fd < 0:
             return
         self.ctx.slot.closed[reason] += 1
+        if c.state == C_HANDSHAKE and (reason == CLOSE_CLIENT or reason == CLOSE_ERROR):
+            # reset (EPOLLERR) or broken outside the handshake's own step: still its failure
+            c.tls.fail(self.ctx.slot, F_CLOSED, self.ctx.now, "reset during the handshake")
         if c.tls is not None and (reason == CLOSE_SERVER or reason == CLOSE_KEEPALIVE):
             c.tls.close_notify()            # an orderly end: the client knows it is whole
         c.release()

@@ -285,7 +285,9 @@ cdef class TLSContext:
                 hint = ""
                 if "decrypt" in why or "password" in why:
                     hint = (" (encrypted: its passphrase goes in --tls-key-password-file)"
-                            if password is None else " (a wrong passphrase)")
+                            if password is None else
+                            " (--tls-key-password-file is empty)" if not password else
+                            " (a wrong passphrase in --tls-key-password-file)")
                 raise TLSError(f"--tls-key {key} cannot be used{hint}: {why}")
         finally:
             SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL)
