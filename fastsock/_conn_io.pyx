@@ -322,7 +322,9 @@ cdef class ConnIO(Bridge):
             if n != out.end - out.start:
                 return n
             m = c.tls.send(<const char*>out.tail_p, out.tail_n)
-            return n + m if m > 0 else (n if n > 0 else m)
+            if m < 0 and errno != EAGAIN:
+                return m                    # broken: closed, whatever the head took
+            return n + m if m > 0 else n
         memset(&msg, 0, sizeof(msg))
         iov[0].iov_base = out.data + out.start
         iov[0].iov_len = out.end - out.start

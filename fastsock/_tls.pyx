@@ -4,7 +4,7 @@ handshake() takes it to established; recv_into() and send() then read and write 
 and send() — n, 0 at the end, or -1 with errno EAGAIN (`wants` says for what) or another
 error. The loop watches the socket for what OpenSSL waits for; the connection never sees TLS.
 """
-from libc.errno cimport errno, EAGAIN, ECONNRESET, EPROTO
+from libc.errno cimport errno, EAGAIN, ECONNRESET, EPIPE, EPROTO
 from libc.string cimport strcmp
 
 from fastsock._openssl cimport *
@@ -198,13 +198,20 @@ cdef class TLSSession:
         record at a time: a short count means full, as send's does), or -1 and errno."""
         cdef size_t put
         cdef Py_ssize_t total = 0
+        cdef int err
         self.wants = 0
         while total < n:
             if SSL_write_ex(self.ssl, p + total, n - total, &put) != 1:
-                if total:
+                err = SSL_get_error(self.ssl, 0)
+                if total and (err == SSL_ERROR_WANT_WRITE or err == SSL_ERROR_WANT_READ):
                     ERR_clear_error()
                     return total
-                return self._io_error(SSL_get_error(self.ssl, 0))
+                # broken (a reset): said now, whatever went before, or the loop would wait for
+                # an edge a dead socket never gives; after the peer's EOF OpenSSL says
+                # "close_notify", which for a write is a broken pipe, not 0 bytes taken
+                if self._io_error(err) == 0:
+                    set_errno(EPIPE)
+                return -1
             total += put
         return total
 

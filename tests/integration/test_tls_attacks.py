@@ -517,8 +517,9 @@ def test_close_notify_and_alerts_mid_request(serve, pki):
     try:
         raw = s.unwrap()                    # close_notify, then the server's (or its close)
         assert closed_by_server(raw)
-    except (ssl.SSLEOFError, ConnectionResetError):
-        pass                                # closed without a close_notify of its own
+    except (ssl.SSLError, ConnectionResetError):
+        pass                # closed without a close_notify of its own, or after a 400 for
+                            # the half request (TLS 1.3 allows it; Python's unwrap does not)
     s.close()
     s = connect(server, pki)
     s.sendall(b"GET /n/1 HTTP/1.1\r\nHo")
@@ -552,7 +553,8 @@ def test_resets_mid_handshake_and_mid_response(serve, pki):
     s.sendall(get("/blob/20") + get("/stream/20"))
     s.recv(4096)
     _reset(s)
-    wait_until(lambda: metric(server, "fastsock_connections_open") <= 1, what="reset closed")
+    wait_until(lambda: metric(server, "fastsock_connections_open") <= 1, what="reset closed",
+               server=server)
     _alive(server, pki, pids)
 
 
