@@ -10,7 +10,7 @@ from libc.string cimport strcmp
 from fastsock._openssl cimport *
 from fastsock._shared cimport Slot, N_TLS_CIPHERS
 from fastsock._sys cimport recv, MSG_PEEK, EPOLLIN, EPOLLOUT
-from fastsock._tlsctx cimport TLSContext, x509_subject
+from fastsock._tlsctx cimport TLSContext, openssl_reason, x509_pem, x509_subject
 
 import logging
 
@@ -140,7 +140,7 @@ cdef class TLSSession:
         if err == SSL_ERROR_SSL:
             reason = ERR_GET_REASON(ERR_peek_last_error())
             return self.failed(slot, F_CLIENT_CERT if FS_CLIENT_CERT_REASON(reason)
-                               else F_PROTOCOL, now, _error_text())
+                               else F_PROTOCOL, now, openssl_reason())
         return self.failed(slot, F_CLOSED, now, "the client closed or reset it")
 
     cdef int failed(self, Slot* slot, int reason, double now, str why) except -1:
@@ -255,29 +255,6 @@ cdef class TLSSession:
             cert = SSL_get0_peer_certificate(self.ssl)
             if cert != NULL and SSL_get_verify_result(self.ssl) == X509_V_OK:
                 i.client_subject = x509_subject(cert)
-                i.client_cert = _pem(cert)
+                i.client_cert = x509_pem(cert)
             self._info = i
         return self._info
-
-
-cdef str _pem(X509* cert):
-    cdef BIO* b = BIO_new(BIO_s_mem())
-    cdef char* p
-    cdef long n
-    if b == NULL:
-        raise MemoryError()
-    try:
-        PEM_write_bio_X509(b, cert)
-        n = BIO_get_mem_data(b, &p)
-        return p[:n].decode("ascii")
-    finally:
-        BIO_free(b)
-
-
-cdef str _error_text():
-    cdef char buf[256]
-    cdef unsigned long e = ERR_peek_last_error()
-    if e == 0:
-        return "handshake refused"
-    ERR_error_string_n(e, buf, sizeof(buf))
-    return buf.decode("utf-8", "replace")

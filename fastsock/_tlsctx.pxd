@@ -30,3 +30,6 @@ cdef class TLSContext:
 
 
 cdef str x509_subject(X509* cert)
+cdef str x509_pem(X509* cert)
+cdef str _x509_text(X509* cert, bint pem)
+cdef str openssl_reason()

@@ -125,7 +125,7 @@ class TLSError(ValueError):
     """A TLS setting OpenSSL refused: the file or value, and OpenSSL's reason."""
 
 
-cdef str _openssl_reason():
+cdef str openssl_reason():
     """OpenSSL's error queue, first cause first (its last entry alone is often "PEM lib")."""
     cdef char buf[256]
     cdef unsigned long e = ERR_get_error()
@@ -141,13 +141,24 @@ cdef str _openssl_reason():
 
 cdef str x509_subject(X509* cert):
     """The certificate's subject, as RFC 4514 writes it."""
+    return _x509_text(cert, False)
+
+
+cdef str x509_pem(X509* cert):
+    return _x509_text(cert, True)
+
+
+cdef str _x509_text(X509* cert, bint pem):
     cdef BIO* b = BIO_new(BIO_s_mem())
     cdef char* p
     cdef long n
     if b == NULL:
         raise MemoryError()
     try:
-        X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253)
+        if pem:
+            PEM_write_bio_X509(b, cert)
+        else:
+            X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253)
         n = BIO_get_mem_data(b, &p)
         return p[:n].decode("utf-8", "replace")
     finally:
@@ -249,13 +260,13 @@ cdef class TLSContext:
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
                          | SSL_MODE_RELEASE_BUFFERS)
         if SSL_CTX_set_min_proto_version(ctx, MIN_VERSIONS[min_version]) != 1:
-            raise TLSError(f"--tls-min-version {min_version}: {_openssl_reason()}")
+            raise TLSError(f"--tls-min-version {min_version}: {openssl_reason()}")
         if ciphers and SSL_CTX_set_cipher_list(ctx, ciphers.encode()) != 1:
-            raise TLSError(f"--tls-ciphers {ciphers!r}: {_openssl_reason()}")
+            raise TLSError(f"--tls-ciphers {ciphers!r}: {openssl_reason()}")
         if ciphersuites and SSL_CTX_set_ciphersuites(ctx, ciphersuites.encode()) != 1:
-            raise TLSError(f"--tls-ciphersuites {ciphersuites!r}: {_openssl_reason()}")
+            raise TLSError(f"--tls-ciphersuites {ciphersuites!r}: {openssl_reason()}")
         if groups and SSL_CTX_set1_groups_list(ctx, groups.encode()) != 1:
-            raise TLSError(f"--tls-groups {groups!r}: {_openssl_reason()}")
+            raise TLSError(f"--tls-groups {groups!r}: {openssl_reason()}")
         SSL_CTX_set_dh_auto(ctx, 1)         # DHE suites use the RFC 7919 group of the key's size
         # stateless tickets only: no server-side cache for a worker to miss
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF)
@@ -265,23 +276,23 @@ cdef class TLSContext:
         SSL_CTX_set_verify(ctx, VERIFY_MODES[verify], NULL)
         if client_ca:
             if SSL_CTX_load_verify_locations(ctx, client_ca.encode(), NULL) != 1:
-                raise TLSError(f"--tls-client-ca {client_ca}: {_openssl_reason()}")
+                raise TLSError(f"--tls-client-ca {client_ca}: {openssl_reason()}")
             names = SSL_load_client_CA_file(client_ca.encode())
             if names == NULL:
-                raise TLSError(f"--tls-client-ca {client_ca}: {_openssl_reason()}")
+                raise TLSError(f"--tls-client-ca {client_ca}: {openssl_reason()}")
             SSL_CTX_set_client_CA_list(ctx, names)
             SSL_CTX_set_verify_depth(ctx, 10)
         return 0
 
     cdef int _load(self, SSL_CTX* ctx, str cert, str key, bytes password) except -1:
         if SSL_CTX_use_certificate_chain_file(ctx, os.fsencode(cert)) != 1:
-            raise TLSError(f"--tls-cert {cert}: {_openssl_reason()}")
+            raise TLSError(f"--tls-cert {cert}: {openssl_reason()}")
         # the passphrase, set for the load only
         SSL_CTX_set_default_passwd_cb(ctx, fs_passwd_cb)
         SSL_CTX_set_default_passwd_cb_userdata(ctx, <char*>password if password else NULL)
         try:
             if SSL_CTX_use_PrivateKey_file(ctx, os.fsencode(key), SSL_FILETYPE_PEM) != 1:
-                why = _openssl_reason()
+                why = openssl_reason()
                 hint = ""
                 if "decrypt" in why or "password" in why:
                     hint = (" (encrypted: its passphrase goes in --tls-key-password-file)"
@@ -293,7 +304,7 @@ cdef class TLSContext:
             SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL)
         if SSL_CTX_check_private_key(ctx) != 1:
             raise TLSError(f"--tls-key {key} does not match --tls-cert {cert}: "
-                           f"{_openssl_reason()}")
+                           f"{openssl_reason()}")
         return 0
 
     cdef SSL* new_ssl(self, int fd) noexcept:

@@ -16,13 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import trustme
 
 from tests.support.metrics import samples
 from tests.support.servers import ROOT, children, free_port
 from tests.support.sockets import Reader
+from tests.support.tls import failures, scrape
+from tests.support.tls import tls_metric as metric
 from tests.support.waiting import wait_until
 
 APP = "tests.apps.tls_attacks:app"
@@ -79,20 +80,6 @@ def _served(server, pki, client: tuple | None = None) -> bool:
             return request(s, "/")[2] == b"hello"
     except OSError:
         return False
-
-
-def scrape(server) -> str:
-    return httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
-
-
-def metric(server, name: str, **labels: str) -> float:
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    return sum(v for key, v in samples(scrape(server), name).items()
-               if all(w in key for w in want))
-
-
-def failures(server, reason: str) -> float:
-    return metric(server, "fastsock_tls_handshake_failures_total", reason=reason)
 
 
 def context(pki: Pki, **kw) -> ssl.SSLContext:
@@ -152,7 +139,7 @@ def closed_by_server(sock: socket.socket, timeout: float = 30.0) -> bool:
                 return True
         except (ConnectionResetError, ssl.SSLError, ssl.SSLEOFError):
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
     return False
 
@@ -348,7 +335,7 @@ def test_slow_drip_after_the_handshake(serve, pki):
             got += s.recv(4096)
             if b"\r\n\r\n" in got:
                 break
-        except socket.timeout:
+        except TimeoutError:
             continue
         except (ssl.SSLError, OSError):
             break
@@ -723,7 +710,7 @@ def server_flight(server, hello: bytes) -> dict:
             if not data:
                 return {"types": types, "alert": alert, "closed": True}
             buf += data
-    except (ConnectionResetError, socket.timeout):
+    except (TimeoutError, ConnectionResetError):
         return {"types": types, "alert": alert, "closed": True}
     finally:
         s.close()
