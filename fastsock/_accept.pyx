@@ -157,6 +157,7 @@ cdef class AcceptPolicy:
             fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)
             if fd >= 0:
                 close(fd)
+                self.me.shed_fds += 1
             self.spare_fd = open(b"/dev/null", O_RDONLY | O_CLOEXEC)
         if now >= self.next_shed_log:
             self.next_shed_log = now + SHED_LOG_EVERY

@@ -19,10 +19,16 @@ cdef class Bridge:
     cdef bint wake_armed            # the eventfd is written and not yet read
     cdef list resumed               # connections answered since the last send (_resumed)
     cdef bint in_turn               # handling the events of one epoll_wait
+    cdef double idle                # seconds the thread waited for events (saturation's
+                                    # busy time is the rest): timed around epoll_wait; while
+                                    # asyncio runs the thread, its time off the CPU
+    cdef double aio_wall            # while in asyncio: the clock and the thread's CPU time
+    cdef double aio_cpu             # when its idle time was last counted (_aio_idle)
 
     cdef int _open_bridge(self) except -1
     cdef int _run_aio(self, int epfd) except -1
     cdef void _aio_check(self)
+    cdef void _aio_idle(self, double now) noexcept
     cdef int _run_inbox(self) except -1
     cdef int _send_all_resumed(self) except -1
 

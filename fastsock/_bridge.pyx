@@ -8,7 +8,7 @@ thread is the epoll loop's alone again, so an app of plain handlers never pays f
 Connections answered meanwhile are sent in a batch: once every ready handler has run.
 """
 from fastsock._sys cimport (
-    close, eventfd, read, write, errno, EFD_NONBLOCK, EFD_CLOEXEC,
+    close, eventfd, read, write, errno, EFD_NONBLOCK, EFD_CLOEXEC, monotonic, thread_cpu,
 )
 
 import logging
@@ -42,6 +42,7 @@ cdef class Bridge:
         aio = self.aio
         self.in_aio = True
         self.aio_stopping = False
+        self.aio_wall, self.aio_cpu = monotonic(), thread_cpu()
         aio.add_reader(epfd, self._aio_readable)
         self.aio_tick = aio.call_later(max(0.0, self._timers()), self._aio_tick)
         try:
@@ -50,11 +51,23 @@ cdef class Bridge:
             self.aio_tick.cancel()          # the latest of the chain: none is left behind
             self.aio_tick = None
             aio.remove_reader(epfd)
+            self._aio_idle(monotonic())
             self.in_aio = False
             self._timers()
         if self.resumed:                    # stopped before its _send_resumed ran
             self._send_resumed()
         return 0
+
+    cdef void _aio_idle(self, double now) noexcept:
+        """While asyncio runs the thread its waits are not timed here (uvloop's are out of
+        reach): the thread's time off the CPU since the last count is taken as waiting. (A
+        blocking call in an async handler counts as idle this way: it is a bug that the
+        watchdog, not the scaling signal, is for.)"""
+        cdef double cpu = thread_cpu()
+        cdef double off = (now - self.aio_wall) - (cpu - self.aio_cpu)
+        if off > 0:
+            self.idle += off
+        self.aio_wall, self.aio_cpu = now, cpu
 
     def _aio_readable(self):
         self._turn(0)

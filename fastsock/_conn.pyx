@@ -143,8 +143,7 @@ cdef class Connection(Lifecycle):
 
     cdef int _respond(self, Request req) except -1:
         cdef Context ctx = self.ctx
-        cdef double t0 = ctx.now    # when epoll woke us: a pipelined request's time includes
-                                    # its wait behind the ones before it, as its client sees it
+        cdef double t0 = ctx.now    # when epoll woke us: with a pipelined one's wait behind others
         cdef Deferred d
         global _handling
         _handling = <void*>req             # (borrowed: cleared before it returns)
@@ -176,6 +175,7 @@ cdef class Connection(Lifecycle):
                     self.deferred, self.waiting_req, self.started = d, req, t0
                     self._to(C_STREAM_IN if self.body_in is not None else C_WAIT)
                     ctx.waiting += 1
+                    ctx.slot.waiting_kinds[d.kind] += 1
                     return 0
                 result = d.result
             ctx.slot.in_flight -= 1
@@ -249,10 +249,12 @@ cdef class Connection(Lifecycle):
     cdef int resume(self, object result) except -1:
         """The deferred response is here (on the loop's thread): write it; the loop sends."""
         cdef Request req = self.waiting_req
-        if not self.in_handler():
+        cdef Deferred d = self.deferred
+        if not self.in_handler() or d is None:
             return 0                    # closed meanwhile
         self.deferred, self.waiting_req = None, None
         self.ctx.waiting -= 1
+        self.ctx.slot.waiting_kinds[d.kind] -= 1
         self.ctx.slot.in_flight -= 1
         self.ctx.now = monotonic()
         self._to(C_WRITE)

@@ -17,6 +17,8 @@ cdef class Deferred:
     cdef Endpoint conn
     cdef object result
     cdef bint done
+    cdef readonly int kind          # where its handler runs (K_* in _shared.pxd): the
+                                    # in-flight gauge's label
     cdef public object on_cancel    # callable() run when the client goes first, or None
     cpdef complete(self, object result)
     cdef void cancel(self)

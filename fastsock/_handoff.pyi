@@ -1,12 +1,14 @@
 # Type stubs for the compiled hand-off types: what passes between a connection and a handler
 # that answers later (Deferred), takes its body as it comes (BodyIn), or pushes its body (Feed).
-from typing import Any, Callable
+from typing import Any, Callable, Self
 
 class Endpoint: ...
 
 class Deferred:
     on_cancel: Callable[[], None] | None
-    def __init__(self) -> None: ...
+    kind: int
+    # __cinit__ takes kind: the runtime's __init__ is object's, so it is typed as __new__
+    def __new__(cls, kind: int = 0) -> Self: ...
     def complete(self, result: Any) -> None: ...
     @property
     def is_done(self) -> bool: ...

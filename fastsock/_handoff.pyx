@@ -3,6 +3,7 @@
 response that comes later (Deferred), a request body streamed in as it arrives (BodyIn), and
 a response body pushed from asyncio (Feed). All run on the loop's thread."""
 from fastsock._message cimport Response
+from fastsock._shared cimport N_KINDS
 from fastsock._writer cimport close_stream
 
 import logging
@@ -38,7 +39,11 @@ cdef class Deferred:
     asyncio task, a thread); the connection waits (C_WAIT) and reads no further request, so
     pipelined responses stay in order. complete(result) — on the loop's thread — writes the
     response; if the client goes first, on_cancel() is called instead and the result, when it
-    comes, is dropped."""
+    comes, is dropped. kind: where the handler runs (KIND_ASYNC, KIND_THREAD, KIND_WSGI,
+    KIND_ASGI of fastsock._shared), for the in-flight gauge."""
+
+    def __cinit__(self, int kind=0):
+        self.kind = kind if 0 <= kind < N_KINDS else 0
 
     cpdef complete(self, object result):
         if self.done:                   # cancelled, or answered (504): never to be sent

@@ -337,6 +337,7 @@ cdef class Lifecycle(Endpoint):
             self.deferred, self.waiting_req = None, None
             self.ctx.waiting -= 1
             self.ctx.slot.in_flight -= 1
+            self.ctx.slot.waiting_kinds[d.kind] -= 1
             d.cancel()
 
     cdef void release(self):

@@ -4,20 +4,11 @@
 from fastsock._accept cimport AcceptPolicy
 from fastsock._conn_io cimport ConnIO
 from fastsock._conn cimport Connection
+from fastsock._listener cimport Listener
 from fastsock._sys cimport epoll_event
-from fastsock._tlsctx cimport TLSContext
 
 cdef enum:
     MAX_EVENTS = 512
-
-
-cdef class Listener:
-    cdef int fd
-    cdef int tag                # its epoll tag: its index in Loop.listeners
-    cdef object sock
-    cdef object dispatch
-    cdef TLSContext tls         # its TLS settings, or None (cleartext)
-    cdef bint watched
 
 
 cdef class Loop(ConnIO):
@@ -31,6 +22,10 @@ cdef class Loop(ConnIO):
     cdef public object on_drain     # callable as draining begins (the handshakes of WebSockets
                                     # still waiting for their handler refused), or None
     cdef AcceptPolicy accepts       # which worker accepts: stand aside, balance, shed
+    cdef public object pool         # what runs handlers off the loop (a Runner: its
+                                    # thread_jobs and threads are read once a tick), or None
+    cdef double sampled_at          # the clock and idle time at the last saturation sample
+    cdef double idle_sampled
     cdef epoll_event events[MAX_EVENTS]
 
     cdef int _turn(self, int timeout_ms) except -1
@@ -47,4 +42,5 @@ cdef class Loop(ConnIO):
     cdef void _close_listeners(self)
     cdef void _close_idle(self)
     cdef void _tick(self)
+    cdef void _sample(self)
     cdef int _accept(self, Listener l) except -1

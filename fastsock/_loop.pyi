@@ -6,8 +6,6 @@ from fastsock._conn_io import ConnIO
 from fastsock._shared import SharedState
 from fastsock._tlsctx import TLSContext
 
-class Listener: ...
-
 class Loop(ConnIO):
     def __init__(self, limits: dict[str, Any], shared: SharedState | None = None, slot: int = -1,
                  exclusive: bool = False, on_tick: Callable[[], None] | None = None,
@@ -19,6 +17,8 @@ class Loop(ConnIO):
     def drain(self) -> None: ...
     def close_in_child(self) -> None: ...
     def retire(self) -> None: ...
+    def refused_by_pool(self) -> None: ...
+    pool: Any
     on_stream: Callable[[Any, Any], None] | None
     on_head: Callable[[Any], Any] | None
     on_refused: Callable[[Any], Any] | None

@@ -14,6 +14,8 @@ from fastsock._conn cimport Connection
 from fastsock._lifecycle cimport C_HANDSHAKE
 from fastsock._tlsctx cimport TLSContext
 from fastsock._context cimport Context, Limits
+from fastsock._listener cimport Listener, open_listener
+from fastsock._saturation cimport sample
 from fastsock._shared cimport (
     SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
     CLOSE_SERVER,
@@ -22,7 +24,6 @@ from fastsock._sys cimport *
 
 import logging
 import os
-import socket as _socket
 from email.utils import formatdate
 
 error_log = logging.getLogger("fastsock.error")
@@ -35,10 +36,6 @@ cdef enum:
 # while draining, a connection idle this long is closed; a busier one gets "Connection: close"
 # on its next response instead, so a client that keeps sending never races the close
 cdef double DRAIN_IDLE_GRACE = 2.0
-
-
-cdef class Listener:
-    """A listening socket and the dispatch callable for the requests it brings."""
 
 
 cdef class Loop(ConnIO):
@@ -77,23 +74,10 @@ cdef class Loop(ConnIO):
         """Accept connections on sock (bound and listening, maybe shared with other workers);
         each request they carry is answered by dispatch(request) -> result; with tls, over
         TLS."""
-        cdef Listener listener = Listener.__new__(Listener)
+        cdef Listener listener
         if len(self.listeners) >= MAX_LISTENERS:
             raise ValueError("too many listeners")
-        sock.setblocking(False)
-        listener.sock = sock
-        listener.fd = sock.fileno()
-        listener.tag = len(self.listeners)
-        listener.dispatch = dispatch
-        listener.tls = tls
-        if sock.family in (_socket.AF_INET, _socket.AF_INET6):
-            # accepted sockets inherit it: no setsockopt per connection
-            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-            # the kernel hands a connection over once its first bytes are in (or after ~1 s),
-            # so accepting it and reading its request is one wake-up, not two; a client that
-            # connects and says nothing costs no fd and wakes no worker meanwhile (as nginx's
-            # "listen ... deferred")
-            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_DEFER_ACCEPT, 1)
+        listener = open_listener(sock, len(self.listeners), dispatch, tls)
         self.listeners.append(listener)
         self._watch(listener)
 
@@ -136,6 +120,8 @@ cdef class Loop(ConnIO):
         cdef Context ctx = self.ctx
         self.running = True
         ctx.now = monotonic()
+        self.sampled_at, self.idle_sampled = ctx.now, self.idle
+        ctx.slot.saturation = 0         # not a dead predecessor's
         self._tick()
         ctx.slot.pid = os.getpid()
         ctx.slot.conns = 0              # a dead predecessor's connections died with it
@@ -159,11 +145,14 @@ cdef class Loop(ConnIO):
         """One turn of the loop: wait up to timeout_ms for events, handle them, tick when due."""
         cdef int n, i, err
         cdef Context ctx = self.ctx
+        cdef double waited = monotonic() if timeout_ms else 0
         ctx.slot.woke = 0                   # waiting: the others may count on this worker
         with nogil:
             n = epoll_wait(self.epfd, self.events, MAX_EVENTS, timeout_ms)
             err = errno
         ctx.now = monotonic()
+        if timeout_ms:                      # (0: in asyncio, which counts its own waits)
+            self.idle += ctx.now - waited
         ctx.slot.woke = ctx.now
         if self.accepts.someone_aside():
             self.accepts.keep_a_spare(ctx.now)
@@ -215,6 +204,10 @@ cdef class Loop(ConnIO):
         """callable(req) -> BodyIn or None: which requests stream their bodies in (set it
         before accepting connections)."""
         self.ctx.on_head = value
+
+    def refused_by_pool(self):
+        """A request was answered 503: the thread pool's backlog was full (counted)."""
+        self.ctx.slot.refused_pool += 1
 
     @property
     def on_refused(self):
@@ -372,6 +365,7 @@ cdef class Loop(ConnIO):
         self.ctx.date_line = ("Date: " + formatdate(usegmt=True) + "\r\n").encode("ascii")
         self.ctx.slot.heartbeat = self.ctx.now     # the master's watchdog reads it
         self.next_tick = self.ctx.now + self.tick_interval
+        self._sample()
         for listener in self.listeners:
             if listener.fd >= 0 and not listener.watched:
                 try:
@@ -400,6 +394,16 @@ cdef class Loop(ConnIO):
                 self.on_tick()
             except Exception:
                 error_log.exception("the loop's tick hook failed")
+
+    cdef void _sample(self):
+        """Once a tick: how full this worker is, and the figures behind it, into its slot."""
+        cdef double wall = self.ctx.now - self.sampled_at
+        if self.in_aio:
+            self._aio_idle(self.ctx.now)
+        sample(self.ctx.slot, wall - (self.idle - self.idle_sampled), wall, self.pool,
+               self.tasks, self.ctx.waiting + self.ctx.streaming,
+               self.ctx.limits.limit_concurrency, self.listeners)
+        self.sampled_at, self.idle_sampled = self.ctx.now, self.idle
 
     # ------------------------------------------------------------------ accepting
 

@@ -11,6 +11,16 @@ cdef enum:
     N_WS_CODES = 12         # WebSocket close codes counted by name (_wsconn.CLOSE_CODES) + other
     N_TLS_CIPHERS = 16      # TLS ciphers counted by name (_tls.CIPHERS) + other
     N_TLS_FAILURES = 8      # why TLS handshakes failed (_tls.FAILURES)
+    N_LISTENERS = 2         # listeners whose accept queue a slot reports: main, metrics
+
+# Where a handler runs while its request waits off the loop (a Deferred's kind): the in-flight
+# gauge's label. Inline handlers are the rest of in_flight (HANDLER_KINDS in _shared.pyx).
+cdef enum:
+    K_ASYNC = 0
+    K_THREAD = 1
+    K_WSGI = 2
+    K_ASGI = 3
+    N_KINDS = 4
 
 # Why a connection closed: ONE table gives each reason its value and its metric label
 # (fastsock_connections_closed_total{reason=...}); the slots' counters are indexed by it.
@@ -101,11 +111,24 @@ cdef struct Slot:
                             # it waits there (a worker neither waiting nor woken lately is
                             # taken as stuck in a handler)
     long long in_flight
+    long long waiting_kinds[N_KINDS]    # of in_flight: requests whose handler runs off the loop
     long long accepted
     long long request_bytes
     long long response_bytes
     long long untracked     # requests whose (route, method, status) found no free cell
     long long refused_concurrency   # requests answered 503 past --limit-concurrency
+    long long refused_pool  # requests answered 503 past the thread pool's backlog
+    long long shed_fds      # connections closed at accept: out of file descriptors
+    # saturation (_saturation.pyx), each written at the worker's tick
+    double busy             # seconds its loop was busy: not waiting for events
+    double saturation       # how full it is, 0..1, smoothed
+    long long pool_threads  # its thread pool's size, and the jobs in it, running or queued
+    long long pool_jobs
+    long long tasks         # asyncio tasks and pool jobs the loop waits for
+    long long accept_queue[N_LISTENERS]     # connections waiting in each listener's accept
+    long long accept_limit[N_LISTENERS]     # queue and its limit (TCP_INFO); limit <= 0: none
+    unsigned long long accept_cookie[N_LISTENERS]   # the socket's (SO_COOKIE): workers that
+                            # share a listener report the same queue, counted once
     long long ws_open       # WebSockets open now, ever opened, messages and wire bytes each way
     long long ws_opened
     long long ws_messages_in
@@ -132,5 +155,6 @@ cdef class SharedState:
                                     # wake the worker in slot i to watch the listeners again
     cdef Slot* slot(self, int i) noexcept
     cdef void _tls_sums(self, Slot* s, dict tls)
+    cdef void _saturation_figures(self, Slot* s, dict totals, list queues)
 
 cdef void count_request(Slot* s, int route, int method, int status, double seconds) noexcept nogil

@@ -3,6 +3,12 @@ from typing import Self
 
 DURATION_BOUNDS: tuple[float, ...]
 CLOSE_REASONS: tuple[str, ...]
+KIND_ASYNC: int
+KIND_THREAD: int
+KIND_WSGI: int
+KIND_ASGI: int
+HANDLER_KINDS: tuple[str, ...]
+LISTENER_NAMES: tuple[str, ...]
 
 class SharedState:
     STARTING: int

@@ -20,6 +20,13 @@ for _i, _b in enumerate(DURATION_BOUNDS):
     BOUNDS[_i] = _b
 assert len(DURATION_BOUNDS) == N_BOUNDS
 
+# where handlers run while their requests wait (a Deferred's kind): the in-flight gauge's label
+KIND_ASYNC, KIND_THREAD, KIND_WSGI, KIND_ASGI = K_ASYNC, K_THREAD, K_WSGI, K_ASGI
+HANDLER_KINDS = ("async", "thread", "wsgi", "asgi")
+assert len(HANDLER_KINDS) == N_KINDS
+LISTENER_NAMES = ("main", "metrics")    # the listeners' order in each worker (worker.py)
+assert len(LISTENER_NAMES) == N_LISTENERS
+
 # the metric label of each close reason, indexed by its value (the table in _shared.pxd)
 CLOSE_REASONS = tuple([fs_close_reason_names[_i].decode("ascii") for _i in range(N_CLOSE_REASONS)])
 
@@ -183,9 +190,13 @@ cdef class SharedState:
         cdef DurCell* d
         requests, durations, closed, parse_errors, workers = {}, {}, [0] * N_CLOSE_REASONS, {}, {}
         totals = dict(in_flight=0, accepted=0, open=0, request_bytes=0, response_bytes=0,
-                      untracked=0, refused_concurrency=0, ws_open=0, ws_opened=0,
+                      untracked=0, refused_concurrency=0, refused_pool=0, shed_fds=0,
+                      pool_threads=0, pool_running=0, pool_queued=0, tasks=0,
+                      ws_open=0, ws_opened=0,
                       ws_messages_in=0, ws_messages_out=0, ws_bytes_in=0, ws_bytes_out=0)
         ws_closes = [0] * N_WS_CODES
+        waiting_kinds, busy, serving = [0] * N_KINDS, {}, []
+        queues = [{} for _ in range(N_LISTENERS)]  # per listener: socket -> (queue, limit)
         tls = dict(handshakes={}, failures=[0] * N_TLS_FAILURES, ktls=[0, 0], reloads=[0, 0])
         for i in range(self.nslots):
             s = self.slot(i)
@@ -196,6 +207,10 @@ cdef class SharedState:
             totals["response_bytes"] += s.response_bytes
             totals["untracked"] += s.untracked
             totals["refused_concurrency"] += s.refused_concurrency
+            totals["refused_pool"] += s.refused_pool
+            totals["shed_fds"] += s.shed_fds
+            if s.busy:
+                busy[i] = s.busy
             totals["ws_opened"] += s.ws_opened
             totals["ws_messages_in"] += s.ws_messages_in
             totals["ws_messages_out"] += s.ws_messages_out
@@ -208,6 +223,11 @@ cdef class SharedState:
                 totals["in_flight"] += s.in_flight
                 totals["open"] += s.conns
                 totals["ws_open"] += s.ws_open
+                for j in range(N_KINDS):
+                    waiting_kinds[j] += s.waiting_kinds[j]
+                self._saturation_figures(s, totals, queues)
+                if s.state == SLOT_RUNNING or s.state == SLOT_RETIRING:
+                    serving.append((i, s.saturation, s.heartbeat))
             for j in range(<int>N_CLOSE_REASONS):
                 closed[j] += s.closed[j]
             for j in range(N_PARSE_REASONS):
@@ -230,9 +250,30 @@ cdef class SharedState:
                     for b in range(N_BOUNDS + 1):
                         entry[2][b] += d.buckets[b]
         return dict(totals, requests=requests, durations=durations, closed=closed,
-                    ws_closes=ws_closes, tls=tls,
+                    ws_closes=ws_closes, tls=tls, waiting_kinds=waiting_kinds, busy=busy,
+                    serving=serving, accept_queues=[
+                        (sum([q for q, _ in by_socket.values()]),
+                         sum([lim for _, lim in by_socket.values()])) if by_socket else None
+                        for by_socket in queues],
                     parse_errors=parse_errors, workers=workers,
                     workers_alive=self.header.workers_alive, restarts=self.header.restarts)
+
+    cdef void _saturation_figures(self, Slot* s, dict totals, list queues):
+        """A live worker's pool, tasks and accept queues. Workers that share a listener
+        (one socket: the same cookie) report the same queue: the largest sample counts once;
+        each worker's own socket (--accept reuseport) counts apiece."""
+        cdef int tag
+        totals["pool_threads"] += s.pool_threads
+        totals["pool_running"] += min(s.pool_jobs, s.pool_threads)
+        totals["pool_queued"] += max(0, s.pool_jobs - s.pool_threads)
+        totals["tasks"] += s.tasks
+        for tag in range(N_LISTENERS):
+            if s.accept_limit[tag] <= 0:        # no TCP listener there (or no tick yet)
+                continue
+            by_socket = queues[tag]
+            seen = by_socket.get(s.accept_cookie[tag])
+            if seen is None or s.accept_queue[tag] > seen[0]:
+                by_socket[s.accept_cookie[tag]] = (s.accept_queue[tag], s.accept_limit[tag])
 
     cdef void _tls_sums(self, Slot* s, dict tls):
         cdef int v, c, r

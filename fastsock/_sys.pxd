@@ -59,6 +59,10 @@ cdef extern from "<sys/socket.h>" nogil:
         size_t msg_iovlen
     ssize_t sendmsg(int fd, const msghdr* msg, int flags)
     int accept4(int fd, sockaddr* addr, socklen_t* addrlen, int flags)
+    int getsockopt(int fd, int level, int name, void* value, socklen_t* length)
+    enum:
+        SOL_SOCKET
+        SO_COOKIE
     int shutdown(int fd, int how)
 
 cdef extern from "<unistd.h>" nogil:
@@ -79,6 +83,7 @@ cdef extern from "<time.h>" nogil:
         long tv_nsec
     enum:
         CLOCK_MONOTONIC
+        CLOCK_THREAD_CPUTIME_ID
     int clock_gettime(int clk, timespec* ts)
 
 cdef extern from "<netinet/in.h>" nogil:
@@ -96,6 +101,15 @@ cdef extern from "<netinet/in.h>" nogil:
         in6_addr sin6_addr
     unsigned short ntohs(unsigned short)
 
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        IPPROTO_TCP "IPPROTO_TCP"
+        TCP_INFO
+    struct tcp_info:            # the fields read; on a listening socket, unacked is its accept
+        unsigned char tcpi_state    # queue's length and sacked its limit (the backlog)
+        unsigned int tcpi_unacked
+        unsigned int tcpi_sacked
+
 cdef extern from "<arpa/inet.h>" nogil:
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
 
@@ -103,6 +117,12 @@ cdef extern from "<arpa/inet.h>" nogil:
 cdef inline double monotonic() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline double thread_cpu() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 

@@ -166,6 +166,7 @@ def _async_chain(handler: Callable, app, runner, threaded: bool) -> Callable:
 
             async def chain(req):
                 if runner.thread_jobs >= limit:
+                    runner.refused()
                     return busy_response()
                 return await runner.in_pool(part, req)
         else:
@@ -248,6 +249,7 @@ def _threaded_link(mw: Callable, call_next: Callable, runner) -> Callable:
 
     async def link(req):
         if runner.thread_jobs >= limit:     # as a threaded handler: 503 past the backlog
+            runner.refused()
             return busy_response()
         waits = Waits()                     # what call_next runs on the loop meanwhile
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -15,7 +16,15 @@ from prometheus_client.utils import floatToGoString
 
 from fastsock._message import METHOD_NAMES, Response, RouteId
 from fastsock._parser import PARSE_ERRORS
-from fastsock._shared import CLOSE_REASONS, DURATION_BOUNDS, SharedState
+from fastsock._saturation import server as server_saturation
+from fastsock._saturation import worker as worker_saturation
+from fastsock._shared import (
+    CLOSE_REASONS,
+    DURATION_BOUNDS,
+    HANDLER_KINDS,
+    LISTENER_NAMES,
+    SharedState,
+)
 from fastsock._tls import CIPHERS, FAILURES, VERSIONS
 from fastsock._wsconn import CLOSE_CODES
 from fastsock.version import __version__
@@ -77,8 +86,13 @@ class CoreCollector:
             duration.add_metric([METHOD_NAMES[method], self._route(route)], cumulative, total)
         yield duration
 
-        yield GaugeMetricFamily("fastsock_requests_in_flight", "Requests being handled.",
-                                value=snap["in_flight"])
+        in_flight = GaugeMetricFamily("fastsock_requests_in_flight", "Requests being handled, "
+                                      "by where their handler runs (inline: on the loop).",
+                                      labels=["kind"])
+        in_flight.add_metric(["inline"], max(0, snap["in_flight"] - sum(snap["waiting_kinds"])))
+        for kind, n in zip(HANDLER_KINDS, snap["waiting_kinds"], strict=True):
+            in_flight.add_metric([kind], n)
+        yield in_flight
         yield CounterMetricFamily("fastsock_request_bytes", "Bytes received from clients.",
                                   value=snap["request_bytes"])
         yield CounterMetricFamily("fastsock_response_bytes", "Bytes sent to clients.",
@@ -88,10 +102,18 @@ class CoreCollector:
                                   "fastsock_requests_total).", value=snap["untracked"])
         refused = CounterMetricFamily("fastsock_requests_refused",
                                       "Requests answered 503 by the server before the app "
-                                      "(reason: concurrency, past --limit-concurrency).",
+                                      "(concurrency: past --limit-concurrency; "
+                                      "thread_pool: past the pool's backlog).",
                                       labels=["reason"])
         refused.add_metric(["concurrency"], snap["refused_concurrency"])
+        refused.add_metric(["thread_pool"], snap["refused_pool"])
         yield refused
+        shed = CounterMetricFamily("fastsock_connections_shed", "Connections closed as they "
+                                   "were accepted (fds: the worker was out of file "
+                                   "descriptors).", labels=["reason"])
+        shed.add_metric(["fds"], snap["shed_fds"])
+        yield shed
+        yield from self._saturation(snap)
         yield CounterMetricFamily("fastsock_connections_accepted", "Connections accepted.",
                                   value=snap["accepted"])
         yield GaugeMetricFamily("fastsock_connections_open", "Connections open now.",
@@ -120,6 +142,54 @@ class CoreCollector:
         info.add_metric([__version__, platform.python_version()], 1)
         yield info
         yield from self._processes(snap["workers"])
+
+    @staticmethod
+    def _saturation(snap: dict):
+        """How full the server is, and the figures it is made of (docs/saturation.md)."""
+        now = time.monotonic()          # the clock of the slots' heartbeats
+        server = server_saturation([(s, beat) for _, s, beat in snap["serving"]], now)
+        if server is not None:
+            yield GaugeMetricFamily("fastsock_saturation", "How full the server is: 0 idle, "
+                                    "1 cannot take more (the mean of its workers'; "
+                                    "docs/saturation.md).", value=server)
+        workers = GaugeMetricFamily("fastsock_worker_saturation", "How full each serving "
+                                    "worker is: the largest of its loop's busy share, its "
+                                    "pool's, its requests over --limit-concurrency and its "
+                                    "accept queue's, smoothed.", labels=["worker"])
+        for slot, s, beat in snap["serving"]:
+            workers.add_metric([str(slot)], worker_saturation(s, beat, now))
+        yield workers
+        busy = CounterMetricFamily("fastsock_worker_busy_seconds", "Wall time each worker's "
+                                   "loop was busy (not waiting for events).", labels=["worker"])
+        for slot, seconds in sorted(snap["busy"].items()):
+            busy.add_metric([str(slot)], seconds)
+        yield busy
+        yield GaugeMetricFamily("fastsock_thread_pool_threads", "Threads the workers' pools "
+                                "may run (--threads each).", value=snap["pool_threads"])
+        jobs = GaugeMetricFamily("fastsock_thread_pool_jobs", "Jobs in the workers' thread "
+                                 "pools: running, or queued for a thread.", labels=["state"])
+        jobs.add_metric(["running"], snap["pool_running"])
+        jobs.add_metric(["queued"], snap["pool_queued"])
+        yield jobs
+        yield GaugeMetricFamily("fastsock_async_tasks", "asyncio tasks and pool jobs the "
+                                "workers' loops wait for.", value=snap["tasks"])
+        length = GaugeMetricFamily("fastsock_accept_queue_length", "Connections waiting in "
+                                   "each listener's accept queue.", labels=["listener"])
+        limit = GaugeMetricFamily("fastsock_accept_queue_limit", "The accept queue's limit "
+                                  "(the listen backlog, capped by net.core.somaxconn).",
+                                  labels=["listener"])
+        for name, figures in zip(LISTENER_NAMES, snap["accept_queues"], strict=True):
+            if figures is not None:
+                length.add_metric([name], figures[0])
+                limit.add_metric([name], figures[1])
+        yield length
+        yield limit
+        overflows = listen_overflows()
+        if overflows is not None:
+            yield CounterMetricFamily("fastsock_listen_overflows", "Connections the kernel "
+                                      "dropped: an accept queue was full (every listener of "
+                                      "the network namespace: the pod's, or the host's).",
+                                      value=overflows)
 
     @staticmethod
     def _websockets(snap: dict):
@@ -207,6 +277,22 @@ class CoreCollector:
         yield cpu
         yield rss
         yield fds
+
+
+def listen_overflows() -> int | None:
+    """TcpExt ListenOverflows of /proc/net/netstat: the network namespace's count of
+    connections dropped because an accept queue was full (None where it is not there)."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            fields = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            if "ListenOverflows" in fields:
+                return int(fields["ListenOverflows"])
+    return None
 
 
 class Exposition:

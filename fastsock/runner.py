@@ -22,6 +22,7 @@ import threading
 
 from fastsock._handoff import BodyIn, Deferred
 from fastsock._message import Response
+from fastsock._shared import KIND_THREAD
 from fastsock.logs import REQUEST, current_request
 from fastsock.responses import GATEWAY_TIMEOUT, POOL_FULL, SERVER_ERROR, SHUTTING_DOWN
 from fastsock.results import error_response, to_response
@@ -152,6 +153,7 @@ class Runner:
         @functools.wraps(handler)
         def start(req, **params):
             if self.thread_jobs >= limit:
+                self.refused()
                 return POOL_FULL
             job = _ThreadJob(self, handler, req, params, pull_inline)
             self.submit(job.run)
@@ -160,6 +162,12 @@ class Runner:
                 job.timer = self.aio.call_later(timeout, job.deferred.complete, GATEWAY_TIMEOUT)
             return job.deferred
         return start
+
+    def refused(self) -> None:
+        """A request was answered 503 because the pool's backlog is full: counted."""
+        count = getattr(self.loop, "refused_by_pool", None)
+        if count is not None:
+            count()
 
     def submit(self, job) -> None:
         """Run job() on one of the worker's plain threads (made as needed, up to --threads),
@@ -435,7 +443,7 @@ class _ThreadJob:
     def __init__(self, runner: Runner, handler, req, params: dict, pull_inline: bool):
         self.runner, self.handler, self.req, self.params = runner, handler, req, params
         self.pull_inline = pull_inline
-        self.deferred = Deferred()
+        self.deferred = Deferred(KIND_THREAD)
         self.timer: asyncio.TimerHandle | None = None
 
     def run(self) -> None:                  # on a pool thread

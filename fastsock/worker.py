@@ -73,6 +73,7 @@ def run_worker(config: Config, app, sock: socket.socket, shared: SharedState, sl
                     timeout=config.handler_timeout,
                     threads_by_default=config.run_sync == "thread")
     runner.websockets = config.websockets()
+    loop.pool = runner                  # its pool's figures go to the slot once a tick
     loop.on_drain = runner.websockets.refuse_waiting
     loop.on_stream = runner.start_feed
     if config.limit_concurrency:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 
 from fastsock._handoff import Deferred
+from fastsock._shared import KIND_ASGI
 from fastsock._wshandshake import subprotocols
 from fastsock.adapters.asgi_ws import WebSocketCycle
 from fastsock.adapters.common import (
@@ -113,7 +114,7 @@ class ASGIApp:
             if req.tls is not None:
                 scope["extensions"] = {"tls": req.tls.asgi()}
             req.route_id = fallback         # until the app tells its route
-            deferred = Deferred()
+            deferred = Deferred(KIND_ASGI)
             cycle = _Cycle(req, deferred, scope, labels, aio)
             token = REQUEST.set(req)        # the app's task has its request (its logs)
             try:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
 from fastsock._handoff import BodyIn, Deferred
+from fastsock._shared import KIND_WSGI
 from fastsock.adapters.common import (
     REFUSALS,
     ClientDisconnected,
@@ -82,9 +83,10 @@ class WSGIApp:
             if answer is not None:
                 return answer
             if runner.thread_jobs >= limit:
+                runner.refused()
                 return POOL_FULL
             req.route_id = fallback         # until the app tells its route
-            deferred = Deferred()
+            deferred = Deferred(KIND_WSGI)
             call = _Call(self, req, deferred, loop)
             deferred.on_cancel = call.gone
             runner.submit(call.run)

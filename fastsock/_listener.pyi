@@ -1,0 +1,3 @@
+# Type stubs for the compiled listener (used by the loop only).
+
+class Listener: ...

@@ -1,0 +1,104 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""How full a worker is: the definition of fastsock_saturation (docs/saturation.md).
+
+Once a tick each worker takes the largest of four fractions, each 1.0 where what it measures
+can take no more work:
+- loop: the share of the tick its loop was busy, not waiting for events (a CPU-bound or a
+  blocking inline handler, or more requests than one core serves);
+- pool: its thread pool's jobs, running or queued, over its threads;
+- app: its requests in the app over --limit-concurrency, when set (async handlers waiting on a
+  dependency whose capacity the limit states: they cost the loop nothing while they wait);
+- accept: connections waiting in its listener's accept queue over the queue's limit.
+The largest, because any one of them full is enough to turn work away or make it wait; it is
+smoothed over about SMOOTHING seconds, so that one busy tick is not a full worker. The
+server's figure is the mean over its serving workers (connections go to the least busy), a
+worker whose loop has not ticked for STUCK_AFTER seconds (stuck in a handler) counting as full.
+"""
+from libc.math cimport exp
+
+from fastsock._listener cimport Listener
+from fastsock._shared cimport Slot, N_LISTENERS
+
+SMOOTHING = 5.0         # seconds: the time constant of the moving average
+STUCK_AFTER = 3.0       # seconds without a tick: the worker's loop is held (a tick is <= 1 s)
+cdef double _SMOOTHING = SMOOTHING
+
+
+cdef void sample(Slot* s, double busy, double wall, object pool, long long tasks,
+                 long long in_app, long long limit_concurrency, list listeners):
+    """A worker's tick: its figures into its slot, and its saturation over the tick (busy of
+    wall seconds) into the moving average. pool: its Runner (thread_jobs, threads) or None;
+    listeners: its Listeners, main first."""
+    cdef Listener listener
+    cdef int tag
+    cdef long long queue = 0, limit = 0
+    s.busy += max(busy, 0.0)
+    if pool is not None:
+        s.pool_jobs, s.pool_threads = pool.thread_jobs, pool.threads
+    s.tasks = tasks
+    for tag in range(N_LISTENERS):
+        s.accept_limit[tag] = -1
+        if tag < len(listeners):
+            listener = listeners[tag]
+            if listener.accept_queue(&s.accept_queue[tag], &s.accept_limit[tag]):
+                s.accept_cookie[tag] = listener.cookie
+                if s.accept_queue[tag] * limit >= queue * s.accept_limit[tag]:
+                    queue, limit = s.accept_queue[tag], s.accept_limit[tag]  # the fullest
+    s.saturation = smoothed(s.saturation, worker_now(
+        busy, wall, s.pool_jobs, s.pool_threads, in_app, limit_concurrency, queue, limit), wall)
+
+
+cdef inline double _fraction(double part, double whole) noexcept nogil:
+    if whole <= 0 or part <= 0:
+        return 0.0
+    return 1.0 if part >= whole else part / whole
+
+
+cdef double worker_now(double busy, double wall, long long pool_jobs, long long pool_threads,
+                       long long in_app, long long limit_concurrency, long long queue,
+                       long long queue_limit) noexcept nogil:
+    """The worker's saturation over the last tick, unsmoothed (0 for a figure it lacks: no
+    pool, no limit, no TCP listener)."""
+    cdef double s = _fraction(busy, wall)
+    s = max(s, _fraction(pool_jobs, pool_threads))
+    s = max(s, _fraction(in_app, limit_concurrency))
+    return max(s, _fraction(queue, queue_limit))
+
+
+cdef double smoothed(double previous, double value, double dt) noexcept nogil:
+    """An exponential moving average with time constant SMOOTHING, over a step of dt seconds
+    (ticks are not evenly spaced: a busy loop ticks late)."""
+    cdef double keep
+    if dt <= 0:
+        return previous
+    keep = exp(-dt / _SMOOTHING)
+    return previous * keep + value * (1.0 - keep)
+
+
+def worker(double saturation, double heartbeat, double now):
+    """A serving worker's saturation as its slot says it (at its last tick), or 1.0 when its
+    loop has not ticked for STUCK_AFTER seconds: it is held in a handler."""
+    return 1.0 if now - heartbeat > STUCK_AFTER else saturation
+
+
+def server(workers, double now):
+    """The server's saturation: the mean of its serving workers' (worker() of each
+    (saturation, heartbeat)); None without any."""
+    cdef double total = 0.0
+    cdef int n = 0
+    for saturation, heartbeat in workers:
+        total += worker(saturation, heartbeat, now)
+        n += 1
+    return total / n if n else None
+
+
+# for tests: the C functions, from Python
+def worker_value(double busy, double wall, long long pool_jobs, long long pool_threads,
+                 long long in_app, long long limit_concurrency, long long queue,
+                 long long queue_limit):
+    return worker_now(busy, wall, pool_jobs, pool_threads, in_app, limit_concurrency, queue,
+                      queue_limit)
+
+
+def smooth(double previous, double value, double dt):
+    return smoothed(previous, value, dt)
