@@ -23,7 +23,7 @@ cdef class Loop(ConnIO):
                                     # still waiting for their handler refused), or None
     cdef AcceptPolicy accepts       # which worker accepts: stand aside, balance, shed
     cdef public object pool         # what runs handlers off the loop (a Runner: its
-                                    # thread_jobs and threads are read once a tick), or None
+                                    # pool's and tasks' figures are read once a tick), or None
     cdef double sampled_at          # the clock and idle time at the last saturation sample
     cdef double idle_sampled
     cdef epoll_event events[MAX_EVENTS]

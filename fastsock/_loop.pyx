@@ -401,8 +401,8 @@ cdef class Loop(ConnIO):
         if self.in_aio:
             self._aio_idle(self.ctx.now)
         sample(self.ctx.slot, wall - (self.idle - self.idle_sampled), wall, self.pool,
-               self.tasks, self.ctx.waiting + self.ctx.streaming,
-               self.ctx.limits.limit_concurrency, self.listeners)
+               self.ctx.waiting + self.ctx.streaming, self.ctx.limits.limit_concurrency,
+               self.listeners)
         self.sampled_at, self.idle_sampled = self.ctx.now, self.idle
 
     # ------------------------------------------------------------------ accepting

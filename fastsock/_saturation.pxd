@@ -2,8 +2,8 @@
 
 from fastsock._shared cimport Slot
 
-cdef void sample(Slot* s, double busy, double wall, object pool, long long tasks,
-                 long long in_app, long long limit_concurrency, list listeners)
+cdef void sample(Slot* s, double busy, double wall, object pool, long long in_app,
+                 long long limit_concurrency, list listeners)
 cdef double worker_now(double busy, double wall, long long pool_jobs, long long pool_threads,
                        long long in_app, long long limit_concurrency, long long queue,
                        long long queue_limit) noexcept nogil

@@ -24,18 +24,18 @@ STUCK_AFTER = 3.0       # seconds without a tick: the worker's loop is held (a t
 cdef double _SMOOTHING = SMOOTHING
 
 
-cdef void sample(Slot* s, double busy, double wall, object pool, long long tasks,
-                 long long in_app, long long limit_concurrency, list listeners):
+cdef void sample(Slot* s, double busy, double wall, object pool, long long in_app,
+                 long long limit_concurrency, list listeners):
     """A worker's tick: its figures into its slot, and its saturation over the tick (busy of
-    wall seconds) into the moving average. pool: its Runner (thread_jobs, threads) or None;
-    listeners: its Listeners, main first."""
+    wall seconds) into the moving average. pool: its Runner (thread_jobs, threads,
+    open_tasks()) or None; listeners: its Listeners, main first."""
     cdef Listener listener
     cdef int tag
     cdef long long queue = 0, limit = 0
     s.busy += max(busy, 0.0)
     if pool is not None:
         s.pool_jobs, s.pool_threads = pool.thread_jobs, pool.threads
-    s.tasks = tasks
+        s.tasks = pool.open_tasks()
     for tag in range(N_LISTENERS):
         s.accept_limit[tag] = -1
         if tag < len(listeners):

@@ -124,7 +124,7 @@ cdef struct Slot:
     double saturation       # how full it is, 0..1, smoothed
     long long pool_threads  # its thread pool's size, and the jobs in it, running or queued
     long long pool_jobs
-    long long tasks         # asyncio tasks and pool jobs the loop waits for
+    long long tasks         # asyncio tasks not done
     long long accept_queue[N_LISTENERS]     # connections waiting in each listener's accept
     long long accept_limit[N_LISTENERS]     # queue and its limit (TCP_INFO); limit <= 0: none
     unsigned long long accept_cookie[N_LISTENERS]   # the socket's (SO_COOKIE): workers that

@@ -171,8 +171,9 @@ class CoreCollector:
         jobs.add_metric(["running"], snap["pool_running"])
         jobs.add_metric(["queued"], snap["pool_queued"])
         yield jobs
-        yield GaugeMetricFamily("fastsock_async_tasks", "asyncio tasks and pool jobs the "
-                                "workers' loops wait for.", value=snap["tasks"])
+        yield GaugeMetricFamily("fastsock_async_tasks", "asyncio tasks not done in the "
+                                "workers: handlers, ASGI requests, WebSocket sessions, the "
+                                "app's own.", value=snap["tasks"])
         length = GaugeMetricFamily("fastsock_accept_queue_length", "Connections waiting in "
                                    "each listener's accept queue.", labels=["listener"])
         limit = GaugeMetricFamily("fastsock_accept_queue_limit", "The accept queue's limit "

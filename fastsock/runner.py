@@ -163,6 +163,11 @@ class Runner:
             return job.deferred
         return start
 
+    def open_tasks(self) -> int:
+        """asyncio tasks not done in this worker: handlers, ASGI requests, WebSocket sessions,
+        the app's own (once a tick, for the metrics)."""
+        return len(asyncio.all_tasks(self._aio)) if self._aio is not None else 0
+
     def refused(self) -> None:
         """A request was answered 503 because the pool's backlog is full: counted."""
         count = getattr(self.loop, "refused_by_pool", None)

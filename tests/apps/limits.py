@@ -65,6 +65,23 @@ def hold_stream(req):
     return Response(body())
 
 
+@app.get("/hold-inline")
+def hold_inline(req):
+    """Holds the worker's loop itself (a blocking inline handler)."""
+    entered(req.query_string.decode())
+    hold()
+    return "released\n"
+
+
+@app.get("/spin")
+def spin(req):
+    """Spends ?ms= milliseconds of CPU on the loop."""
+    end = time.thread_time() + int(req.query.get("ms", "100")) / 1000
+    while time.thread_time() < end:
+        pass
+    return "spun\n"
+
+
 @app.get("/hello")
 def hello(req):
     return "hello\n"
