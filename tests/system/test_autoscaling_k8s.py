@@ -289,3 +289,19 @@ def test_promtool_parses_the_scalers_queries(tmp_path):
     r = subprocess.run([prometheus_bin("promtool"), "check", "rules", str(path)],
                        capture_output=True, text=True)
     assert r.returncode != 0
+
+
+def test_the_at_maximum_alert_watches_both_hpas_at_the_scalers_target():
+    """FastsockScalingAtMaximum: the HPA the base and the adapter overlay name, and the one KEDA
+    makes (keda-hpa-<ScaledObject>), past the same 0.7 the scalers aim at."""
+    alerts = yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())
+    (rule,) = [r for g in alerts["groups"] for r in g["rules"]
+               if r.get("alert") == "FastsockScalingAtMaximum"]
+    names = re.search(r'horizontalpodautoscaler=~"([^"]+)"', rule["expr"]).group(1).split("|")
+    hpa = one(kustomized("k8s/overlays/prometheus-adapter"), "HorizontalPodAutoscaler")
+    scaled = one(kustomized("k8s/overlays/keda"), "ScaledObject")
+    assert sorted(names) == sorted([hpa["metadata"]["name"],
+                                    "keda-hpa-" + scaled["metadata"]["name"]])
+    (threshold,) = re.findall(r"fastsock_saturation\{[^}]*\}\) > ([0-9.]+)", rule["expr"])
+    assert float(threshold) == quantity(hpa["spec"]["metrics"][0]["pods"]["target"][
+        "averageValue"])

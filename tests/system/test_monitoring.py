@@ -20,7 +20,7 @@ def promtool(*args):
 
 def test_prometheus_config_and_rules():
     assert "SUCCESS" in promtool("check", "config", "prometheus.yml")
-    assert "SUCCESS: 9 rules found" in promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS: 11 rules found" in promtool("check", "rules", "alerts.yml")
 
 
 def test_alert_rules_unit_tests():
@@ -33,7 +33,8 @@ def test_every_alert_the_issue_names_exists():
     assert alerts == {"FastsockHighErrorRatio", "FastsockLatencyObjective",
                       "FastsockWorkerRestarts", "FastsockTargetDown",
                       "FastsockAppMetricsDropped", "FastsockCertificateExpiring",
-                      "FastsockTlsHandshakeFailures"}
+                      "FastsockTlsHandshakeFailures", "FastsockSaturated",
+                      "FastsockScalingAtMaximum"}
 
 
 def test_dashboard_queries_parse(tmp_path):
