@@ -1,4 +1,4 @@
-"""Kubernetes autoscaling on fastsock_saturation (k8s/overlays/keda, k8s/overlays/prometheus-adapter)
+"""Kubernetes autoscaling on fastsock_saturation (k8s/overlays/keda, .../prometheus-adapter)
 read from kustomize's output: the CRD against the parts of KEDA's schema it uses, the PromQL by
 promtool, and the relations between the scaler's numbers and the pod's drain asserted, so that
 an edit of one number that lets a scale-down cut requests fails here."""
