@@ -852,12 +852,20 @@ def test_systemd_units_verify(tmp_path):
     if made:
         exe.parent.mkdir(parents=True, exist_ok=True)
         exe.symlink_to(tool("fastsock"))
+    drain = Path("/usr/local/sbin/fastsock-drain-on-terminate")    # fastsock-drain.service's
+    drain_made = not drain.exists()
+    if drain_made:
+        drain.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(EC2 / "drain-on-terminate.sh", drain)
+        drain.chmod(0o755)
     try:
         code, out = run(tool("systemd-analyze"), "verify", "fastsock.socket", "fastsock.service",
-                        "fastsock-journal.service", cwd=EC2)
+                        "fastsock-journal.service", "fastsock-drain.service", cwd=EC2)
     finally:
         if made:
             shutil.rmtree("/opt/fastsock")
+        if drain_made:
+            drain.unlink()
     assert code == 0 and "fastsock" not in out, out
     unit = (EC2 / "fastsock.service").read_text()
     for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "LimitNOFILE=",
