@@ -148,10 +148,9 @@ def test_saturation_is_the_default_with_cpu_second_and_requests_per_target_the_a
     requests = resources["RequestCountScaling"]
     assert requests["Condition"] == "ScalesOnRequests"
     spec = requests["Properties"]["TargetTrackingConfiguration"]
+    label = "${LoadBalancer.LoadBalancerFullName}/${TargetGroup.TargetGroupFullName}"
     assert spec["PredefinedMetricSpecification"] == {
-        "PredefinedMetricType": "ALBRequestCountPerTarget",
-        "ResourceLabel": {"Fn::Sub":
-                          "${LoadBalancer.LoadBalancerFullName}/${TargetGroup.TargetGroupFullName}"}}
+        "PredefinedMetricType": "ALBRequestCountPerTarget", "ResourceLabel": {"Fn::Sub": label}}
     assert spec["TargetValue"] == {"Ref": "TargetRequestsPerInstance"}
     # CPU under every choice: second beside the others, alone with CPU
     cpu = resources["CpuScaling"]
