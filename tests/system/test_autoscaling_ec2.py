@@ -288,3 +288,18 @@ def test_the_drain_script_stops_fastsock_when_the_group_terminates_the_instance(
     assert _Metadata.asked == [500, "InService", "InService", "Terminated"]
     assert (tmp_path / "calls").read_text() == "stop fastsock.socket fastsock.service\n"
     assert "being terminated" in r.stdout
+
+
+def test_the_agents_declaration_picks_the_gauge_from_a_real_server(serve):
+    """The metric selectors against a real server's exposition: the gauge, and nothing else
+    (each further name would be a CloudWatch metric billed per group)."""
+    server = serve("--workers", "2")
+    text = server.get("/metrics").text
+    names = set(re.findall(r"^(\w+)(?:\{| )", text, re.M))
+    config, _ = agent()
+    (declaration,) = config["logs"]["metrics_collected"]["prometheus"]["emf_processor"][
+        "metric_declaration"]
+    picked = {n for n in names if any(re.search(s, n) for s in declaration["metric_selectors"])}
+    assert picked == {"fastsock_saturation"}, picked
+    value = float(re.search(r"^fastsock_saturation (\S+)$", text, re.M).group(1))
+    assert 0 <= value <= 1

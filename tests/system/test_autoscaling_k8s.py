@@ -305,3 +305,48 @@ def test_the_at_maximum_alert_watches_both_hpas_at_the_scalers_target():
     (threshold,) = re.findall(r"fastsock_saturation\{[^}]*\}\) > ([0-9.]+)", rule["expr"])
     assert float(threshold) == quantity(hpa["spec"]["metrics"][0]["pods"]["target"][
         "averageValue"])
+
+
+def test_the_scalers_queries_answer_from_a_real_server(serve, tmp_path):
+    """A fastsock server (two workers) scraped by a real Prometheus as the ServiceMonitor's
+    targets are labelled (job, namespace, pod): KEDA's query and the adapter's queries, as they
+    send them, return the pod's saturation, a fraction."""
+    import httpx
+
+    from tests.support.servers import free_port, ready
+    from tests.support.waiting import wait_until
+    server = serve("--workers", "2")
+    wait_until(lambda: ready(server) == 200, what="readiness")
+    web = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{"job_name": "fastsock", "static_configs": [{
+            "targets": [f"127.0.0.1:{server.port}"],
+            "labels": {"namespace": "default", "pod": "fastsock-0"}}]}]}))
+    prom = subprocess.Popen(
+        [prometheus_bin("prometheus"), f"--config.file={config}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{web}"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
+
+    def query(q):
+        try:
+            return httpx.get(f"http://127.0.0.1:{web}/api/v1/query",
+                             params={"query": q}).json()["data"]["result"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+
+    try:
+        wait_until(lambda: query(keda_query()), timeout=30, what="KEDA's query to answer")
+        (keda,) = query(keda_query())
+        assert 0 <= float(keda["value"][1]) <= 1
+        (rule,) = yaml.safe_load(ADAPTER.read_text())["rules"]
+        assert {s["metric"]["pod"] for s in query(rule["seriesQuery"])} == {"fastsock-0"}
+        (adapter,) = query(adapter_query('namespace="default",pod=~"fastsock-0"', "pod"))
+        assert adapter["metric"] == {"pod": "fastsock-0"}
+        assert 0 <= float(adapter["value"][1]) <= 1
+        # another namespace's pods are not this Deployment's
+        assert query(adapter_query('namespace="other",pod=~"fastsock-0"', "pod")) == []
+    finally:
+        prom.terminate()
+        prom.wait(10)
