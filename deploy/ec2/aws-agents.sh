@@ -1,6 +1,7 @@
 #!/bin/sh
 # The AWS side of an instance of the CloudFormation stack: the SSM agent (Session Manager, no
-# SSH), the CloudWatch agent (fastsock's journal to the stack's log group) and cfn-signal, all
+# SSH), the CloudWatch agent (fastsock's journal to the stack's log group, fastsock_saturation
+# scraped from the metrics port to the metric the group scales on) and cfn-signal, all
 # from AWS's own download locations, for this instance's architecture. /etc/fastsock/aws.env
 # gives the region.
 set -eu

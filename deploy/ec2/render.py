@@ -3,8 +3,9 @@ units, the environment and the scripts have one source. `python deploy/ec2/rende
 checks that the committed outputs match.
 
 user-data.yaml is for an instance launched by hand (set FASTSOCK_PACKAGE in it first);
-cloudformation.yaml's instances also get the AWS agents (SSM, CloudWatch Logs) and signal the
-stack once /readyz answers."""
+cloudformation.yaml's instances also get the AWS agents (SSM, CloudWatch Logs and the
+fastsock_saturation metric the group scales on), signal the stack once /readyz answers, and
+drain fastsock when the group terminates them."""
 import json
 from pathlib import Path
 
@@ -23,9 +24,12 @@ FILES = [  # (path on the instance, file here, mode)
 AWS_FILES = [
     ("/etc/fastsock/aws.env", None, "0644"),
     ("/etc/fastsock/cloudwatch-agent.json", None, "0644"),
+    ("/etc/fastsock/cloudwatch-prometheus.yml", None, "0644"),
     ("/usr/local/sbin/fastsock-aws-agents", "aws-agents.sh", "0755"),
     ("/usr/local/sbin/fastsock-signal-ready", "signal-ready.sh", "0755"),
+    ("/usr/local/sbin/fastsock-drain-on-terminate", "drain-on-terminate.sh", "0755"),
     ("/etc/systemd/system/fastsock-journal.service", "fastsock-journal.service", "0644"),
+    ("/etc/systemd/system/fastsock-drain.service", "fastsock-drain.service", "0644"),
     ("/etc/logrotate.d/fastsock", "fastsock.logrotate", "0644"),
 ]
 RUN = [
@@ -37,6 +41,7 @@ RUN = [
 ]
 AWS_RUN = [
     "[systemctl, enable, --now, fastsock-journal.service]",
+    "[systemctl, enable, --now, fastsock-drain.service]",
     "[/usr/local/sbin/fastsock-aws-agents]",
     "[/usr/local/sbin/fastsock-signal-ready]",
 ]
@@ -46,11 +51,48 @@ def indent(text: str, n: int) -> str:
     return "\n".join((" " * n + line) if line else "" for line in text.splitlines())
 
 
-def cloudwatch_agent(log_group: str) -> str:
-    """The CloudWatch agent's configuration: the journal file, one stream per instance."""
-    return json.dumps({"logs": {"logs_collected": {"files": {"collect_list": [{
-        "file_path": "/var/log/fastsock/journal.log", "log_group_name": log_group,
-        "log_stream_name": "{instance_id}", "retention_in_days": -1}]}}}}, indent=2) + "\n"
+SCRAPE_INTERVAL = 15     # seconds: the agent's scrape of fastsock_saturation
+METRIC_NAMESPACE = "fastsock"
+PROMETHEUS_CONFIG = "/etc/fastsock/cloudwatch-prometheus.yml"
+
+
+def metrics_port() -> int:
+    env = dict(line.split("=", 1) for line in (HERE / "fastsock.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    return int(env["FASTSOCK_METRICS_PORT"])
+
+
+def cloudwatch_agent(log_group: str, metrics_log_group: str) -> str:
+    """The CloudWatch agent's configuration: the journal file, one stream per instance; and
+    fastsock_saturation scraped from the metrics port (PROMETHEUS_CONFIG) and published as a
+    CloudWatch metric with the AutoScalingGroupName dimension (embedded metric format, through
+    metrics_log_group), which the stack's target-tracking policy follows."""
+    return json.dumps({"logs": {
+        "logs_collected": {"files": {"collect_list": [{
+            "file_path": "/var/log/fastsock/journal.log", "log_group_name": log_group,
+            "log_stream_name": "{instance_id}", "retention_in_days": -1}]}},
+        "metrics_collected": {"prometheus": {
+            "log_group_name": metrics_log_group,
+            "prometheus_config_path": PROMETHEUS_CONFIG,
+            "emf_processor": {
+                "metric_declaration_dedup": True,
+                "metric_namespace": METRIC_NAMESPACE,
+                "metric_unit": {"fastsock_saturation": "None"},
+                "metric_declaration": [{
+                    "source_labels": ["job"],
+                    "label_matcher": "^fastsock$",
+                    "dimensions": [["AutoScalingGroupName"]],
+                    "metric_selectors": ["^fastsock_saturation$"]}]}}},
+    }}, indent=2) + "\n"
+
+
+def cloudwatch_prometheus(group: str) -> str:
+    """The agent's scrape configuration (Prometheus's format): this instance's metrics port,
+    every sample labelled with its Auto Scaling group's name, the metric's dimension."""
+    return (f"global:\n  scrape_interval: {SCRAPE_INTERVAL}s\n  scrape_timeout: 5s\n"
+            "scrape_configs:\n  - job_name: fastsock\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{metrics_port()}']\n"
+            f"        labels:\n          AutoScalingGroupName: '{group}'\n")
 
 
 def user_data(package: str = "", forwarded: str = "172.31.0.0/16", aws: dict | None = None,
@@ -74,7 +116,9 @@ def user_data(package: str = "", forwarded: str = "172.31.0.0/16", aws: dict | N
     if aws is not None:
         generated["/etc/fastsock/aws.env"] = \
             f"AWS_REGION={aws['region']}\nAWS_STACK={aws['stack']}\n"
-        generated["/etc/fastsock/cloudwatch-agent.json"] = cloudwatch_agent(aws["log_group"])
+        generated["/etc/fastsock/cloudwatch-agent.json"] = cloudwatch_agent(
+            aws["log_group"], aws["metrics_log_group"])
+        generated[PROMETHEUS_CONFIG] = cloudwatch_prometheus(aws["group"])
         files, run = FILES + AWS_FILES, RUN + AWS_RUN
     parts = ["""#cloud-config
 # Installs fastsock in /opt/fastsock from a prebuilt wheel and runs it under systemd,
@@ -101,10 +145,16 @@ write_files:
     return "".join(parts)
 
 
+# the Auto Scaling group's name, fixed so that the instances' launch template can name it (a
+# !Ref of the group from there would be a circular dependency)
+GROUP_NAME = "${AWS::StackName}-fastsock"
+
+
 def cloudformation() -> str:
     # inside !Sub, ${Name} is a parameter or resource and ${!X} a literal ${X}
     data = user_data("${PackageSpec}", "${VpcCidr}", aws={
-        "region": "${AWS::Region}", "stack": "${AWS::StackName}", "log_group": "${LogGroup}"},
+        "region": "${AWS::Region}", "stack": "${AWS::StackName}", "log_group": "${LogGroup}",
+        "metrics_log_group": "${MetricsLogGroup}", "group": GROUP_NAME},
         literal=lambda text: text.replace("${", "${!"), target="${TargetProtocol}")
     return (HERE / "cloudformation.yaml.in").read_text().replace("USER_DATA", indent(data, 12))
 

@@ -25,9 +25,9 @@ def mix(k: int) -> int:
 
 
 def dashboard_queries(job=".*", rate="1m", range_="1h"):
-    panels = json.loads(DASHBOARD.read_text())["panels"]
+    panels = json.loads(DASHBOARD.read_text())["panels"]     # a row is a panel without targets
     return [t["expr"].replace("$job", job).replace("$__rate_interval", rate)
-            .replace("$__range", range_) for p in panels for t in p["targets"]]
+            .replace("$__range", range_) for p in panels for t in p.get("targets", [])]
 
 
 def metric(server, name: str) -> float:

@@ -137,7 +137,7 @@ def test_compose_config_is_valid():
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
 
 
-CRD_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")   # schema-checked below instead
+CRD_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/", "keda.sh/")   # schema-checked apart
 
 
 TLS_CONTRACT = {"FASTSOCK_TLS_CERT", "FASTSOCK_TLS_KEY", "FASTSOCK_TLS_KEY_PASSWORD_FILE",
@@ -259,7 +259,8 @@ def test_the_self_signed_script_keeps_a_pair_and_refuses_half_of_one(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("target", ["k8s", "k8s/overlays/prometheus-operator", "k8s/overlays/tls"])
+@pytest.mark.parametrize("target", ["k8s", "k8s/overlays/prometheus-operator", "k8s/overlays/tls",
+                                    "k8s/overlays/keda", "k8s/overlays/prometheus-adapter"])
 def test_kustomize_builds_and_core_resources_validate_strictly(target, tmp_path):
     code, out = run(tool("kubectl"), "kustomize", target)
     assert code == 0, out
@@ -275,9 +276,13 @@ def test_kustomize_builds_and_core_resources_validate_strictly(target, tmp_path)
     kinds = sorted(d["kind"] for d in docs)
     expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
                 "PodDisruptionBudget", "Service"]
-    extra = {"k8s": [], "k8s/overlays/prometheus-operator": ["PrometheusRule", "Service",
-                                                             "ServiceMonitor"],
-             "k8s/overlays/tls": ["Certificate"]}[target]
+    operator = ["PrometheusRule", "Service", "ServiceMonitor"]
+    extra = {"k8s": [], "k8s/overlays/prometheus-operator": operator,
+             "k8s/overlays/tls": ["Certificate"],
+             "k8s/overlays/keda": operator + ["ScaledObject"],      # KEDA makes the HPA
+             "k8s/overlays/prometheus-adapter": operator + ["ConfigMap"]}[target]
+    if target == "k8s/overlays/keda":
+        expected.remove("HorizontalPodAutoscaler")
     assert kinds == sorted(expected + extra)
 
 
@@ -847,12 +852,20 @@ def test_systemd_units_verify(tmp_path):
     if made:
         exe.parent.mkdir(parents=True, exist_ok=True)
         exe.symlink_to(tool("fastsock"))
+    drain = Path("/usr/local/sbin/fastsock-drain-on-terminate")    # fastsock-drain.service's
+    drain_made = not drain.exists()
+    if drain_made:
+        drain.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(EC2 / "drain-on-terminate.sh", drain)
+        drain.chmod(0o755)
     try:
         code, out = run(tool("systemd-analyze"), "verify", "fastsock.socket", "fastsock.service",
-                        "fastsock-journal.service", cwd=EC2)
+                        "fastsock-journal.service", "fastsock-drain.service", cwd=EC2)
     finally:
         if made:
             shutil.rmtree("/opt/fastsock")
+        if drain_made:
+            drain.unlink()
     assert code == 0 and "fastsock" not in out, out
     unit = (EC2 / "fastsock.service").read_text()
     for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "LimitNOFILE=",

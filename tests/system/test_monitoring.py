@@ -20,7 +20,7 @@ def promtool(*args):
 
 def test_prometheus_config_and_rules():
     assert "SUCCESS" in promtool("check", "config", "prometheus.yml")
-    assert "SUCCESS: 9 rules found" in promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS: 11 rules found" in promtool("check", "rules", "alerts.yml")
 
 
 def test_alert_rules_unit_tests():
@@ -33,7 +33,8 @@ def test_every_alert_the_issue_names_exists():
     assert alerts == {"FastsockHighErrorRatio", "FastsockLatencyObjective",
                       "FastsockWorkerRestarts", "FastsockTargetDown",
                       "FastsockAppMetricsDropped", "FastsockCertificateExpiring",
-                      "FastsockTlsHandshakeFailures"}
+                      "FastsockTlsHandshakeFailures", "FastsockSaturated",
+                      "FastsockScalingAtMaximum"}
 
 
 def test_dashboard_queries_parse(tmp_path):
@@ -48,7 +49,8 @@ def test_dashboard_queries_parse(tmp_path):
 
 def test_dashboard_covers_the_figures_and_names_real_metrics(serve):
     titles = [p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]]
-    for needed in ("Traffic", "Errors", "Latency quantiles", "Connections", "Workers"):
+    for needed in ("Traffic", "Errors", "Latency quantiles", "Connections", "Workers",
+                   "Saturation"):
         assert any(t.startswith(needed) for t in titles), needed
     server = serve()
     server.get("/")
@@ -87,3 +89,32 @@ def test_the_dashboard_takes_its_datasource_as_a_variable():
     found = list(references(dashboard))
     assert len(found) > len(dashboard["panels"])          # the panels, their targets, $job
     assert all(ref == {"type": "prometheus", "uid": "${datasource}"} for ref in found), found
+
+
+SATURATION_METRICS = {   # issue 24's signal, every family of it
+    "fastsock_saturation", "fastsock_worker_saturation", "fastsock_worker_busy_seconds_total",
+    "fastsock_requests_in_flight", "fastsock_thread_pool_threads", "fastsock_thread_pool_jobs",
+    "fastsock_async_tasks", "fastsock_accept_queue_length", "fastsock_accept_queue_limit",
+    "fastsock_listen_overflows_total", "fastsock_connections_shed_total",
+    "fastsock_requests_refused_total"}
+
+
+def test_the_saturation_row_shows_every_saturation_metric():
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    (row,) = [i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Saturation"]
+    following = panels[row + 1:]
+    following = following[:next((i for i, p in enumerate(following) if p["type"] == "row"),
+                                len(following))]
+    used = set(re.findall(r"fastsock_\w+", " ".join(t["expr"] for p in following
+                                                       for t in p["targets"])))
+    assert used == SATURATION_METRICS, used ^ SATURATION_METRICS
+    # below the row, none overlapping another
+    top = panels[row]["gridPos"]["y"] + 1
+    cells = set()
+    for p in following:
+        g = p["gridPos"]
+        assert g["y"] >= top and g["x"] + g["w"] <= 24
+        area = {(x, y) for x in range(g["x"], g["x"] + g["w"])
+                for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & area, p["title"]
+        cells |= area
