@@ -2,10 +2,13 @@
 where timings drift. Compares fastsock with metrics on and off, the access log (JSON and text),
 the concurrency cap, and a JSON route against its plain-text twin, and JSON of floats,
 datetimes and dataclasses (json_rich), each with orjson when it is installed and with the
-built-in encoder, on the same fixed workload: N keep-alive requests, 16 pipelined per write,
-over one connection.
+built-in encoder, on the same fixed workload: N keep-alive requests, 16 pipelined per write
+(--depth), over one connection.
 
-    python bench/instructions.py [--requests 20000] [--baseline DIR]
+    python bench/instructions.py [--requests 20000] [--depth 16] [--baseline DIR]
+
+--depth 1 sends each request after the last response: one turn of the loop per request, where
+what the loop does per turn weighs most.
 
 --baseline DIR adds "before": the same workload on another checkout's fastsock (built in place).
 """
@@ -70,7 +73,7 @@ def drive(port: int, n: int, depth: int = 16) -> None:
             sent += batch
 
 
-def count(flags: list[str], app: str, root: Path, n: int) -> int:
+def count(flags: list[str], app: str, root: Path, n: int, depth: int) -> int:
     """Instructions the worker process executes to serve n requests (start-up subtracted by
     running the same server for a handful of requests)."""
     totals = []
@@ -86,7 +89,7 @@ def count(flags: list[str], app: str, root: Path, n: int) -> int:
             env={**os.environ, "PYTHONHASHSEED": "0",       # the same dict layouts every run
                  "PYTHONPATH": f"{root}{os.pathsep}{HERE}"})
         try:
-            drive(port, requests)
+            drive(port, requests, depth)
         finally:
             proc.terminate()
             proc.wait(120)
@@ -103,16 +106,18 @@ def count(flags: list[str], app: str, root: Path, n: int) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--depth", type=int, default=16, help="requests pipelined per write")
     ap.add_argument("--baseline", type=Path, help="another checkout's fastsock, built in place")
     args = ap.parse_args()
     variants = dict(VARIANTS)
     if args.baseline:
         variants["before, metrics on"] = ([], "examples.hello:app", args.baseline.resolve())
         variants["before, JSON route"] = ([], "json_hello:app", args.baseline.resolve())
-    results = {name: count(flags, app, root, args.requests)
+    results = {name: count(flags, app, root, args.requests, args.depth)
                for name, (flags, app, root) in variants.items()}
     base = results["metrics off"]
-    print(f"# instructions per request (callgrind), {args.requests} requests, 16 pipelined")
+    print(f"# instructions per request (callgrind), {args.requests} requests, "
+          f"{args.depth} pipelined")
     for name, value in results.items():
         print(f"{name:<28} {value:>8}  ({value / base:.3f}x of metrics off)")
     print(f"JSON route / text route: {results['JSON route'] / results['text route']:.3f}x")

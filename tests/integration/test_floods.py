@@ -8,6 +8,7 @@ import time
 
 import httpx
 
+from tests.support.metrics import samples
 from tests.support.servers import children, free_port
 from tests.support.sockets import Reader, read_until_close
 from tests.support.waiting import wait_for_log, wait_until
@@ -60,7 +61,8 @@ def test_out_of_fds_on_both_listeners_no_spin_existing_served_then_recovers(serv
                                       f"{window:.1f}s on EMFILE"
         for s, reader in keepers:
             assert ask(s, "/n/3", reader) == b"n=3"
-        assert b"fastsock_requests" in ask(mkeeper, "/metrics", mreader)
+        text = ask(mkeeper, "/metrics", mreader).decode()
+        assert samples(text, "fastsock_connections_shed_total")['{reason="fds"}'] >= 1
         assert "out of file descriptors" in server.log()
     finally:
         for s in flood:

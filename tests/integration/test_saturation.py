@@ -185,3 +185,24 @@ def test_the_accept_queue_and_its_limit_per_listener(serve, accept, sockets):
     wait_until(lambda: figures()[1] == {"main": 64 * sockets, "metrics": 64}, timeout=20,
                what="both listeners' limits", server=server)
     assert figures()[0] == {"main": 0, "metrics": 0}
+
+
+def test_connections_the_kernel_drops_past_the_backlog_are_counted(serve, tmp_path):
+    server = serve("--backlog", "1")
+    before = one(scrape(server), "fastsock_listen_overflows_total")
+    holder = Holder(server, tmp_path, "/hold-inline")
+    holder.fill(2)                      # both loops held: no one accepts
+    knocking = []
+    try:
+        for _ in range(12):             # the queue holds 2; the rest overflow it
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", server.port))
+            knocking.append(sock)
+        (tmp_path / "release").write_text("1")
+        wait_until(lambda: one(scrape(server), "fastsock_listen_overflows_total") > before,
+                   what="the overflows counted", server=server)
+    finally:
+        for sock in knocking:
+            sock.close()
+    holder.release_all()
