@@ -31,19 +31,21 @@ cdef void sample(Slot* s, double busy, double wall, object pool, long long in_ap
     open_tasks()) or None; listeners: its Listeners, main first."""
     cdef Listener listener
     cdef int tag
-    cdef long long queue = 0, limit = 0
+    cdef long long queue = 0, limit = 0, length, most
     s.busy += max(busy, 0.0)
     if pool is not None:
         s.pool_jobs, s.pool_threads = pool.thread_jobs, pool.threads
         s.tasks = pool.open_tasks()
     for tag in range(N_LISTENERS):
-        s.accept_limit[tag] = -1
-        if tag < len(listeners):
-            listener = listeners[tag]
-            if listener.accept_queue(&s.accept_queue[tag], &s.accept_limit[tag]):
-                s.accept_cookie[tag] = listener.cookie
-                if s.accept_queue[tag] * limit >= queue * s.accept_limit[tag]:
-                    queue, limit = s.accept_queue[tag], s.accept_limit[tag]  # the fullest
+        listener = listeners[tag] if tag < len(listeners) else None
+        if listener is None or not listener.accept_queue(&length, &most):
+            s.accept_limit[tag] = -1
+            continue
+        # the limit last: a scrape between these stores sees the figures of one socket
+        s.accept_cookie[tag], s.accept_queue[tag], s.accept_limit[tag] = \
+            listener.cookie, length, most
+        if length * limit >= queue * most:
+            queue, limit = length, most         # the fullest
     s.saturation = smoothed(s.saturation, worker_now(
         busy, wall, s.pool_jobs, s.pool_threads, in_app, limit_concurrency, queue, limit), wall)
 

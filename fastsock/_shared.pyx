@@ -252,15 +252,15 @@ cdef class SharedState:
         return dict(totals, requests=requests, durations=durations, closed=closed,
                     ws_closes=ws_closes, tls=tls, waiting_kinds=waiting_kinds, busy=busy,
                     serving=serving, accept_queues=[
-                        (sum([q for q, _ in by_socket.values()]),
-                         sum([lim for _, lim in by_socket.values()])) if by_socket else None
+                        (sum([f[0] for f in by_socket.values()]),
+                         sum([f[1] for f in by_socket.values()])) if by_socket else None
                         for by_socket in queues],
                     parse_errors=parse_errors, workers=workers,
                     workers_alive=self.header.workers_alive, restarts=self.header.restarts)
 
     cdef void _saturation_figures(self, Slot* s, dict totals, list queues):
         """A live worker's pool, tasks and accept queues. Workers that share a listener
-        (one socket: the same cookie) report the same queue: the largest sample counts once;
+        (one socket: the same cookie) report the same queue: the latest sample counts, once;
         each worker's own socket (--accept reuseport) counts apiece."""
         cdef int tag
         totals["pool_threads"] += s.pool_threads
@@ -272,8 +272,9 @@ cdef class SharedState:
                 continue
             by_socket = queues[tag]
             seen = by_socket.get(s.accept_cookie[tag])
-            if seen is None or s.accept_queue[tag] > seen[0]:
-                by_socket[s.accept_cookie[tag]] = (s.accept_queue[tag], s.accept_limit[tag])
+            if seen is None or s.heartbeat > seen[2]:
+                by_socket[s.accept_cookie[tag]] = (s.accept_queue[tag], s.accept_limit[tag],
+                                                   s.heartbeat)
 
     cdef void _tls_sums(self, Slot* s, dict tls):
         cdef int v, c, r

@@ -184,7 +184,9 @@ def test_the_accept_queue_and_its_limit_per_listener(serve, accept, sockets):
     # each worker reports at its tick; a socket two workers share counts once
     wait_until(lambda: figures()[1] == {"main": 64 * sockets, "metrics": 64}, timeout=20,
                what="both listeners' limits", server=server)
-    assert figures()[0] == {"main": 0, "metrics": 0}
+    # nothing waits but, at most, the scrape's own connection as a worker looked
+    assert set(figures()[0]) == {"main", "metrics"}
+    assert all(0 <= n <= 1 for n in figures()[0].values())
 
 
 def test_connections_the_kernel_drops_past_the_backlog_are_counted(serve, tmp_path):
