@@ -425,8 +425,10 @@ def chart(results: list[dict], path: Path, title: str) -> None:
                 ax.legend(fontsize=7)
                 ax.set_title(result["scenario"], fontsize=10)
             elif key == "p99_ms":
-                ax.plot(xs, [r["p99_ms"] for r in rows], marker="o")
+                ys = [r["p99_ms"] for r in rows]
+                ax.plot(xs, ys, marker="o")
                 ax.set_yscale("log")
+                ax.set_ylim(min(ys) / 2, max(ys) * 2)      # a flat line looks flat
             elif key == "errors":
                 ax.plot(xs, [100 * r["error_fraction"] for r in rows], marker="o", color="C3")
             else:

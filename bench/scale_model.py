@@ -142,17 +142,19 @@ class Ramp:
     pods: list = field(default_factory=list)
 
 
-def ramp(pod_capacity: float, start_rate: float, slope: float, seconds: float, target: float,
+def ramp(pod: Pod, start_rate: float, slope: float, seconds: float, target: float,
          a: Autoscaler, dt: float = 0.1) -> Ramp:
     """Rate start_rate + slope*t for `seconds`, from the pods the target asks for at the start:
-    the gauge (each ready pod's use, capped at 1.0, smoothed), scraped, polled, and the HPA's
+    the gauge (each ready pod's, pod.saturation(), smoothed), scraped, polled, and the HPA's
     proportional step (ceil(sum / target)) limited by its scale-up policy; pods ready
-    start_s + readiness + endpoints after they are asked for. What the ready pods cannot take
-    is refused (or queued: backlog_max)."""
+    start_s + readiness + endpoints after they are asked for. Refused: pod.refused() of each
+    pod's share (the limit's Erlang B, or what is beyond capacity); without a limit that excess
+    is queued instead (backlog_max)."""
+    pod_capacity = pod.capacity()
     pods = pods_needed(start_rate, pod_capacity, target)
     r = Ramp(start_rate, slope, seconds, pods)
     ready, spec, pending = pods, pods, []           # pending: times new pods take load
-    gauge = min(1.0, start_rate / (pods * pod_capacity))
+    gauge = pod.saturation(start_rate / pods)
     scraped = polled = gauge
     last_up = -math.inf
     backlog = 0.0
@@ -165,7 +167,7 @@ def ramp(pod_capacity: float, start_rate: float, slope: float, seconds: float, t
                 r.first_new_pod_s = t
         rate = start_rate + slope * t
         capacity = ready * pod_capacity
-        gauge += (min(1.0, rate / capacity) - gauge) * (1 - math.exp(-dt / a.smoothing_s))
+        gauge += (pod.saturation(rate / ready) - gauge) * (1 - math.exp(-dt / a.smoothing_s))
         if _tick(t, dt, a.scrape_s):
             scraped = gauge
         if a.poll_s <= 0 or _tick(t, dt, a.poll_s):
@@ -182,7 +184,7 @@ def ramp(pod_capacity: float, start_rate: float, slope: float, seconds: float, t
                     last_up = t
         excess = (rate - capacity) * dt
         r.offered += rate * dt
-        r.refused += max(0.0, excess)
+        r.refused += rate * pod.refused(rate / ready) * dt
         backlog = max(0.0, backlog + excess)
         r.backlog_max = max(r.backlog_max, backlog)
         r.pods.append((t, ready, spec))
@@ -299,17 +301,16 @@ def plan(pod: Pod, args, a: Autoscaler, out, name: str = "") -> None:
     need = pods_needed(args.rate, cap, target)
     print(f"{args.rate:g} req/s at target {target:g}: {need} pods "
           f"(each at {args.rate / need / cap:.2f})", file=out)
-    r = ramp(cap, args.rate, args.ramp, args.ramp_seconds, target, a)
-    head = headroom_s(args.rate, target, args.ramp)
+    r = ramp(pod, args.rate, args.ramp, args.ramp_seconds, target, a)
+    head = (need * cap - args.rate) / args.ramp if args.ramp > 0 else math.inf
     last = r.pods[-1]
     print(f"ramp {args.rate:g} -> {args.rate + args.ramp * args.ramp_seconds:g} req/s over "
-          f"{args.ramp_seconds:g} s from {r.pods0} pods: the target's room lasts {head:.0f} s; "
+          f"{args.ramp_seconds:g} s from {r.pods0} pods: their room lasts {head:.0f} s; "
           f"new pods take load after "
           f"{'never' if r.first_new_pod_s is None else f'{r.first_new_pod_s:.0f} s'}; "
-          f"{last[1]} pods ready at the end (max {a.max_pods}); beyond capacity "
-          f"{r.refused:.0f} requests ({r.refused / r.offered:.2%} of the ramp's) — refused "
-          f"with --limit-concurrency, else queued (at most {r.backlog_max:.0f} waiting)",
-          file=out)
+          f"{last[1]} pods ready at the end (max {a.max_pods}); refused "
+          f"{r.refused:.0f} requests ({r.refused / r.offered:.2%} of the ramp's); without a "
+          f"limit, at most {r.backlog_max:.0f} queued beyond capacity", file=out)
     checks = drain_checks(args.shutdown_delay, args.graceful_timeout, args.grace_period,
                           args.longest_request, a.readiness_s, args.readiness_failures,
                           a.endpoints_s)

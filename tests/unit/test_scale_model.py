@@ -63,7 +63,7 @@ def test_a_ramp_the_autoscaler_cannot_follow_overflows_by_the_integral():
     # 2 pods of 100 req/s (target 0.5 at 100 req/s), +10 req/s each second for 20 s, no pod
     # may be added: the last 10 s overflow by 10 (t - 10) a second, 500 requests in all
     a = model.Autoscaler(max_pods=2)
-    r = model.ramp(100, 100, 10, 20, 0.5, a)
+    r = model.ramp(model.Pod(workers=1, cores=1, loop_us=10_000), 100, 10, 20, 0.5, a)
     assert r.pods0 == 2
     assert r.first_new_pod_s is None
     assert r.refused == pytest.approx(500, rel=0.02)
@@ -74,12 +74,22 @@ def test_a_ramp_the_autoscaler_cannot_follow_overflows_by_the_integral():
 def test_a_ramp_within_the_targets_room_refuses_nothing_and_adds_pods():
     a = model.Autoscaler(max_pods=100)
     # 10 pods of 100 at 0.7: 300 req/s of room, 2 req/s per second uses it in 150 s
-    r = model.ramp(100, 700, 2, 300, 0.7, a)
+    pod = model.Pod(workers=1, cores=1, loop_us=10_000)                 # 100 req/s
+    r = model.ramp(pod, 700, 2, 300, 0.7, a)
     assert r.refused == 0.0
     assert r.first_new_pod_s is not None and r.first_new_pod_s < 150
     assert r.pods[-1][1] > 10
-    flat = model.ramp(100, 700, 0, 300, 0.7, a)
+    flat = model.ramp(pod, 700, 0, 300, 0.7, a)
     assert flat.refused == 0.0 and flat.first_new_pod_s is None
+
+
+def test_a_ramp_behind_a_limit_refuses_by_erlang_b():
+    # one pod, one worker of 2 slots held 1 s each, the autoscaler held at 1 pod: a flat
+    # 1 req/s is 1 Erlang on 2 slots, B = 0.2 of the requests refused
+    pod = model.Pod(workers=1, cores=1, dependency_ms=1000, limit=2)
+    r = model.ramp(pod, 1.0, 0, 100, 0.9, model.Autoscaler(max_pods=1))
+    assert r.pods0 == 1
+    assert r.refused == pytest.approx(0.2 * 100, rel=0.01)
 
 
 def test_the_drain_cuts_nothing_only_when_each_bound_holds():
