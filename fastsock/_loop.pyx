@@ -18,7 +18,7 @@ from fastsock._listener cimport Listener, open_listener
 from fastsock._saturation cimport sample
 from fastsock._shared cimport (
     SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
-    CLOSE_SERVER,
+    CLOSE_SERVER, forget_the_dead,
 )
 from fastsock._sys cimport *
 
@@ -124,7 +124,7 @@ cdef class Loop(ConnIO):
         ctx.slot.saturation = 0         # not a dead predecessor's
         self._tick()
         ctx.slot.pid = os.getpid()
-        ctx.slot.conns = 0              # a dead predecessor's connections died with it
+        forget_the_dead(ctx.slot)       # a dead predecessor's connections, requests died with it
         if not self.drain_requested:
             ctx.slot.state = SLOT_RUNNING
         while self.running:

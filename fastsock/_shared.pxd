@@ -158,3 +158,4 @@ cdef class SharedState:
     cdef void _saturation_figures(self, Slot* s, dict totals, list queues)
 
 cdef void count_request(Slot* s, int route, int method, int status, double seconds) noexcept nogil
+cdef void forget_the_dead(Slot* s) noexcept nogil

@@ -40,6 +40,15 @@ cdef extern from *:
     const long long KEY_USED "FS_KEY_USED"
 
 
+cdef void forget_the_dead(Slot* s) noexcept nogil:
+    """A worker starting in a slot: what its predecessor had open (connections, WebSockets,
+    requests of each kind) died with it, uncounted if it was killed (SIGKILL, the watchdog)."""
+    cdef int kind
+    s.conns = s.ws_open = s.in_flight = 0
+    for kind in range(N_KINDS):
+        s.waiting_kinds[kind] = 0
+
+
 cdef inline unsigned long long _mix(unsigned long long k) noexcept nogil:
     k ^= k >> 33
     k *= 0xff51afd7ed558ccdULL
