@@ -174,7 +174,7 @@ cdef class Connection(Lifecycle):
                     d.conn = self
                     self.deferred, self.waiting_req, self.started = d, req, t0
                     self._to(C_STREAM_IN if self.body_in is not None else C_WAIT)
-                    ctx.waiting += 1
+                    ctx.handler_waits()
                     ctx.slot.waiting_kinds[d.kind] += 1
                     return 0
                 result = d.result
@@ -369,7 +369,7 @@ cdef class Connection(Lifecycle):
     cdef void _start_stream(self, StreamOut s, bint keep_alive) noexcept:
         """Its head is written; its body streams out, then the connection goes on or closes."""
         self.streaming = s
-        self.ctx.streaming += 1             # in the app until its last chunk (_streamed)
+        self.ctx.stream_begins()            # in the app until its last chunk (_streamed)
         self.last_response = not keep_alive
         if not keep_alive:
             self.close_reason = CLOSE_SERVER

@@ -36,6 +36,7 @@ cdef class Context:
     cdef int handshaking            # connections in their TLS handshake (C_HANDSHAKE)
     cdef int streaming              # connections streaming a response out (C_STREAM_OUT):
                                     # with `waiting`, the requests in the app (--limit-concurrency)
+    cdef int in_app_peak            # the most in the app at once since the last tick
     cdef object on_resume           # callable(conn) once a deferred response is written (the
                                     # loop sends it), or None (feed() in tests)
     cdef object on_later            # callable(conn): drive it again at the loop's next turn,
@@ -48,3 +49,14 @@ cdef class Context:
                                     # route streams, and heads are not announced
 
     cdef object refusal(self, req)
+
+    # a request enters the app: waits for its handler, or streams its response out
+    cdef inline void handler_waits(self) noexcept:
+        self.waiting += 1
+        if self.waiting + self.streaming > self.in_app_peak:
+            self.in_app_peak = self.waiting + self.streaming
+
+    cdef inline void stream_begins(self) noexcept:
+        self.streaming += 1
+        if self.waiting + self.streaming > self.in_app_peak:
+            self.in_app_peak = self.waiting + self.streaming

@@ -5,6 +5,7 @@ from fastsock._accept cimport AcceptPolicy
 from fastsock._conn_io cimport ConnIO
 from fastsock._conn cimport Connection
 from fastsock._listener cimport Listener
+from fastsock._saturation cimport TickMarks
 from fastsock._sys cimport epoll_event
 
 cdef enum:
@@ -24,8 +25,7 @@ cdef class Loop(ConnIO):
     cdef AcceptPolicy accepts       # which worker accepts: stand aside, balance, shed
     cdef public object pool         # what runs handlers off the loop (a Runner: its
                                     # pool's and tasks' figures are read once a tick), or None
-    cdef double sampled_at          # the clock and idle time at the last saturation sample
-    cdef double idle_sampled
+    cdef TickMarks marks            # the figures at the last saturation sample
     cdef epoll_event events[MAX_EVENTS]
 
     cdef int _turn(self, int timeout_ms) except -1

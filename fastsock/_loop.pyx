@@ -15,7 +15,7 @@ from fastsock._lifecycle cimport C_HANDSHAKE
 from fastsock._tlsctx cimport TLSContext
 from fastsock._context cimport Context, Limits
 from fastsock._listener cimport Listener, open_listener
-from fastsock._saturation cimport sample
+from fastsock._saturation cimport sample, start_marks
 from fastsock._shared cimport (
     SharedState, SLOT_RUNNING, SLOT_DRAINING, SLOT_RETIRING, CLOSE_CLIENT, CLOSE_ERROR,
     CLOSE_SERVER, forget_the_dead,
@@ -120,8 +120,7 @@ cdef class Loop(ConnIO):
         cdef Context ctx = self.ctx
         self.running = True
         ctx.now = monotonic()
-        self.sampled_at, self.idle_sampled = ctx.now, self.idle
-        ctx.slot.saturation = 0         # not a dead predecessor's
+        start_marks(&self.marks, ctx.slot, ctx.now, self.idle)
         self._tick()
         ctx.slot.pid = os.getpid()
         forget_the_dead(ctx.slot)       # a dead predecessor's connections, requests died with it
@@ -397,13 +396,12 @@ cdef class Loop(ConnIO):
 
     cdef void _sample(self):
         """Once a tick: how full this worker is, and the figures behind it, into its slot."""
-        cdef double wall = self.ctx.now - self.sampled_at
+        cdef Context ctx = self.ctx
         if self.in_aio:
-            self._aio_idle(self.ctx.now)
-        sample(self.ctx.slot, wall - (self.idle - self.idle_sampled), wall, self.pool,
-               self.ctx.waiting + self.ctx.streaming, self.ctx.limits.limit_concurrency,
-               self.listeners)
-        self.sampled_at, self.idle_sampled = self.ctx.now, self.idle
+            self._aio_idle(ctx.now)
+        sample(ctx.slot, &self.marks, ctx.now, self.idle, self.pool, ctx.in_app_peak,
+               ctx.limits.limit_concurrency, self.listeners)
+        ctx.in_app_peak = ctx.waiting + ctx.streaming
 
     # ------------------------------------------------------------------ accepting
 

@@ -84,6 +84,7 @@ cdef extern from "<time.h>" nogil:
     enum:
         CLOCK_MONOTONIC
         CLOCK_THREAD_CPUTIME_ID
+        CLOCK_PROCESS_CPUTIME_ID
     int clock_gettime(int clk, timespec* ts)
 
 cdef extern from "<netinet/in.h>" nogil:
@@ -123,6 +124,12 @@ cdef inline double monotonic() noexcept nogil:
 cdef inline double thread_cpu() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline double process_cpu() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 

@@ -76,6 +76,7 @@ class Runner:
         self.threads_by_default = threads_by_default
         self.threads, self.backlog = threads, backlog
         self.thread_jobs = 0            # in the pool: running or queued
+        self.jobs_peak = 0              # the most at once since the loop's last tick
         self._threads: list[threading.Thread] = []     # submit()'s
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         # pool threads waiting in wait_on_loop: they hold no CPU, and what they wait for may
@@ -179,6 +180,8 @@ class Runner:
         without asyncio: the job hands its results back with loop.call_soon_threadsafe, and
         its end is counted there (thread_jobs)."""
         self.thread_jobs += 1
+        if self.thread_jobs > self.jobs_peak:
+            self.jobs_peak = self.thread_jobs
         if (self.thread_jobs > len(self._threads)
                 and len(self._threads) < self.threads + self.parked):
             thread = threading.Thread(target=self._work, name="fastsock-handler", daemon=True)

@@ -664,9 +664,6 @@ def test_a_blocking_async_handler_reads_busy(serve):
     assert max(workers.values()) > 0.7, (workers, busy, wall)
 
 
-@pytest.mark.xfail(strict=True, reason="GAP: pool threads' CPU is in no fraction: the loop "
-                   "waits in epoll (idle) and 3 jobs of --threads 32 read 0.09, while the "
-                   "process's one GIL is taken all the time")
 def test_cpu_bound_thread_pool_handlers_read_busy(serve):
     """Pool threads spinning: the worker's process is on its core all the time (the GIL lets
     one thread run at once), whatever its loop does."""

@@ -14,24 +14,26 @@ seconds = st.floats(min_value=-1.0, max_value=1e6, allow_nan=False)
 
 
 def test_the_largest_part_wins():
-    assert worker_value(0.3, 1.0, 0, 32, 0, 0, 0, 2048) == pytest.approx(0.3)       # the loop
-    assert worker_value(0.3, 1.0, 16, 32, 0, 0, 0, 2048) == pytest.approx(0.5)      # the pool
-    assert worker_value(0.3, 1.0, 16, 32, 90, 100, 0, 2048) == pytest.approx(0.9)   # the app
-    assert worker_value(0.3, 1.0, 16, 32, 90, 100, 2048, 2048) == 1.0       # the accept queue
+    assert worker_value(0.3, 0.1, 1.0, 0, 32, 0, 0, 0, 2048) == pytest.approx(0.3)     # loop
+    assert worker_value(0.3, 0.4, 1.0, 0, 32, 0, 0, 0, 2048) == pytest.approx(0.4)     # CPU
+    assert worker_value(0.3, 0.1, 1.0, 16, 32, 0, 0, 0, 2048) == pytest.approx(0.5)    # pool
+    assert worker_value(0.3, 0.1, 1.0, 16, 32, 90, 100, 0, 2048) == pytest.approx(0.9)  # app
+    assert worker_value(0.3, 0.1, 1.0, 16, 32, 90, 100, 2048, 2048) == 1.0  # accept queue
 
 
 def test_each_part_is_capped_and_a_missing_figure_counts_nothing():
-    assert worker_value(2.0, 1.0, 0, 0, 0, 0, 0, 0) == 1.0     # busy past the wall: late tick
-    assert worker_value(0.0, 1.0, 100, 32, 0, 0, 0, 0) == 1.0  # a queue behind the pool
-    assert worker_value(0.0, 1.0, 5, 0, 0, 0, 0, 0) == 0.0     # no pool (--threads 0)
-    assert worker_value(0.0, 1.0, 0, 0, 5, 0, 0, 0) == 0.0     # no --limit-concurrency
-    assert worker_value(0.0, 1.0, 0, 0, 0, 0, 5, -1) == 0.0    # no TCP listener
-    assert worker_value(0.5, 0.0, 0, 0, 0, 0, 0, 0) == 0.0     # no time passed
+    assert worker_value(2.0, 0, 1.0, 0, 0, 0, 0, 0, 0) == 1.0      # busy past the wall
+    assert worker_value(0.0, 1.7, 1.0, 0, 0, 0, 0, 0, 0) == 1.0    # threads beside the GIL
+    assert worker_value(0.0, 0, 1.0, 100, 32, 0, 0, 0, 0) == 1.0   # a queue behind the pool
+    assert worker_value(0.0, 0, 1.0, 5, 0, 0, 0, 0, 0) == 0.0      # no pool (--threads 0)
+    assert worker_value(0.0, 0, 1.0, 0, 0, 5, 0, 0, 0) == 0.0      # no --limit-concurrency
+    assert worker_value(0.0, 0, 1.0, 0, 0, 0, 0, 5, -1) == 0.0     # no TCP listener
+    assert worker_value(0.5, 0.5, 0.0, 0, 0, 0, 0, 0, 0) == 0.0    # no time passed
 
 
-@given(seconds, seconds, counts, counts, counts, counts, counts, counts)
-def test_always_between_0_and_1(busy, wall, jobs, threads, in_app, limit, queue, most):
-    assert 0.0 <= worker_value(busy, wall, jobs, threads, in_app, limit, queue, most) <= 1.0
+@given(seconds, seconds, seconds, counts, counts, counts, counts, counts, counts)
+def test_always_between_0_and_1(busy, cpu, wall, peak, threads, in_app, limit, queue, most):
+    assert 0.0 <= worker_value(busy, cpu, wall, peak, threads, in_app, limit, queue, most) <= 1.0
 
 
 def test_smoothing_over_its_time_constant():
