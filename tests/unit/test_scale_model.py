@@ -38,9 +38,15 @@ def test_the_gauge_and_the_refusals_at_a_steady_rate():
     assert loop_bound.refused(250) == 0.0
     assert loop_bound.refused(1000) == pytest.approx(0.5)             # half beyond capacity
     limited = model.Pod(workers=1, cores=1, dependency_ms=1000, limit=2)
-    # 1 Erlang on 2 slots: B = 0.2 refused, 0.8 Erlang carried, over 2 slots: 0.4
+    # 1 Erlang on 2 slots: B = 0.2 refused; a tick's peak (1 + 1.28) / 2 is past the limit
     assert limited.refused(1.0) == pytest.approx(0.2)
-    assert limited.saturation(1.0) == pytest.approx(0.4)
+    assert limited.saturation(1.0) == 1.0
+    roomy = model.Pod(workers=1, cores=1, dependency_ms=1000, limit=16)
+    # 4 Erlangs on 16 slots: peak (4 + 1.28 * 2) / 16 = 0.41; B(16, 4) ~ 1e-6, nearly no jump
+    assert roomy.saturation(4.0) == pytest.approx(0.41, abs=1e-3)
+    # 8 Erlangs: peak (8 + 1.28 * 2.83) / 16 = 0.726; B(16, 8) = 0.0045, 0.036 refused a
+    # second, p = 0.0355, jump 0.0355 / (1 - 0.9645 * 0.8187) = 0.168: 0.726 + 0.274 * 0.168
+    assert roomy.saturation(8.0) == pytest.approx(0.772, abs=2e-3)
 
 
 def test_targets():
