@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from tests.support.holder import Holder, send
-from tests.support.metrics import samples
-from tests.support.servers import free_port, start_server
+from tests.support.holder import Holder, held_servers, send
+from tests.support.metrics import by_label, samples
+from tests.support.servers import free_port
 from tests.support.sockets import Reader
 from tests.support.waiting import wait_until
 
@@ -21,28 +21,14 @@ def scrape(server) -> str:
     return server.get("/metrics").text
 
 
-def by_label(text: str, name: str) -> dict[str, float]:
-    """{first label's value: sample} of one family."""
-    return {key.split('"')[1]: v for key, v in samples(text, name).items()}
-
-
 def one(text: str, name: str) -> float:
     return samples(text, name)[""]
 
 
 @pytest.fixture
 def serve(tmp_path):
-    servers = []
-
-    def start(*args, app=LIMITS):
-        server = start_server(tmp_path, "--workers", "2", *args, app=app,
-                              env={"FASTSOCK_TEST_DIR": str(tmp_path)})
-        servers.append(server)
-        return server
-    yield start
-    (tmp_path / "release").write_text("1")
-    for server in servers:
-        server.stop()
+    with held_servers(tmp_path, LIMITS) as start:
+        yield start
 
 
 @pytest.mark.parametrize("app, path, kind", [

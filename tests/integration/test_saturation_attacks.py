@@ -18,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support.holder import Holder
-from tests.support.metrics import samples
-from tests.support.servers import ROOT, children, free_port, start_server
+from tests.support.holder import Holder, held_servers
+from tests.support.metrics import assert_saturation_sane as assert_sane
+from tests.support.metrics import by_label, samples
+from tests.support.servers import ROOT, children, free_port
 from tests.support.sockets import Reader
 from tests.support.waiting import wait_until
 
@@ -34,11 +35,6 @@ IDLE = {"inline": 1, "async": 0, "thread": 0, "wsgi": 0, "asgi": 0}    # the scr
 
 
 # ------------------------------------------------------------------------------ reading figures
-
-def by_label(text: str, name: str) -> dict[str, float]:
-    """{first label's value: sample} of one family."""
-    return {key.split('"')[1]: v for key, v in samples(text, name).items()}
-
 
 def raw_get(port: int, path: str, timeout: float = 10.0, host: str = "127.0.0.1",
             family: int = socket.AF_INET) -> tuple[int, bytes]:
@@ -59,19 +55,6 @@ def scrape(server, port: int | None = None, timeout: float = 10.0) -> str:
 
 def in_flight(text: str) -> dict[str, float]:
     return by_label(text, "fastsock_requests_in_flight")
-
-
-def assert_sane(text: str) -> None:
-    """Every saturation figure finite and within [0, 1]; no count below 0."""
-    values = list(samples(text, "fastsock_saturation").values()) + \
-        list(samples(text, "fastsock_worker_saturation").values())
-    for v in values:
-        assert math.isfinite(v) and 0.0 <= v <= 1.0, text
-    for name in ("fastsock_requests_in_flight", "fastsock_thread_pool_jobs",
-                 "fastsock_async_tasks", "fastsock_accept_queue_length",
-                 "fastsock_worker_busy_seconds_total"):
-        for v in samples(text, name).values():
-            assert math.isfinite(v) and v >= 0, (name, text)
 
 
 def worker_pids(server) -> list[int]:
@@ -118,17 +101,8 @@ class Scraper:
 
 @pytest.fixture
 def serve(tmp_path):
-    servers = []
-
-    def start(*args, app=APP, workers="2"):
-        server = start_server(tmp_path, "--workers", workers, *args, app=app,
-                              env={"FASTSOCK_TEST_DIR": str(tmp_path)})
-        servers.append(server)
-        return server
-    yield start
-    (tmp_path / "release").write_text("1")
-    for server in servers:
-        server.stop()
+    with held_servers(tmp_path, APP) as start:
+        yield start
 
 
 # ------------------------------------------------------------------------- ways a request ends

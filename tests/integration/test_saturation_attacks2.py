@@ -6,7 +6,6 @@ ticking, and frequent scrapes, do not). Real servers of 2 workers, real sockets;
 scraped every 100 ms on --metrics-port all along, every figure checked finite and in [0, 1]."""
 from __future__ import annotations
 
-import math
 import os
 import signal
 import socket
@@ -16,8 +15,10 @@ import time
 
 import pytest
 
-from tests.support.metrics import samples
-from tests.support.servers import children, free_port, start_server
+from tests.support.holder import held_servers
+from tests.support.metrics import assert_saturation_sane as assert_sane
+from tests.support.metrics import by_label, samples
+from tests.support.servers import children, free_port
 from tests.support.sockets import Reader
 from tests.support.waiting import wait_until
 
@@ -28,11 +29,6 @@ FALL_WITHIN = 30.0      # seconds: the 5 s average from 1.0 to 0.2 takes 8 s
 
 # ------------------------------------------------------------------------------ reading figures
 
-def by_label(text: str, name: str) -> dict[str, float]:
-    """{first label's value: sample} of one family."""
-    return {key.split('"')[1]: v for key, v in samples(text, name).items()}
-
-
 def scrape(port: int, timeout: float = 5.0) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -41,10 +37,6 @@ def scrape(port: int, timeout: float = 5.0) -> str:
     return body.decode()
 
 
-def assert_sane(text: str) -> None:
-    for v in list(samples(text, "fastsock_saturation").values()) + \
-            list(samples(text, "fastsock_worker_saturation").values()):
-        assert math.isfinite(v) and 0.0 <= v <= 1.0, text
 
 
 class Watcher:
@@ -110,22 +102,16 @@ class Watcher:
 @pytest.fixture
 def serve(tmp_path):
     """serve(*args) -> (server, metrics port): 2 workers of APP."""
-    servers = []
-
-    def start(*args, env=None, preexec_fn=None):
-        metrics = free_port()
-        server = start_server(tmp_path, "--workers", "2", "--metrics-port", str(metrics),
-                              *args, app=APP, preexec_fn=preexec_fn,
-                              env={"FASTSOCK_TEST_DIR": str(tmp_path), **(env or {})})
-        servers.append(server)
-        server.metrics = metrics
-        wait_until(lambda: len(children(server.proc.pid)) == 2, timeout=20,
-                   what="2 workers", server=server)
-        return server, metrics
-    yield start
-    (tmp_path / "release").write_text("1")
-    for server in servers:
-        server.stop()
+    with held_servers(tmp_path, APP) as held:
+        def start(*args, env=None, preexec_fn=None):
+            metrics = free_port()
+            server = held("--metrics-port", str(metrics), *args, env=env,
+                          preexec_fn=preexec_fn)
+            server.metrics = metrics
+            wait_until(lambda: len(children(server.proc.pid)) == 2, timeout=20,
+                       what="2 workers", server=server)
+            return server, metrics
+        yield start
 
 
 class Conn:

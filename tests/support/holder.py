@@ -1,8 +1,31 @@
 """Requests held in the app (tests/apps/limits.py's /hold routes) over real sockets."""
+import contextlib
 import socket
 import time
 
+from tests.support.servers import start_server
 from tests.support.sockets import Reader
+
+
+@contextlib.contextmanager
+def held_servers(tmp_path, app: str):
+    """start(*args, app=app, workers="2", **kw) -> a server whose handlers note and wait in
+    tmp_path ($FASTSOCK_TEST_DIR); on the way out, every hold is released and every server
+    stopped."""
+    servers = []
+
+    def start(*args, app=app, workers="2", env=None, preexec_fn=None):
+        server = start_server(tmp_path, "--workers", workers, *args, app=app,
+                              preexec_fn=preexec_fn,
+                              env={"FASTSOCK_TEST_DIR": str(tmp_path), **(env or {})})
+        servers.append(server)
+        return server
+    try:
+        yield start
+    finally:
+        (tmp_path / "release").write_text("1")
+        for server in servers:
+            server.stop()
 
 
 def send(server, path: str) -> socket.socket:

@@ -1,5 +1,6 @@
 """Reading Prometheus text exposition; the queries of the Grafana dashboard."""
 import json
+import math
 from pathlib import Path
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
@@ -14,6 +15,24 @@ def samples(text: str, name: str) -> dict:
             key, _, value = line.rpartition(" ")
             out[key[len(name):]] = float(value)
     return out
+
+
+def by_label(text: str, name: str) -> dict[str, float]:
+    """{first label's value: sample} of one family."""
+    return {key.split('"')[1]: v for key, v in samples(text, name).items()}
+
+
+def assert_saturation_sane(text: str) -> None:
+    """Every saturation figure finite and within [0, 1]; no count below 0."""
+    values = list(samples(text, "fastsock_saturation").values()) + \
+        list(samples(text, "fastsock_worker_saturation").values())
+    for v in values:
+        assert math.isfinite(v) and 0.0 <= v <= 1.0, text
+    for name in ("fastsock_requests_in_flight", "fastsock_thread_pool_jobs",
+                 "fastsock_async_tasks", "fastsock_accept_queue_length",
+                 "fastsock_worker_busy_seconds_total"):
+        for v in samples(text, name).values():
+            assert math.isfinite(v) and v >= 0, (name, text)
 
 
 def mix(k: int) -> int:
