@@ -44,7 +44,7 @@ extensions = [
     for name in ("_json", "_fields", "_message", "_head", "_parser", "_outbuf", "_wsdeflate",
                  "_writer", "_wsframes", "_wshandshake", "_proxy", "_shared", "_accept",
                  "_handoff", "_context", "_stream_out", "_accesslog", "_requestids", "_wsconn",
-                 "_wsawait", "_tlsctx", "_tls", "_listener", "_saturation",
+                 "_wsawait", "_tlsctx", "_tls", "_listener", "_saturation", "_steps",
                  "_lifecycle", "_conn", "_bridge", "_conn_io", "_loop")
 ]
 # Plain Python modules that run once per request (the dispatcher and its layers, the WSGI

@@ -2,8 +2,8 @@
 where timings drift. Compares fastsock with metrics on and off, the access log (JSON and text),
 the concurrency cap, and a JSON route against its plain-text twin, and JSON of floats,
 datetimes and dataclasses (json_rich), each with orjson when it is installed and with the
-built-in encoder, on the same fixed workload: N keep-alive requests, 16 pipelined per write
-(--depth), over one connection.
+built-in encoder, an `async def` route and a FastAPI one (the asyncio path), on the same fixed
+workload: N keep-alive requests, 16 pipelined per write (--depth), over one connection.
 
     python bench/instructions.py [--requests 20000] [--depth 16] [--baseline DIR]
 
@@ -38,7 +38,9 @@ VARIANTS = {"metrics on": ([], "examples.hello:app", ROOT),
             "JSON route": ([], "json_hello:app", ROOT),
             "JSON route, built-in encoder": ([], "json_hello_builtin:app", ROOT),
             "rich JSON route": ([], "json_rich:app", ROOT),
-            "rich JSON, built-in encoder": ([], "json_rich:builtin_app", ROOT)}
+            "rich JSON, built-in encoder": ([], "json_rich:builtin_app", ROOT),
+            "async route": ([], "async_hello:app", ROOT),
+            "FastAPI route": ([], "fastapi_hello:app", ROOT)}
 
 
 def free_port() -> int:
@@ -113,6 +115,8 @@ def main() -> int:
     if args.baseline:
         variants["before, metrics on"] = ([], "examples.hello:app", args.baseline.resolve())
         variants["before, JSON route"] = ([], "json_hello:app", args.baseline.resolve())
+        variants["before, async route"] = ([], "async_hello:app", args.baseline.resolve())
+        variants["before, FastAPI route"] = ([], "fastapi_hello:app", args.baseline.resolve())
     results = {name: count(flags, app, root, args.requests, args.depth)
                for name, (flags, app, root) in variants.items()}
     base = results["metrics off"]
@@ -135,6 +139,9 @@ def main() -> int:
         before_json = results["before, JSON route"]
         print(f"JSON route, now / before: {results['JSON route'] / before_json:.3f}x; "
               f"built-in encoder, now / before: {builtin / before_json:.3f}x")
+        for route in ("async route", "FastAPI route"):
+            print(f"{route}, now / before: "
+                  f"{results[route] / results[f'before, {route}']:.3f}x")
     return 0
 
 

@@ -2,6 +2,7 @@
 # to it. ConnIO (_resume) and the Loop (_turn, _timers, _keep_aio) extend it: the hooks at the end.
 
 from fastsock._conn cimport Connection
+from fastsock._steps cimport StepClock
 
 
 cdef class Bridge:
@@ -21,9 +22,12 @@ cdef class Bridge:
     cdef bint in_turn               # handling the events of one epoll_wait
     cdef double idle                # seconds the thread waited for events (saturation's
                                     # busy time is the rest): timed around epoll_wait; while
-                                    # asyncio runs the thread, its time off the CPU
-    cdef double aio_wall            # while in asyncio: the clock and the thread's CPU time
-    cdef double aio_cpu             # when its idle time was last counted (_aio_idle)
+                                    # asyncio runs the thread, what neither its CPU time nor
+                                    # the time in task steps and turns accounts for
+    cdef readonly StepClock steps   # the asyncio loop's task factory: time in task steps
+    cdef double aio_wall            # while in asyncio: the clock, the thread's CPU time and
+    cdef double aio_cpu             # the time in steps when its idle time was last counted
+    cdef double aio_stepped         # (_aio_idle)
 
     cdef int _open_bridge(self) except -1
     cdef int _run_aio(self, int epfd) except -1

@@ -10,6 +10,7 @@ Connections answered meanwhile are sent in a batch: once every ready handler has
 from fastsock._sys cimport (
     close, eventfd, read, write, errno, EFD_NONBLOCK, EFD_CLOEXEC, monotonic, thread_cpu,
 )
+from fastsock._steps cimport StepClock
 
 import logging
 from collections import deque
@@ -30,6 +31,7 @@ cdef class Bridge:
     cdef int _open_bridge(self) except -1:
         self.inbox = deque()
         self.resumed = []
+        self.steps = StepClock()
         self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if self.wake_fd < 0:
             raise OSError(errno, "eventfd")
@@ -43,6 +45,7 @@ cdef class Bridge:
         self.in_aio = True
         self.aio_stopping = False
         self.aio_wall, self.aio_cpu = monotonic(), thread_cpu()
+        self.aio_stepped = self.steps.seconds
         aio.add_reader(epfd, self._aio_readable)
         self.aio_tick = aio.call_later(max(0.0, self._timers()), self._aio_tick)
         try:
@@ -60,18 +63,24 @@ cdef class Bridge:
 
     cdef void _aio_idle(self, double now) noexcept:
         """While asyncio runs the thread its waits are not timed here (uvloop's are out of
-        reach): the thread's time off the CPU since the last count is taken as waiting. (A
-        blocking call in an async handler counts as idle this way: it is a bug that the
-        watchdog, not the scaling signal, is for.)"""
-        cdef double cpu = thread_cpu()
-        cdef double off = (now - self.aio_wall) - (cpu - self.aio_cpu)
+        reach). Busy since the last count is at least the thread's CPU time, and at least the
+        time in task steps and in the epoll loop's turns (a handler blocked off the CPU, a
+        synchronous sleep in an `async def`, holds the loop all the same): the larger of the
+        two; the rest is waiting."""
+        cdef double cpu = thread_cpu(), stepped = self.steps.seconds
+        cdef double off = (now - self.aio_wall) - max(cpu - self.aio_cpu,
+                                                      stepped - self.aio_stepped)
         if off > 0:
             self.idle += off
-        self.aio_wall, self.aio_cpu = now, cpu
+        self.aio_wall, self.aio_cpu, self.aio_stepped = now, cpu, stepped
 
     def _aio_readable(self):
-        self._turn(0)
-        self._aio_check()
+        cdef double began = monotonic()     # a turn runs inline handlers: timed as a step
+        try:
+            self._turn(0)
+            self._aio_check()
+        finally:
+            self.steps.seconds += monotonic() - began
 
     def _aio_tick(self):
         cdef double wait = self._timers()

@@ -94,6 +94,9 @@ class Runner:
             asyncio.set_event_loop(self._aio)
             if self.loop is not None:
                 self.loop.aio = self._aio
+            steps = getattr(self.loop, "steps", None)   # a Loop's (not the test client's)
+            if steps is not None:       # its tasks' steps timed: busy time while in asyncio
+                self._aio.set_task_factory(steps)
         return self._aio
 
     def hold_aio(self) -> None:

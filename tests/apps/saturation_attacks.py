@@ -11,6 +11,7 @@ from fastsock.websocket import WebSocket
 
 app = App()
 parked: list[asyncio.Event] = []
+background: set[asyncio.Task] = set()
 
 
 def _ms(query: dict, default: int = 1) -> float:
@@ -60,6 +61,28 @@ async def async_blocking(req):
     """A bug the busy time may not see: a synchronous sleep in an async handler."""
     time.sleep(_ms(req.query, 50))
     return "blocked\n"
+
+
+@app.get("/async-blocking-later")
+async def async_blocking_later(req):
+    """The same bug in a task of the app's own, after the response: a background job."""
+    background.add(asyncio.get_running_loop().create_task(_block_later(_ms(req.query, 50))))
+    return "started\n"
+
+
+async def _block_later(seconds: float) -> None:
+    await asyncio.sleep(0)
+    time.sleep(seconds)
+    background.discard(asyncio.current_task())
+
+
+@app.get("/own-task-factory")
+async def own_task_factory(req):
+    """An app that sets a task factory of its own on the worker's loop (replacing fastsock's:
+    blocking steps read idle again, docs/saturation.md); its later tasks must run as before."""
+    asyncio.get_running_loop().set_task_factory(
+        lambda loop, coro, **kwargs: asyncio.Task(coro, loop=loop, **kwargs))
+    return "set\n"
 
 
 @app.get("/thread-spin", threaded=True)
