@@ -6,6 +6,7 @@ built-in encoder, an `async def` route and a FastAPI one (the asyncio path), on 
 workload: N keep-alive requests, 16 pipelined per write (--depth), over one connection.
 
     python bench/instructions.py [--requests 20000] [--depth 16] [--baseline DIR]
+                                 [--asyncio-only [--repeat 3]]
 
 --depth 1 sends each request after the last response: one turn of the loop per request, where
 what the loop does per turn weighs most.
@@ -18,6 +19,7 @@ import argparse
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,12 +107,37 @@ def count(flags: list[str], app: str, root: Path, n: int, depth: int) -> int:
     return (totals[1] - totals[0]) // n
 
 
+ASYNCIO_ROUTES = {"async route": "async_hello:app", "FastAPI route": "fastapi_hello:app"}
+
+
+def asyncio_only(args) -> int:
+    """The asyncio path alone: each route --repeat times (medians), now and --baseline."""
+    roots = {"": ROOT} | ({"before, ": args.baseline.resolve()} if args.baseline else {})
+    print(f"# instructions per request (callgrind), {args.requests} requests, "
+          f"{args.depth} pipelined, median of {args.repeat}")
+    for route, app in ASYNCIO_ROUTES.items():
+        medians = {}
+        for label, root in roots.items():
+            runs = [count([], app, root, args.requests, args.depth) for _ in range(args.repeat)]
+            medians[label] = statistics.median(runs)
+            print(f"{label}{route:<20} {medians[label]:>9.0f}  runs {runs}")
+        if args.baseline:
+            print(f"{route}, now / before: {medians[''] / medians['before, ']:.3f}x")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--depth", type=int, default=16, help="requests pipelined per write")
     ap.add_argument("--baseline", type=Path, help="another checkout's fastsock, built in place")
+    ap.add_argument("--asyncio-only", action="store_true",
+                    help="only the async and FastAPI routes (and their befores), --repeat times")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per route, with --asyncio-only "
+                    "(the asyncio path's batches follow timing: its counts vary a little)")
     args = ap.parse_args()
+    if args.asyncio_only:
+        return asyncio_only(args)
     variants = dict(VARIANTS)
     if args.baseline:
         variants["before, metrics on"] = ([], "examples.hello:app", args.baseline.resolve())

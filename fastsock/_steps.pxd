@@ -7,3 +7,4 @@ cdef class StepClock:
 cdef class TimedCoroutine:
     cdef StepClock clock
     cdef object coro
+    cdef object __weakref__         # weakly referenced as the coroutine itself can be

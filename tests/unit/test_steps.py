@@ -16,7 +16,7 @@ import anyio
 import pytest
 import uvloop
 
-from fastsock._steps import StepClock
+from fastsock._steps import StepClock, TimedCoroutine
 
 
 @pytest.fixture(params=[asyncio.new_event_loop, uvloop.new_event_loop],
@@ -211,3 +211,38 @@ def test_a_finished_task_leaves_nothing_behind(timed_loop):
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_the_apps_traceback_has_no_frame_of_the_stand_in(timed_loop):
+    """The task sends through the stand-in's C slot: what the app raised reaches the task (and
+    the error log) with the app's frames only."""
+    loop, _ = timed_loop
+
+    async def fails_in_the_app():
+        await asyncio.sleep(0)
+        raise KeyError("the app's")
+
+    with pytest.raises(KeyError) as raised:
+        run(loop, fails_in_the_app())
+    frames = [str(entry.path) for entry in raised.traceback]
+    assert not any("_steps.pyx" in name for name in frames), frames
+    assert raised.traceback[-1].name == "fails_in_the_app"
+
+
+def test_the_stand_in_is_weakly_referable_and_safe_when_made_by_hand(timed_loop):
+    loop, _ = timed_loop
+
+    async def inspected():
+        coro = asyncio.current_task().get_coro()
+        return weakref.ref(coro)() is coro
+
+    assert run(loop, inspected()) is True
+    made = TimedCoroutine()                 # no factory, no coroutine: an error, not a crash
+    with pytest.raises(AttributeError):
+        made.send(None)
+
+    async def awaits_it():
+        await made
+
+    with pytest.raises(AttributeError):
+        run(loop, awaits_it())
