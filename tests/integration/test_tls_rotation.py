@@ -116,8 +116,10 @@ def test_sighup_new_workers_serve_the_new_certificate(serve, pki, tmp_path):
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     install(old, cert, key)
     server = start_tls(serve, [Pair(cert, key, old.leaf)])
+    # the port answers once the master listens, maybe before it has forked both workers
+    wait_until(lambda: len(set(children(server.proc.pid))) == 2, timeout=30,
+               what="both workers started", server=server)
     before = set(children(server.proc.pid))
-    assert len(before) == 2
     install(new, cert, key)
     server.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: len(set(children(server.proc.pid))) == 2
@@ -133,6 +135,8 @@ def test_sighup_with_a_bad_file_keeps_the_old_certificate(serve, pki, tmp_path):
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     install(old, cert, key)
     server = start_tls(serve, [Pair(cert, key, old.leaf)])
+    wait_until(lambda: len(set(children(server.proc.pid))) == 2, timeout=30,
+               what="both workers started", server=server)
     before = set(children(server.proc.pid))
     cert.write_bytes(b"not a certificate")
     server.proc.send_signal(signal.SIGHUP)

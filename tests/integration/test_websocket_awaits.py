@@ -6,6 +6,7 @@ from contextlib import ExitStack
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.support.servers import start_server
@@ -71,6 +72,9 @@ def test_receive_runs_as_a_task_and_sends_gather_in_order(server):
     with connect(url(server, "/task")) as ws:
         ws.send("y")
         assert [ws.recv(), ws.recv(), ws.recv()] == ["task got y", "second", "third"]
+        # the handler's Close, awaited here: leaving the block first would close with 1000
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
     assert ws.close_code == 4001
 
 
