@@ -12,6 +12,7 @@ import weakref
 
 from fastsock import App
 from fastsock.websocket import WebSocket
+from tests.apps.saturation_attacks import async_blocking
 
 app = App()
 REQUEST_ID = contextvars.ContextVar("request_id", default=None)
@@ -290,11 +291,8 @@ def factory_restore(req):
 
 # --------------------------------------------------------------------------- 3. the figure
 
-@app.get("/blocking")
-async def blocking(req):
-    """The bug the figure must see: a synchronous sleep in an async def."""
-    time.sleep(_ms(req.query, 50))
-    return "blocked\n"
+# the bug the figure must see, a synchronous sleep in an async def: saturation_attacks' own
+app.get("/blocking")(async_blocking)
 
 
 @app.get("/awaiting")
